@@ -1,0 +1,48 @@
+# The two commands of the README: `make run` and `make test`. Both work on a fresh Debian machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# What the tests need from Debian: a real browser, ffprobe, a Redis server.
+TEST_DEBS := chromium ffmpeg redis-server
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test setup test-setup system-test-deps lint clean
+
+run: setup
+	$(VENV)/bin/mediaserver serve --dev
+
+test: test-setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+setup: $(VENV)/.installed
+
+test-setup: system-test-deps $(VENV)/.installed-test
+
+$(VENV)/bin/python:
+	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv python3-dev; }
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(VENV)/.installed $@
+
+system-test-deps:
+	@missing=""; for p in $(TEST_DEBS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,1 @@
+"""Load generator and capacity reports (see docs/benchmarks.md)."""

@@ -1,0 +1,1 @@
+"""Media plane: the SFU worker (ICE-lite, DTLS-SRTP, RTP/RTCP forwarding)."""

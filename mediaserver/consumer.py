@@ -1,0 +1,210 @@
+"""Consumer: one outgoing copy of a Producer towards one subscriber transport.
+
+Rewrites SSRC, payload type, sequence number and timestamp so the subscriber sees one
+continuous stream across pauses and restarts, lays out the subscriber's own header extension
+ids, answers NACKs from the Producer's cache (RTX when negotiated, RFC 4588) and writes
+sender reports whose NTP/RTP mapping follows the publisher's, so lip sync survives the hop.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import TYPE_CHECKING
+
+from .params import ConsumerParams
+from .rtp.codecs import is_keyframe
+from .rtp.packet import (
+    EXT_ABS_SEND_TIME,
+    EXT_AUDIO_LEVEL,
+    EXT_MID,
+    EXT_TRANSPORT_CC,
+    RTP_HEADER,
+    U16,
+    ExtensionWriter,
+    payload_offset,
+)
+from .rtp.rtcp import build_sr
+
+if TYPE_CHECKING:
+    from .producer import Producer
+    from .transport import WebRtcTransport
+
+
+class Consumer:
+    def __init__(self, consumer_id: str, producer: Producer, transport: WebRtcTransport,
+                 params: ConsumerParams) -> None:
+        self.id = consumer_id
+        self.producer = producer
+        self.transport = transport
+        self.params = params
+        self.kind = producer.kind
+        self.mid = params.mid
+        self.clock_rate = producer.clock_rate
+        self.codec_name = producer.codec.name
+        self.payload_type = params.codec.payload_type
+        self.rtx_payload_type = params.codec.rtx_payload_type
+        self.ssrc = params.ssrc or random.getrandbits(32) or 1
+        self.rtx_ssrc = params.rtx_ssrc if self.rtx_payload_type else None
+        if self.rtx_payload_type and self.rtx_ssrc is None:
+            self.rtx_ssrc = random.getrandbits(32) or 1
+        self.cname = producer.params.cname or f"ms-{producer.id}"
+        ext = params.extensions
+        self.writer = ExtensionWriter(
+            mid_id=ext.get(EXT_MID, 0),
+            mid=params.mid,
+            abs_send_time_id=ext.get(EXT_ABS_SEND_TIME, 0),
+            transport_cc_id=ext.get(EXT_TRANSPORT_CC, 0),
+            audio_level_id=ext.get(EXT_AUDIO_LEVEL, 0) if self.kind == "audio" else 0,
+        )
+        self._x_bit = 0x10 if self.writer.template else 0
+        self._tcc = bool(ext.get(EXT_TRANSPORT_CC))
+        self.paused = params.paused
+        self.closed = False
+        # Video restarts only on a keyframe, so the subscriber's decoder never gets a frame
+        # that references pictures it did not see.
+        self.waiting_keyframe = self.kind == "video"
+        self.started = False
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.start_seq = 0
+        self.next_seq = random.getrandbits(15)  # RFC 3550: random initial values
+        self.last_ts = random.getrandbits(31)
+        self.last_in_ts = 0
+        self.last_time = 0.0
+        self.rtx_seq = random.getrandbits(15)
+        # counters read by stats and metrics
+        self.packets = 0
+        self.bytes = 0
+        self.retransmitted = 0
+        self.nacks_received = 0
+        self.plis_received = 0
+        self.remote_fraction_lost = 0
+        self.remote_packets_lost = 0
+        self.rtt: float | None = None
+
+    # ---- packet path ------------------------------------------------------------------
+
+    def forward(self, data: bytes, seq: int, ts: int, offset: int,
+                abs_time: bytes | None, level: bytes | None) -> None:
+        if self.paused:
+            return
+        if not self.started:
+            if self.waiting_keyframe and not is_keyframe(self.codec_name, data[offset:offset + 64]):
+                return
+            self._start(seq, ts)
+        elif ((seq - self.start_seq) & 0xFFFF) >= 0x8000:
+            return  # from before this consumer (re)started: its output seq would collide
+        out_seq = (seq + self.seq_offset) & 0xFFFF
+        out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
+        if ((out_seq - self.next_seq) & 0xFFFF) < 0x8000:
+            self.next_seq = (out_seq + 1) & 0xFFFF
+            self.last_ts = out_ts
+            self.last_in_ts = ts
+            self.last_time = time.monotonic()
+        self._send(data, out_seq, out_ts, offset, abs_time, level, self.ssrc, self.payload_type,
+                   b"")
+
+    def _send(self, data: bytes, seq: int, ts: int, offset: int, abs_time: bytes | None,
+              level: bytes | None, ssrc: int, pt: int, prefix: bytes) -> None:
+        transport = self.transport
+        if self._x_bit:
+            tcc = transport.next_tcc_seq() if self._tcc else 0
+            ext = self.writer.render(abs_time, tcc, level)
+        else:
+            ext = b""
+        header = RTP_HEADER.pack(0x80 | (data[0] & 0x20) | self._x_bit,
+                                 (data[1] & 0x80) | pt, seq, ts, ssrc)
+        packet = header + ext + prefix + data[offset:]
+        self.packets += 1
+        self.bytes += len(packet)
+        transport.send_rtp(packet)
+
+    def _start(self, seq: int, ts: int) -> None:
+        """Map the producer's numbering onto ours so our output stays continuous."""
+        now = time.monotonic()
+        self.seq_offset = (self.next_seq - seq) & 0xFFFF
+        if self.last_time:
+            elapsed = int((now - self.last_time) * self.clock_rate)
+            out_ts = (self.last_ts + max(1, elapsed)) & 0xFFFFFFFF
+        else:
+            out_ts = self.last_ts
+        self.ts_offset = (out_ts - ts) & 0xFFFFFFFF
+        self.start_seq = seq
+        self.started = True
+
+    # ---- control ------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        self.started = False
+        self.waiting_keyframe = self.kind == "video"
+        if self.waiting_keyframe:
+            self.producer.request_keyframe()
+
+    def request_keyframe(self) -> None:
+        self.plis_received += 1
+        self.producer.request_keyframe()
+
+    def on_nack(self, seqs: list[int]) -> None:
+        """Resend from the Producer's cache (RFC 4585 6.2.1), wrapped in RTX when negotiated."""
+        self.nacks_received += 1
+        buffer = self.producer.buffer
+        if buffer is None or not self.started:
+            return
+        now = time.monotonic()
+        for out_seq in seqs:
+            in_seq = (out_seq - self.seq_offset) & 0xFFFF
+            if ((in_seq - self.start_seq) & 0xFFFF) >= 0x8000:
+                continue
+            data = buffer.get(in_seq, now)
+            if data is None:
+                continue
+            ts = (int.from_bytes(data[4:8], "big") + self.ts_offset) & 0xFFFFFFFF
+            offset = payload_offset(data)
+            self.retransmitted += 1
+            if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
+                self._send(data, self.rtx_seq, ts, offset, None, None, self.rtx_ssrc,
+                           self.rtx_payload_type, U16.pack(out_seq))
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            else:
+                self._send(data, out_seq, ts, offset, None, None, self.ssrc,
+                           self.payload_type, b"")
+
+    def on_receiver_report(self, fraction_lost: int, packets_lost: int, lsr: int, dlsr: int,
+                           ntp_middle_now: int) -> None:
+        self.remote_fraction_lost = fraction_lost
+        self.remote_packets_lost = packets_lost
+        if lsr:
+            # RFC 3550 6.4.1: RTT = now - LSR - DLSR, all in 1/65536 s
+            rtt = ((ntp_middle_now - lsr - dlsr) & 0xFFFFFFFF) / 65536.0
+            if rtt < 60:
+                self.rtt = rtt
+
+    def sender_report(self, now: float, ntp_now: int) -> bytes | None:
+        """An SR whose RTP time maps to the same instant the publisher's SR maps it to."""
+        if not self.started or self.packets == 0:
+            return None
+        p = self.producer
+        if p.sr_ntp is not None:
+            elapsed = now - p.sr_time
+            ntp = p.sr_ntp + int(elapsed * (1 << 32))
+            rtp = p.sr_rtp + int(elapsed * self.clock_rate) + self.ts_offset
+        else:
+            # No SR from the publisher yet: extrapolate from the last packet we forwarded.
+            ntp = ntp_now
+            rtp = self.last_ts + int((now - self.last_time) * self.clock_rate)
+        return build_sr(self.ssrc, ntp, rtp, self.packets, self.bytes)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.producer.remove_consumer(self)
+        self.transport.remove_consumer(self)
+        self.transport.worker.forget_consumer(self)

@@ -1,0 +1,235 @@
+"""Producer: one incoming track. Receives RTP on the packet path and fans it out.
+
+Owns what is per incoming stream: receive statistics for receiver reports (RFC 3550 A.3, A.8),
+the retransmission cache, gap tracking for upstream NACKs and the keyframe-request throttle.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .params import ProducerParams
+from .rtp.packet import (
+    EXT_ABS_SEND_TIME,
+    EXT_AUDIO_LEVEL,
+    SEQ_TS_SSRC,
+    U16,
+    find_extension,
+    payload_offset,
+)
+from .rtp.retransmit import RetransmitBuffer
+from .rtp.rtcp import ReportBlock, SenderReport, ntp_to_middle32
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .transport import WebRtcTransport
+
+# A gap larger than this is a stream restart (new encoder, reset sequence), not loss worth NACKing.
+MAX_NACK_GAP = 256
+# Keyframe requests closer together than this are merged (a browser answers each PLI with a
+# full keyframe, several times the size of a delta frame).
+KEYFRAME_INTERVAL = 0.5
+# Give up NACKing a packet after this many requests or this age.
+NACK_MAX_TRIES = 8
+NACK_MAX_AGE = 1.0
+NACK_RETRY = 0.05
+
+
+class Producer:
+    def __init__(self, producer_id: str, transport: WebRtcTransport, params: ProducerParams,
+                 router_id: str) -> None:
+        self.id = producer_id
+        self.transport = transport
+        self.router_id = router_id
+        self.params = params
+        self.kind = params.kind
+        self.codec = params.codec
+        self.clock_rate = params.codec.clock_rate
+        self.ssrc: int | None = params.ssrc
+        self.rtx_ssrc: int | None = params.rtx_ssrc
+        self.consumers: tuple[Consumer, ...] = ()
+        self.paused = False
+        self.closed = False
+        self._abs_id = params.extensions.get(EXT_ABS_SEND_TIME, 0)
+        self._level_id = params.extensions.get(EXT_AUDIO_LEVEL, 0)
+        self.buffer = RetransmitBuffer() if params.kind == "video" else None
+        self.nack_enabled = params.codec.nack and params.kind == "video"
+        # receive statistics (RFC 3550 appendix A.3)
+        self.packets = 0
+        self.bytes = 0
+        self.retransmitted_in = 0
+        self.base_seq = -1
+        self.highest = -1  # extended highest sequence number
+        self.received = 0
+        self._expected_prior = 0
+        self._received_prior = 0
+        self.jitter = 0.0
+        self._transit: float | None = None
+        self.fraction_lost = 0
+        # last sender report, for LSR/DLSR and for consumers' SR timestamp mapping
+        self.sr_ntp: int | None = None
+        self.sr_rtp = 0
+        self.sr_time = 0.0
+        # upstream NACK state: seq -> [first missing time, last nack time, tries]
+        self.missing: dict[int, list[float]] = {}
+        self.nacks_sent = 0
+        self.keyframe_requests = 0
+        self._last_keyframe_request = -1e9
+        self._keyframe_timer = None
+
+    # ---- packet path ------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float, retransmitted: bool = False) -> None:
+        seq, ts, _ssrc = SEQ_TS_SSRC.unpack_from(data, 2)
+        self.packets += 1
+        self.bytes += len(data)
+        highest = self.highest
+        if highest < 0:
+            self.base_seq = self.highest = ext = seq
+        else:
+            diff = ((seq - highest + 0x8000) & 0xFFFF) - 0x8000
+            ext = highest + diff
+            if diff > 0:
+                self.highest = ext
+                if diff > 1 and self.nack_enabled:
+                    self._note_gap(highest + 1, ext, now)
+            elif diff == 0 or ext <= self.base_seq - 1:
+                return  # duplicate, or older than the stream start
+            elif self.missing:
+                self.missing.pop(seq, None)
+        if retransmitted:
+            self.retransmitted_in += 1
+        else:
+            self.received += 1
+            # interarrival jitter in RTP units (RFC 3550 A.8)
+            transit = now * self.clock_rate - ts
+            if self._transit is not None:
+                d = transit - self._transit
+                self.jitter += ((d if d > 0 else -d) - self.jitter) / 16.0
+            self._transit = transit
+        if self.buffer is not None:
+            self.buffer.store(seq, data, now)
+        consumers = self.consumers
+        if self.paused or not consumers:
+            return
+        offset = payload_offset(data)
+        abs_time = find_extension(data, self._abs_id) if self._abs_id else None
+        level = find_extension(data, self._level_id) if self._level_id else None
+        for consumer in consumers:
+            consumer.forward(data, seq, ts, offset, abs_time, level)
+
+    def receive_rtx(self, data: bytes, now: float) -> None:
+        """Unwrap an RTX packet (RFC 4588 section 4) and receive it as the original."""
+        offset = payload_offset(data)
+        if len(data) < offset + 2 or self.ssrc is None:
+            return
+        osn = U16.unpack_from(data, offset)[0]
+        # Rebuild the original: primary payload type and SSRC, original sequence number.
+        b1 = (data[1] & 0x80) | self.codec.payload_type
+        original = (
+            bytes((data[0], b1))
+            + U16.pack(osn)
+            + data[4:8]
+            + self.ssrc.to_bytes(4, "big")
+            + data[12:offset]
+            + data[offset + 2 :]
+        )
+        self.receive(original, now, retransmitted=True)
+
+    def _note_gap(self, first: int, last_exclusive: int, now: float) -> None:
+        if last_exclusive - first > MAX_NACK_GAP:
+            self.missing.clear()
+            self.request_keyframe()
+            return
+        for ext in range(first, last_exclusive):
+            self.missing[ext & 0xFFFF] = [now, 0.0, 0.0]
+        self.transport.worker.nack_pending.add(self)
+
+    # ---- timers and control -------------------------------------------------------------
+
+    def due_nacks(self, now: float) -> list[int]:
+        """Sequence numbers to NACK now; forgets those too old or asked too often."""
+        out = []
+        for seq, entry in list(self.missing.items()):
+            first, last, tries = entry
+            if tries >= NACK_MAX_TRIES or now - first > NACK_MAX_AGE:
+                del self.missing[seq]
+            elif now - last >= NACK_RETRY:
+                entry[1] = now
+                entry[2] = tries + 1
+                out.append(seq)
+        return out
+
+    def request_keyframe(self) -> None:
+        """PLI to the publisher, merged with requests of the last KEYFRAME_INTERVAL."""
+        if self.kind != "video" or self.closed:
+            return
+        now = time.monotonic()
+        wait = self._last_keyframe_request + KEYFRAME_INTERVAL - now
+        if wait <= 0:
+            self._last_keyframe_request = now
+            self.keyframe_requests += 1
+            self.transport.send_keyframe_request(self)
+        elif self._keyframe_timer is None:
+            loop = self.transport.worker.loop
+            self._keyframe_timer = loop.call_later(wait, self._delayed_keyframe_request)
+
+    def _delayed_keyframe_request(self) -> None:
+        self._keyframe_timer = None
+        self.request_keyframe()
+
+    def on_sender_report(self, report: SenderReport, now: float) -> None:
+        self.sr_ntp = report.ntp_timestamp
+        self.sr_rtp = report.rtp_timestamp
+        self.sr_time = now
+
+    def report_block(self, now: float) -> ReportBlock | None:
+        if self.highest < 0 or self.ssrc is None:
+            return None
+        expected = self.highest - self.base_seq + 1
+        lost = expected - self.received - self.retransmitted_in
+        expected_interval = expected - self._expected_prior
+        received_now = self.received + self.retransmitted_in
+        received_interval = received_now - self._received_prior
+        self._expected_prior = expected
+        self._received_prior = received_now
+        lost_interval = expected_interval - received_interval
+        fraction = 0
+        if expected_interval > 0 and lost_interval > 0:
+            fraction = min(255, (lost_interval << 8) // expected_interval)
+        self.fraction_lost = fraction
+        lsr = dlsr = 0
+        if self.sr_ntp is not None:
+            lsr = ntp_to_middle32(self.sr_ntp)
+            dlsr = int((now - self.sr_time) * 65536)
+        lost = max(-0x800000, min(0x7FFFFF, lost))
+        return ReportBlock(self.ssrc, fraction, lost, self.highest & 0xFFFFFFFF,
+                           int(self.jitter), lsr, dlsr)
+
+    @property
+    def packets_lost(self) -> int:
+        if self.highest < 0:
+            return 0
+        return max(0, self.highest - self.base_seq + 1 - self.received - self.retransmitted_in)
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        # Build a new tuple rather than mutating: the packet path may be iterating the old one.
+        self.consumers = (*self.consumers, consumer)
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        self.consumers = tuple(c for c in self.consumers if c is not consumer)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._keyframe_timer is not None:
+            self._keyframe_timer.cancel()
+            self._keyframe_timer = None
+        for consumer in self.consumers:
+            consumer.close()
+        self.consumers = ()
+        self.missing.clear()
+        self.transport.remove_producer(self)
+        self.transport.worker.forget_producer(self)

@@ -1,0 +1,46 @@
+"""Counter totals of a Worker, read from plain integers on its objects when asked.
+
+Objects that close hand their counters to `Worker.retired`, so totals only ever grow, as
+Prometheus counters must.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .producer import Producer
+    from .transport import WebRtcTransport
+    from .worker import Worker
+
+
+def transport_counters(t: WebRtcTransport) -> dict[str, int]:
+    return {"packets_in": t.packets_in, "bytes_in": t.bytes_in, "packets_out": t.packets_out,
+            "bytes_out": t.bytes_out, "rtcp_in": t.rtcp_in, "rtcp_out": t.rtcp_out,
+            "srtp_errors": t.srtp_errors, "nacks_sent": t.nacks_sent, "plis_sent": t.plis_sent}
+
+
+def producer_counters(p: Producer) -> dict[str, int]:
+    return {"packets_lost": p.packets_lost, "rtx_received": p.retransmitted_in}
+
+
+def consumer_counters(c: Consumer) -> dict[str, int]:
+    return {"nacks_received": c.nacks_received, "plis_received": c.plis_received,
+            "retransmissions": c.retransmitted}
+
+
+def worker_stats(worker: Worker) -> dict[str, int]:
+    totals: Counter[str] = Counter(worker.retired)
+    for t in worker.transports.values():
+        totals.update(transport_counters(t))
+    for p in worker.producers.values():
+        totals.update(producer_counters(p))
+    for c in worker.consumers.values():
+        totals.update(consumer_counters(c))
+    out = dict(totals)
+    out.update(transports=len(worker.transports), producers=len(worker.producers),
+               consumers=len(worker.consumers), datagrams_in=worker.datagrams_in,
+               dropped=worker.dropped, errors=worker.errors)
+    return out

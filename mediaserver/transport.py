@@ -1,0 +1,354 @@
+"""WebRtcTransport: one RTCPeerConnection's ICE-lite state, DTLS handshake and SRTP contexts.
+
+The Worker hands it datagrams already demultiplexed by remote address (RFC 7983 first-byte
+ranges); RTP goes to Producers by SSRC, RTCP is terminated here and turned into calls on
+Producers and Consumers. Sending goes straight to the Worker's socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+from aioice import stun
+
+from . import ice
+from .dtls import DtlsEndpoint
+from .params import RemoteParams
+from .rtp.packet import EXT_MID, find_extension
+from .rtp.rtcp import (
+    Bye,
+    Fir,
+    Nack,
+    Pli,
+    ReceiverReport,
+    Remb,
+    SenderReport,
+    TransportCc,
+    build_fir,
+    build_nack,
+    build_pli,
+    build_remb,
+    build_rr,
+    build_sdes_cname,
+    ntp_now,
+    ntp_to_middle32,
+    parse_compound,
+)
+from .srtp import SrtpError, SrtpPair
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .producer import Producer
+    from .worker import Worker
+
+log = logging.getLogger(__name__)
+
+MAX_EARLY_DTLS = 8  # DTLS records kept while the peer's SDP answer is still on its way
+
+
+class WebRtcTransport:
+    def __init__(self, worker: Worker, transport_id: str, router_id: str) -> None:
+        self.worker = worker
+        self.id = transport_id
+        self.router_id = router_id
+        self.local_ufrag, self.local_pwd = ice.new_credentials()
+        self.remote: RemoteParams | None = None
+        self.addrs: set[tuple] = set()
+        self.addr: tuple | None = None
+        self.state = "new"  # new -> connected (DTLS done) -> closed
+        self.created = self.last_stun = time.monotonic()
+        self.dtls: DtlsEndpoint | None = None
+        self.srtp: SrtpPair | None = None
+        self._early_dtls: list[bytes] = []
+        self.rtcp_ssrc = random.getrandbits(32) or 1
+        self.rtcp_cname = f"ms-{transport_id}"
+        self.producers: dict[str, Producer] = {}
+        self.producers_by_ssrc: dict[int, Producer] = {}
+        self.rtx_by_ssrc: dict[int, Producer] = {}
+        self.producers_by_mid: dict[str, Producer] = {}
+        self.mid_ext_id = 0
+        self.consumers: dict[str, Consumer] = {}
+        self.consumers_by_ssrc: dict[int, Consumer] = {}
+        self.tcc_seq = 0
+        self.max_bitrate = worker.config.max_incoming_bitrate
+        # counters (read at scrape time, never pushed from the packet path)
+        self.packets_in = self.bytes_in = 0
+        self.packets_out = self.bytes_out = 0
+        self.rtcp_in = self.rtcp_out = 0
+        self.srtp_errors = 0
+        self.unknown_ssrc = 0
+        self.nacks_sent = 0
+        self.plis_sent = 0
+        self.close_reason = ""
+
+    # ---- control ------------------------------------------------------------------------
+
+    def connect(self, remote: RemoteParams) -> None:
+        """Apply the peer's ICE credentials and DTLS fingerprints from its SDP."""
+        restart = self.remote is not None and remote.ice_ufrag != self.remote.ice_ufrag
+        self.remote = remote
+        if restart:
+            # ICE restart (RFC 8445 9): the peer may move; DTLS and SRTP continue.
+            self.addrs.clear()
+            return
+        if self.dtls is not None:
+            return
+        self.dtls = DtlsEndpoint(
+            self.worker.certificate,
+            remote.dtls_role,
+            remote.fingerprints,
+            send=self._send_raw,
+            on_connected=self._on_dtls_connected,
+            on_failed=self._on_dtls_failed,
+        )
+        if remote.dtls_role == "server" or self.addr is not None:
+            self.dtls.start()
+        early, self._early_dtls = self._early_dtls, []
+        for data in early:
+            self.dtls.receive(data)
+
+    def restart_ice(self) -> tuple[str, str]:
+        """New local credentials for an ICE restart; the old ufrag stops being accepted."""
+        self.worker.unregister_ufrag(self.local_ufrag)
+        self.local_ufrag, self.local_pwd = ice.new_credentials()
+        self.worker.register_ufrag(self)
+        return self.local_ufrag, self.local_pwd
+
+    def add_producer(self, producer: Producer) -> None:
+        self.producers[producer.id] = producer
+        self.producers_by_mid[producer.params.mid] = producer
+        if producer.ssrc is not None:
+            self.producers_by_ssrc[producer.ssrc] = producer
+        if producer.rtx_ssrc is not None:
+            self.rtx_by_ssrc[producer.rtx_ssrc] = producer
+        self.mid_ext_id = producer.params.extensions.get(EXT_MID, self.mid_ext_id)
+
+    def remove_producer(self, producer: Producer) -> None:
+        self.producers.pop(producer.id, None)
+        if self.producers_by_mid.get(producer.params.mid) is producer:
+            del self.producers_by_mid[producer.params.mid]
+        for table in (self.producers_by_ssrc, self.rtx_by_ssrc):
+            for ssrc in [s for s, p in table.items() if p is producer]:
+                del table[ssrc]
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers[consumer.id] = consumer
+        self.consumers_by_ssrc[consumer.ssrc] = consumer
+        if consumer.rtx_ssrc is not None:
+            self.consumers_by_ssrc[consumer.rtx_ssrc] = consumer
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        self.consumers.pop(consumer.id, None)
+        self.consumers_by_ssrc.pop(consumer.ssrc, None)
+        if consumer.rtx_ssrc is not None:
+            self.consumers_by_ssrc.pop(consumer.rtx_ssrc, None)
+
+    def close(self, reason: str = "closed") -> None:
+        if self.state == "closed":
+            return
+        self.state = "closed"
+        self.close_reason = reason
+        for consumer in list(self.consumers.values()):
+            consumer.close()
+        for producer in list(self.producers.values()):
+            producer.close()
+        if self.dtls is not None:
+            self.dtls.close()
+        self.worker.on_transport_closed(self, reason)
+
+    # ---- datagrams from the Worker --------------------------------------------------------
+
+    def on_stun(self, request: stun.Message, addr: tuple) -> None:
+        remote_ufrag = self.remote.ice_ufrag if self.remote else None
+        if not ice.check_request(request, self.local_ufrag, remote_ufrag, self.local_pwd):
+            self.worker.send_to(ice.error_response(request, 401, "Unauthorized"), addr)
+            return
+        self.last_stun = time.monotonic()
+        if addr not in self.addrs:
+            self.addrs.add(addr)
+            self.worker.register_addr(addr, self)
+        self.worker.send_to(ice.success_response(request, addr, self.local_pwd), addr)
+        # RFC 8445 7.3.1.5: the controlling agent nominates with USE-CANDIDATE; until it does,
+        # the first address that passed a check is the best we know.
+        if "USE-CANDIDATE" in request.attributes or self.addr is None:
+            first = self.addr is None
+            self.addr = addr
+            if first and self.dtls is not None and self.dtls.role == "client":
+                self.dtls.start()
+
+    def on_dtls(self, data: bytes) -> None:
+        if self.dtls is None:
+            if len(self._early_dtls) < MAX_EARLY_DTLS:
+                self._early_dtls.append(data)
+            return
+        self.dtls.receive(data)
+
+    def on_srtp(self, data: bytes) -> None:
+        srtp = self.srtp
+        if srtp is None:
+            return
+        if 191 < data[1] < 224:
+            self._on_rtcp(data)
+            return
+        try:
+            plain = srtp.unprotect(data)
+        except SrtpError:
+            self.srtp_errors += 1
+            return
+        self.packets_in += 1
+        self.bytes_in += len(data)
+        ssrc = int.from_bytes(plain[8:12], "big")
+        producer = self.producers_by_ssrc.get(ssrc)
+        if producer is not None:
+            producer.receive(plain, time.monotonic())
+            return
+        producer = self.rtx_by_ssrc.get(ssrc)
+        if producer is not None:
+            producer.receive_rtx(plain, time.monotonic())
+            return
+        self._on_unknown_ssrc(plain, ssrc)
+
+    def _on_unknown_ssrc(self, plain: bytes, ssrc: int) -> None:
+        """Bind an SSRC that the SDP did not list, through the mid header extension."""
+        self.unknown_ssrc += 1
+        if not self.mid_ext_id:
+            return
+        mid = find_extension(plain, self.mid_ext_id)
+        producer = self.producers_by_mid.get(mid.decode(errors="replace")) if mid else None
+        if producer is None:
+            return
+        if producer.ssrc is None:
+            producer.ssrc = ssrc
+            self.producers_by_ssrc[ssrc] = producer
+            producer.receive(plain, time.monotonic())
+        elif (plain[1] & 0x7F) == producer.codec.rtx_payload_type and producer.rtx_ssrc is None:
+            producer.rtx_ssrc = ssrc
+            self.rtx_by_ssrc[ssrc] = producer
+            producer.receive_rtx(plain, time.monotonic())
+
+    def _on_rtcp(self, data: bytes) -> None:
+        try:
+            plain = self.srtp.unprotect_rtcp(data)  # type: ignore[union-attr]
+            items = parse_compound(plain)
+        except (SrtpError, ValueError):
+            self.srtp_errors += 1
+            return
+        self.rtcp_in += 1
+        now = time.monotonic()
+        for item in items:
+            if isinstance(item, SenderReport):
+                producer = self.producers_by_ssrc.get(item.ssrc)
+                if producer is not None:
+                    producer.on_sender_report(item, now)
+                self._on_report_blocks(item.reports)
+            elif isinstance(item, ReceiverReport):
+                self._on_report_blocks(item.reports)
+            elif isinstance(item, Nack):
+                consumer = self.consumers_by_ssrc.get(item.media_ssrc)
+                if consumer is not None:
+                    consumer.on_nack(item.seqs)
+            elif isinstance(item, Pli):
+                consumer = self.consumers_by_ssrc.get(item.media_ssrc)
+                if consumer is not None:
+                    consumer.request_keyframe()
+            elif isinstance(item, Fir):
+                for media_ssrc, _seq in item.entries:
+                    consumer = self.consumers_by_ssrc.get(media_ssrc)
+                    if consumer is not None:
+                        consumer.request_keyframe()
+            elif isinstance(item, (Remb, TransportCc, Bye)):
+                pass  # bandwidth estimation is not done yet; BYE is followed by SDP changes
+
+    def _on_report_blocks(self, blocks: list) -> None:
+        if not blocks:
+            return
+        middle = ntp_to_middle32(ntp_now())
+        for block in blocks:
+            consumer = self.consumers_by_ssrc.get(block.ssrc)
+            if consumer is not None:
+                consumer.on_receiver_report(block.fraction_lost, block.packets_lost,
+                                            block.lsr, block.dlsr, middle)
+
+    # ---- sending ------------------------------------------------------------------------
+
+    def next_tcc_seq(self) -> int:
+        self.tcc_seq = (self.tcc_seq + 1) & 0xFFFF
+        return self.tcc_seq
+
+    def send_rtp(self, packet: bytes) -> None:
+        srtp, addr = self.srtp, self.addr
+        if srtp is None or addr is None:
+            return
+        try:
+            data = srtp.protect(packet)
+        except (SrtpError, ValueError):
+            return
+        self.packets_out += 1
+        self.bytes_out += len(data)
+        self.worker.send_to(data, addr)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        srtp, addr = self.srtp, self.addr
+        if srtp is None or addr is None:
+            return
+        try:
+            data = srtp.protect_rtcp(packet)
+        except (SrtpError, ValueError):
+            return
+        self.rtcp_out += 1
+        self.worker.send_to(data, addr)
+
+    def _send_raw(self, data: bytes) -> None:
+        if self.addr is not None:
+            self.worker.send_to(data, self.addr)
+
+    def send_keyframe_request(self, producer: Producer) -> None:
+        if producer.ssrc is None:
+            return
+        self.plis_sent += 1
+        if producer.codec.pli or not producer.codec.fir:
+            fb = build_pli(self.rtcp_ssrc, producer.ssrc)
+        else:
+            producer.keyframe_requests &= 0xFF
+            fb = build_fir(self.rtcp_ssrc, [(producer.ssrc, producer.keyframe_requests)])
+        self.send_rtcp(build_rr(self.rtcp_ssrc) + fb)
+
+    def send_nacks(self, producer: Producer, seqs: list[int]) -> None:
+        if producer.ssrc is None:
+            return
+        self.nacks_sent += 1
+        producer.nacks_sent += len(seqs)
+        self.send_rtcp(build_rr(self.rtcp_ssrc) + build_nack(self.rtcp_ssrc, producer.ssrc, seqs))
+
+    def send_reports(self, now: float, ntp: int) -> None:
+        """Periodic RTCP (RFC 3550 6.2): RR (+REMB) towards publishers, SR towards subscribers."""
+        if self.srtp is None:
+            return
+        if self.producers:
+            blocks = [b for p in self.producers.values() if (b := p.report_block(now))]
+            packet = build_rr(self.rtcp_ssrc, blocks)
+            remb_ssrcs = [p.ssrc for p in self.producers.values() if p.codec.remb and p.ssrc]
+            if remb_ssrcs:
+                packet += build_remb(self.rtcp_ssrc, self.max_bitrate, remb_ssrcs)
+            self.send_rtcp(packet + build_sdes_cname(self.rtcp_ssrc, self.rtcp_cname))
+        for consumer in self.consumers.values():
+            sr = consumer.sender_report(now, ntp)
+            if sr is not None:
+                self.send_rtcp(sr + build_sdes_cname(consumer.ssrc, consumer.cname))
+
+    # ---- DTLS results ---------------------------------------------------------------------
+
+    def _on_dtls_connected(self, srtp: SrtpPair) -> None:
+        self.srtp = srtp
+        self.state = "connected"
+        log.info("transport %s connected (%s)", self.id, srtp.profile.openssl_name.decode())
+        for consumer in self.consumers.values():
+            if consumer.waiting_keyframe:
+                consumer.producer.request_keyframe()
+
+    def _on_dtls_failed(self, reason: str) -> None:
+        log.warning("transport %s DTLS failed: %s", self.id, reason)
+        self.close(f"dtls failed: {reason}")

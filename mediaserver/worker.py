@@ -1,0 +1,369 @@
+"""Worker: one event loop, one UDP port shared by every peer (DESIGN.md section 3).
+
+`datagram_received` is the top of the packet path: it demultiplexes by remote address and
+first byte (RFC 7983) and hands the datagram to its transport synchronously. Unknown addresses
+are only accepted through an authenticated STUN Binding request (ICE-lite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from . import ice
+from .config import MediaConfig
+from .consumer import Consumer
+from .dtls import DtlsCertificate
+from .params import (
+    ConsumerInfo,
+    ConsumerParams,
+    IceCandidate,
+    ProducerParams,
+    RemoteParams,
+    TransportInfo,
+)
+from .producer import Producer
+from .router import Router
+from .rtp.rtcp import ntp_now
+from .stats import consumer_counters, producer_counters, transport_counters
+from .transport import WebRtcTransport
+
+log = logging.getLogger(__name__)
+
+
+class MediaError(Exception):
+    """A control call that cannot be carried out (unknown id, bad state)."""
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+class Worker(asyncio.DatagramProtocol):
+    def __init__(self, config: MediaConfig | None = None) -> None:
+        self.config = config or MediaConfig()
+        self.certificate = DtlsCertificate()
+        self.routers: dict[str, Router] = {}
+        self.transports: dict[str, WebRtcTransport] = {}
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self._by_ufrag: dict[str, WebRtcTransport] = {}
+        self._by_addr: dict[tuple, WebRtcTransport] = {}
+        self.nack_pending: set[Producer] = set()
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._udp: asyncio.DatagramTransport | None = None
+        self._sendto: Callable[[bytes, tuple], None] = lambda data, addr: None
+        self._timers: list[asyncio.TimerHandle] = []
+        self.port = 0
+        self.transport_closed_listeners: list[Callable[[str, str], None]] = []
+        # counters; `retired` keeps the totals of closed objects so sums never go down
+        self.retired: Counter[str] = Counter()
+        self.datagrams_in = 0
+        self.dropped = 0
+        self.errors = 0
+        self.stun_in = 0
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        _set_buffers(sock, self.config.recv_buffer, self.config.send_buffer)
+        sock.bind((self.config.host, self.config.port))
+        sock.setblocking(False)
+        self._udp, _ = await self.loop.create_datagram_endpoint(lambda: self, sock=sock)
+        self._sendto = self._udp.sendto
+        self.port = sock.getsockname()[1]
+        self._schedule_reports()
+        self._schedule(self.config.nack_interval, self._nack_tick)
+        self._schedule(1.0, self._consent_tick)
+        log.info("media worker on udp %s:%d", self.config.host, self.port)
+
+    async def stop(self) -> None:
+        for router in list(self.routers.values()):
+            router.close()
+        for transport in list(self.transports.values()):
+            transport.close("worker stopped")
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    # ---- packet path --------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.datagrams_in += 1
+        try:
+            transport = self._by_addr.get(addr)
+            first = data[0]
+            if transport is not None:
+                if 127 < first < 192:
+                    transport.on_srtp(data)
+                elif 19 < first < 64:
+                    transport.on_dtls(data)
+                elif first < 4:
+                    self._on_stun(data, addr)
+                else:
+                    self.dropped += 1
+            elif first < 4:
+                self._on_stun(data, addr)
+            else:
+                self.dropped += 1
+        except Exception:  # a malformed packet must never take the worker down
+            self.errors += 1
+            if self.errors <= 10 or self.errors % 1000 == 0:
+                log.exception("error handling a datagram from %s (%d so far)", addr, self.errors)
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors += 1
+
+    def send_to(self, data: bytes, addr: tuple) -> None:
+        self._sendto(data, addr)
+
+    def _on_stun(self, data: bytes, addr: tuple) -> None:
+        self.stun_in += 1
+        request = ice.parse_request(data)
+        if request is None:
+            self.dropped += 1
+            return
+        ufrag = ice.username_ufrag(request)
+        transport = self._by_ufrag.get(ufrag) if ufrag else None
+        if transport is None or not ice.routable_from(self.config.host, addr[0]):
+            self.dropped += 1
+            return
+        transport.on_stun(request, addr)
+
+    # ---- registries used by transports --------------------------------------------------
+
+    def register_addr(self, addr: tuple, transport: WebRtcTransport) -> None:
+        previous = self._by_addr.get(addr)
+        if previous is not None and previous is not transport:
+            previous.addrs.discard(addr)
+        self._by_addr[addr] = transport
+
+    def register_ufrag(self, transport: WebRtcTransport) -> None:
+        self._by_ufrag[transport.local_ufrag] = transport
+
+    def unregister_ufrag(self, ufrag: str) -> None:
+        self._by_ufrag.pop(ufrag, None)
+
+    def on_transport_closed(self, transport: WebRtcTransport, reason: str) -> None:
+        if self.transports.pop(transport.id, None) is not None:
+            self.retired.update(transport_counters(transport))
+        self._by_ufrag.pop(transport.local_ufrag, None)
+        for addr in transport.addrs:
+            if self._by_addr.get(addr) is transport:
+                del self._by_addr[addr]
+        router = self.routers.get(transport.router_id)
+        if router is not None:
+            router.transports.pop(transport.id, None)
+        for listener in self.transport_closed_listeners:
+            listener(transport.id, reason)
+
+    # ---- timers -------------------------------------------------------------------------
+
+    def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
+        def run() -> None:
+            self._timers.remove(handle)
+            try:
+                callback()
+            finally:
+                if self._udp is not None:
+                    self._schedule(delay, callback)
+
+        handle = self.loop.call_later(delay, run)
+        self._timers.append(handle)
+
+    def _schedule_reports(self) -> None:
+        # RFC 3550 6.3.1: randomize the interval by [0.5, 1.5] so reports do not synchronize.
+        delay = self.config.rtcp_interval * (0.5 + random.random())
+
+        def run() -> None:
+            self._timers.remove(handle)
+            try:
+                self._report_tick()
+            finally:
+                if self._udp is not None:
+                    self._schedule_reports()
+
+        handle = self.loop.call_later(delay, run)
+        self._timers.append(handle)
+
+    def _report_tick(self) -> None:
+        now, ntp = time.monotonic(), ntp_now()
+        for transport in list(self.transports.values()):
+            transport.send_reports(now, ntp)
+
+    def _nack_tick(self) -> None:
+        if not self.nack_pending:
+            return
+        now = time.monotonic()
+        for producer in list(self.nack_pending):
+            if producer.closed:
+                self.nack_pending.discard(producer)
+                continue
+            seqs = producer.due_nacks(now)
+            if seqs:
+                producer.transport.send_nacks(producer, seqs)
+            if not producer.missing:
+                self.nack_pending.discard(producer)
+
+    def _consent_tick(self) -> None:
+        limit = time.monotonic() - self.config.consent_timeout
+        for transport in list(self.transports.values()):
+            if transport.last_stun < limit:
+                transport.close("ice consent expired")
+
+    # ---- control (called through mediaserver.api) ---------------------------------------
+
+    def create_router(self) -> str:
+        router = Router(new_id("rt"))
+        self.routers[router.id] = router
+        return router.id
+
+    def close_router(self, router_id: str) -> None:
+        router = self.routers.pop(router_id, None)
+        if router is not None:
+            router.close()
+
+    def create_transport(self, router_id: str) -> TransportInfo:
+        router = self._router(router_id)
+        transport = WebRtcTransport(self, new_id("tr"), router_id)
+        self.transports[transport.id] = transport
+        router.transports[transport.id] = transport
+        self.register_ufrag(transport)
+        return self.transport_info(transport.id)
+
+    def transport_info(self, transport_id: str) -> TransportInfo:
+        t = self._transport(transport_id)
+        candidate = IceCandidate(ip=self.config.candidate_ip, port=self.port)
+        return TransportInfo(t.id, t.local_ufrag, t.local_pwd, self.certificate.fingerprint,
+                             [candidate])
+
+    def connect_transport(self, transport_id: str, remote: RemoteParams) -> None:
+        self._transport(transport_id).connect(remote)
+
+    def restart_ice(self, transport_id: str) -> TransportInfo:
+        self._transport(transport_id).restart_ice()
+        return self.transport_info(transport_id)
+
+    def close_transport(self, transport_id: str) -> None:
+        transport = self.transports.get(transport_id)
+        if transport is not None:
+            transport.close("closed by signalling")
+
+    def produce(self, transport_id: str, params: ProducerParams) -> str:
+        transport = self._transport(transport_id)
+        router = self._router(transport.router_id)
+        if params.ssrc is not None and params.ssrc in transport.producers_by_ssrc:
+            raise MediaError(f"ssrc {params.ssrc} is already produced on this transport")
+        producer = Producer(new_id("pr"), transport, params, router.id)
+        transport.add_producer(producer)
+        router.producers[producer.id] = producer
+        self.producers[producer.id] = producer
+        return producer.id
+
+    def close_producer(self, producer_id: str) -> None:
+        producer = self.producers.get(producer_id)
+        if producer is not None:
+            producer.close()
+
+    def set_producer_paused(self, producer_id: str, paused: bool) -> None:
+        producer = self._producer(producer_id)
+        was_paused, producer.paused = producer.paused, paused
+        if was_paused and not paused:
+            for consumer in producer.consumers:
+                consumer.started = False
+                consumer.waiting_keyframe = consumer.kind == "video"
+            producer.request_keyframe()
+
+    def consume(self, transport_id: str, producer_id: str, params: ConsumerParams) -> ConsumerInfo:
+        transport = self._transport(transport_id)
+        producer = self._producer(producer_id)
+        if producer.router_id != transport.router_id:
+            raise MediaError("producer and transport are in different routers")
+        consumer = Consumer(new_id("co"), producer, transport, params)
+        transport.add_consumer(consumer)
+        producer.add_consumer(consumer)
+        self.consumers[consumer.id] = consumer
+        if not consumer.paused:
+            producer.request_keyframe()
+        return ConsumerInfo(consumer.id, producer.id, consumer.kind, consumer.ssrc,
+                            consumer.rtx_ssrc, consumer.cname)
+
+    def set_consumer_paused(self, consumer_id: str, paused: bool) -> None:
+        consumer = self._consumer(consumer_id)
+        if paused:
+            consumer.pause()
+        else:
+            consumer.resume()
+
+    def close_consumer(self, consumer_id: str) -> None:
+        consumer = self.consumers.get(consumer_id)
+        if consumer is not None:
+            consumer.close()
+
+    def forget_consumer(self, consumer: Consumer) -> None:
+        if self.consumers.pop(consumer.id, None) is not None:
+            self.retired.update(consumer_counters(consumer))
+
+    def forget_producer(self, producer: Producer) -> None:
+        if self.producers.pop(producer.id, None) is not None:
+            self.retired.update(producer_counters(producer))
+        router = self.routers.get(producer.router_id)
+        if router is not None:
+            router.producers.pop(producer.id, None)
+        self.nack_pending.discard(producer)
+
+    def request_keyframe(self, producer_id: str) -> None:
+        self._producer(producer_id).request_keyframe()
+
+    def _router(self, router_id: str) -> Router:
+        router = self.routers.get(router_id)
+        if router is None:
+            raise MediaError(f"no router {router_id}")
+        return router
+
+    def _transport(self, transport_id: str) -> WebRtcTransport:
+        transport = self.transports.get(transport_id)
+        if transport is None:
+            raise MediaError(f"no transport {transport_id}")
+        return transport
+
+    def _producer(self, producer_id: str) -> Producer:
+        producer = self.producers.get(producer_id)
+        if producer is None:
+            raise MediaError(f"no producer {producer_id}")
+        return producer
+
+    def _consumer(self, consumer_id: str) -> Consumer:
+        consumer = self.consumers.get(consumer_id)
+        if consumer is None:
+            raise MediaError(f"no consumer {consumer_id}")
+        return consumer
+
+
+def _set_buffers(sock: socket.socket, recv: int, send: int) -> None:
+    """Large buffers absorb bursts (a keyframe is dozens of packets at once)."""
+    for force, plain, size in (
+        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF, recv),
+        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF, send),
+    ):
+        try:
+            if force is None:
+                raise OSError
+            sock.setsockopt(socket.SOL_SOCKET, force, size)  # root may exceed rmem_max
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+            except OSError:
+                pass

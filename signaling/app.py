@@ -1,0 +1,81 @@
+"""The aiohttp application: wires the store, the media worker, rooms and the endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from mediaserver.api import LocalMediaControl, MediaControl
+from mediaserver.config import MediaConfig
+from mediaserver.worker import Worker
+
+from . import websocket
+from .config import ServerConfig
+from .http_api import add_routes
+from .metrics import MediaCollector, metrics_handler
+from .participant import Participant
+from .rooms import RoomRegistry
+from .store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppState:
+    config: ServerConfig
+    store: SqliteStore
+    worker: Worker
+    media: MediaControl
+    rooms: RoomRegistry
+    sessions: set[Participant] = field(default_factory=set)
+
+
+def media_config(config: ServerConfig) -> MediaConfig:
+    return MediaConfig(host=config.rtc_host or config.host, port=config.rtc_port,
+                       announced_ip=config.announced_ip)
+
+
+def make_app(config: ServerConfig) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    store = SqliteStore(config.data_dir / "mediaserver.sqlite3")
+    worker = Worker(media_config(config))
+    media = LocalMediaControl(worker)
+    state = AppState(config, store, worker, media, RoomRegistry(store, media))
+    app["state"] = state
+
+    registry = CollectorRegistry()
+    registry.register(MediaCollector(media.stats, lambda: len(state.rooms.rooms),
+                                     lambda: state.rooms.participant_count))
+    app.router.add_get("/metrics", metrics_handler(registry))
+    app.router.add_get("/ws", websocket.handle)
+    add_routes(app, config.web_root)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    state: AppState = app["state"]
+    await state.store.open()
+    await state.worker.start()
+
+    def on_transport_closed(transport_id: str, reason: str) -> None:
+        # ICE consent lost or DTLS failed: the participant's media is gone; end the session so
+        # the client reconnects instead of sitting in a silent call.
+        for participant in list(state.sessions):
+            if participant.owns_transport(transport_id) and participant.joined:
+                asyncio.ensure_future(participant.close(f"media transport closed: {reason}"))
+
+    state.media.on_transport_closed(on_transport_closed)
+    yield
+    for participant in list(state.sessions):
+        try:
+            await participant.close("server shutting down")
+        except Exception:
+            log.exception("error closing %s", participant.id)
+    await state.worker.stop()
+    await state.store.close()

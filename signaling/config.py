@@ -1,0 +1,40 @@
+"""Server configuration: one frozen dataclass; each field has a flag and an env variable."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    rtc_host: str = ""  # UDP bind address; default: host
+    rtc_port: int = 40000
+    announced_ip: str = ""
+    data_dir: Path = Path("data")
+    dev: bool = False
+    api_key: str = ""
+    jwt_secret: str = ""
+    log_level: str = "info"
+    max_message: int = 64 * 1024  # largest WebSocket message accepted
+    messages_per_second: float = 50.0  # per session, with a burst of twice that
+    web_root: Path = Path(__file__).resolve().parent.parent / "web_client"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.http_port <= 65535:
+            raise ValueError(f"bad HTTP port {self.http_port}")
+        if not self.dev and not self.jwt_secret:
+            raise ValueError("production mode needs a JWT secret (--jwt-secret or "
+                             "MEDIASERVER_JWT_SECRET); use --dev for a local trial")
+
+    @property
+    def effective_jwt_secret(self) -> str:
+        return self.jwt_secret or _DEV_SECRET
+
+
+# Dev mode without a configured secret: a fresh random secret per process, never a constant
+# in the repository; tokens simply do not survive a restart.
+_DEV_SECRET = secrets.token_urlsafe(32)

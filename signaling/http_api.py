@@ -1,0 +1,140 @@
+"""HTTP API: rooms, tokens (API key), dev tokens (dev mode only), health and the web client."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from .tokens import ROLES, mint
+
+ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_BODY = 16 * 1024
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error":{"code":"bad_json","message":"invalid JSON"}}',
+                                 content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(
+            text='{"error":{"code":"bad_request","message":"body must be an object"}}',
+            content_type="application/json")
+    return body
+
+
+def _authorized(request: web.Request) -> bool:
+    key = request.app["state"].config.api_key
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else ""
+    return bool(key) and hmac.compare_digest(given.encode(), key.encode())
+
+
+def require_key(handler):  # type: ignore[no-untyped-def]
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        if not _authorized(request):
+            return _error(401, "unauthorized", "a valid API key is required")
+        return await handler(request)
+
+    return wrapped
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app["state"]
+    return web.json_response({"status": "ok", "rooms": len(state.rooms.rooms),
+                              "participants": state.rooms.participant_count})
+
+
+@require_key
+async def create_room(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    name = body.get("name") or f"room-{secrets.token_hex(4)}"
+    if not isinstance(name, str) or not ROOM_NAME.match(name):
+        return _error(400, "bad_request", "room name: 1-64 letters, digits, '-', '_' or '.'")
+    room, created = await request.app["state"].store.create_room(name)
+    return web.json_response({"room": room}, status=201 if created else 200)
+
+
+@require_key
+async def get_room(request: web.Request) -> web.Response:
+    state = request.app["state"]
+    name = request.match_info["room"]
+    room = await state.store.get_room(name)
+    if room is None:
+        return _error(404, "not_found", "no such room")
+    live = state.rooms.rooms.get(name)
+    participants = live.public_participants() if live else []
+    return web.json_response({"room": room, "participants": participants})
+
+
+@require_key
+async def create_token(request: web.Request) -> web.Response:
+    state = request.app["state"]
+    name = request.match_info["room"]
+    if await state.store.get_room(name) is None:
+        return _error(404, "not_found", "no such room")
+    body = await _json_body(request)
+    identity = body.get("identity") or f"user-{secrets.token_hex(4)}"
+    display = body.get("name") or identity
+    role = body.get("role", "attendee")
+    ttl = body.get("ttl", 3600)
+    if not (isinstance(identity, str) and isinstance(display, str) and 0 < len(identity) <= 128
+            and 0 < len(display) <= 100):
+        return _error(400, "bad_request", "identity and name must be short strings")
+    if role not in ROLES:
+        return _error(400, "bad_request", f"role must be one of {', '.join(ROLES)}")
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 7 * 86400:
+        return _error(400, "bad_request", "ttl must be 1 to 604800 seconds")
+    token = mint(state.config.effective_jwt_secret, name, identity, display, role, ttl)
+    return web.json_response({"token": token, "url": f"/r/{name}?token={token}"})
+
+
+async def dev_token(request: web.Request) -> web.Response:
+    """Dev mode only: any visitor gets a host token for any room, created on the spot."""
+    state = request.app["state"]
+    if not state.config.dev:
+        return _error(404, "not_found", "dev tokens are disabled in production mode")
+    body = await _json_body(request)
+    room, name = body.get("room"), body.get("name") or "guest"
+    if not isinstance(room, str) or not ROOM_NAME.match(room):
+        return _error(400, "bad_request", "room name: 1-64 letters, digits, '-', '_' or '.'")
+    if not isinstance(name, str) or not 0 < len(name) <= 100:
+        return _error(400, "bad_request", "name must be 1 to 100 characters")
+    await state.store.create_room(room)
+    identity = body.get("identity")
+    if not isinstance(identity, str) or not 0 < len(identity) <= 128:
+        identity = f"dev-{secrets.token_hex(4)}"
+    token = mint(state.config.effective_jwt_secret, room, identity, name, "host", 12 * 3600)
+    return web.json_response({"token": token})
+
+
+async def room_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app["state"].config.web_root / "room.html")
+
+
+async def index_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app["state"].config.web_root / "index.html")
+
+
+def add_routes(app: web.Application, web_root: Any) -> None:
+    app.router.add_get("/api/health", health)
+    app.router.add_post("/api/rooms", create_room)
+    app.router.add_get("/api/rooms/{room}", get_room)
+    app.router.add_post("/api/rooms/{room}/tokens", create_token)
+    app.router.add_post("/api/dev/token", dev_token)
+    app.router.add_get("/r/{room}", room_page)
+    app.router.add_get("/", index_page)
+    app.router.add_static("/static/", web_root, show_index=False, follow_symlinks=False)

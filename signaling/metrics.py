@@ -1,0 +1,57 @@
+"""Prometheus metrics, collected from plain counters when /metrics is scraped.
+
+Nothing on the packet path calls into prometheus_client: a custom collector reads the
+Worker's and the rooms' integers at scrape time (DESIGN.md section 3, rule 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+COUNTERS = {
+    "packets_in": "RTP packets received from publishers",
+    "bytes_in": "SRTP bytes received from publishers",
+    "packets_out": "RTP packets sent to subscribers",
+    "bytes_out": "SRTP bytes sent to subscribers",
+    "packets_lost": "packets missing from what publishers sent",
+    "nacks_sent": "NACK messages sent to publishers",
+    "nacks_received": "NACK messages received from subscribers",
+    "plis_sent": "keyframe requests sent to publishers",
+    "plis_received": "keyframe requests received from subscribers",
+    "retransmissions": "packets resent to subscribers after a NACK",
+    "rtx_received": "retransmitted packets received from publishers",
+    "srtp_errors": "packets that failed SRTP authentication",
+    "dropped": "datagrams dropped as unroutable or malformed",
+}
+
+
+class MediaCollector:
+    def __init__(self, stats: Callable[[], dict[str, int]], rooms: Callable[[], int],
+                 participants: Callable[[], int]) -> None:
+        self._stats = stats
+        self._rooms = rooms
+        self._participants = participants
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        s = self._stats()
+        yield GaugeMetricFamily("mediaserver_rooms", "rooms with people in them",
+                                value=self._rooms())
+        yield GaugeMetricFamily("mediaserver_participants", "connected participants",
+                                value=self._participants())
+        for key in ("transports", "producers", "consumers"):
+            yield GaugeMetricFamily(f"mediaserver_{key}", f"open {key}", value=s.get(key, 0))
+        for key, doc in COUNTERS.items():
+            yield CounterMetricFamily(f"mediaserver_{key}", doc, value=s.get(key, 0))
+
+
+def metrics_handler(registry: CollectorRegistry) -> Callable:
+    async def handler(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handler

@@ -1,0 +1,353 @@
+"""One participant session: the methods of docs/protocol.md and both peer connections.
+
+Publish connection: the client offers, each new sendonly m-line becomes a Producer and a Track.
+Subscribe connection: one m-line (Slot) per remote track; the server offers whenever tracks
+come or go and creates the Consumers once the client's answer says what it accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mediaserver.api import MediaControl, MediaError
+from mediaserver.params import ConsumerParams, ProducerParams, TransportInfo
+
+from . import sdp
+from .errors import RequestError
+from .rooms import Room, RoomRegistry, Track, new_id
+from .store import Store
+from .tokens import Grant
+
+log = logging.getLogger(__name__)
+
+MAX_CHAT = 2000
+PROBE_LIFETIME = 20.0
+
+
+class Participant:
+    def __init__(self, grant: Grant, rooms: RoomRegistry, store: Store, media: MediaControl,
+                 send: Callable[[dict[str, Any]], None]) -> None:
+        self.id = new_id("p")
+        self.grant = grant
+        self.identity = grant.identity
+        self.name = grant.name
+        self.role = grant.role
+        self.rooms = rooms
+        self.store = store
+        self.media = media
+        self._send = send
+        self.room: Room | None = None
+        self.joined = False
+        self.publish_transport: str | None = None
+        self._publish_ufrag = ""
+        self.subscribe_transport: str | None = None
+        self.probe_transport: str | None = None
+        self._probe_router: str | None = None
+        self._probe_timer: asyncio.TimerHandle | None = None
+        self.published: dict[str, Track] = {}  # publish mid -> track
+        self.slots: list[sdp.Slot] = []
+        self.consumers: dict[str, str] = {}  # track id -> consumer id
+        self._offer_pending = False
+        self._offer_dirty = False
+        self._negotiating = asyncio.Lock()
+        self.on_closed: Callable[[str], None] | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "role": self.role}
+
+    def send_event(self, event: str, data: dict[str, Any]) -> None:
+        self._send({"event": event, "data": data})
+
+    # ---- dispatch -------------------------------------------------------------------------
+
+    async def handle(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        handler = self.METHODS.get(method)
+        if handler is None:
+            raise RequestError("unknown_method", f"unknown method {method!r}")
+        if method not in self.BEFORE_JOIN and not self.joined:
+            raise RequestError("not_joined", "join first")
+        return await handler(self, params)
+
+    # ---- methods ------------------------------------------------------------------------
+
+    async def ping(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "time": int(time.time() * 1000)}
+
+    async def join(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.joined:
+            raise RequestError("already_joined", "already joined")
+        if await self.store.get_room(self.grant.room) is None:
+            raise RequestError("not_found", f"no room {self.grant.room!r}")
+        room = await self.rooms.open(self.grant.room)
+        # Same identity twice: the newer session wins (a reload or a second tab).
+        for other in list(room.participants.values()):
+            if other.identity == self.identity:
+                await other.close("replaced by a newer session")
+        self.room = room
+        room.participants[self.id] = self
+        self.subscribe_transport = (await self.media.create_transport(room.router_id)).id
+        self.joined = True
+        room.broadcast("participantJoined", {"participant": self.public()}, exclude=self.id)
+        others = [p.public() for p in room.participants.values() if p.id != self.id and p.joined]
+        tracks = [t.public() for t in room.tracks.values()]
+        chat = await self.store.chat_history(room.name)
+        for track in room.tracks.values():
+            self._add_slot(track)
+        if self.slots:
+            asyncio.get_running_loop().call_soon(self._schedule_offer)
+        return {"self": self.public(), "participants": others, "tracks": tracks, "chat": chat,
+                "room": room.name}
+
+    async def publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.role not in ("host", "presenter", "attendee"):
+            raise RequestError("forbidden", f"role {self.role} may not publish")
+        room = self._room()
+        offer = sdp.parse(_str(params, "sdp"))
+        names = params.get("names") or {}
+        if not isinstance(names, dict):
+            raise RequestError("bad_request", "names must be an object")
+        remote = sdp.remote_params(offer, is_offer=True)
+        if self.publish_transport is None:
+            self.publish_transport = (await self.media.create_transport(room.router_id)).id
+        elif self._publish_ufrag and remote.ice_ufrag != self._publish_ufrag:
+            await self.media.restart_ice(self.publish_transport)  # the client restarted ICE
+        self._publish_ufrag = remote.ice_ufrag
+        await self.media.connect_transport(self.publish_transport, remote)
+        info = await self._transport_info(self.publish_transport)
+        answer, media = sdp.publish_answer(offer, info)
+        wanted = {m.mid for m in media}
+        for mid in [mid for mid in self.published if mid not in wanted]:
+            await self._unpublish(self.published[mid])
+        new_tracks = []
+        for m in media:
+            if m.mid in self.published:
+                continue
+            params_ = ProducerParams(kind=m.kind, mid=m.mid, codec=m.codec, ssrc=m.ssrc,
+                                     rtx_ssrc=m.rtx_ssrc, extensions=m.extensions,
+                                     cname=m.cname or self.id)
+            try:
+                producer_id = await self.media.produce(self.publish_transport, params_)
+            except MediaError as exc:
+                raise RequestError("bad_sdp", str(exc)) from None
+            name = names.get(m.mid)
+            track = Track(new_id("t"), self.id, m.kind,
+                          name if isinstance(name, str) else m.kind, producer_id, m.codec,
+                          params_.cname)
+            self.published[m.mid] = track
+            room.tracks[track.id] = track
+            new_tracks.append(track)
+        for track in new_tracks:
+            room.broadcast("trackPublished", {"track": track.public()}, exclude=self.id)
+            for other in room.participants.values():
+                if other is not self and other.joined:
+                    other.on_track_published(track)
+        return {"sdp": answer, "tracks": [t.public() for t in self.published.values()]}
+
+    async def unpublish(self, params: dict[str, Any]) -> dict[str, Any]:
+        track = self._own_track(_str(params, "trackId"))
+        await self._unpublish(track)
+        return {}
+
+    async def mute(self, params: dict[str, Any]) -> dict[str, Any]:
+        track = self._own_track(_str(params, "trackId"))
+        muted = params.get("muted")
+        if not isinstance(muted, bool):
+            raise RequestError("bad_request", "muted must be true or false")
+        if track.muted != muted:
+            track.muted = muted
+            # Paused at the producer: nothing of a muted track is forwarded, and unmuting
+            # restarts every subscriber on a fresh keyframe.
+            await self.media.pause_producer(track.producer_id, muted)
+            self._room().broadcast("trackMuted", {"trackId": track.id, "participantId": self.id,
+                                                  "muted": muted})
+        return {}
+
+    async def subscriber_answer(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not self._offer_pending or self.subscribe_transport is None:
+            raise RequestError("bad_request", "no subscriber offer is waiting for an answer")
+        answer = sdp.parse(_str(params, "sdp"))
+        remote = sdp.remote_params(answer, is_offer=False)
+        await self.media.connect_transport(self.subscribe_transport, remote)
+        by_mid = {m.mid: m for m in answer.media}
+        room = self._room()
+        for slot in self.slots:
+            if slot.track is None or slot.track in self.consumers:
+                continue
+            m = by_mid.get(slot.mid)
+            track = room.tracks.get(slot.track)
+            accepted = sdp.answered_slot(slot, m) if m is not None else None
+            if accepted is None or track is None:
+                continue
+            codec, exts = accepted
+            info = await self.media.consume(
+                self.subscribe_transport, track.producer_id,
+                ConsumerParams(mid=slot.mid, codec=codec, extensions=exts, ssrc=slot.ssrc,
+                               rtx_ssrc=slot.rtx_ssrc if codec.rtx_payload_type else None))
+            self.consumers[track.id] = info.id
+        self._offer_pending = False
+        if self._offer_dirty:
+            self._schedule_offer()
+        return {}
+
+    async def request_keyframe(self, params: dict[str, Any]) -> dict[str, Any]:
+        track = self._room().tracks.get(_str(params, "trackId"))
+        if track is None:
+            raise RequestError("not_found", "no such track")
+        await self.media.request_keyframe(track.producer_id)
+        return {}
+
+    async def chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        text = _str(params, "text").strip()
+        if not text or len(text) > MAX_CHAT:
+            raise RequestError("bad_request", f"chat text must be 1 to {MAX_CHAT} characters")
+        room = self._room()
+        message = await self.store.add_chat(room.name, self.id, self.name, text)
+        room.broadcast("chat", {"message": message})
+        return {"message": message}
+
+    async def leave(self, params: dict[str, Any]) -> dict[str, Any]:
+        await self.close("left")
+        return {}
+
+    async def probe(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A short-lived transport to test ICE and DTLS to the media port before joining."""
+        offer = sdp.parse(_str(params, "sdp"))
+        remote = sdp.remote_params(offer, is_offer=True)
+        await self._close_probe()
+        self._probe_router = await self.media.create_router()
+        self.probe_transport = (await self.media.create_transport(self._probe_router)).id
+        await self.media.connect_transport(self.probe_transport, remote)
+        info = await self._transport_info(self.probe_transport)
+        answer, _ = sdp.publish_answer(offer, info)
+        loop = asyncio.get_running_loop()
+        self._probe_timer = loop.call_later(PROBE_LIFETIME,
+                                            lambda: asyncio.ensure_future(self._close_probe()))
+        return {"sdp": answer}
+
+    async def probe_done(self, params: dict[str, Any]) -> dict[str, Any]:
+        await self._close_probe()
+        return {}
+
+    METHODS = {
+        "ping": ping, "join": join, "publish": publish, "unpublish": unpublish, "mute": mute,
+        "subscriberAnswer": subscriber_answer, "requestKeyframe": request_keyframe,
+        "chat": chat, "leave": leave, "probe": probe, "probeDone": probe_done,
+    }
+    BEFORE_JOIN = {"ping", "join", "probe", "probeDone"}
+
+    # ---- reactions to other participants -------------------------------------------------
+
+    def on_track_published(self, track: Track) -> None:
+        self._add_slot(track)
+        self._schedule_offer()
+
+    def on_track_unpublished(self, track: Track) -> None:
+        consumer_id = self.consumers.pop(track.id, None)
+        if consumer_id is not None:
+            asyncio.ensure_future(self.media.close_consumer(consumer_id))
+        for slot in self.slots:
+            if slot.track == track.id:
+                slot.track = None
+                slot.codec = None
+        self._schedule_offer()
+
+    def _add_slot(self, track: Track) -> None:
+        if track.participant_id == self.id:
+            return
+        self.slots.append(sdp.Slot(
+            mid=str(len(self.slots)), kind=track.kind, track=track.id,
+            stream=track.participant_id, codec=sdp.subscriber_codec(track.codec),
+            ssrc=random.getrandbits(32) or 1,
+            rtx_ssrc=(random.getrandbits(32) or 1) if track.kind == "video" else None,
+            cname=track.cname))
+
+    def _schedule_offer(self) -> None:
+        if not self.joined or self.subscribe_transport is None:
+            return
+        if self._offer_pending:
+            self._offer_dirty = True
+            return
+        self._offer_pending = True
+        self._offer_dirty = False
+        asyncio.ensure_future(self._send_offer())
+
+    async def _send_offer(self) -> None:
+        try:
+            info = await self._transport_info(self.subscribe_transport)
+        except MediaError:
+            return
+        tracks = {s.mid: s.track for s in self.slots if s.track}
+        self.send_event("subscriberOffer", {"sdp": sdp.subscribe_offer(self.slots, info),
+                                            "tracks": tracks})
+
+    async def _transport_info(self, transport_id: str | None) -> TransportInfo:
+        if transport_id is None:
+            raise MediaError("no transport")
+        return await self.media.transport_info(transport_id)
+
+    # ---- teardown -----------------------------------------------------------------------
+
+    async def _unpublish(self, track: Track) -> None:
+        room = self._room()
+        self.published = {mid: t for mid, t in self.published.items() if t is not track}
+        room.tracks.pop(track.id, None)
+        await self.media.close_producer(track.producer_id)
+        room.broadcast("trackUnpublished", {"trackId": track.id, "participantId": self.id},
+                       exclude=self.id)
+        for other in room.participants.values():
+            if other is not self and other.joined:
+                other.on_track_unpublished(track)
+
+    async def _close_probe(self) -> None:
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
+        if self._probe_router is not None:
+            router, self._probe_router, self.probe_transport = self._probe_router, None, None
+            await self.media.close_router(router)
+
+    async def close(self, reason: str) -> None:
+        """Leave the room: unpublish everything, close both connections, tell the others."""
+        await self._close_probe()
+        room, was_joined = self.room, self.joined
+        self.joined = False
+        if room is not None and was_joined:
+            for track in list(self.published.values()):
+                await self._unpublish(track)
+            room.participants.pop(self.id, None)
+            room.broadcast("participantLeft", {"participantId": self.id})
+        for transport in (self.publish_transport, self.subscribe_transport):
+            if transport is not None:
+                await self.media.close_transport(transport)
+        self.publish_transport = self.subscribe_transport = None
+        if room is not None and was_joined:
+            await self.rooms.release_if_empty(room)
+        if self.on_closed is not None:
+            callback, self.on_closed = self.on_closed, None
+            callback(reason)
+
+    def owns_transport(self, transport_id: str) -> bool:
+        return transport_id in (self.publish_transport, self.subscribe_transport)
+
+    def _room(self) -> Room:
+        if self.room is None or not self.joined:
+            raise RequestError("not_joined", "join first")
+        return self.room
+
+    def _own_track(self, track_id: str) -> Track:
+        for track in self.published.values():
+            if track.id == track_id:
+                return track
+        raise RequestError("not_found", "no such track of yours")
+
+
+def _str(params: dict[str, Any], key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str):
+        raise RequestError("bad_request", f"{key} must be a string")
+    return value

@@ -1,0 +1,428 @@
+"""SDP for the two peer connections of a participant (RFC 8866, RFC 8829, RFC 8843).
+
+Parses browser offers and answers into plain values and writes the server's answers (publish
+connection) and offers (subscribe connection). Anything malformed raises `SdpError`, which the
+WebSocket turns into a `bad_sdp` error.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from mediaserver.params import Codec, RemoteParams, TransportInfo
+from mediaserver.rtp.packet import (
+    EXT_ABS_SEND_TIME,
+    EXT_AUDIO_LEVEL,
+    EXT_MID,
+    EXT_TRANSPORT_CC,
+)
+
+MAX_SDP = 64 * 1024
+PUBLISH_EXTENSIONS = {EXT_MID, EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL}
+# The subscribe side's fixed extension ids and payload types: every m-line of a BUNDLE must
+# agree on them, and fixed values keep offers stable across renegotiations.
+SUBSCRIBE_EXTENSIONS = {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 2, EXT_TRANSPORT_CC: 3, EXT_MID: 4}
+SUBSCRIBE_PT = {"opus": (111, None), "VP8": (96, 97), "H264": (102, 103)}
+
+
+class SdpError(ValueError):
+    pass
+
+
+@dataclass
+class RtpMap:
+    pt: int
+    name: str
+    clock_rate: int
+    channels: int = 1
+    fmtp: str = ""
+    feedback: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Media:
+    kind: str
+    port: int
+    proto: str
+    fmts: list[str]
+    mid: str = ""
+    direction: str = "sendrecv"
+    ice_ufrag: str = ""
+    ice_pwd: str = ""
+    fingerprints: list[tuple[str, str]] = field(default_factory=list)
+    setup: str = ""
+    rtpmaps: dict[int, RtpMap] = field(default_factory=dict)
+    extensions: dict[str, int] = field(default_factory=dict)
+    ssrcs: dict[int, dict[str, str]] = field(default_factory=dict)
+    ssrc_groups: list[tuple[str, list[int]]] = field(default_factory=list)
+    msid: str = ""
+    rids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    media: list[Media]
+    bundle: list[str]
+
+
+def parse(text: str) -> Session:
+    if not isinstance(text, str) or not text.startswith("v=0"):
+        raise SdpError("SDP must start with v=0")
+    if len(text) > MAX_SDP:
+        raise SdpError("SDP too large")
+    s_ufrag = s_pwd = s_setup = ""
+    s_fps: list[tuple[str, str]] = []
+    bundle: list[str] = []
+    media: list[Media] = []
+    cur: Media | None = None
+    try:
+        for raw in text.splitlines():
+            line = raw.strip()
+            if len(line) < 2 or line[1] != "=":
+                continue
+            if line.startswith("m="):
+                parts = line[2:].split()
+                if len(parts) < 4:
+                    raise SdpError(f"bad m-line {line!r}")
+                cur = Media(parts[0], int(parts[1]), parts[2], parts[3:])
+                media.append(cur)
+                continue
+            if not line.startswith("a="):
+                continue
+            attr, _, value = line[2:].partition(":")
+            if cur is None:
+                if attr == "ice-ufrag":
+                    s_ufrag = value
+                elif attr == "ice-pwd":
+                    s_pwd = value
+                elif attr == "fingerprint":
+                    s_fps.append(_fingerprint(value))
+                elif attr == "setup":
+                    s_setup = value
+                elif attr == "group" and value.startswith("BUNDLE"):
+                    bundle = value.split()[1:]
+                continue
+            _media_attr(cur, attr, value)
+    except (ValueError, IndexError) as exc:
+        if isinstance(exc, SdpError):
+            raise
+        raise SdpError(f"malformed SDP: {exc}") from None
+    for m in media:
+        m.ice_ufrag = m.ice_ufrag or s_ufrag
+        m.ice_pwd = m.ice_pwd or s_pwd
+        m.fingerprints = m.fingerprints or list(s_fps)
+        m.setup = m.setup or s_setup
+    if not media:
+        raise SdpError("SDP has no media sections")
+    return Session(media, bundle)
+
+
+def _fingerprint(value: str) -> tuple[str, str]:
+    algorithm, fp = value.split()
+    return algorithm.lower(), fp.upper()
+
+
+def _media_attr(m: Media, attr: str, value: str) -> None:
+    if attr == "mid":
+        m.mid = value
+    elif attr in ("sendrecv", "sendonly", "recvonly", "inactive"):
+        m.direction = attr
+    elif attr == "ice-ufrag":
+        m.ice_ufrag = value
+    elif attr == "ice-pwd":
+        m.ice_pwd = value
+    elif attr == "fingerprint":
+        m.fingerprints.append(_fingerprint(value))
+    elif attr == "setup":
+        m.setup = value
+    elif attr == "rtpmap":
+        pt, desc = value.split(None, 1)
+        name, rate, *rest = desc.split("/")
+        m.rtpmaps[int(pt)] = RtpMap(int(pt), name, int(rate), int(rest[0]) if rest else 1)
+    elif attr == "fmtp":
+        pt, _, params = value.partition(" ")
+        if int(pt) in m.rtpmaps:
+            m.rtpmaps[int(pt)].fmtp = params.strip()
+    elif attr == "rtcp-fb":
+        pt, _, fb = value.partition(" ")
+        targets = m.rtpmaps.values() if pt == "*" else [m.rtpmaps.get(int(pt))]
+        for rtpmap in targets:
+            if rtpmap is not None:
+                rtpmap.feedback.append(fb.strip())
+    elif attr == "extmap":
+        ident, uri = value.split()[:2]
+        m.extensions[uri] = int(ident.split("/")[0])
+    elif attr == "ssrc":
+        ssrc, _, rest = value.partition(" ")
+        key, _, val = rest.partition(":")
+        m.ssrcs.setdefault(int(ssrc), {})[key] = val
+    elif attr == "ssrc-group":
+        semantic, *ssrcs = value.split()
+        m.ssrc_groups.append((semantic, [int(x) for x in ssrcs]))
+    elif attr == "msid":
+        m.msid = value
+    elif attr == "rid":
+        m.rids.append(value.split()[0])
+
+
+def fmtp_params(fmtp: str) -> dict[str, str]:
+    out = {}
+    for item in fmtp.split(";"):
+        key, _, val = item.strip().partition("=")
+        if key:
+            out[key.lower()] = val
+    return out
+
+
+def remote_params(session: Session, is_offer: bool) -> RemoteParams:
+    """The peer's ICE and DTLS parameters, and our DTLS role (RFC 5763 section 5)."""
+    m = next((m for m in session.media if m.port != 0), session.media[0])
+    if not m.ice_ufrag or not m.ice_pwd:
+        raise SdpError("SDP has no ice-ufrag/ice-pwd")
+    if not m.fingerprints:
+        raise SdpError("SDP has no DTLS fingerprint")
+    setup = m.setup or ("actpass" if is_offer else "active")
+    if setup not in ("actpass", "active", "passive"):
+        raise SdpError(f"bad a=setup:{setup}")
+    # Offer actpass/active: we answer passive and are the DTLS server. An answer of passive
+    # makes us the client.
+    role = "client" if setup == "passive" else "server"
+    return RemoteParams(m.ice_ufrag, m.ice_pwd, m.fingerprints, role)
+
+
+# ---- publish connection: the client offers, we answer -------------------------------------
+
+
+@dataclass
+class PublishedMedia:
+    mid: str
+    kind: str
+    codec: Codec
+    ssrc: int | None
+    rtx_ssrc: int | None
+    extensions: dict[str, int]
+    cname: str
+
+
+def choose_codec(m: Media) -> RtpMap | None:
+    """The offerer's first codec we forward: Opus for audio, VP8 or H.264 (mode 1) for video."""
+    for pt in (int(f) for f in m.fmts if f.isdigit()):
+        rtpmap = m.rtpmaps.get(pt)
+        if rtpmap is None:
+            continue
+        name = rtpmap.name.upper()
+        if m.kind == "audio" and name == "OPUS" and rtpmap.clock_rate == 48000:
+            return rtpmap
+        if m.kind == "video" and name == "VP8":
+            return rtpmap
+        if m.kind == "video" and name == "H264":
+            params = fmtp_params(rtpmap.fmtp)
+            if params.get("packetization-mode") == "1":
+                return rtpmap
+    return None
+
+
+def _rtx_for(m: Media, pt: int) -> int | None:
+    for rtpmap in m.rtpmaps.values():
+        if rtpmap.name.lower() == "rtx" and fmtp_params(rtpmap.fmtp).get("apt") == str(pt):
+            return rtpmap.pt
+    return None
+
+
+def _codec(rtpmap: RtpMap, rtx_pt: int | None, offered_fb: list[str]) -> Codec:
+    fb = set(offered_fb)
+    name = "opus" if rtpmap.name.upper() == "OPUS" else rtpmap.name.upper()
+    return Codec(
+        name=name, payload_type=rtpmap.pt, clock_rate=rtpmap.clock_rate,
+        channels=rtpmap.channels, fmtp=rtpmap.fmtp, rtx_payload_type=rtx_pt,
+        nack="nack" in fb, pli="nack pli" in fb, fir="ccm fir" in fb,
+        remb="goog-remb" in fb, transport_cc="transport-cc" in fb,
+    )
+
+
+def published_media(m: Media) -> PublishedMedia | None:
+    """What one m-line of a publish offer publishes, or None when we must reject it."""
+    if m.kind not in ("audio", "video") or m.port == 0:
+        return None
+    if m.direction not in ("sendonly", "sendrecv"):
+        return None
+    rtpmap = choose_codec(m)
+    if rtpmap is None:
+        return None
+    rtx_pt = _rtx_for(m, rtpmap.pt) if m.kind == "video" else None
+    codec = _codec(rtpmap, rtx_pt, [f for f in rtpmap.feedback if f != "transport-cc"])
+    ssrc = rtx_ssrc = None
+    for semantic, ssrcs in m.ssrc_groups:
+        if semantic == "FID" and len(ssrcs) == 2:
+            ssrc, rtx_ssrc = ssrcs
+    if ssrc is None and m.ssrcs and not m.rids:
+        ssrc = next(iter(m.ssrcs))
+    if rtx_pt is None:
+        rtx_ssrc = None
+    cname = next((a["cname"] for a in m.ssrcs.values() if "cname" in a), "")
+    exts = {uri: i for uri, i in m.extensions.items() if uri in PUBLISH_EXTENSIONS}
+    if m.kind == "video":
+        exts.pop(EXT_AUDIO_LEVEL, None)
+    return PublishedMedia(m.mid, m.kind, codec, ssrc, rtx_ssrc, exts, cname)
+
+
+def publish_answer(offer: Session, info: TransportInfo) -> tuple[str, list[PublishedMedia]]:
+    accepted: list[PublishedMedia] = []
+    sections = []
+    for m in offer.media:
+        pub = published_media(m)
+        if pub is None:
+            sections.append(_rejected(m))
+            continue
+        accepted.append(pub)
+        codec = pub.codec
+        fb = [f for f, on in (("nack", codec.nack), ("nack pli", codec.pli),
+                              ("ccm fir", codec.fir), ("goog-remb", codec.remb)) if on]
+        lines = _media_head(m.kind, [codec.payload_type] + ([codec.rtx_payload_type]
+                            if codec.rtx_payload_type else []), info, m.mid, "passive")
+        lines += [f"a=extmap:{i} {uri}" for uri, i in sorted(pub.extensions.items(),
+                                                             key=lambda x: x[1])]
+        lines.append("a=recvonly")
+        lines += _codec_lines(codec, fb)
+        sections.append(lines)
+    mids = [m.mid for m, pub in zip(offer.media, sections, strict=True) if pub[0].split()[1] != "0"]
+    return _session(mids, sections), accepted
+
+
+def _rejected(m: Media) -> list[str]:
+    fmt = " ".join(m.fmts) or "0"
+    lines = [f"m={m.kind} 0 {m.proto} {fmt}", "c=IN IP4 0.0.0.0"]
+    if m.mid:
+        lines.append(f"a=mid:{m.mid}")
+    lines.append("a=inactive")
+    return lines
+
+
+def _media_head(kind: str, pts: list[int], info: TransportInfo, mid: str,
+                setup: str) -> list[str]:
+    c = info.candidates[0]
+    ipv = "IP6" if ":" in c.ip else "IP4"
+    lines = [
+        f"m={kind} 9 UDP/TLS/RTP/SAVPF {' '.join(str(p) for p in pts)}",
+        f"c=IN {ipv} {c.ip}",
+        "a=rtcp:9 IN IP4 0.0.0.0",
+        f"a=ice-ufrag:{info.ice_ufrag}",
+        f"a=ice-pwd:{info.ice_pwd}",
+        f"a=fingerprint:sha-256 {info.fingerprint}",
+        f"a=setup:{setup}",
+        f"a=mid:{mid}",
+    ]
+    for cand in info.candidates:
+        lines.append(f"a=candidate:{cand.foundation} 1 {cand.protocol} {cand.priority} "
+                     f"{cand.ip} {cand.port} typ host")
+    lines += ["a=end-of-candidates", "a=rtcp-mux", "a=rtcp-rsize"]
+    return lines
+
+
+def _codec_lines(codec: Codec, fb: list[str]) -> list[str]:
+    pt = codec.payload_type
+    if codec.name == "opus":
+        lines = [f"a=rtpmap:{pt} opus/48000/2"]
+    else:
+        lines = [f"a=rtpmap:{pt} {codec.name}/{codec.clock_rate}"]
+    if codec.fmtp:
+        lines.append(f"a=fmtp:{pt} {codec.fmtp}")
+    lines += [f"a=rtcp-fb:{pt} {f}" for f in fb]
+    if codec.rtx_payload_type:
+        rtx = codec.rtx_payload_type
+        lines += [f"a=rtpmap:{rtx} rtx/{codec.clock_rate}", f"a=fmtp:{rtx} apt={pt}"]
+    return lines
+
+
+def _session(bundle_mids: list[str], sections: list[list[str]]) -> str:
+    head = [
+        "v=0",
+        f"o=- {secrets.randbits(62)} 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=ice-lite",
+        "a=msid-semantic: WMS *",
+    ]
+    if bundle_mids:
+        head.insert(4, "a=group:BUNDLE " + " ".join(bundle_mids))
+    return "\r\n".join(head + [line for s in sections for line in s]) + "\r\n"
+
+
+# ---- subscribe connection: we offer, the client answers -----------------------------------
+
+
+@dataclass
+class Slot:
+    """One m-line of the subscribe connection; `track` None means inactive."""
+
+    mid: str
+    kind: str
+    track: str | None = None
+    stream: str = ""
+    codec: Codec | None = None
+    ssrc: int = 0
+    rtx_ssrc: int | None = None
+    cname: str = ""
+
+
+def subscriber_codec(source: Codec) -> Codec:
+    """The publisher's codec renumbered to the subscribe side's fixed payload types."""
+    pt, rtx = SUBSCRIBE_PT.get(source.name, (source.payload_type, source.rtx_payload_type))
+    video = source.kind == "video"
+    return Codec(
+        name=source.name, payload_type=pt, clock_rate=source.clock_rate,
+        channels=2 if source.name == "opus" else 1, fmtp=source.fmtp if video else
+        "minptime=10;useinbandfec=1", rtx_payload_type=rtx if video else None,
+        nack=video, pli=video, fir=video, transport_cc=True,
+    )
+
+
+def subscribe_offer(slots: list[Slot], info: TransportInfo) -> str:
+    sections = []
+    for slot in slots:
+        if slot.track is None or slot.codec is None:
+            pt = 111 if slot.kind == "audio" else 96
+            lines = _media_head(slot.kind, [pt], info, slot.mid, "actpass")
+            lines += ["a=inactive", f"a=rtpmap:{pt} " + ("opus/48000/2" if pt == 111 else
+                                                           "VP8/90000")]
+            sections.append(lines)
+            continue
+        codec = slot.codec
+        pts = [codec.payload_type] + ([codec.rtx_payload_type] if codec.rtx_payload_type else [])
+        lines = _media_head(slot.kind, pts, info, slot.mid, "actpass")
+        for uri, ident in SUBSCRIBE_EXTENSIONS.items():
+            if uri == EXT_AUDIO_LEVEL and slot.kind != "audio":
+                continue
+            lines.append(f"a=extmap:{ident} {uri}")
+        lines += ["a=sendonly", f"a=msid:{slot.stream} {slot.track}"]
+        fb = ["transport-cc"] + (["nack", "nack pli", "ccm fir"] if slot.kind == "video" else [])
+        lines += _codec_lines(codec, fb)
+        ssrcs = [slot.ssrc] + ([slot.rtx_ssrc] if slot.rtx_ssrc else [])
+        if slot.rtx_ssrc:
+            lines.append(f"a=ssrc-group:FID {slot.ssrc} {slot.rtx_ssrc}")
+        for ssrc in ssrcs:
+            lines += [f"a=ssrc:{ssrc} cname:{slot.cname}",
+                      f"a=ssrc:{ssrc} msid:{slot.stream} {slot.track}"]
+        sections.append(lines)
+    return _session([s.mid for s in slots], sections)
+
+
+def answered_slot(slot: Slot, m: Media) -> tuple[Codec, dict[str, int]] | None:
+    """What the subscriber accepted for one slot: codec (rtx and feedback kept) and extensions."""
+    if slot.codec is None or m.port == 0 or m.direction not in ("recvonly", "sendrecv"):
+        return None
+    rtpmap = m.rtpmaps.get(slot.codec.payload_type)
+    if rtpmap is None:
+        return None
+    rtx = slot.codec.rtx_payload_type if slot.codec.rtx_payload_type in m.rtpmaps else None
+    fb = set(rtpmap.feedback)
+    codec = Codec(
+        name=slot.codec.name, payload_type=slot.codec.payload_type,
+        clock_rate=slot.codec.clock_rate, channels=slot.codec.channels, fmtp=slot.codec.fmtp,
+        rtx_payload_type=rtx, nack="nack" in fb, pli="nack pli" in fb, fir="ccm fir" in fb,
+        transport_cc="transport-cc" in fb,
+    )
+    exts = {uri: i for uri, i in m.extensions.items()
+            if SUBSCRIBE_EXTENSIONS.get(uri) == i}
+    return codec, exts

@@ -1,0 +1,131 @@
+"""Room state that outlives a process: rooms and their chat history.
+
+`Store` is the interface; `SqliteStore` the embedded default (one file under the data
+directory). Calls are async and run on one worker thread, so the event loop never waits on
+the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    name TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    settings TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS chat (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room TEXT NOT NULL REFERENCES rooms(name),
+    participant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chat_room ON chat(room, id);
+"""
+
+
+class Store(Protocol):
+    async def create_room(self, name: str, settings: dict[str, Any] | None = None
+                          ) -> tuple[dict[str, Any], bool]: ...
+    async def get_room(self, name: str) -> dict[str, Any] | None: ...
+    async def list_rooms(self) -> list[dict[str, Any]]: ...
+    async def add_chat(self, room: str, participant: str, name: str, text: str
+                       ) -> dict[str, Any]: ...
+    async def chat_history(self, room: str, limit: int = 200) -> list[dict[str, Any]]: ...
+    async def close(self) -> None: ...
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        return self._db
+
+    async def open(self) -> None:
+        await self._run(self._conn)
+
+    async def create_room(self, name: str, settings: dict[str, Any] | None = None
+                          ) -> tuple[dict[str, Any], bool]:
+        def work() -> tuple[dict[str, Any], bool]:
+            db = self._conn()
+            with db:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO rooms(name, created, settings) VALUES (?, ?, ?)",
+                    (name, time.time(), json.dumps(settings or {})))
+            row = db.execute("SELECT * FROM rooms WHERE name = ?", (name,)).fetchone()
+            return _room(row), cur.rowcount == 1
+
+        return await self._run(work)
+
+    async def get_room(self, name: str) -> dict[str, Any] | None:
+        def work() -> dict[str, Any] | None:
+            row = self._conn().execute("SELECT * FROM rooms WHERE name = ?", (name,)).fetchone()
+            return _room(row) if row else None
+
+        return await self._run(work)
+
+    async def list_rooms(self) -> list[dict[str, Any]]:
+        def work() -> list[dict[str, Any]]:
+            rows = self._conn().execute("SELECT * FROM rooms ORDER BY created").fetchall()
+            return [_room(r) for r in rows]
+
+        return await self._run(work)
+
+    async def add_chat(self, room: str, participant: str, name: str, text: str
+                       ) -> dict[str, Any]:
+        def work() -> dict[str, Any]:
+            db = self._conn()
+            ts = int(time.time() * 1000)
+            with db:
+                cur = db.execute(
+                    "INSERT INTO chat(room, participant, name, text, ts) VALUES (?, ?, ?, ?, ?)",
+                    (room, participant, name, text, ts))
+            return {"id": cur.lastrowid, "participantId": participant, "name": name,
+                    "text": text, "ts": ts}
+
+        return await self._run(work)
+
+    async def chat_history(self, room: str, limit: int = 200) -> list[dict[str, Any]]:
+        def work() -> list[dict[str, Any]]:
+            rows = self._conn().execute(
+                "SELECT * FROM (SELECT * FROM chat WHERE room = ? ORDER BY id DESC LIMIT ?) "
+                "ORDER BY id", (room, limit)).fetchall()
+            return [{"id": r["id"], "participantId": r["participant"], "name": r["name"],
+                     "text": r["text"], "ts": r["ts"]} for r in rows]
+
+        return await self._run(work)
+
+    async def close(self) -> None:
+        def work() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(work)
+        self._executor.shutdown(wait=True)
+
+
+def _room(row: sqlite3.Row) -> dict[str, Any]:
+    return {"name": row["name"], "created": row["created"],
+            "settings": json.loads(row["settings"])}

@@ -1,0 +1,66 @@
+"""Run the real server (signalling + media worker) inside the test's event loop."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from signaling.app import AppState, make_app
+from signaling.config import ServerConfig
+from signaling.tokens import mint
+
+API_KEY = "test-api-key"
+JWT_SECRET = "test-secret-only-for-tests"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(self, runner: web.AppRunner, config: ServerConfig) -> None:
+        self.runner = runner
+        self.config = config
+        self.base_url = f"http://127.0.0.1:{config.http_port}"
+
+    @property
+    def state(self) -> AppState:
+        return self.runner.app["state"]
+
+    def token(self, room: str, identity: str, name: str | None = None, role: str = "host",
+              ttl: int = 600) -> str:
+        return mint(JWT_SECRET, room, identity, name or identity, role, ttl)
+
+    async def create_room(self, name: str) -> None:
+        async with aiohttp.ClientSession() as s, s.post(
+            f"{self.base_url}/api/rooms", json={"name": name},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as r:
+            assert r.status in (200, 201), await r.text()
+
+    async def metrics(self) -> str:
+        async with aiohttp.ClientSession() as s, s.get(f"{self.base_url}/metrics") as r:
+            return await r.text()
+
+
+@asynccontextmanager
+async def running_server(data_dir: Path, dev: bool = False,
+                         rtc_port: int | None = None) -> AsyncIterator[RunningServer]:
+    config = ServerConfig(host="127.0.0.1", http_port=free_port(),
+                          rtc_port=rtc_port or free_port(socket.SOCK_DGRAM),
+                          data_dir=data_dir, dev=dev, api_key=API_KEY, jwt_secret=JWT_SECRET)
+    runner = web.AppRunner(make_app(config))
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.http_port)
+    await site.start()
+    try:
+        yield RunningServer(runner, config)
+    finally:
+        await runner.cleanup()
