@@ -292,8 +292,8 @@ class Participant:
 
     # ---- teardown -----------------------------------------------------------------------
 
-    async def _unpublish(self, track: Track) -> None:
-        room = self._room()
+    async def _unpublish(self, track: Track, room: Room | None = None) -> None:
+        room = room or self._room()
         self.published = {mid: t for mid, t in self.published.items() if t is not track}
         room.tracks.pop(track.id, None)
         await self.media.close_producer(track.producer_id)
@@ -318,7 +318,7 @@ class Participant:
         self.joined = False
         if room is not None and was_joined:
             for track in list(self.published.values()):
-                await self._unpublish(track)
+                await self._unpublish(track, room)
             room.participants.pop(self.id, None)
             room.broadcast("participantLeft", {"participantId": self.id})
         for transport in (self.publish_transport, self.subscribe_transport):

@@ -43,63 +43,44 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=CLOSE_TOKEN, message=exc.code.encode())
         return ws
 
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SEND_QUEUE)
-    closing: list[str] = []
-
-    def send(message: dict[str, Any]) -> None:
-        if closing:
-            return
-        try:
-            queue.put_nowait(message)
-        except asyncio.QueueFull:
-            closing.append("too slow to receive events")
-            queue._queue.clear()  # type: ignore[attr-defined]  # drop the backlog, then close
-            queue.put_nowait(None)
-
-    participant = Participant(grant, state.rooms, state.store, state.media, send)
+    out = Outbox()
+    participant = Participant(grant, state.rooms, state.store, state.media, out.send)
     state.sessions.add(participant)
 
     def on_closed(reason: str) -> None:
-        if not closing:
-            closing.append(reason)
-            send_none()
-
-    def send_none() -> None:
-        try:
-            queue.put_nowait(None)
-        except asyncio.QueueFull:
-            pass
+        # Closed from inside (leave) or outside (replaced, media lost): let the reply of the
+        # request being handled go out first, then end the socket.
+        asyncio.get_running_loop().call_soon(out.end, reason)
 
     participant.on_closed = on_closed
-    writer = asyncio.create_task(_writer(ws, queue, closing))
+    writer = asyncio.create_task(_writer(ws, out))
     bucket = TokenBucket(config.messages_per_second, 2 * config.messages_per_second)
     rejected = 0
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 if msg.type == WSMsgType.BINARY:
-                    send({"error": {"code": "bad_request", "message": "text frames only"}})
+                    out.send({"error": {"code": "bad_request", "message": "text frames only"}})
                 continue
             if not bucket.take():
                 rejected += 1
-                send({"error": {"code": "rate_limited", "message": "too many messages"}})
+                out.send({"error": {"code": "rate_limited", "message": "too many messages"}})
                 if rejected > MAX_REJECTED:
-                    closing.append("flooding")
-                    send_none()
+                    out.end("flooding")
                     break
                 continue
             reply = await _dispatch(participant, msg.data)
             if reply is not None:
-                send(reply)
-            if closing:
+                out.send(reply)
+            if out.ended:
                 break
     finally:
         state.sessions.discard(participant)
         try:
-            await participant.close(closing[0] if closing else "connection closed")
+            await participant.close(out.reason or "connection closed")
         except Exception:
             log.exception("error while closing participant %s", participant.id)
-        send_none()
+        out.end("connection closed")
         try:
             await asyncio.wait_for(writer, 5)
         except (TimeoutError, Exception):
@@ -109,9 +90,36 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _writer(ws: web.WebSocketResponse, queue: asyncio.Queue, closing: list[str]) -> None:
+class Outbox:
+    """Messages to one client, in order; `end` queues the close after what is already queued."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SEND_QUEUE + 1)
+        self.ended = False
+        self.reason = ""
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.ended:
+            return
+        if self.queue.qsize() >= SEND_QUEUE:
+            # Too far behind: drop the backlog rather than grow without bound, and close.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.end("too slow to receive events")
+            return
+        self.queue.put_nowait(message)
+
+    def end(self, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.reason = reason
+        self.queue.put_nowait(None)
+
+
+async def _writer(ws: web.WebSocketResponse, out: Outbox) -> None:
     while True:
-        message = await queue.get()
+        message = await out.queue.get()
         if message is None:
             break
         if ws.closed:
@@ -121,9 +129,8 @@ async def _writer(ws: web.WebSocketResponse, queue: asyncio.Queue, closing: list
         except (ConnectionError, RuntimeError):
             return
     if not ws.closed:
-        reason = closing[0] if closing else "closed"
-        code = CLOSE_POLICY if reason in ("flooding", "too slow to receive events") else 1000
-        await ws.close(code=code, message=reason.encode()[:120])
+        code = CLOSE_POLICY if out.reason in ("flooding", "too slow to receive events") else 1000
+        await ws.close(code=code, message=out.reason.encode()[:120])
 
 
 async def _dispatch(participant: Participant, text: str) -> dict[str, Any] | None:

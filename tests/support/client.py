@@ -14,7 +14,13 @@ from typing import Any
 
 import aiohttp
 import aioice.ice
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 
 def use_loopback_candidates() -> None:
@@ -23,6 +29,13 @@ def use_loopback_candidates() -> None:
 
 
 use_loopback_candidates()
+
+
+def new_pc() -> RTCPeerConnection:
+    # max-bundle: with aiortc's default (balanced), a first offer holding two m-lines of one
+    # kind leaves the second on a transport that BUNDLE then discards, so it never receives.
+    return RTCPeerConnection(RTCConfiguration(iceServers=[],
+                                              bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
 
 class RequestFailed(Exception):
@@ -121,7 +134,7 @@ class Client:
     # ---- meeting ------------------------------------------------------------------------
 
     async def join(self) -> dict[str, Any]:
-        self.subscribe_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.subscribe_pc = new_pc()
 
         @self.subscribe_pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -154,7 +167,7 @@ class Client:
 
     async def publish(self, *tracks: MediaStreamTrack) -> dict[str, Any]:
         if self.publish_pc is None:
-            self.publish_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            self.publish_pc = new_pc()
         pc = self.publish_pc
         for track in tracks:
             pc.addTransceiver(track, direction="sendonly")

@@ -1,0 +1,174 @@
+// Entry of /r/<room>: pre-join page (preview, devices, connectivity check) or, with
+// ?autojoin=1, straight into the meeting; then the meeting controls and the "you left" screen.
+import { state } from './state.js';
+import { initStatus, showStatus, showError, clearStatus, describeError } from './status.js';
+import { getToken, tokenFromUrl, tokenClaims } from './token.js';
+import { MediaPreview, openMedia, stopStream } from './media.js';
+import { PrecheckPanel } from './precheck.js';
+import { MeetingView } from './view.js';
+import { Meeting } from './meeting.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const room = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
+const AUTOJOIN_MEDIA = { audio: true, video: { width: 640, height: 360 } };
+
+let view = null;
+let meeting = null;
+let preview = null;
+let precheck = null;
+let mediaConstraints = AUTOJOIN_MEDIA; // reopened on rejoin
+let joinName = 'Guest';
+
+function showSection(id) {
+  for (const s of ['prejoin', 'meeting', 'ended']) $(s).hidden = s !== id;
+}
+
+/** With an invitation link the server takes the name from the token, not from us. */
+function initialName() {
+  const urlToken = tokenFromUrl();
+  return (urlToken && tokenClaims(urlToken).name) || params.get('name') || '';
+}
+
+async function startMeeting(name, stream) {
+  joinName = name;
+  showSection('meeting');
+  showStatus('Joining…');
+  view ??= new MeetingView();
+  meeting = new Meeting({ view, stream, onEnded });
+  meeting.onLocalChange = updateControls;
+  updateControls();
+  try {
+    await meeting.join(await getToken(room, name));
+    if (!meeting.ended && !state.lastError) showStatus('You are in the meeting.', 'ok', 2500);
+  } catch (err) {
+    // If the socket close already ended it, that carried the better reason; end() is once only.
+    meeting.end(err);
+  }
+  updateControls();
+}
+
+function onEnded({ left, error }) {
+  const wasIn = Boolean(meeting?.selfId);
+  showSection('ended');
+  $('ended-title').textContent = left ? 'You left the meeting'
+    : wasIn ? 'You are no longer in the meeting' : 'Could not join the meeting';
+  $('ended-detail').textContent = error ? describeError(error) : '';
+  if (error) showError(error, wasIn ? 'Disconnected' : 'Could not join');
+  else clearStatus();
+}
+
+async function rejoin() {
+  $('rejoin-btn').disabled = true;
+  state.lastError = null;
+  try {
+    const { stream, error } = await openMedia(mediaConstraints);
+    if (error) showError(error, 'Camera/microphone');
+    await startMeeting(joinName, stream);
+  } finally {
+    $('rejoin-btn').disabled = false;
+  }
+}
+
+function updateControls() {
+  const m = meeting;
+  const set = (button, kind, onText, offText) => {
+    const hasTrack = Boolean(m?.localTrack(kind));
+    const muted = !hasTrack || m.isMuted(kind);
+    button.disabled = !hasTrack || !m || m.ended;
+    button.textContent = muted ? offText : onText;
+    button.setAttribute('aria-pressed', String(muted));
+    button.classList.toggle('off', muted);
+  };
+  set($('mic-btn'), 'audio', 'Mute', 'Unmute');
+  set($('cam-btn'), 'video', 'Stop camera', 'Start camera');
+}
+
+function initMeetingControls() {
+  $('mic-btn').addEventListener('click', () => {
+    meeting?.setMuted('audio', !meeting.isMuted('audio'));
+    updateControls();
+  });
+  $('cam-btn').addEventListener('click', () => {
+    meeting?.setMuted('video', !meeting.isMuted('video'));
+    updateControls();
+  });
+  $('leave-btn').addEventListener('click', () => meeting?.leave());
+  $('panel-btn').addEventListener('click', () => $('meeting').classList.toggle('panel-hidden'));
+  $('rejoin-btn').addEventListener('click', rejoin);
+  $('chat-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const input = $('chat-input');
+    const text = input.value.trim();
+    if (!text || !meeting || meeting.ended) return;
+    input.disabled = true;
+    try {
+      await meeting.sendChat(text);
+      input.value = '';
+    } catch (err) {
+      showError(err, 'Message not sent');
+    } finally {
+      input.disabled = false;
+      input.focus();
+    }
+  });
+}
+
+function initPrejoin() {
+  showSection('prejoin');
+  const nameInput = $('name-input');
+  nameInput.value = initialName();
+  if (tokenFromUrl()) nameInput.readOnly = true; // the invitation fixes the name
+
+  preview = new MediaPreview({
+    video: $('preview-video'),
+    audioSelect: $('audio-select'),
+    videoSelect: $('video-select'),
+    onError: (err) => showError(err, 'Camera/microphone'),
+  });
+  preview.start();
+
+  precheck = new PrecheckPanel({
+    list: $('precheck-steps'),
+    banner: $('precheck-banner'),
+    button: $('precheck-btn'),
+    getTokenFn: () => getToken(room, nameInput.value.trim() || 'Guest'),
+  });
+  precheck.run();
+
+  $('prejoin-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    $('join-btn').disabled = true;
+    precheck.cancel(); // its throw-away session must not overlap the real one
+    await preview.ready; // a device switch may still be reopening the stream
+    mediaConstraints = preview.constraints();
+    startMeeting(nameInput.value.trim() || 'Guest', preview.takeStream());
+  });
+}
+
+async function autojoin() {
+  showSection('meeting');
+  const { stream, error } = await openMedia(AUTOJOIN_MEDIA);
+  if (error) showError(error, 'Camera/microphone');
+  await startMeeting(params.get('name') || initialName() || 'Guest', stream);
+}
+
+function main() {
+  initStatus();
+  $('room-name').textContent = room;
+  document.title = `${room} · Meeting`;
+  initMeetingControls();
+  window.addEventListener('pagehide', () => {
+    // Tell the server now rather than waiting for the socket to time out.
+    if (meeting && !meeting.ended) meeting.leave();
+    stopStream(preview?.stream);
+  });
+  if (!room) {
+    showError(new Error('No room in the address; open a link like /r/<room>.'));
+    return;
+  }
+  if (params.get('autojoin') === '1') autojoin();
+  else initPrejoin();
+}
+
+main();

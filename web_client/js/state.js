@@ -1,0 +1,12 @@
+// State that automated tests read through window.__meeting. The app writes it; nothing in the
+// app reads it back, so tests can never change behaviour by accident.
+export const state = {
+  joined: false,
+  selfId: null,
+  participants: new Map(), // remote participants only (like the `join` result): id -> {id, name, role}
+  publishPc: null,
+  subscribePc: null,
+  lastError: null, // {code, message} of the last error shown in the status line
+};
+
+window.__meeting = state;
