@@ -188,7 +188,7 @@ class WebRtcTransport:
 
     def on_srtp(self, data: bytes) -> None:
         srtp = self.srtp
-        if srtp is None:
+        if srtp is None or len(data) < 12:  # 12: the smallest RTP header, above any SRTCP
             return
         if 191 < data[1] < 224:
             self._on_rtcp(data)

@@ -102,6 +102,9 @@ class Worker(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.datagrams_in += 1
+        if not data:
+            self.dropped += 1
+            return
         try:
             transport = self._by_addr.get(addr)
             first = data[0]

@@ -45,8 +45,11 @@ class RequestFailed(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str,
+                 rewrite_sdp: Callable[[str], str] | None = None) -> None:
         self.base_url = base_url
+        # Applied to every SDP from the server, e.g. to point the client at a relay.
+        self.rewrite_sdp = rewrite_sdp or (lambda sdp: sdp)
         self.token = token
         self.session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -158,7 +161,7 @@ class Client:
             self._mid_tracks.update(offer["tracks"])
             pc = self.subscribe_pc
             assert pc is not None
-            await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+            await pc.setRemoteDescription(RTCSessionDescription(self.rewrite_sdp(offer["sdp"]), "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
             try:
                 await self.request("subscriberAnswer", {"sdp": pc.localDescription.sdp})
@@ -174,7 +177,7 @@ class Client:
         await pc.setLocalDescription(await pc.createOffer())
         names = {t.mid: t.sender.track.kind for t in pc.getTransceivers() if t.sender.track}
         result = await self.request("publish", {"sdp": pc.localDescription.sdp, "names": names})
-        await pc.setRemoteDescription(RTCSessionDescription(result["sdp"], "answer"))
+        await pc.setRemoteDescription(RTCSessionDescription(self.rewrite_sdp(result["sdp"]), "answer"))
         return result
 
     async def remote_track(self, track_id: str, timeout: float = 10) -> MediaStreamTrack:
