@@ -161,7 +161,8 @@ class Client:
             self._mid_tracks.update(offer["tracks"])
             pc = self.subscribe_pc
             assert pc is not None
-            await pc.setRemoteDescription(RTCSessionDescription(self.rewrite_sdp(offer["sdp"]), "offer"))
+            remote = RTCSessionDescription(self.rewrite_sdp(offer["sdp"]), "offer")
+            await pc.setRemoteDescription(remote)
             await pc.setLocalDescription(await pc.createAnswer())
             try:
                 await self.request("subscriberAnswer", {"sdp": pc.localDescription.sdp})
@@ -177,7 +178,8 @@ class Client:
         await pc.setLocalDescription(await pc.createOffer())
         names = {t.mid: t.sender.track.kind for t in pc.getTransceivers() if t.sender.track}
         result = await self.request("publish", {"sdp": pc.localDescription.sdp, "names": names})
-        await pc.setRemoteDescription(RTCSessionDescription(self.rewrite_sdp(result["sdp"]), "answer"))
+        answer = RTCSessionDescription(self.rewrite_sdp(result["sdp"]), "answer")
+        await pc.setRemoteDescription(answer)
         return result
 
     async def remote_track(self, track_id: str, timeout: float = 10) -> MediaStreamTrack:

@@ -132,7 +132,11 @@ function initPrejoin() {
     list: $('precheck-steps'),
     banner: $('precheck-banner'),
     button: $('precheck-btn'),
-    getTokenFn: () => getToken(room, nameInput.value.trim() || 'Guest'),
+    getTokenFn: () => getToken(room, nameInput.value.trim() || 'Guest').catch((err) => {
+      // Not only a failed check: without an invitation there is no way in, so say it up top.
+      if (err.code === 'invitation_required') showError(err);
+      throw err;
+    }),
   });
   precheck.run();
 
