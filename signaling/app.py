@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from mediaserver.api import LocalMediaControl, MediaControl
+from mediaserver.api import LocalMediaControl
 from mediaserver.config import MediaConfig
 from mediaserver.worker import Worker
 
@@ -18,21 +17,11 @@ from . import websocket
 from .config import ServerConfig
 from .http_api import add_routes
 from .metrics import MediaCollector, metrics_handler
-from .participant import Participant
 from .rooms import RoomRegistry
+from .state import STATE, AppState
 from .store import SqliteStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AppState:
-    config: ServerConfig
-    store: SqliteStore
-    worker: Worker
-    media: MediaControl
-    rooms: RoomRegistry
-    sessions: set[Participant] = field(default_factory=set)
 
 
 def media_config(config: ServerConfig) -> MediaConfig:
@@ -46,7 +35,7 @@ def make_app(config: ServerConfig) -> web.Application:
     worker = Worker(media_config(config))
     media = LocalMediaControl(worker)
     state = AppState(config, store, worker, media, RoomRegistry(store, media))
-    app["state"] = state
+    app[STATE] = state
 
     registry = CollectorRegistry()
     registry.register(MediaCollector(media.stats, lambda: len(state.rooms.rooms),
@@ -59,7 +48,7 @@ def make_app(config: ServerConfig) -> web.Application:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    state: AppState = app["state"]
+    state: AppState = app[STATE]
     await state.store.open()
     await state.worker.start()
 

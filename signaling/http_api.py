@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .state import STATE
 from .tokens import ROLES, mint
 
 ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -37,7 +38,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 def _authorized(request: web.Request) -> bool:
-    key = request.app["state"].config.api_key
+    key = request.app[STATE].config.api_key
     header = request.headers.get("Authorization", "")
     given = header[7:] if header.startswith("Bearer ") else ""
     return bool(key) and hmac.compare_digest(given.encode(), key.encode())
@@ -53,7 +54,7 @@ def require_key(handler):  # type: ignore[no-untyped-def]
 
 
 async def health(request: web.Request) -> web.Response:
-    state = request.app["state"]
+    state = request.app[STATE]
     return web.json_response({"status": "ok", "rooms": len(state.rooms.rooms),
                               "participants": state.rooms.participant_count})
 
@@ -64,13 +65,13 @@ async def create_room(request: web.Request) -> web.Response:
     name = body.get("name") or f"room-{secrets.token_hex(4)}"
     if not isinstance(name, str) or not ROOM_NAME.match(name):
         return _error(400, "bad_request", "room name: 1-64 letters, digits, '-', '_' or '.'")
-    room, created = await request.app["state"].store.create_room(name)
+    room, created = await request.app[STATE].store.create_room(name)
     return web.json_response({"room": room}, status=201 if created else 200)
 
 
 @require_key
 async def get_room(request: web.Request) -> web.Response:
-    state = request.app["state"]
+    state = request.app[STATE]
     name = request.match_info["room"]
     room = await state.store.get_room(name)
     if room is None:
@@ -82,7 +83,7 @@ async def get_room(request: web.Request) -> web.Response:
 
 @require_key
 async def create_token(request: web.Request) -> web.Response:
-    state = request.app["state"]
+    state = request.app[STATE]
     name = request.match_info["room"]
     if await state.store.get_room(name) is None:
         return _error(404, "not_found", "no such room")
@@ -104,7 +105,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 async def dev_token(request: web.Request) -> web.Response:
     """Dev mode only: any visitor gets a host token for any room, created on the spot."""
-    state = request.app["state"]
+    state = request.app[STATE]
     if not state.config.dev:
         return _error(404, "not_found", "dev tokens are disabled in production mode")
     body = await _json_body(request)
@@ -122,11 +123,11 @@ async def dev_token(request: web.Request) -> web.Response:
 
 
 async def room_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(request.app["state"].config.web_root / "room.html")
+    return web.FileResponse(request.app[STATE].config.web_root / "room.html")
 
 
 async def index_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(request.app["state"].config.web_root / "index.html")
+    return web.FileResponse(request.app[STATE].config.web_root / "index.html")
 
 
 def add_routes(app: web.Application, web_root: Any) -> None:

@@ -21,6 +21,7 @@ from .errors import RequestError
 from .participant import Participant
 from .ratelimit import TokenBucket
 from .sdp import SdpError
+from .state import STATE
 from .tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ MAX_REJECTED = 200  # rate-limited messages tolerated before the socket is close
 
 
 async def handle(request: web.Request) -> web.WebSocketResponse:
-    state = request.app["state"]
+    state = request.app[STATE]
     config = state.config
     ws = web.WebSocketResponse(max_msg_size=config.max_message, heartbeat=20.0)
     await ws.prepare(request)

@@ -137,13 +137,25 @@ def stun_with_attribute(attr_type: int, value: bytes) -> bytes:
         (0x0006, b"\xff\xfe"),  # USERNAME that is not UTF-8
         (0x0020, b"\x00\x09\x00\x00"),  # XOR-MAPPED-ADDRESS of an unknown family
     ],
+    ids=["short-priority", "short-fingerprint", "short-ice-controlling", "bad-utf8-username",
+         "bad-address-family"],
 )
 def test_parse_request_returns_none_for_malformed_attributes(attr_type: int, value: bytes) -> None:
     assert ice.parse_request(stun_with_attribute(attr_type, value)) is None
 
 
-@given(st.binary(max_size=120))
-def test_parse_request_never_raises_on_random_attribute_bodies(body: bytes) -> None:
+KNOWN_ATTRIBUTE = st.sampled_from([entry[0] for entry in stun.ATTRIBUTES])
+RAW_ATTRIBUTE = st.tuples(KNOWN_ATTRIBUTE | st.integers(0, 0xFFFF), st.binary(max_size=24))
+
+
+@given(st.lists(RAW_ATTRIBUTE, max_size=6))
+def test_parse_request_never_raises_on_random_attributes(
+    attributes: list[tuple[int, bytes]],
+) -> None:
+    body = b"".join(
+        struct.pack("!HH", attr_type, len(value)) + value + b"\x00" * (-len(value) % 4)
+        for attr_type, value in attributes
+    )
     data = struct.pack("!HHI12s", 0x0001, len(body), stun.COOKIE, b"R" * 12) + body
     result = ice.parse_request(data)
     assert result is None or "FINGERPRINT" in result.attributes

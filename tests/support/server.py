@@ -10,8 +10,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from signaling.app import AppState, make_app
+from signaling.app import make_app
 from signaling.config import ServerConfig
+from signaling.state import STATE, AppState
 from signaling.tokens import mint
 
 API_KEY = "test-api-key"
@@ -32,7 +33,7 @@ class RunningServer:
 
     @property
     def state(self) -> AppState:
-        return self.runner.app["state"]
+        return self.runner.app[STATE]
 
     def token(self, room: str, identity: str, name: str | None = None, role: str = "host",
               ttl: int = 600) -> str:

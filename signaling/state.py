@@ -1,0 +1,28 @@
+"""What the request handlers share: configuration, store, media control, rooms, sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from mediaserver.api import MediaControl
+from mediaserver.worker import Worker
+
+from .config import ServerConfig
+from .participant import Participant
+from .rooms import RoomRegistry
+from .store import SqliteStore
+
+
+@dataclass
+class AppState:
+    config: ServerConfig
+    store: SqliteStore
+    worker: Worker
+    media: MediaControl
+    rooms: RoomRegistry
+    sessions: set[Participant] = field(default_factory=set)
+
+
+STATE = web.AppKey("state", AppState)
