@@ -1,0 +1,73 @@
+"""Headless Debian Chromium driven by Playwright, set up as ../shared/BROWSER_TESTING.md says.
+
+No `playwright install`: the system browser is launched through `executable_path`. Chromium
+keeps only the last --disable-features flag, so ours repeats Playwright's own list, read from
+the installed Playwright so it stays right when Playwright is upgraded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import playwright
+from playwright.async_api import Browser, async_playwright
+
+CHROMIUM = Path("/usr/lib/chromium/chromium")
+
+
+def playwright_disabled_features() -> list[str]:
+    lib = Path(playwright.__file__).parent / "driver" / "package" / "lib"
+    for path in [lib / "coreBundle.js", *lib.rglob("chromiumSwitches.js")]:
+        if path.exists():
+            match = re.search(r"disabledFeatures = \[(.*?)\]", path.read_text(), re.S)
+            if match:
+                return re.findall(r'"([A-Za-z0-9]+)"', match.group(1))
+    raise RuntimeError("cannot find Playwright's disabled Chromium features")
+
+
+def chromium_args() -> list[str]:
+    features = [*playwright_disabled_features(), "WebRtcHideLocalIpsWithMdns"]
+    return [
+        "--no-sandbox", "--disable-gpu",
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        "--allow-loopback-in-peer-connection",
+        "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-features=" + ",".join(features),
+    ]
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                          args=chromium_args())
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+# JavaScript run in the page: totals of the subscribe connection's inbound streams.
+INBOUND_STATS = """async () => {
+  const m = window.__meeting;
+  if (!m || !m.subscribePc) return null;
+  const stats = await m.subscribePc.getStats();
+  const out = {framesDecoded: 0, audioPackets: 0, audioEnergy: 0};
+  stats.forEach(s => {
+    if (s.type !== 'inbound-rtp') return;
+    if (s.kind === 'video') out.framesDecoded += s.framesDecoded || 0;
+    if (s.kind === 'audio') {
+      out.audioPackets += s.packetsReceived || 0;
+      out.audioEnergy += s.totalAudioEnergy || 0;
+    }
+  });
+  return out;
+}"""
