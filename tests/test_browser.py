@@ -41,7 +41,7 @@ async def test_two_browsers_see_and_hear_each_other(tmp_path: Path) -> None:
             page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
             await page.goto(f"{server.base_url}/r/browser-room?name={name}&autojoin=1")
             pages.append((page, errors))
-        for page, errors in pages:
+        for page, _ in pages:
             await page.wait_for_function("window.__meeting && window.__meeting.joined",
                                          timeout=WAIT_MS)
             await watch_stats(page)
