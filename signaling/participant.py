@@ -223,7 +223,7 @@ class Participant:
         self.probe_transport = (await self.media.create_transport(self._probe_router)).id
         await self.media.connect_transport(self.probe_transport, remote)
         info = await self._transport_info(self.probe_transport)
-        answer, _ = sdp.publish_answer(offer, info)
+        answer = sdp.probe_answer(offer, info)
         loop = asyncio.get_running_loop()
         self._probe_timer = loop.call_later(PROBE_LIFETIME,
                                             lambda: asyncio.ensure_future(self._close_probe()))

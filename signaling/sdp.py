@@ -290,6 +290,24 @@ def publish_answer(offer: Session, info: TransportInfo) -> tuple[str, list[Publi
     return _session(mids, sections), accepted
 
 
+def probe_answer(offer: Session, info: TransportInfo) -> str:
+    """Answer a connectivity-check offer: every m-line kept but inactive, so ICE and DTLS run
+    to completion and no media flows."""
+    sections, mids = [], []
+    for m in offer.media:
+        rtpmap = choose_codec(m) if m.kind in ("audio", "video") else None
+        if rtpmap is None or m.port == 0:
+            sections.append(_rejected(m))
+            continue
+        codec = _codec(rtpmap, None, [])
+        lines = _media_head(m.kind, [codec.payload_type], info, m.mid, "passive")
+        lines.append("a=inactive")
+        lines += _codec_lines(codec, [])
+        sections.append(lines)
+        mids.append(m.mid)
+    return _session(mids, sections)
+
+
 def _rejected(m: Media) -> list[str]:
     fmt = " ".join(m.fmts) or "0"
     lines = [f"m={m.kind} 0 {m.proto} {fmt}", "c=IN IP4 0.0.0.0"]

@@ -61,3 +61,28 @@ async def test_two_browsers_see_and_hear_each_other(tmp_path: Path) -> None:
         assert any("Bob" in n for n in names), names
         for _, errors in pages:
             assert not errors, errors
+
+
+async def test_prejoin_connectivity_check_passes_then_join(tmp_path: Path) -> None:
+    async with running_server(tmp_path / "data", dev=True) as server, chromium() as browser:
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{server.base_url}/r/checked-room?name=Dr.%20Lee")
+        await page.wait_for_function(
+            "['pass', 'fail'].includes(document.getElementById('precheck-banner').dataset.state)",
+            timeout=WAIT_MS)
+        banner = page.locator("#precheck-banner")
+        assert await banner.get_attribute("data-state") == "pass", await banner.inner_text()
+        steps = await page.locator("#precheck-steps").inner_text()
+        assert "Media connection" in steps and "RTT" in steps
+        # "pass" means the page's test connection reached 'connected': ICE and DTLS with the
+        # server's media port completed
+        await page.click("#join-btn")
+        await page.wait_for_function("window.__meeting && window.__meeting.joined",
+                                     timeout=WAIT_MS)
+        # chat from the page reaches the room's history
+        await page.fill("#chat-input", "hello from the browser")
+        await page.press("#chat-input", "Enter")
+        await page.wait_for_function(
+            "document.body.innerText.includes('hello from the browser')", timeout=WAIT_MS)
+        history = await server.state.store.chat_history("checked-room")
+        assert [m["text"] for m in history] == ["hello from the browser"]
