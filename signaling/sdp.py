@@ -207,7 +207,7 @@ class PublishedMedia:
 
 def choose_codec(m: Media) -> RtpMap | None:
     """The offerer's first codec we forward: Opus for audio, VP8 or H.264 (mode 1) for video."""
-    for pt in (int(f) for f in m.fmts if f.isdigit()):
+    for pt in (int(f) for f in m.fmts if f.isascii() and f.isdigit()):
         rtpmap = m.rtpmaps.get(pt)
         if rtpmap is None:
             continue

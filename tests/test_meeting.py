@@ -123,3 +123,28 @@ async def test_mute_pauses_forwarding_and_unmute_resumes(server) -> None:
                                   lambda d: d["trackId"] == video_id and not d["muted"])
         before = frames.senders[1].readable
         await frames.wait_for(1, before + 10, timeout=20)
+
+
+async def test_h264_is_forwarded(server) -> None:
+    await server.create_room("h264")
+    pub = Client(server.base_url, server.token("h264", "pub"))
+    sub = Client(server.base_url, server.token("h264", "sub"))
+    task = None
+    try:
+        for c in (pub, sub):
+            await c.connect()
+            await c.join()
+        result = await pub.publish(PatternVideoTrack(7), video_codec="H264")
+        assert "H264/90000" in result["sdp"] and "VP8" not in result["sdp"]
+        producer = next(iter(server.state.worker.producers.values()))
+        assert producer.codec.name == "H264"
+        frames = FrameChecker()
+        task = asyncio.create_task(frames.run(
+            await sub.remote_track(await sub.tracks_of(pub.self_id, "video"))))
+        await frames.wait_for(7, 20, timeout=20)
+        assert frames.sender_ids == {7}
+    finally:
+        if task:
+            task.cancel()
+        await pub.close()
+        await sub.close()

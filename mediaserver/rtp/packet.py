@@ -52,10 +52,11 @@ def payload_offset(data: bytes) -> int:
 
 def payload_end(data: bytes) -> int:
     """End of the payload, excluding padding (RFC 3550 section 5.1, P bit)."""
+    start = payload_offset(data)  # also validates the header
     n = len(data)
     if data[0] & 0x20:
         pad = data[n - 1]
-        if pad == 0 or pad > n - 12:
+        if pad == 0 or pad > n - start:
             raise ValueError("bad RTP padding")
         return n - pad
     return n
@@ -63,6 +64,8 @@ def payload_end(data: bytes) -> int:
 
 def extension_block(data: bytes) -> tuple[int, int, int]:
     """(profile, start, end) of the extension elements, or (0, 0, 0) without X bit."""
+    if len(data) < 12:
+        raise ValueError("not an RTP packet")
     if not data[0] & 0x10:
         return 0, 0, 0
     offset = 12 + 4 * (data[0] & 0x0F)
@@ -211,10 +214,12 @@ class ExtensionWriter:
 
     def render(self, abs_send_time: bytes | None, tcc_seq: int, audio_level: bytes | None) -> bytes:
         t = self.template
-        if self.abs_pos >= 0 and abs_send_time is not None:
+        # Values come from the publisher's packets: one of the wrong size is left out rather
+        # than allowed to change the block's layout.
+        if self.abs_pos >= 0 and abs_send_time is not None and len(abs_send_time) == 3:
             t[self.abs_pos : self.abs_pos + 3] = abs_send_time
         if self.tcc_pos >= 0:
             U16.pack_into(t, self.tcc_pos, tcc_seq & 0xFFFF)
-        if self.level_pos >= 0 and audio_level is not None:
+        if self.level_pos >= 0 and audio_level:
             t[self.level_pos] = audio_level[0]
         return bytes(t)

@@ -24,7 +24,9 @@ class SeqExtender:
     """Turns 16-bit sequence numbers into a monotonic extended counter (cycles << 16 | seq).
 
     Keeps the highest extended number seen; packets older than it are extended relative to
-    it so that a late packet just before a wrap does not count as a new cycle.
+    it so that a late packet just before a wrap does not count as a new cycle. The first packet
+    anchors the count: one sent before it (arriving late) gets a smaller, possibly negative,
+    number.
     """
 
     __slots__ = ("highest", "started")

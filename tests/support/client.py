@@ -19,6 +19,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 
@@ -169,12 +170,17 @@ class Client:
             except (RequestFailed, ConnectionError):
                 return
 
-    async def publish(self, *tracks: MediaStreamTrack) -> dict[str, Any]:
+    async def publish(self, *tracks: MediaStreamTrack, video_codec: str | None = None
+                      ) -> dict[str, Any]:
         if self.publish_pc is None:
             self.publish_pc = new_pc()
         pc = self.publish_pc
         for track in tracks:
-            pc.addTransceiver(track, direction="sendonly")
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            if video_codec and track.kind == "video":
+                codecs = RTCRtpSender.getCapabilities("video").codecs
+                transceiver.setCodecPreferences(
+                    [c for c in codecs if c.mimeType in (f"video/{video_codec}", "video/rtx")])
         await pc.setLocalDescription(await pc.createOffer())
         names = {t.mid: t.sender.track.kind for t in pc.getTransceivers() if t.sender.track}
         result = await self.request("publish", {"sdp": pc.localDescription.sdp, "names": names})
