@@ -7,7 +7,7 @@ implementation here and a later RPC to a worker process have the same surface.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from .params import ConsumerInfo, ConsumerParams, ProducerParams, RemoteParams, TransportInfo
 from .stats import worker_stats
@@ -32,7 +32,11 @@ class MediaControl(Protocol):
     async def pause_consumer(self, consumer_id: str, paused: bool) -> None: ...
     async def close_consumer(self, consumer_id: str) -> None: ...
     async def request_keyframe(self, producer_id: str) -> None: ...
-    def stats(self) -> dict[str, int]: ...
+    async def create_pipe_transport(self, router_id: str) -> dict[str, Any]: ...
+    async def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None: ...
+    async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams: ...
+    async def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str: ...
+    async def stats(self) -> dict[str, int]: ...
     def on_transport_closed(self, listener: Callable[[str, str], None]) -> None: ...
 
 
@@ -85,7 +89,19 @@ class LocalMediaControl:
     async def request_keyframe(self, producer_id: str) -> None:
         self.worker.request_keyframe(producer_id)
 
-    def stats(self) -> dict[str, int]:
+    async def create_pipe_transport(self, router_id: str) -> dict[str, Any]:
+        return await self.worker.create_pipe_transport(router_id)
+
+    async def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
+        self.worker.connect_pipe_transport(pipe_id, ip, port)
+
+    async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
+        return self.worker.pipe_consume(pipe_id, producer_id)
+
+    async def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str:
+        return self.worker.pipe_produce(pipe_id, params)
+
+    async def stats(self) -> dict[str, int]:
         return worker_stats(self.worker)
 
     def on_transport_closed(self, listener: Callable[[str, str], None]) -> None:

@@ -15,6 +15,7 @@ class MediaConfig:
     consent_timeout: float = 30.0  # RFC 7675: no valid STUN for this long closes a transport
     rtcp_interval: float = 1.0  # mean interval of RTCP reports (RFC 3550 6.2, randomized)
     nack_interval: float = 0.02  # how often gaps are scanned for upstream NACKs
+    id_prefix: str = ""  # "w1." in a pool of workers: every id this worker makes starts so
     recv_buffer: int = 4 << 20
     send_buffer: int = 4 << 20
 

@@ -49,6 +49,7 @@ class Producer:
         self.ssrc: int | None = params.ssrc
         self.rtx_ssrc: int | None = params.rtx_ssrc
         self.consumers: tuple[Consumer, ...] = ()
+        self.report_listeners: tuple = ()  # pipes that relay our publisher's sender reports
         self.paused = False
         self.closed = False
         self._abs_id = params.extensions.get(EXT_ABS_SEND_TIME, 0)
@@ -183,6 +184,8 @@ class Producer:
         self.sr_ntp = report.ntp_timestamp
         self.sr_rtp = report.rtp_timestamp
         self.sr_time = now
+        for listener in self.report_listeners:
+            listener.on_sender_report(report)
 
     def report_block(self, now: float) -> ReportBlock | None:
         if self.highest < 0 or self.ssrc is None:
@@ -219,6 +222,7 @@ class Producer:
 
     def remove_consumer(self, consumer: Consumer) -> None:
         self.consumers = tuple(c for c in self.consumers if c is not consumer)
+        self.report_listeners = tuple(c for c in self.report_listeners if c is not consumer)
 
     def close(self) -> None:
         if self.closed:

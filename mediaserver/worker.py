@@ -28,6 +28,7 @@ from .params import (
     RemoteParams,
     TransportInfo,
 )
+from .pipe import PipeConsumer, PipeTransport
 from .producer import Producer
 from .router import Router
 from .rtp.rtcp import ntp_now
@@ -41,8 +42,9 @@ class MediaError(Exception):
     """A control call that cannot be carried out (unknown id, bad state)."""
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(6)}"
+def new_id(prefix: str, owner: str = "") -> str:
+    """Ids carry their worker's prefix ("w1.") so a pool of workers can route calls by id."""
+    return f"{owner}{prefix}-{secrets.token_hex(6)}"
 
 
 class Worker(asyncio.DatagramProtocol):
@@ -53,6 +55,7 @@ class Worker(asyncio.DatagramProtocol):
         self.transports: dict[str, WebRtcTransport] = {}
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
+        self.pipes: dict[str, PipeTransport] = {}
         self._by_ufrag: dict[str, WebRtcTransport] = {}
         self._by_addr: dict[tuple, WebRtcTransport] = {}
         self.nack_pending: set[Producer] = set()
@@ -87,6 +90,8 @@ class Worker(asyncio.DatagramProtocol):
         log.info("media worker on udp %s:%d", self.config.host, self.port)
 
     async def stop(self) -> None:
+        for pipe in list(self.pipes.values()):
+            pipe.close()
         for router in list(self.routers.values()):
             router.close()
         for transport in list(self.transports.values()):
@@ -229,7 +234,7 @@ class Worker(asyncio.DatagramProtocol):
     # ---- control (called through mediaserver.api) ---------------------------------------
 
     def create_router(self) -> str:
-        router = Router(new_id("rt"))
+        router = Router(new_id("rt", self.config.id_prefix))
         self.routers[router.id] = router
         return router.id
 
@@ -237,10 +242,12 @@ class Worker(asyncio.DatagramProtocol):
         router = self.routers.pop(router_id, None)
         if router is not None:
             router.close()
+            for pipe in [p for p in self.pipes.values() if p.router_id == router_id]:
+                pipe.close()
 
     def create_transport(self, router_id: str) -> TransportInfo:
         router = self._router(router_id)
-        transport = WebRtcTransport(self, new_id("tr"), router_id)
+        transport = WebRtcTransport(self, new_id("tr", self.config.id_prefix), router_id)
         self.transports[transport.id] = transport
         router.transports[transport.id] = transport
         self.register_ufrag(transport)
@@ -269,7 +276,7 @@ class Worker(asyncio.DatagramProtocol):
         router = self._router(transport.router_id)
         if params.ssrc is not None and params.ssrc in transport.producers_by_ssrc:
             raise MediaError(f"ssrc {params.ssrc} is already produced on this transport")
-        producer = Producer(new_id("pr"), transport, params, router.id)
+        producer = Producer(new_id("pr", self.config.id_prefix), transport, params, router.id)
         transport.add_producer(producer)
         router.producers[producer.id] = producer
         self.producers[producer.id] = producer
@@ -294,7 +301,7 @@ class Worker(asyncio.DatagramProtocol):
         producer = self._producer(producer_id)
         if producer.router_id != transport.router_id:
             raise MediaError("producer and transport are in different routers")
-        consumer = Consumer(new_id("co"), producer, transport, params)
+        consumer = Consumer(new_id("co", self.config.id_prefix), producer, transport, params)
         transport.add_consumer(consumer)
         producer.add_consumer(consumer)
         self.consumers[consumer.id] = consumer
@@ -329,6 +336,48 @@ class Worker(asyncio.DatagramProtocol):
 
     def request_keyframe(self, producer_id: str) -> None:
         self._producer(producer_id).request_keyframe()
+
+    # ---- pipes between workers ----------------------------------------------------------
+
+    async def create_pipe_transport(self, router_id: str) -> dict[str, str | int]:
+        self._router(router_id)
+        pipe = PipeTransport(self, new_id("pp", self.config.id_prefix), router_id)
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        port = await pipe.start(host)
+        self.pipes[pipe.id] = pipe
+        return {"id": pipe.id, "ip": host, "port": port}
+
+    def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
+        self._pipe(pipe_id).connect(ip, port)
+
+    def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
+        """Send a Producer into the pipe; returns what the far side mirrors it with."""
+        pipe = self._pipe(pipe_id)
+        producer = self._producer(producer_id)
+        consumer = PipeConsumer(new_id("co", self.config.id_prefix), producer, pipe)
+        pipe.add_consumer(consumer)
+        producer.add_consumer(consumer)  # type: ignore[arg-type]
+        producer.report_listeners = (*producer.report_listeners, consumer)
+        self.consumers[consumer.id] = consumer  # type: ignore[assignment]
+        producer.request_keyframe()
+        return pipe.mirror_params(consumer)
+
+    def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str:
+        """The mirror of a far Producer, fed by the pipe, in the pipe's Router."""
+        pipe = self._pipe(pipe_id)
+        router = self._router(pipe.router_id)
+        producer = Producer(new_id("pr", self.config.id_prefix), pipe, params,  # type: ignore[arg-type]
+                            router.id)
+        pipe.add_producer(producer)
+        router.producers[producer.id] = producer
+        self.producers[producer.id] = producer
+        return producer.id
+
+    def _pipe(self, pipe_id: str) -> PipeTransport:
+        pipe = self.pipes.get(pipe_id)
+        if pipe is None:
+            raise MediaError(f"no pipe transport {pipe_id}")
+        return pipe
 
     def _router(self, router_id: str) -> Router:
         router = self.routers.get(router_id)

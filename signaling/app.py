@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from mediaserver.api import LocalMediaControl
+from mediaserver.api import LocalMediaControl, MediaControl
 from mediaserver.config import MediaConfig
+from mediaserver.pool import WorkerPool
 from mediaserver.worker import Worker
 
 from . import websocket
@@ -32,15 +33,22 @@ def media_config(config: ServerConfig) -> MediaConfig:
 def make_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     store = SqliteStore(config.data_dir / "mediaserver.sqlite3")
-    worker = Worker(media_config(config))
-    media = LocalMediaControl(worker)
-    state = AppState(config, store, worker, media, RoomRegistry(store, media))
+    worker: Worker | None = None
+    media: MediaControl
+    if config.workers:
+        media = WorkerPool(media_config(config), config.workers)
+    else:
+        worker = Worker(media_config(config))
+        media = LocalMediaControl(worker)
+    rooms = RoomRegistry(store, media, config.subscribers_per_worker if config.workers > 1 else 0)
+    state = AppState(config, store, worker, media, rooms)
     app[STATE] = state
 
+    collector = MediaCollector(lambda: len(state.rooms.rooms),
+                               lambda: state.rooms.participant_count)
     registry = CollectorRegistry()
-    registry.register(MediaCollector(media.stats, lambda: len(state.rooms.rooms),
-                                     lambda: state.rooms.participant_count))
-    app.router.add_get("/metrics", metrics_handler(registry))
+    registry.register(collector)
+    app.router.add_get("/metrics", metrics_handler(registry, collector, media))
     app.router.add_get("/ws", websocket.handle)
     add_routes(app, config.web_root)
     app.cleanup_ctx.append(_lifecycle)
@@ -50,7 +58,10 @@ def make_app(config: ServerConfig) -> web.Application:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state: AppState = app[STATE]
     await state.store.open()
-    await state.worker.start()
+    if state.worker is not None:
+        await state.worker.start()
+    else:
+        await state.media.start()  # type: ignore[attr-defined]
 
     def on_transport_closed(transport_id: str, reason: str) -> None:
         # ICE consent lost or DTLS failed: the participant's media is gone; end the session so
@@ -60,11 +71,23 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 asyncio.ensure_future(participant.close(f"media transport closed: {reason}"))
 
     state.media.on_transport_closed(on_transport_closed)
+
+    def on_worker_lost(prefix: str) -> None:
+        # A media worker died: its calls are gone. Ask those clients to come back (4503);
+        # they get Routers on the restarted worker or another one.
+        for participant in state.rooms.worker_lost(prefix):
+            asyncio.ensure_future(participant.close("media_restart", code=4503))
+
+    if isinstance(state.media, WorkerPool):
+        state.media.on_worker_lost(on_worker_lost)
     yield
     for participant in list(state.sessions):
         try:
             await participant.close("server shutting down")
         except Exception:
             log.exception("error closing %s", participant.id)
-    await state.worker.stop()
+    if state.worker is not None:
+        await state.worker.stop()
+    else:
+        await state.media.stop()  # type: ignore[attr-defined]
     await state.store.close()

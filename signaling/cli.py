@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "[env MEDIASERVER_RTC_HOST]")
     serve.add_argument("--rtc-port", type=int, default=int(_env("RTC_PORT", "40000")),
                        help="the media worker's one UDP port [env MEDIASERVER_RTC_PORT]")
+    serve.add_argument("--workers", type=int,
+                       default=int(_env("WORKERS", str(os.cpu_count() or 1))),
+                       help="media worker processes, UDP ports rtc-port .. rtc-port+N-1; "
+                            "0 runs one worker inside the signalling process "
+                            "[env MEDIASERVER_WORKERS]")
+    serve.add_argument("--subscribers-per-worker", type=int,
+                       default=int(_env("SUBSCRIBERS_PER_WORKER", "200")),
+                       help="a room's subscribers beyond this many go to other workers, fed "
+                            "through pipes (0: never) [env MEDIASERVER_SUBSCRIBERS_PER_WORKER]")
     serve.add_argument("--announced-ip", default=_env("ANNOUNCED_IP", ""),
                        help="address put in ICE candidates, for NAT and cloud hosts "
                             "[env MEDIASERVER_ANNOUNCED_IP]")
@@ -65,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(host=args.host, http_port=args.port, rtc_host=args.rtc_host,
                         rtc_port=args.rtc_port, announced_ip=args.announced_ip,
+                        workers=max(0, args.workers),
+                        subscribers_per_worker=max(0, args.subscribers_per_worker),
                         data_dir=Path(args.data_dir), dev=args.dev, api_key=args.api_key,
                         jwt_secret=args.jwt_secret, log_level=args.log_level)
 
@@ -89,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app(config)
     mode = "dev mode" if config.dev else "production mode"
     url = f"http://{config.host}:{config.http_port}/r/demo"
-    print(f"mediaserver ({mode}) HTTP on {config.host}:{config.http_port}, media on UDP "
-          f"{config.rtc_host or config.host}:{config.rtc_port}\nopen {url}", flush=True)
+    ports = (f"{config.rtc_port}-{config.rtc_port + config.workers - 1}"
+             if config.workers > 1 else str(config.rtc_port))
+    print(f"mediaserver ({mode}) HTTP on {config.host}:{config.http_port}, "
+          f"{max(1, config.workers)} media worker(s) on UDP {config.rtc_host or config.host}:"
+          f"{ports}\nopen {url}", flush=True)
     web.run_app(app, host=config.host, port=config.http_port, print=None)
     return 0
 

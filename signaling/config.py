@@ -12,7 +12,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     http_port: int = 8080
     rtc_host: str = ""  # UDP bind address; default: host
-    rtc_port: int = 40000
+    rtc_port: int = 40000  # worker i of a pool listens on rtc_port + i
+    workers: int = 0  # media worker processes; 0: one worker inside this process
+    subscribers_per_worker: int = 0  # spread a room's subscribers past this many; 0: never
     announced_ip: str = ""
     data_dir: Path = Path("data")
     dev: bool = False

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from mediaserver.api import MediaControl
+
 COUNTERS = {
     "packets_in": "RTP packets received from publishers",
     "bytes_in": "SRTP bytes received from publishers",
@@ -27,30 +29,34 @@ COUNTERS = {
     "rtx_received": "retransmitted packets received from publishers",
     "srtp_errors": "packets that failed SRTP authentication",
     "dropped": "datagrams dropped as unroutable or malformed",
+    "worker_restarts": "media worker processes restarted after dying",
 }
 
 
 class MediaCollector:
-    def __init__(self, stats: Callable[[], dict[str, int]], rooms: Callable[[], int],
-                 participants: Callable[[], int]) -> None:
-        self._stats = stats
+    """Reads the counters fetched for this scrape (from the in-process worker or the pool)."""
+
+    def __init__(self, rooms: Callable[[], int], participants: Callable[[], int]) -> None:
+        self.latest: dict[str, int] = {}
         self._rooms = rooms
         self._participants = participants
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        s = self._stats()
+        s = self.latest
         yield GaugeMetricFamily("mediaserver_rooms", "rooms with people in them",
                                 value=self._rooms())
         yield GaugeMetricFamily("mediaserver_participants", "connected participants",
                                 value=self._participants())
-        for key in ("transports", "producers", "consumers"):
+        for key in ("transports", "producers", "consumers", "workers"):
             yield GaugeMetricFamily(f"mediaserver_{key}", f"open {key}", value=s.get(key, 0))
         for key, doc in COUNTERS.items():
             yield CounterMetricFamily(f"mediaserver_{key}", doc, value=s.get(key, 0))
 
 
-def metrics_handler(registry: CollectorRegistry) -> Callable:
+def metrics_handler(registry: CollectorRegistry, collector: MediaCollector,
+                    media: MediaControl) -> Callable:
     async def handler(request: web.Request) -> web.Response:
+        collector.latest = await media.stats()
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -46,6 +46,7 @@ class Participant:
         self.publish_transport: str | None = None
         self._publish_ufrag = ""
         self.subscribe_transport: str | None = None
+        self.subscribe_router: str | None = None
         self.probe_transport: str | None = None
         self._probe_router: str | None = None
         self._probe_timer: asyncio.TimerHandle | None = None
@@ -56,7 +57,7 @@ class Participant:
         self._offer_pending = False
         self._offer_dirty = False
         self._negotiating = asyncio.Lock()
-        self.on_closed: Callable[[str], None] | None = None
+        self.on_closed: Callable[[str, int], None] | None = None
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "role": self.role}
@@ -91,7 +92,8 @@ class Participant:
                 await other.close("replaced by a newer session")
         self.room = room
         room.participants[self.id] = self
-        self.subscribe_transport = (await self.media.create_transport(room.router_id)).id
+        self.subscribe_router = await self.rooms.subscriber_router(room)
+        self.subscribe_transport = (await self.media.create_transport(self.subscribe_router)).id
         self.joined = True
         room.broadcast("participantJoined", {"participant": self.public()}, exclude=self.id)
         others = [p.public() for p in room.participants.values() if p.id != self.id and p.joined]
@@ -140,6 +142,7 @@ class Participant:
                           name if isinstance(name, str) else m.kind, producer_id, m.codec,
                           params_.cname)
             self.published[m.mid] = track
+            await self.rooms.track_published(room, track)
             room.tracks[track.id] = track
             new_tracks.append(track)
         for track in new_tracks:
@@ -163,7 +166,7 @@ class Participant:
             track.muted = muted
             # Paused at the producer: nothing of a muted track is forwarded, and unmuting
             # restarts every subscriber on a fresh keyframe.
-            await self.media.pause_producer(track.producer_id, muted)
+            await self.rooms.track_paused(self._room(), track, muted)
             self._room().broadcast("trackMuted", {"trackId": track.id, "participantId": self.id,
                                                   "muted": muted})
         return {}
@@ -182,11 +185,13 @@ class Participant:
             m = by_mid.get(slot.mid)
             track = room.tracks.get(slot.track)
             accepted = sdp.answered_slot(slot, m) if m is not None else None
-            if accepted is None or track is None:
+            producer_id = (room.producer_for(track, self.subscribe_router or room.router_id)
+                           if track is not None else None)
+            if accepted is None or producer_id is None:
                 continue
             codec, exts = accepted
             info = await self.media.consume(
-                self.subscribe_transport, track.producer_id,
+                self.subscribe_transport, producer_id,
                 ConsumerParams(mid=slot.mid, codec=codec, extensions=exts, ssrc=slot.ssrc,
                                rtx_ssrc=slot.rtx_ssrc if codec.rtx_payload_type else None))
             self.consumers[track.id] = info.id
@@ -299,6 +304,7 @@ class Participant:
         self.published = {mid: t for mid, t in self.published.items() if t is not track}
         room.tracks.pop(track.id, None)
         await self.media.close_producer(track.producer_id)
+        await self.rooms.track_unpublished(room, track)
         room.broadcast("trackUnpublished", {"trackId": track.id, "participantId": self.id},
                        exclude=self.id)
         for other in room.participants.values():
@@ -313,8 +319,10 @@ class Participant:
             router, self._probe_router, self.probe_transport = self._probe_router, None, None
             await self.media.close_router(router)
 
-    async def close(self, reason: str) -> None:
-        """Leave the room: unpublish everything, close both connections, tell the others."""
+    async def close(self, reason: str, code: int = 1000) -> None:
+        """Leave the room: unpublish everything, close both connections, tell the others.
+
+        `code` is the WebSocket close code the client gets (4503: come back, media moved)."""
         await self._close_probe()
         room, was_joined = self.room, self.joined
         self.joined = False
@@ -322,6 +330,8 @@ class Participant:
             for track in list(self.published.values()):
                 await self._unpublish(track, room)
             room.participants.pop(self.id, None)
+            if self.subscribe_router is not None:
+                self.rooms.release_subscriber(room, self.subscribe_router)
             room.broadcast("participantLeft", {"participantId": self.id})
         for transport in (self.publish_transport, self.subscribe_transport):
             if transport is not None:
@@ -331,7 +341,7 @@ class Participant:
             await self.rooms.release_if_empty(room)
         if self.on_closed is not None:
             callback, self.on_closed = self.on_closed, None
-            callback(reason)
+            callback(reason, code)
 
     def owns_transport(self, transport_id: str) -> bool:
         return transport_id in (self.publish_transport, self.subscribe_transport)

@@ -1,7 +1,9 @@
-"""Live rooms: who is in them, which tracks they publish, and the Router carrying their media.
+"""Live rooms: who is in them, which tracks they publish, and the Routers carrying their media.
 
 The persistent part of a room (its existence, settings, chat) lives in the Store; this module
-holds what exists only while people are connected.
+holds what exists only while people are connected. A room's media lives on one worker (its
+origin Router); with a pool of workers, a room with more subscribers than one worker should
+carry gets edge Routers on other workers, fed through pipes with mirrors of every track.
 """
 
 from __future__ import annotations
@@ -41,11 +43,24 @@ class Track:
 
 
 @dataclass
+class Edge:
+    """A Router of the room on another worker, fed by a pipe from the origin Router."""
+
+    router_id: str
+    origin_pipe: str
+    edge_pipe: str
+    mirrors: dict[str, str] = field(default_factory=dict)  # origin producer -> mirror
+    subscribers: int = 0
+
+
+@dataclass
 class Room:
     name: str
     router_id: str
     participants: dict[str, Participant] = field(default_factory=dict)
     tracks: dict[str, Track] = field(default_factory=dict)
+    edges: list[Edge] = field(default_factory=list)
+    origin_subscribers: int = 0
 
     def broadcast(self, event: str, data: dict[str, Any], exclude: str | None = None) -> None:
         for participant in list(self.participants.values()):
@@ -55,11 +70,24 @@ class Room:
     def public_participants(self) -> list[dict[str, Any]]:
         return [p.public() for p in self.participants.values() if p.joined]
 
+    def producer_for(self, track: Track, router_id: str) -> str | None:
+        """The producer a subscriber on `router_id` consumes for `track`."""
+        if router_id == self.router_id:
+            return track.producer_id
+        for edge in self.edges:
+            if edge.router_id == router_id:
+                return edge.mirrors.get(track.producer_id)
+        return None
+
 
 class RoomRegistry:
-    def __init__(self, store: Store, media: MediaControl) -> None:
+    def __init__(self, store: Store, media: MediaControl,
+                 subscribers_per_worker: int = 0) -> None:
         self.store = store
         self.media = media
+        # 0: never spread (one worker, or no pool). Otherwise the origin worker takes this
+        # many subscribers of a room and further ones go to edge Routers on other workers.
+        self.subscribers_per_worker = subscribers_per_worker
         self.rooms: dict[str, Room] = {}
         self._lock = asyncio.Lock()
 
@@ -76,8 +104,93 @@ class RoomRegistry:
         async with self._lock:
             if not room.participants and self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
+                for edge in room.edges:
+                    await self.media.close_router(edge.router_id)
                 await self.media.close_router(room.router_id)
 
     @property
     def participant_count(self) -> int:
         return sum(len(r.participants) for r in self.rooms.values())
+
+    # ---- spreading subscribers over workers ---------------------------------------------
+
+    async def subscriber_router(self, room: Room) -> str:
+        """The Router a new subscriber of the room is placed on."""
+        limit = self.subscribers_per_worker
+        if not limit or room.origin_subscribers < limit:
+            room.origin_subscribers += 1
+            return room.router_id
+        async with self._lock:
+            for edge in room.edges:
+                if edge.subscribers < limit:
+                    edge.subscribers += 1
+                    return edge.router_id
+            edge = await self._add_edge(room)
+            if edge is None:  # no other worker: the origin takes it
+                room.origin_subscribers += 1
+                return room.router_id
+            edge.subscribers += 1
+            return edge.router_id
+
+    def release_subscriber(self, room: Room, router_id: str) -> None:
+        if router_id == room.router_id:
+            room.origin_subscribers = max(0, room.origin_subscribers - 1)
+        for edge in room.edges:
+            if edge.router_id == router_id:
+                edge.subscribers = max(0, edge.subscribers - 1)
+
+    async def _add_edge(self, room: Room) -> Edge | None:
+        media: Any = self.media
+        used = {media.worker_of(room.router_id)} | {media.worker_of(e.router_id)
+                                                     for e in room.edges}
+        try:
+            router_id = await media.create_router(exclude=used)
+        except Exception:  # MediaError: every worker already serves this room
+            return None
+        origin = await media.create_pipe_transport(room.router_id)
+        far = await media.create_pipe_transport(router_id)
+        await media.connect_pipe_transport(origin["id"], far["ip"], far["port"])
+        await media.connect_pipe_transport(far["id"], origin["ip"], origin["port"])
+        edge = Edge(router_id, origin["id"], far["id"])
+        room.edges.append(edge)
+        for track in list(room.tracks.values()):
+            await self._mirror(edge, track)
+        return edge
+
+    async def _mirror(self, edge: Edge, track: Track) -> None:
+        params = await self.media.pipe_consume(edge.origin_pipe, track.producer_id)
+        edge.mirrors[track.producer_id] = await self.media.pipe_produce(edge.edge_pipe, params)
+        if track.muted:
+            await self.media.pause_producer(edge.mirrors[track.producer_id], True)
+
+    async def track_published(self, room: Room, track: Track) -> None:
+        for edge in room.edges:
+            await self._mirror(edge, track)
+
+    async def track_unpublished(self, room: Room, track: Track) -> None:
+        for edge in room.edges:
+            mirror = edge.mirrors.pop(track.producer_id, None)
+            if mirror is not None:
+                await self.media.close_producer(mirror)
+
+    async def track_paused(self, room: Room, track: Track, paused: bool) -> None:
+        await self.media.pause_producer(track.producer_id, paused)
+        for edge in room.edges:
+            mirror = edge.mirrors.get(track.producer_id)
+            if mirror is not None:
+                await self.media.pause_producer(mirror, paused)
+
+    def worker_lost(self, prefix: str) -> list[Participant]:
+        """Forget Routers on a lost worker; the participants who must reconnect."""
+        affected: list[Participant] = []
+        for name, room in list(self.rooms.items()):
+            if room.router_id.startswith(prefix):
+                affected += room.participants.values()
+                del self.rooms[name]
+                continue
+            lost = [e for e in room.edges if e.router_id.startswith(prefix)]
+            room.edges = [e for e in room.edges if not e.router_id.startswith(prefix)]
+            for edge in lost:
+                affected += [p for p in room.participants.values()
+                             if p.subscribe_router == edge.router_id]
+        return affected

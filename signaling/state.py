@@ -19,7 +19,7 @@ from .store import SqliteStore
 class AppState:
     config: ServerConfig
     store: SqliteStore
-    worker: Worker
+    worker: Worker | None  # the in-process worker, when there is no pool
     media: MediaControl
     rooms: RoomRegistry
     sessions: set[Participant] = field(default_factory=set)

@@ -48,10 +48,10 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     participant = Participant(grant, state.rooms, state.store, state.media, out.send)
     state.sessions.add(participant)
 
-    def on_closed(reason: str) -> None:
+    def on_closed(reason: str, code: int) -> None:
         # Closed from inside (leave) or outside (replaced, media lost): let the reply of the
         # request being handled go out first, then end the socket.
-        asyncio.get_running_loop().call_soon(out.end, reason)
+        asyncio.get_running_loop().call_soon(out.end, reason, code)
 
     participant.on_closed = on_closed
     writer = asyncio.create_task(_writer(ws, out))
@@ -98,6 +98,7 @@ class Outbox:
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SEND_QUEUE + 1)
         self.ended = False
         self.reason = ""
+        self.code = 1000
 
     def send(self, message: dict[str, Any]) -> None:
         if self.ended:
@@ -110,11 +111,12 @@ class Outbox:
             return
         self.queue.put_nowait(message)
 
-    def end(self, reason: str) -> None:
+    def end(self, reason: str, code: int = 1000) -> None:
         if self.ended:
             return
         self.ended = True
         self.reason = reason
+        self.code = CLOSE_POLICY if reason in ("flooding", "too slow to receive events") else code
         self.queue.put_nowait(None)
 
 
@@ -130,8 +132,7 @@ async def _writer(ws: web.WebSocketResponse, out: Outbox) -> None:
         except (ConnectionError, RuntimeError):
             return
     if not ws.closed:
-        code = CLOSE_POLICY if out.reason in ("flooding", "too slow to receive events") else 1000
-        await ws.close(code=code, message=out.reason.encode()[:120])
+        await ws.close(code=out.code, message=out.reason.encode()[:120])
 
 
 async def _dispatch(participant: Participant, text: str) -> dict[str, Any] | None:

@@ -53,7 +53,7 @@ async def test_two_browsers_see_and_hear_each_other(tmp_path: Path) -> None:
             assert after["framesDecoded"] > before["framesDecoded"]
             assert after["audioPackets"] > before["audioPackets"]
         # the server forwarded both ways
-        stats = server.state.media.stats()
+        stats = await server.state.media.stats()
         assert stats["producers"] == 4 and stats["consumers"] == 4
         names = await pages[0][0].evaluate(
             "Array.from(document.querySelectorAll('.tile .name, .tile-name'))"

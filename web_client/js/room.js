@@ -49,6 +49,12 @@ async function startMeeting(name, stream) {
 }
 
 function onEnded({ left, error }) {
+  if (error?.code === 'media_restart') {
+    // The server lost the media worker carrying our call and asks us to come back.
+    showStatus('The media server restarted: reconnecting…', 'warn');
+    setTimeout(rejoin, 500);
+    return;
+  }
   const wasIn = Boolean(meeting?.selfId);
   showSection('ended');
   $('ended-title').textContent = left ? 'You left the meeting'

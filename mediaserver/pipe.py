@@ -1,0 +1,212 @@
+"""PipeTransport: plain RTP between two Routers on different workers (DESIGN.md section 7).
+
+A webinar larger than one worker keeps its presenters' Producers on the first worker and
+mirrors them into Routers on other workers, each serving a share of the audience. The origin
+side sends every packet of a piped Producer unchanged but for the SSRC; the far side receives
+it into a mirror Producer with its own retransmission cache. Keyframe requests and NACKs flow
+back through the same socket. Loopback or a private network only: it is not encrypted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import TYPE_CHECKING
+
+from .params import ProducerParams
+from .rtp.packet import payload_offset
+from .rtp.rtcp import Nack, Pli, SenderReport, build_nack, build_pli, build_sr, parse_compound
+
+if TYPE_CHECKING:
+    from .producer import Producer
+    from .worker import Worker
+
+
+class PipeConsumer:
+    """Origin side: copies one Producer's packets into the pipe under a fixed SSRC."""
+
+    kind: str
+
+    def __init__(self, consumer_id: str, producer: Producer, pipe: PipeTransport) -> None:
+        self.id = consumer_id
+        self.producer = producer
+        self.transport = pipe
+        self.kind = producer.kind
+        self.ssrc = random.getrandbits(32) or 1
+        self._ssrc_bytes = self.ssrc.to_bytes(4, "big")
+        self.paused = False
+        self.started = True
+        self.waiting_keyframe = False
+        self.closed = False
+        self.packets = self.bytes = 0
+        self.nacks_received = self.plis_received = self.retransmitted = 0
+
+    def forward(self, data: bytes, seq: int, ts: int, offset: int,
+                abs_time: bytes | None, level: bytes | None) -> None:
+        packet = data[:8] + self._ssrc_bytes + data[12:]
+        self.packets += 1
+        self.bytes += len(packet)
+        self.transport.send_rtp(packet)
+
+    def on_sender_report(self, report: SenderReport) -> None:
+        self.transport.send_rtcp(build_sr(self.ssrc, report.ntp_timestamp, report.rtp_timestamp,
+                                          self.packets, self.bytes))
+
+    def on_nack(self, seqs: list[int]) -> None:
+        self.nacks_received += 1
+        buffer = self.producer.buffer
+        if buffer is None:
+            return
+        for seq in seqs:
+            data = buffer.get(seq)
+            if data is not None:
+                self.retransmitted += 1
+                self.transport.send_rtp(data[:8] + self._ssrc_bytes + data[12:])
+
+    def request_keyframe(self) -> None:
+        self.plis_received += 1
+        self.producer.request_keyframe()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def sender_report(self, now: float, ntp_now: int) -> bytes | None:
+        return None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.producer.remove_consumer(self)
+        self.transport.consumers_by_ssrc.pop(self.ssrc, None)
+        self.transport.worker.forget_consumer(self)  # type: ignore[arg-type]
+
+
+class PipeTransport(asyncio.DatagramProtocol):
+    def __init__(self, worker: Worker, pipe_id: str, router_id: str) -> None:
+        self.worker = worker
+        self.id = pipe_id
+        self.router_id = router_id
+        self.remote: tuple[str, int] | None = None
+        self.udp: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.producers: dict[str, Producer] = {}
+        self.producers_by_ssrc: dict[int, Producer] = {}
+        self.consumers_by_ssrc: dict[int, PipeConsumer] = {}
+        self.rtcp_ssrc = random.getrandbits(32) or 1
+        self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
+        self.rtcp_in = self.rtcp_out = self.srtp_errors = self.nacks_sent = self.plis_sent = 0
+        self.closed = False
+
+    async def start(self, host: str) -> int:
+        loop = asyncio.get_running_loop()
+        self.udp, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, 0))
+        self.port = self.udp.get_extra_info("sockname")[1]
+        return self.port
+
+    def connect(self, ip: str, port: int) -> None:
+        self.remote = (ip, port)
+
+    # ---- packets ------------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if addr != self.remote or len(data) < 12:
+            self.worker.dropped += 1
+            return
+        try:
+            if 191 < data[1] < 224:
+                self._on_rtcp(data)
+                return
+            producer = self.producers_by_ssrc.get(int.from_bytes(data[8:12], "big"))
+            if producer is None:
+                self.worker.dropped += 1
+                return
+            self.packets_in += 1
+            self.bytes_in += len(data)
+            payload_offset(data)  # reject malformed headers before they reach consumers
+            producer.receive(data, time.monotonic())
+        except ValueError:
+            self.worker.dropped += 1
+
+    def _on_rtcp(self, data: bytes) -> None:
+        self.rtcp_in += 1
+        now = time.monotonic()
+        for item in parse_compound(data):
+            if isinstance(item, Pli):
+                consumer = self.consumers_by_ssrc.get(item.media_ssrc)
+                if consumer is not None:
+                    consumer.request_keyframe()
+            elif isinstance(item, Nack):
+                consumer = self.consumers_by_ssrc.get(item.media_ssrc)
+                if consumer is not None:
+                    consumer.on_nack(item.seqs)
+            elif isinstance(item, SenderReport):
+                producer = self.producers_by_ssrc.get(item.ssrc)
+                if producer is not None:
+                    producer.on_sender_report(item, now)
+
+    def send_rtp(self, packet: bytes) -> None:
+        if self.udp is not None and self.remote is not None:
+            self.packets_out += 1
+            self.bytes_out += len(packet)
+            self.udp.sendto(packet, self.remote)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        if self.udp is not None and self.remote is not None:
+            self.rtcp_out += 1
+            self.udp.sendto(packet, self.remote)
+
+    def send_keyframe_request(self, producer: Producer) -> None:
+        if producer.ssrc is not None:
+            self.plis_sent += 1
+            self.send_rtcp(build_pli(self.rtcp_ssrc, producer.ssrc))
+
+    def send_nacks(self, producer: Producer, seqs: list[int]) -> None:
+        if producer.ssrc is not None:
+            self.nacks_sent += 1
+            self.send_rtcp(build_nack(self.rtcp_ssrc, producer.ssrc, seqs))
+
+    def send_reports(self, now: float, ntp: int) -> None:
+        pass  # the pipe carries the origin's sender reports; nothing else is needed
+
+    # ---- control ------------------------------------------------------------------------
+
+    def add_consumer(self, consumer: PipeConsumer) -> None:
+        self.consumers_by_ssrc[consumer.ssrc] = consumer
+
+    def remove_consumer(self, consumer: object) -> None:
+        for ssrc, c in list(self.consumers_by_ssrc.items()):
+            if c is consumer:
+                del self.consumers_by_ssrc[ssrc]
+
+    def add_producer(self, producer: Producer) -> None:
+        self.producers[producer.id] = producer
+        if producer.ssrc is not None:
+            self.producers_by_ssrc[producer.ssrc] = producer
+
+    def remove_producer(self, producer: Producer) -> None:
+        self.producers.pop(producer.id, None)
+        if producer.ssrc is not None and self.producers_by_ssrc.get(producer.ssrc) is producer:
+            del self.producers_by_ssrc[producer.ssrc]
+
+    def mirror_params(self, consumer: PipeConsumer) -> ProducerParams:
+        """What the far side needs to build the mirror Producer."""
+        p = consumer.producer.params
+        return ProducerParams(kind=p.kind, mid=p.mid, codec=p.codec, ssrc=consumer.ssrc,
+                              rtx_ssrc=None, extensions=p.extensions, cname=p.cname)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for consumer in list(self.consumers_by_ssrc.values()):
+            consumer.close()
+        for producer in list(self.producers.values()):
+            producer.close()
+        if self.udp is not None:
+            self.udp.close()
+        self.worker.pipes.pop(self.id, None)

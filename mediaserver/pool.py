@@ -1,0 +1,243 @@
+"""WorkerPool: several media worker processes behind one MediaControl (DESIGN.md section 7).
+
+One process per core, each with its own UDP port and its own event loop. Every id a worker
+makes starts with its prefix ("w1."), so calls are routed by id; new routers go to the least
+loaded worker. A worker that dies is started again on the same port, and listeners are told
+which prefix was lost so signalling can ask its clients to reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import MediaConfig
+from .params import ConsumerInfo, ConsumerParams, ProducerParams, RemoteParams, TransportInfo
+from .rpc import RemoteMediaControl, RpcClient
+from .worker import MediaError
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = 0.5
+
+
+@dataclass
+class WorkerHandle:
+    index: int
+    port: int
+    rpc_path: str
+    process: asyncio.subprocess.Process | None = None
+    control: RemoteMediaControl | None = None
+    transports: set[str] = field(default_factory=set)
+    routers: set[str] = field(default_factory=set)
+    restarts: int = 0
+
+    @property
+    def prefix(self) -> str:
+        return f"w{self.index}."
+
+    @property
+    def load(self) -> int:
+        return len(self.transports) + 4 * len(self.routers)
+
+
+class WorkerPool:
+    def __init__(self, config: MediaConfig, count: int) -> None:
+        if count < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.config = config
+        self._dir = tempfile.mkdtemp(prefix="mediaserver-rpc-")
+        self.workers = [WorkerHandle(i, config.port + i if config.port else 0,
+                                     os.path.join(self._dir, f"w{i}.sock"))
+                        for i in range(count)]
+        self._closed_listeners: list[Callable[[str, str], None]] = []
+        self._lost_listeners: list[Callable[[str], None]] = []
+        self._watchers: list[asyncio.Task] = []
+        self._stopping = False
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.gather(*(self._spawn(w) for w in self.workers))
+        self._watchers = [asyncio.create_task(self._watch(w)) for w in self.workers]
+
+    async def _spawn(self, w: WorkerHandle) -> None:
+        if os.path.exists(w.rpc_path):
+            os.unlink(w.rpc_path)
+        w.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mediaserver.worker_main", "--host", self.config.host,
+            "--port", str(w.port), "--announced-ip", self.config.announced_ip,
+            "--rpc", w.rpc_path, "--index", str(w.index),
+            stdout=asyncio.subprocess.PIPE)
+        assert w.process.stdout is not None
+        line = await asyncio.wait_for(w.process.stdout.readline(), 30)
+        if not line.startswith(b"ready"):
+            raise RuntimeError(f"media worker {w.index} failed to start")
+        w.port = int(line.split()[1])
+        client = RpcClient(lambda event, w=w: self._on_event(w, event))
+        await client.connect(w.rpc_path)
+        w.control = RemoteMediaControl(client)
+        w.transports.clear()
+        w.routers.clear()
+
+    async def _watch(self, w: WorkerHandle) -> None:
+        while not self._stopping:
+            assert w.process is not None
+            code = await w.process.wait()
+            if self._stopping:
+                return
+            log.error("media worker %d exited with %s; restarting", w.index, code)
+            if w.control is not None:
+                await w.control.rpc.close()
+            w.control = None
+            for listener in self._lost_listeners:
+                listener(w.prefix)
+            await asyncio.sleep(RESTART_DELAY)  # a crash loop must not spin the CPU
+            w.restarts += 1
+            try:
+                await self._spawn(w)
+            except (TimeoutError, RuntimeError, OSError):
+                log.exception("media worker %d did not come back", w.index)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._watchers:
+            task.cancel()
+        for w in self.workers:
+            if w.control is not None:
+                await w.control.rpc.close()
+            if w.process is not None and w.process.returncode is None:
+                w.process.terminate()
+                try:
+                    await asyncio.wait_for(w.process.wait(), 5)
+                except TimeoutError:
+                    w.process.kill()
+
+    def _on_event(self, w: WorkerHandle, event: dict[str, Any]) -> None:
+        if event.get("event") == "transportClosed":
+            w.transports.discard(event["transportId"])
+            for listener in self._closed_listeners:
+                listener(event["transportId"], event["reason"])
+
+    # ---- routing ------------------------------------------------------------------------
+
+    def _by_id(self, some_id: str) -> tuple[WorkerHandle, RemoteMediaControl]:
+        prefix = some_id.split(".", 1)[0] + "."
+        for w in self.workers:
+            if w.prefix == prefix:
+                if w.control is None:
+                    raise MediaError(f"media worker {w.index} is restarting")
+                return w, w.control
+        raise MediaError(f"no worker for id {some_id}")
+
+    def least_loaded(self, exclude: set[str] = frozenset()) -> WorkerHandle:  # type: ignore[assignment]
+        live = [w for w in self.workers if w.control is not None and w.prefix not in exclude]
+        if not live:
+            raise MediaError("no media worker available")
+        return min(live, key=lambda w: (w.load, w.index))
+
+    def worker_of(self, some_id: str) -> str:
+        return self._by_id(some_id)[0].prefix
+
+    # ---- MediaControl -------------------------------------------------------------------
+
+    async def create_router(self, exclude: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+        w = self.least_loaded(exclude)
+        assert w.control is not None
+        router_id = await w.control.create_router()
+        w.routers.add(router_id)
+        return router_id
+
+    async def close_router(self, router_id: str) -> None:
+        w, c = self._by_id(router_id)
+        w.routers.discard(router_id)
+        await c.close_router(router_id)
+
+    async def create_transport(self, router_id: str) -> TransportInfo:
+        w, c = self._by_id(router_id)
+        info = await c.create_transport(router_id)
+        w.transports.add(info.id)
+        return info
+
+    async def transport_info(self, transport_id: str) -> TransportInfo:
+        return await self._by_id(transport_id)[1].transport_info(transport_id)
+
+    async def connect_transport(self, transport_id: str, remote: RemoteParams) -> None:
+        await self._by_id(transport_id)[1].connect_transport(transport_id, remote)
+
+    async def restart_ice(self, transport_id: str) -> TransportInfo:
+        return await self._by_id(transport_id)[1].restart_ice(transport_id)
+
+    async def close_transport(self, transport_id: str) -> None:
+        try:
+            w, c = self._by_id(transport_id)
+        except MediaError:
+            return  # its worker is gone, and the transport with it
+        w.transports.discard(transport_id)
+        try:
+            await c.close_transport(transport_id)
+        except MediaError:
+            pass  # already gone (closed by the worker, or a restart in between)
+
+    async def produce(self, transport_id: str, params: ProducerParams) -> str:
+        return await self._by_id(transport_id)[1].produce(transport_id, params)
+
+    async def close_producer(self, producer_id: str) -> None:
+        try:
+            await self._by_id(producer_id)[1].close_producer(producer_id)
+        except MediaError:
+            pass
+
+    async def pause_producer(self, producer_id: str, paused: bool) -> None:
+        await self._by_id(producer_id)[1].pause_producer(producer_id, paused)
+
+    async def consume(self, transport_id: str, producer_id: str,
+                      params: ConsumerParams) -> ConsumerInfo:
+        return await self._by_id(transport_id)[1].consume(transport_id, producer_id, params)
+
+    async def pause_consumer(self, consumer_id: str, paused: bool) -> None:
+        await self._by_id(consumer_id)[1].pause_consumer(consumer_id, paused)
+
+    async def close_consumer(self, consumer_id: str) -> None:
+        try:
+            await self._by_id(consumer_id)[1].close_consumer(consumer_id)
+        except MediaError:
+            pass
+
+    async def request_keyframe(self, producer_id: str) -> None:
+        await self._by_id(producer_id)[1].request_keyframe(producer_id)
+
+    async def create_pipe_transport(self, router_id: str) -> dict[str, Any]:
+        return await self._by_id(router_id)[1].create_pipe_transport(router_id)
+
+    async def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
+        await self._by_id(pipe_id)[1].connect_pipe_transport(pipe_id, ip, port)
+
+    async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
+        return await self._by_id(pipe_id)[1].pipe_consume(pipe_id, producer_id)
+
+    async def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str:
+        return await self._by_id(pipe_id)[1].pipe_produce(pipe_id, params)
+
+    async def stats(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        live = [w.control for w in self.workers if w.control is not None]
+        for s in await asyncio.gather(*(c.stats() for c in live), return_exceptions=True):
+            if isinstance(s, dict):
+                for key, value in s.items():
+                    totals[key] = totals.get(key, 0) + value
+        totals["workers"] = len(live)
+        totals["worker_restarts"] = sum(w.restarts for w in self.workers)
+        return totals
+
+    def on_transport_closed(self, listener: Callable[[str, str], None]) -> None:
+        self._closed_listeners.append(listener)
+
+    def on_worker_lost(self, listener: Callable[[str], None]) -> None:
+        self._lost_listeners.append(listener)
