@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.browser import INBOUND_STATS, chromium
 from tests.support.server import running_server
 
@@ -31,8 +33,10 @@ async def wait_decoding(page, frames: int) -> dict:
     return await handle.json_value()
 
 
-async def test_two_browsers_see_and_hear_each_other(tmp_path: Path) -> None:
-    async with running_server(tmp_path / "data", dev=True) as server, chromium() as browser:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "two-worker-processes"])
+async def test_two_browsers_see_and_hear_each_other(tmp_path: Path, workers: int) -> None:
+    async with running_server(tmp_path / "data", dev=True, workers=workers) as server, \
+            chromium() as browser:
         pages = []
         for name in ("Alice", "Bob"):
             context = await browser.new_context()
