@@ -1,7 +1,7 @@
 """SRTP contexts for one WebRtcTransport, keyed from the DTLS handshake (RFC 5764).
 
-Wraps pylibsrtp so the rest of the media plane depends on two tiny methods only; a faster
-binding can replace `Session` here without touching the packet path.
+Wraps libsrtp so the rest of the media plane depends on four tiny methods only; they go through
+`srtp_fast` (pylibsrtp's low-level binding, buffers reused) rather than pylibsrtp's `Session`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pylibsrtp import Error as SrtpError
-from pylibsrtp import Policy, Session
+from pylibsrtp import Policy
+
+from .srtp_fast import SrtpContext
 
 __all__ = ["SrtpError", "SrtpProfile", "PROFILES", "SrtpPair", "make_pair"]
 
@@ -42,8 +44,8 @@ class SrtpPair:
 
     def __init__(self, profile: SrtpProfile, tx_key: bytes, rx_key: bytes) -> None:
         self.profile = profile
-        tx = Session(_policy(profile, tx_key, Policy.SSRC_ANY_OUTBOUND))
-        rx = Session(_policy(profile, rx_key, Policy.SSRC_ANY_INBOUND))
+        tx = SrtpContext(_policy(profile, tx_key, Policy.SSRC_ANY_OUTBOUND))
+        rx = SrtpContext(_policy(profile, rx_key, Policy.SSRC_ANY_INBOUND))
         # Bound methods cached as attributes: one attribute lookup per packet, not two.
         self.protect = tx.protect
         self.protect_rtcp = tx.protect_rtcp
