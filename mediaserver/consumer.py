@@ -25,6 +25,7 @@ from .rtp.packet import (
     payload_offset,
 )
 from .rtp.rtcp import build_sr
+from .srtp import SrtpError
 
 if TYPE_CHECKING:
     from .producer import Producer
@@ -86,13 +87,13 @@ class Consumer:
     # ---- packet path ------------------------------------------------------------------
 
     def forward(self, data: bytes, seq: int, ts: int, offset: int,
-                abs_time: bytes | None, level: bytes | None) -> None:
+                abs_time: bytes | None, level: bytes | None, now: float) -> None:
         if self.paused:
             return
         if not self.started:
             if self.waiting_keyframe and not is_keyframe(self.codec_name, data[offset:offset + 64]):
                 return
-            self._start(seq, ts)
+            self._start(seq, ts, now)
         elif ((seq - self.start_seq) & 0xFFFF) >= 0x8000:
             return  # from before this consumer (re)started: its output seq would collide
         out_seq = (seq + self.seq_offset) & 0xFFFF
@@ -101,13 +102,16 @@ class Consumer:
             self.next_seq = (out_seq + 1) & 0xFFFF
             self.last_ts = out_ts
             self.last_in_ts = ts
-            self.last_time = time.monotonic()
+            self.last_time = now
         self._send(data, out_seq, out_ts, offset, abs_time, level, self.ssrc, self.payload_type,
                    b"")
 
     def _send(self, data: bytes, seq: int, ts: int, offset: int, abs_time: bytes | None,
               level: bytes | None, ssrc: int, pt: int, prefix: bytes) -> None:
         transport = self.transport
+        srtp, addr = transport.srtp, transport.addr
+        if srtp is None or addr is None:
+            return  # not connected yet
         if self._x_bit:
             tcc = transport.next_tcc_seq() if self._tcc else 0
             ext = self.writer.render(abs_time, tcc, level)
@@ -118,11 +122,17 @@ class Consumer:
         packet = header + ext + prefix + data[offset:]
         self.packets += 1
         self.bytes += len(packet)
-        transport.send_rtp(packet)
+        # transport.send_rtp inlined: this runs once per packet per subscriber
+        try:
+            protected = srtp.protect(packet)
+        except (SrtpError, ValueError):
+            return
+        transport.packets_out += 1
+        transport.bytes_out += len(protected)
+        transport.worker.sendto(protected, addr)
 
-    def _start(self, seq: int, ts: int) -> None:
+    def _start(self, seq: int, ts: int, now: float) -> None:
         """Map the producer's numbering onto ours so our output stays continuous."""
-        now = time.monotonic()
         self.seq_offset = (self.next_seq - seq) & 0xFFFF
         if self.last_time:
             elapsed = int((now - self.last_time) * self.clock_rate)

@@ -43,7 +43,7 @@ class PipeConsumer:
         self.nacks_received = self.plis_received = self.retransmitted = 0
 
     def forward(self, data: bytes, seq: int, ts: int, offset: int,
-                abs_time: bytes | None, level: bytes | None) -> None:
+                abs_time: bytes | None, level: bytes | None, now: float) -> None:
         packet = data[:8] + self._ssrc_bytes + data[12:]
         self.packets += 1
         self.bytes += len(packet)

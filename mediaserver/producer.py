@@ -118,7 +118,7 @@ class Producer:
         abs_time = find_extension(data, self._abs_id) if self._abs_id else None
         level = find_extension(data, self._level_id) if self._level_id else None
         for consumer in consumers:
-            consumer.forward(data, seq, ts, offset, abs_time, level)
+            consumer.forward(data, seq, ts, offset, abs_time, level, now)
 
     def receive_rtx(self, data: bytes, now: float) -> None:
         """Unwrap an RTX packet (RFC 4588 section 4) and receive it as the original."""

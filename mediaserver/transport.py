@@ -288,7 +288,7 @@ class WebRtcTransport:
             return
         self.packets_out += 1
         self.bytes_out += len(data)
-        self.worker.send_to(data, addr)
+        self.worker.sendto(data, addr)
 
     def send_rtcp(self, packet: bytes) -> None:
         srtp, addr = self.srtp, self.addr

@@ -61,7 +61,8 @@ class Worker(asyncio.DatagramProtocol):
         self.nack_pending: set[Producer] = set()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._udp: asyncio.DatagramTransport | None = None
-        self._sendto: Callable[[bytes, tuple], None] = lambda data, addr: None
+        # the socket's own sendto, bound once: the packet path calls it directly
+        self.sendto: Callable[[bytes, tuple], None] = lambda data, addr: None
         self._timers: list[asyncio.TimerHandle] = []
         self.port = 0
         self.transport_closed_listeners: list[Callable[[str, str], None]] = []
@@ -82,7 +83,7 @@ class Worker(asyncio.DatagramProtocol):
         sock.bind((self.config.host, self.config.port))
         sock.setblocking(False)
         self._udp, _ = await self.loop.create_datagram_endpoint(lambda: self, sock=sock)
-        self._sendto = self._udp.sendto
+        self.sendto = self._udp.sendto
         self.port = sock.getsockname()[1]
         self._schedule_reports()
         self._schedule(self.config.nack_interval, self._nack_tick)
@@ -135,7 +136,7 @@ class Worker(asyncio.DatagramProtocol):
         self.errors += 1
 
     def send_to(self, data: bytes, addr: tuple) -> None:
-        self._sendto(data, addr)
+        self.sendto(data, addr)
 
     def _on_stun(self, data: bytes, addr: tuple) -> None:
         self.stun_in += 1

@@ -32,17 +32,27 @@ DELTA = b"\x10\x01\x00" + b"d" * 40  # VP8 payload header P bit set: inter frame
 CONT = b"\x00" + b"c" * 40  # S=0: continuation of a frame
 
 
+class PlainSrtp:
+    """Identity "encryption", so captured packets can be read back."""
+
+    def protect(self, packet: bytes) -> bytes:
+        return packet
+
+    protect_rtcp = unprotect = unprotect_rtcp = protect
+
+
 class CaptureTransport(WebRtcTransport):
+    """A connected transport whose datagrams land in lists instead of a socket."""
+
     def __init__(self, worker: Worker, transport_id: str) -> None:
         super().__init__(worker, transport_id, "rt-test")
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
+        self.srtp = PlainSrtp()  # type: ignore[assignment]
+        self.addr = ("capture", transport_id)
 
-    def send_rtp(self, packet: bytes) -> None:
-        self.rtp.append(packet)
-
-    def send_rtcp(self, packet: bytes) -> None:
-        self.rtcp.append(packet)
+    def capture(self, data: bytes) -> None:
+        (self.rtcp if 191 < data[1] < 224 else self.rtp).append(data)
 
 
 async def setup(codec: Codec = VP8, extensions: dict[str, int] | None = None,
@@ -52,6 +62,8 @@ async def setup(codec: Codec = VP8, extensions: dict[str, int] | None = None,
     router_id = worker.create_router()
     pub = CaptureTransport(worker, "tr-pub")
     sub = CaptureTransport(worker, "tr-sub")
+    by_addr = {pub.addr: pub, sub.addr: sub}
+    worker.sendto = lambda data, addr: by_addr[addr].capture(data)
     for t in (pub, sub):
         t.router_id = router_id
         worker.transports[t.id] = t

@@ -1,0 +1,136 @@
+"""Forwarding cost of the packet path alone, inside one process.
+
+A real Worker with real SRTP contexts and a real UDP socket: one publisher transport and N
+subscriber transports whose sends go to a local sink socket. Protected packets are handed to
+`Worker.datagram_received` directly, so what is measured is everything from demultiplexing to
+`sendto` (SRTP unprotect, producer bookkeeping, per-consumer rewrite, protect, send), without
+the kernel's receive. Reports forwarded packets per CPU-second for several fan-outs, and
+optionally the top functions from cProfile.
+
+    python -m benchmarks.packet_path --fanout 1 10 50 --packets 20000 [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import socket
+import time
+from pathlib import Path
+
+from mediaserver.config import MediaConfig
+from mediaserver.params import Codec, ConsumerParams, ProducerParams
+from mediaserver.rtp.packet import build_packet
+from mediaserver.srtp import PROFILES, make_pair
+from mediaserver.worker import Worker
+
+VP8 = Codec("VP8", 96, 90000, rtx_payload_type=97, nack=True, pli=True)
+PAYLOAD_SIZES = (1100, 1100, 1100, 1100, 600)  # a 1.2 Mbps-ish frame in 5 packets
+
+
+def _connect(worker: Worker, transport_id: str, addr: tuple, profile: bytes) -> bytes:
+    """Give a transport the SRTP keys a DTLS handshake would have; returns the material."""
+    material = os.urandom(2 * (16 + 14))
+    t = worker.transports[transport_id]
+    t.srtp = make_pair(profile, material, is_server=True)
+    t.addr = addr
+    t.addrs.add(addr)
+    t.state = "connected"
+    worker.register_addr(addr, t)
+    return material
+
+
+async def measure(fanout: int, packets: int, profile_name: bytes,
+                  profiler: cProfile.Profile | None = None) -> dict[str, float]:
+    worker = Worker(MediaConfig(port=0))
+    await worker.start()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    try:
+        router = worker.create_router()
+        pub = worker.create_transport(router).id
+        pub_addr = ("127.0.0.1", 1)  # never sent to: the publisher only sends
+        material = _connect(worker, pub, pub_addr, profile_name)
+        client = make_pair(profile_name, material, is_server=False)  # the publisher's side
+        producer = worker.produce(pub, ProducerParams("video", "0", VP8, ssrc=1111))
+        for i in range(fanout):
+            sub = worker.create_transport(router).id
+            _connect(worker, sub, sink.getsockname(), profile_name)
+            worker.consume(sub, producer, ConsumerParams(str(i), VP8, ssrc=5000 + i))
+        # pre-protect the publisher's packets; the first is a keyframe so consumers start
+        key = b"\x10\x00\x00\x9d\x01\x2a"
+        sent = []
+        for seq in range(packets):
+            size = PAYLOAD_SIZES[seq % len(PAYLOAD_SIZES)]
+            head = key if seq == 0 else b"\x10\x01\x00"
+            payload = head + b"\x55" * (size - len(head))
+            sent.append(client.protect(build_packet(96, seq & 0xFFFF, (seq // 5) * 3000, 1111,
+                                                    payload, seq % 5 == 4)))
+        receive = worker.datagram_received
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        for i, data in enumerate(sent):
+            receive(data, pub_addr)
+            if i % 200 == 199:
+                await asyncio.sleep(0)  # let the loop flush sends and run timers, as in service
+        if profiler:
+            profiler.disable()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        forwarded = sum(c.packets for c in worker.consumers.values())
+        return {"fanout": fanout, "packets_in": packets, "forwarded": forwarded,
+                "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 3),
+                "forwarded_per_cpu_second": round(forwarded / cpu),
+                "us_per_forwarded_packet": round(cpu / forwarded * 1e6, 2),
+                "errors": worker.errors}
+    finally:
+        sink.close()
+        await worker.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.packet_path")
+    parser.add_argument("--fanout", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--packets", type=int, default=20000)
+    parser.add_argument("--profile", action="store_true", help="print the top cProfile costs")
+    parser.add_argument("--srtp", choices=[p.openssl_name.decode() for p in PROFILES],
+                        default=PROFILES[0].openssl_name.decode())
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    rows = []
+    for fanout in args.fanout:
+        profiler = cProfile.Profile() if args.profile else None
+        row = asyncio.run(measure(fanout, args.packets, args.srtp.encode(), profiler))
+        rows.append(row)
+        print(json.dumps(row))
+        if profiler:
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+            print(out.getvalue())
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "packet_path.json").write_text(json.dumps(
+        {"srtp": args.srtp, "cpu": os.cpu_count(), "rows": rows}, indent=2))
+    lines = ["| fan-out | forwarded | CPU s | forwarded / CPU-s | µs / forwarded packet |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['fanout']} | {r['forwarded']} | {r['cpu_seconds']} | "
+              f"{r['forwarded_per_cpu_second']:,} | {r['us_per_forwarded_packet']} |"
+              for r in rows]
+    (out_dir / "packet_path.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
