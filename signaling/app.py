@@ -20,7 +20,8 @@ from .http_api import add_routes
 from .metrics import MediaCollector, metrics_handler
 from .rooms import RoomRegistry
 from .state import STATE, AppState
-from .store import SqliteStore
+from .store import SqliteStore, Store
+from .store_redis import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,11 @@ def media_config(config: ServerConfig) -> MediaConfig:
 
 def make_app(config: ServerConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
-    store = SqliteStore(config.data_dir / "mediaserver.sqlite3")
+    store: Store
+    if config.store.startswith(("redis://", "rediss://")):
+        store = RedisStore(config.store)
+    else:
+        store = SqliteStore(config.data_dir / "mediaserver.sqlite3")
     worker: Worker | None = None
     media: MediaControl
     if config.workers:

@@ -17,6 +17,7 @@ class ServerConfig:
     subscribers_per_worker: int = 0  # spread a room's subscribers past this many; 0: never
     announced_ip: str = ""
     data_dir: Path = Path("data")
+    store: str = ""  # "" or "sqlite": SQLite under data_dir; "redis://host:port/db": Redis
     dev: bool = False
     api_key: str = ""
     jwt_secret: str = ""
@@ -28,6 +29,9 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.http_port <= 65535:
             raise ValueError(f"bad HTTP port {self.http_port}")
+        if self.store not in ("", "sqlite") and not self.store.startswith(("redis://",
+                                                                          "rediss://")):
+            raise ValueError(f"unknown store {self.store!r}: use sqlite or a redis:// URL")
         if not self.dev and not self.jwt_secret:
             raise ValueError("production mode needs a JWT secret (--jwt-secret or "
                              "MEDIASERVER_JWT_SECRET); use --dev for a local trial")

@@ -12,13 +12,13 @@ from mediaserver.worker import Worker
 from .config import ServerConfig
 from .participant import Participant
 from .rooms import RoomRegistry
-from .store import SqliteStore
+from .store import Store
 
 
 @dataclass
 class AppState:
     config: ServerConfig
-    store: SqliteStore
+    store: Store
     worker: Worker | None  # the in-process worker, when there is no pool
     media: MediaControl
     rooms: RoomRegistry

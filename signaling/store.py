@@ -30,10 +30,32 @@ CREATE TABLE IF NOT EXISTS chat (
     ts INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chat_room ON chat(room, id);
+CREATE TABLE IF NOT EXISTS notes (
+    room TEXT PRIMARY KEY REFERENCES rooms(name),
+    text TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    ts INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hands (
+    room TEXT NOT NULL REFERENCES rooms(name),
+    identity TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (room, identity)
+);
 """
 
 
+class NotesConflict(Exception):
+    """The notes changed since the version the editor started from; nothing was written."""
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        super().__init__("notes were changed by someone else")
+        self.current = current
+
+
 class Store(Protocol):
+    async def open(self) -> None: ...
     async def create_room(self, name: str, settings: dict[str, Any] | None = None
                           ) -> tuple[dict[str, Any], bool]: ...
     async def get_room(self, name: str) -> dict[str, Any] | None: ...
@@ -41,6 +63,12 @@ class Store(Protocol):
     async def add_chat(self, room: str, participant: str, name: str, text: str
                        ) -> dict[str, Any]: ...
     async def chat_history(self, room: str, limit: int = 200) -> list[dict[str, Any]]: ...
+    async def update_settings(self, room: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+    async def get_notes(self, room: str) -> dict[str, Any]: ...
+    async def set_notes(self, room: str, text: str, base_version: int, author: str
+                        ) -> dict[str, Any]: ...
+    async def set_hand(self, room: str, identity: str, raised: bool) -> None: ...
+    async def hands(self, room: str) -> list[str]: ...
     async def close(self) -> None: ...
 
 
@@ -116,6 +144,67 @@ class SqliteStore:
 
         return await self._run(work)
 
+    async def update_settings(self, room: str, changes: dict[str, Any]) -> dict[str, Any]:
+        def work() -> dict[str, Any]:
+            db = self._conn()
+            with db:
+                row = db.execute("SELECT settings FROM rooms WHERE name = ?", (room,)).fetchone()
+                settings = {**json.loads(row["settings"]), **changes} if row else dict(changes)
+                db.execute("UPDATE rooms SET settings = ? WHERE name = ?",
+                           (json.dumps(settings), room))
+            return settings
+
+        return await self._run(work)
+
+    async def get_notes(self, room: str) -> dict[str, Any]:
+        def work() -> dict[str, Any]:
+            row = self._conn().execute("SELECT * FROM notes WHERE room = ?", (room,)).fetchone()
+            return _notes(row)
+
+        return await self._run(work)
+
+    async def set_notes(self, room: str, text: str, base_version: int, author: str
+                        ) -> dict[str, Any]:
+        """Last write wins, but only over the version the writer saw: no silent loss."""
+
+        def work() -> dict[str, Any]:
+            db = self._conn()
+            with db:  # one transaction: read the version and write atomically
+                current = _notes(db.execute("SELECT * FROM notes WHERE room = ?",
+                                            (room,)).fetchone())
+                if current["version"] != base_version:
+                    raise NotesConflict(current)
+                notes = {"text": text, "version": base_version + 1, "author": author,
+                         "ts": int(time.time() * 1000)}
+                db.execute("INSERT OR REPLACE INTO notes(room, text, version, author, ts) "
+                           "VALUES (?, ?, ?, ?, ?)", (room, text, notes["version"], author,
+                                                      notes["ts"]))
+            return notes
+
+        return await self._run(work)
+
+    async def set_hand(self, room: str, identity: str, raised: bool) -> None:
+        def work() -> None:
+            db = self._conn()
+            with db:
+                if raised:
+                    db.execute("INSERT OR IGNORE INTO hands(room, identity, ts) VALUES (?, ?, ?)",
+                               (room, identity, int(time.time() * 1000)))
+                else:
+                    db.execute("DELETE FROM hands WHERE room = ? AND identity = ?",
+                               (room, identity))
+
+        await self._run(work)
+
+    async def hands(self, room: str) -> list[str]:
+        def work() -> list[str]:
+            rows = self._conn().execute(
+                "SELECT identity FROM hands WHERE room = ? ORDER BY rowid",
+                (room,)).fetchall()
+            return [r["identity"] for r in rows]
+
+        return await self._run(work)
+
     async def close(self) -> None:
         def work() -> None:
             if self._db is not None:
@@ -129,3 +218,10 @@ class SqliteStore:
 def _room(row: sqlite3.Row) -> dict[str, Any]:
     return {"name": row["name"], "created": row["created"],
             "settings": json.loads(row["settings"])}
+
+
+def _notes(row: sqlite3.Row | None) -> dict[str, Any]:
+    if row is None:
+        return {"text": "", "version": 0, "author": "", "ts": 0}
+    return {"text": row["text"], "version": row["version"], "author": row["author"],
+            "ts": row["ts"]}

@@ -1,0 +1,86 @@
+"""One contract, two stores: SQLite (embedded default) and Redis (several nodes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from signaling.store import NotesConflict, SqliteStore
+from signaling.store_redis import RedisStore
+from tests.support.redis_server import redis_server
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request, tmp_path: Path) -> AsyncIterator:
+    if request.param == "sqlite":
+        s = SqliteStore(tmp_path / "store.sqlite3")
+        await s.open()
+        yield s
+        await s.close()
+    else:
+        async with redis_server(tmp_path / "redis") as url:
+            s = RedisStore(url)
+            await s.open()
+            yield s
+            await s.close()
+
+
+async def test_rooms(store) -> None:
+    room, created = await store.create_room("a", {"type": "meeting"})
+    assert created and room["name"] == "a" and room["settings"] == {"type": "meeting"}
+    again, created = await store.create_room("a", {"type": "webinar"})
+    assert not created and again["settings"] == {"type": "meeting"}  # never overwritten
+    await store.create_room("b")
+    assert [r["name"] for r in await store.list_rooms()] == ["a", "b"]
+    assert await store.get_room("nope") is None
+    settings = await store.update_settings("a", {"chat": False})
+    assert settings == {"type": "meeting", "chat": False}
+    assert (await store.get_room("a"))["settings"] == settings
+
+
+async def test_chat_history_in_order_with_limit(store) -> None:
+    await store.create_room("r")
+    for i in range(5):
+        message = await store.add_chat("r", "p1", "Ann", f"m{i}")
+        assert message["text"] == f"m{i}" and message["name"] == "Ann"
+    history = await store.chat_history("r")
+    assert [m["text"] for m in history] == [f"m{i}" for i in range(5)]
+    assert [m["id"] for m in history] == sorted(m["id"] for m in history)
+    assert [m["text"] for m in await store.chat_history("r", limit=2)] == ["m3", "m4"]
+    assert await store.chat_history("other") == []
+
+
+async def test_concurrent_chat_keeps_every_message(store) -> None:
+    await store.create_room("busy")
+    await asyncio.gather(*(store.add_chat("busy", f"p{i}", "x", str(i)) for i in range(40)))
+    history = await store.chat_history("busy")
+    assert sorted(int(m["text"]) for m in history) == list(range(40))
+    assert len({m["id"] for m in history}) == 40
+
+
+async def test_notes_versioned_no_silent_loss(store) -> None:
+    await store.create_room("n")
+    assert (await store.get_notes("n"))["version"] == 0
+    first = await store.set_notes("n", "agenda", 0, "ann")
+    assert first["version"] == 1
+    # Bob edited from version 0 too: refused, and told what is there now
+    with pytest.raises(NotesConflict) as conflict:
+        await store.set_notes("n", "bob's agenda", 0, "bob")
+    assert conflict.value.current["text"] == "agenda" and conflict.value.current["version"] == 1
+    second = await store.set_notes("n", "agenda + bob", 1, "bob")
+    assert second["version"] == 2
+    notes = await store.get_notes("n")
+    assert (notes["text"], notes["version"], notes["author"]) == ("agenda + bob", 2, "bob")
+
+
+async def test_raised_hands_in_order(store) -> None:
+    await store.create_room("h")
+    for who in ("c", "a", "b"):
+        await store.set_hand("h", who, True)
+    await store.set_hand("h", "a", True)  # raising twice keeps the first place
+    assert await store.hands("h") == ["c", "a", "b"]
+    await store.set_hand("h", "a", False)
+    assert await store.hands("h") == ["c", "b"]
