@@ -65,7 +65,10 @@ async def create_room(request: web.Request) -> web.Response:
     name = body.get("name") or f"room-{secrets.token_hex(4)}"
     if not isinstance(name, str) or not ROOM_NAME.match(name):
         return _error(400, "bad_request", "room name: 1-64 letters, digits, '-', '_' or '.'")
-    room, created = await request.app[STATE].store.create_room(name)
+    room_type = body.get("type", "meeting")
+    if room_type not in ("meeting", "webinar"):
+        return _error(400, "bad_request", "type must be meeting or webinar")
+    room, created = await request.app[STATE].store.create_room(name, {"type": room_type})
     return web.json_response({"room": room}, status=201 if created else 200)
 
 
@@ -114,7 +117,10 @@ async def dev_token(request: web.Request) -> web.Response:
         return _error(400, "bad_request", "room name: 1-64 letters, digits, '-', '_' or '.'")
     if not isinstance(name, str) or not 0 < len(name) <= 100:
         return _error(400, "bad_request", "name must be 1 to 100 characters")
-    await state.store.create_room(room)
+    room_type = body.get("type", "meeting")
+    if room_type not in ("meeting", "webinar"):
+        return _error(400, "bad_request", "type must be meeting or webinar")
+    await state.store.create_room(room, {"type": room_type})
     identity = body.get("identity")
     if not isinstance(identity, str) or not 0 < len(identity) <= 128:
         identity = f"dev-{secrets.token_hex(4)}"

@@ -17,8 +17,9 @@ from typing import Any
 from mediaserver.api import MediaControl, MediaError
 from mediaserver.params import ConsumerParams, ProducerParams, TransportInfo
 
-from . import sdp
+from . import features, sdp
 from .errors import RequestError
+from .permissions import allowed
 from .rooms import Room, RoomRegistry, Track, new_id
 from .store import Store
 from .tokens import Grant
@@ -50,6 +51,7 @@ class Participant:
         self.probe_transport: str | None = None
         self._probe_router: str | None = None
         self._probe_timer: asyncio.TimerHandle | None = None
+        self.on_stage = False  # webinar attendees publish only once promoted
         self.published: dict[str, Track] = {}  # publish mid -> track
         self.retired_mids: set[str] = set()  # unpublished m-lines are never produced again
         self.slots: list[sdp.Slot] = []
@@ -60,7 +62,9 @@ class Participant:
         self.on_closed: Callable[[str, int], None] | None = None
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "role": self.role}
+        hand = self.room is not None and self.identity in self.room.hands
+        return {"id": self.id, "name": self.name, "role": self.role, "handRaised": hand,
+                "onStage": self.on_stage}
 
     def send_event(self, event: str, data: dict[str, Any]) -> None:
         self._send({"event": event, "data": data})
@@ -73,6 +77,10 @@ class Participant:
             raise RequestError("unknown_method", f"unknown method {method!r}")
         if method not in self.BEFORE_JOIN and not self.joined:
             raise RequestError("not_joined", "join first")
+        room_type = self.room.type if self.room is not None else "meeting"
+        if not allowed(method, self.role, room_type, self.on_stage):
+            raise RequestError("forbidden", f"{method} is not allowed for role {self.role}"
+                               + (" off stage" if room_type == "webinar" else ""))
         return await handler(self, params)
 
     # ---- methods ------------------------------------------------------------------------
@@ -104,11 +112,9 @@ class Participant:
         if self.slots:
             asyncio.get_running_loop().call_soon(self._schedule_offer)
         return {"self": self.public(), "participants": others, "tracks": tracks, "chat": chat,
-                "room": room.name}
+                "room": room.name, "roomType": room.type, "hands": room.hand_ids()}
 
     async def publish(self, params: dict[str, Any]) -> dict[str, Any]:
-        if self.role not in ("host", "presenter", "attendee"):
-            raise RequestError("forbidden", f"role {self.role} may not publish")
         room = self._room()
         offer = sdp.parse(_str(params, "sdp"))
         names = params.get("names") or {}
@@ -153,15 +159,21 @@ class Participant:
         return {"sdp": answer, "tracks": [t.public() for t in self.published.values()]}
 
     async def unpublish(self, params: dict[str, Any]) -> dict[str, Any]:
-        track = self._own_track(_str(params, "trackId"))
-        await self._unpublish(track)
+        await self.unpublish_track(self._own_track(_str(params, "trackId")))
         return {}
+
+    async def unpublish_track(self, track: Track) -> None:
+        await self._unpublish(track)
 
     async def mute(self, params: dict[str, Any]) -> dict[str, Any]:
         track = self._own_track(_str(params, "trackId"))
         muted = params.get("muted")
         if not isinstance(muted, bool):
             raise RequestError("bad_request", "muted must be true or false")
+        await self.set_muted(track, muted)
+        return {}
+
+    async def set_muted(self, track: Track, muted: bool) -> None:
         if track.muted != muted:
             track.muted = muted
             # Paused at the producer: nothing of a muted track is forwarded, and unmuting
@@ -169,7 +181,6 @@ class Participant:
             await self.rooms.track_paused(self._room(), track, muted)
             self._room().broadcast("trackMuted", {"trackId": track.id, "participantId": self.id,
                                                   "muted": muted})
-        return {}
 
     async def subscriber_answer(self, params: dict[str, Any]) -> dict[str, Any]:
         if not self._offer_pending or self.subscribe_transport is None:
@@ -243,6 +254,7 @@ class Participant:
         "ping": ping, "join": join, "publish": publish, "unpublish": unpublish, "mute": mute,
         "subscriberAnswer": subscriber_answer, "requestKeyframe": request_keyframe,
         "chat": chat, "leave": leave, "probe": probe, "probeDone": probe_done,
+        **features.METHODS,
     }
     BEFORE_JOIN = {"ping", "join", "probe", "probeDone"}
 
@@ -345,6 +357,9 @@ class Participant:
 
     def owns_transport(self, transport_id: str) -> bool:
         return transport_id in (self.publish_transport, self.subscribe_transport)
+
+    def room_or_fail(self) -> Room:
+        return self._room()
 
     def _room(self) -> Room:
         if self.room is None or not self.joined:

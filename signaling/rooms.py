@@ -61,6 +61,13 @@ class Room:
     tracks: dict[str, Track] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
     origin_subscribers: int = 0
+    type: str = "meeting"  # or "webinar"
+    hands: list[str] = field(default_factory=list)  # identities, in the order raised
+
+    def hand_ids(self) -> list[str]:
+        """Participant ids of those present with a raised hand, first raised first."""
+        by_identity = {p.identity: p.id for p in self.participants.values() if p.joined}
+        return [by_identity[i] for i in self.hands if i in by_identity]
 
     def broadcast(self, event: str, data: dict[str, Any], exclude: str | None = None) -> None:
         for participant in list(self.participants.values()):
@@ -96,7 +103,10 @@ class RoomRegistry:
         async with self._lock:
             room = self.rooms.get(name)
             if room is None:
-                room = Room(name, await self.media.create_router())
+                stored = await self.store.get_room(name) or {}
+                room = Room(name, await self.media.create_router(),
+                            type=stored.get("settings", {}).get("type", "meeting"),
+                            hands=await self.store.hands(name))
                 self.rooms[name] = room
             return room
 

@@ -156,7 +156,10 @@ async def _dispatch(participant: Participant, text: str) -> dict[str, Any] | Non
     try:
         result = await participant.handle(method, params)
     except RequestError as exc:
-        return _error(request_id, exc.code, exc.message)
+        reply = _error(request_id, exc.code, exc.message)
+        if exc.data is not None:
+            reply["error"]["data"] = exc.data
+        return reply
     except SdpError as exc:
         return _error(request_id, "bad_sdp", str(exc))
     except MediaError as exc:

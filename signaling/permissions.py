@@ -1,0 +1,33 @@
+"""Who may call what: the role table of docs/protocol.md, checked before every method.
+
+Roles come from the signed token. In a webinar an attendee is receive-only until a host
+promotes them to the stage; the stage methods below are what that unlocks.
+"""
+
+from __future__ import annotations
+
+from .tokens import ROLES
+
+ALL = frozenset(ROLES)
+PARTICIPANTS = frozenset({"host", "presenter", "attendee"})
+PUBLISHERS = frozenset({"host", "presenter", "attendee", "service"})
+HOST = frozenset({"host"})
+
+RULES: dict[str, frozenset[str]] = {
+    "ping": ALL, "probe": ALL, "probeDone": ALL, "join": ALL, "leave": ALL,
+    "subscriberAnswer": ALL, "requestKeyframe": ALL, "chat": ALL, "getNotes": ALL,
+    "publish": PUBLISHERS, "unpublish": PUBLISHERS, "mute": PUBLISHERS,
+    "raiseHand": PARTICIPANTS, "setNotes": PARTICIPANTS,
+    "muteParticipant": HOST, "removeParticipant": HOST, "promote": HOST, "demote": HOST,
+}
+# In a webinar, attendees need the stage for these.
+STAGE_METHODS = frozenset({"publish", "unpublish", "mute"})
+
+
+def allowed(method: str, role: str, room_type: str = "meeting", on_stage: bool = False) -> bool:
+    roles = RULES.get(method)
+    if roles is None or role not in roles:
+        return False
+    if method in STAGE_METHODS and room_type == "webinar" and role == "attendee":
+        return on_stage
+    return True
