@@ -86,7 +86,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if isinstance(state.media, WorkerPool):
         state.media.on_worker_lost(on_worker_lost)
     yield
-    for participant in list(state.sessions):
+    # connected sessions and those waiting out their grace period
+    present = {p for room in state.rooms.rooms.values() for p in room.participants.values()}
+    for participant in list(state.sessions | present):
         try:
             await participant.close("server shutting down")
         except Exception:

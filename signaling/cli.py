@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--jwt-secret", default=_env("JWT_SECRET", ""),
                        help="HS256 secret signing access tokens; required without --dev "
                             "[env MEDIASERVER_JWT_SECRET]")
+    serve.add_argument("--grace-period", type=float, default=float(_env("GRACE_PERIOD", "30")),
+                       help="seconds a participant whose connection dropped keeps their place "
+                            "[env MEDIASERVER_GRACE_PERIOD]")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        help="debug, info, warning or error [env MEDIASERVER_LOG_LEVEL]")
     return parser
@@ -81,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         subscribers_per_worker=max(0, args.subscribers_per_worker),
                         data_dir=Path(args.data_dir), store=args.store, dev=args.dev,
                         api_key=args.api_key,
-                        jwt_secret=args.jwt_secret, log_level=args.log_level)
+                        jwt_secret=args.jwt_secret, log_level=args.log_level,
+                        grace_period=max(0.0, args.grace_period))
 
 
 def main(argv: list[str] | None = None) -> int:

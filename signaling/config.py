@@ -22,6 +22,7 @@ class ServerConfig:
     api_key: str = ""
     jwt_secret: str = ""
     log_level: str = "info"
+    grace_period: float = 30.0  # a dropped participant keeps their place this long
     max_message: int = 64 * 1024  # largest WebSocket message accepted
     messages_per_second: float = 50.0  # per session, with a burst of twice that
     web_root: Path = Path(__file__).resolve().parent.parent / "web_client"

@@ -60,6 +60,8 @@ class Participant:
         self._offer_dirty = False
         self._negotiating = asyncio.Lock()
         self.on_closed: Callable[[str, int], None] | None = None
+        self.suspended = False
+        self._grace_timer: asyncio.TimerHandle | None = None
 
     def public(self) -> dict[str, Any]:
         hand = self.room is not None and self.identity in self.room.hands
@@ -67,7 +69,8 @@ class Participant:
                 "onStage": self.on_stage}
 
     def send_event(self, event: str, data: dict[str, Any]) -> None:
-        self._send({"event": event, "data": data})
+        if not self.suspended:
+            self._send({"event": event, "data": data})
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -94,10 +97,12 @@ class Participant:
         if await self.store.get_room(self.grant.room) is None:
             raise RequestError("not_found", f"no room {self.grant.room!r}")
         room = await self.rooms.open(self.grant.room)
-        # Same identity twice: the newer session wins (a reload or a second tab).
-        for other in list(room.participants.values()):
-            if other.identity == self.identity:
-                await other.close("replaced by a newer session")
+        # Same identity twice (a reconnect within the grace period, a reload, a second tab):
+        # the newer session takes the place over instead of appearing twice.
+        previous = next((p for p in room.participants.values()
+                         if p.identity == self.identity and p is not self), None)
+        if previous is not None:
+            await self._take_over(previous)
         self.room = room
         room.participants[self.id] = self
         self.subscribe_router = await self.rooms.subscriber_router(room)
@@ -111,8 +116,39 @@ class Participant:
             self._add_slot(track)
         if self.slots:
             asyncio.get_running_loop().call_soon(self._schedule_offer)
+        since = params.get("sinceChatId")
+        missed = [m for m in chat if isinstance(since, int) and m["id"] > since]
         return {"self": self.public(), "participants": others, "tracks": tracks, "chat": chat,
+                "missedChat": missed, "resumed": previous is not None,
                 "room": room.name, "roomType": room.type, "hands": room.hand_ids()}
+
+    async def _take_over(self, previous: Participant) -> None:
+        """Become `previous` for the others: same participant id, stage and hand; its media
+        is dropped (the client publishes again and gets fresh subscriber offers)."""
+        room = previous.room
+        assert room is not None
+        previous.cancel_grace()
+        self.id = previous.id
+        self.on_stage = previous.on_stage
+        for track in list(previous.published.values()):
+            await previous._unpublish(track, room)
+        room.participants.pop(previous.id, None)
+        if previous.subscribe_router is not None:
+            self.rooms.release_subscriber(room, previous.subscribe_router)
+        previous.joined = False
+        await previous.close("replaced by a newer session")
+
+    def suspend(self, grace: float) -> None:
+        """Keep our place for `grace` seconds after the socket dropped."""
+        self.suspended = True
+        loop = asyncio.get_running_loop()
+        self._grace_timer = loop.call_later(
+            grace, lambda: asyncio.ensure_future(self.close("grace period over")))
+
+    def cancel_grace(self) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
 
     async def publish(self, params: dict[str, Any]) -> dict[str, Any]:
         room = self._room()
@@ -335,6 +371,7 @@ class Participant:
         """Leave the room: unpublish everything, close both connections, tell the others.
 
         `code` is the WebSocket close code the client gets (4503: come back, media moved)."""
+        self.cancel_grace()
         await self._close_probe()
         room, was_joined = self.room, self.joined
         self.joined = False

@@ -78,7 +78,12 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     finally:
         state.sessions.discard(participant)
         try:
-            await participant.close(out.reason or "connection closed")
+            if not out.ended and participant.joined and config.grace_period > 0:
+                # The client vanished without leaving (network switch, closed laptop): keep
+                # its place; a new session with the same identity takes it back.
+                participant.suspend(config.grace_period)
+            else:
+                await participant.close(out.reason or "connection closed")
         except Exception:
             log.exception("error while closing participant %s", participant.id)
         out.end("connection closed")

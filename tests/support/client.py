@@ -138,6 +138,15 @@ class Client:
     # ---- meeting ------------------------------------------------------------------------
 
     async def join(self) -> dict[str, Any]:
+        await self.join_media()
+        self.joined = await self.request("join")
+        self.self_id = self.joined["self"]["id"]
+        return self.joined
+
+    async def join_media(self) -> None:
+        """Set up the subscribe side; `join` calls it, a test sending its own join calls it."""
+        if self.subscribe_pc is not None:
+            return
         self.subscribe_pc = new_pc()
 
         @self.subscribe_pc.on("track")
@@ -152,9 +161,6 @@ class Client:
                     fut.set_result(track)
 
         self._answerer = asyncio.create_task(self._answer_offers())
-        self.joined = await self.request("join")
-        self.self_id = self.joined["self"]["id"]
-        return self.joined
 
     async def _answer_offers(self) -> None:
         while True:
@@ -206,6 +212,16 @@ class Client:
         return data["track"]["id"]
 
     async def close(self) -> None:
+        """Leave (as the web client does when its page closes), then tear down."""
+        if self.ws is not None and not self.ws.closed and self.self_id and not self.closed.is_set():
+            try:
+                await self.request("leave", timeout=3)
+            except (TimeoutError, RequestFailed, ConnectionError, RuntimeError):
+                pass
+        await self.drop()
+
+    async def drop(self) -> None:
+        """Vanish without leaving: socket and peer connections cut, as on a network loss."""
         for task in (self._answerer,):
             if task is not None:
                 task.cancel()

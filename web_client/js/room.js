@@ -49,10 +49,11 @@ async function startMeeting(name, stream) {
 }
 
 function onEnded({ left, error }) {
-  if (error?.code === 'media_restart') {
-    // The server lost the media worker carrying our call and asks us to come back.
-    showStatus('The media server restarted: reconnecting…', 'warn');
-    setTimeout(rejoin, 500);
+  if (error?.code === 'media_restart' || (!left && meeting?.selfId && error?.code === 'closed')) {
+    // The media worker carrying our call restarted, or the connection dropped (network
+    // switch, sleep): the server keeps our place for a grace period, so come straight back.
+    showStatus('Connection lost: reconnecting…', 'warn');
+    setTimeout(rejoin, 1000);
     return;
   }
   const wasIn = Boolean(meeting?.selfId);

@@ -24,6 +24,16 @@ export function tokenClaims(token) {
   }
 }
 
+/** One identity per browser tab, so a reconnect (or reload) gets our place back. */
+function devIdentity() {
+  let id = sessionStorage.getItem('mediaserver.identity');
+  if (!id) {
+    id = `dev-${crypto.getRandomValues(new Uint32Array(2)).join('')}`;
+    sessionStorage.setItem('mediaserver.identity', id);
+  }
+  return id;
+}
+
 export async function getToken(room, name) {
   const fromUrl = tokenFromUrl();
   if (fromUrl) return fromUrl;
@@ -32,7 +42,7 @@ export async function getToken(room, name) {
     res = await fetch('/api/dev/token', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ room, name }),
+      body: JSON.stringify({ room, name, identity: devIdentity() }),
     });
   } catch {
     throw new TokenError('unreachable', 'The server cannot be reached.');
