@@ -17,7 +17,7 @@ from typing import Any
 from mediaserver.api import MediaControl, MediaError
 from mediaserver.params import ConsumerParams, ProducerParams, TransportInfo
 
-from . import features, sdp
+from . import engagement, features, sdp
 from .errors import RequestError
 from .permissions import allowed
 from .rooms import Room, RoomRegistry, Track, new_id
@@ -61,6 +61,7 @@ class Participant:
         self._negotiating = asyncio.Lock()
         self.on_closed: Callable[[str, int], None] | None = None
         self.suspended = False
+        self.buckets: dict[str, Any] = {}  # per-action rate limits (engagement.LIMITS)
         self._grace_timer: asyncio.TimerHandle | None = None
 
     def public(self) -> dict[str, Any]:
@@ -259,6 +260,9 @@ class Participant:
         if not text or len(text) > MAX_CHAT:
             raise RequestError("bad_request", f"chat text must be 1 to {MAX_CHAT} characters")
         room = self._room()
+        if not room.chat_enabled and self.role not in ("host", "presenter"):
+            raise RequestError("chat_disabled", "the host turned the chat off")
+        engagement.throttle(self, "chat")
         message = await self.store.add_chat(room.name, self.id, self.name, text)
         room.broadcast("chat", {"message": message})
         return {"message": message}
@@ -290,7 +294,7 @@ class Participant:
         "ping": ping, "join": join, "publish": publish, "unpublish": unpublish, "mute": mute,
         "subscriberAnswer": subscriber_answer, "requestKeyframe": request_keyframe,
         "chat": chat, "leave": leave, "probe": probe, "probeDone": probe_done,
-        **features.METHODS,
+        **features.METHODS, **engagement.METHODS,
     }
     BEFORE_JOIN = {"ping", "join", "probe", "probeDone"}
 

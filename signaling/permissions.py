@@ -12,6 +12,7 @@ ALL = frozenset(ROLES)
 PARTICIPANTS = frozenset({"host", "presenter", "attendee"})
 PUBLISHERS = frozenset({"host", "presenter", "attendee", "service"})
 HOST = frozenset({"host"})
+MODERATORS = frozenset({"host", "presenter"})
 
 RULES: dict[str, frozenset[str]] = {
     "ping": ALL, "probe": ALL, "probeDone": ALL, "join": ALL, "leave": ALL,
@@ -19,6 +20,11 @@ RULES: dict[str, frozenset[str]] = {
     "publish": PUBLISHERS, "unpublish": PUBLISHERS, "mute": PUBLISHERS,
     "raiseHand": PARTICIPANTS, "setNotes": PARTICIPANTS,
     "muteParticipant": HOST, "removeParticipant": HOST, "promote": HOST, "demote": HOST,
+    "qaAsk": PARTICIPANTS, "qaUpvote": PARTICIPANTS, "qaList": ALL,
+    "qaAnswer": MODERATORS, "qaDismiss": MODERATORS,
+    "pollCreate": MODERATORS, "pollOpen": MODERATORS, "pollClose": MODERATORS,
+    "pollVote": PARTICIPANTS, "pollList": ALL,
+    "setChat": HOST, "privateMessage": ALL, "reaction": PARTICIPANTS,
 }
 # In a webinar, attendees need the stage for these.
 STAGE_METHODS = frozenset({"publish", "unpublish", "mute"})

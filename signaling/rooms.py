@@ -62,6 +62,7 @@ class Room:
     edges: list[Edge] = field(default_factory=list)
     origin_subscribers: int = 0
     type: str = "meeting"  # or "webinar"
+    chat_enabled: bool = True
     hands: list[str] = field(default_factory=list)  # identities, in the order raised
 
     def hand_ids(self) -> list[str]:
@@ -103,9 +104,10 @@ class RoomRegistry:
         async with self._lock:
             room = self.rooms.get(name)
             if room is None:
-                stored = await self.store.get_room(name) or {}
+                settings = (await self.store.get_room(name) or {}).get("settings", {})
                 room = Room(name, await self.media.create_router(),
-                            type=stored.get("settings", {}).get("type", "meeting"),
+                            type=settings.get("type", "meeting"),
+                            chat_enabled=settings.get("chat", True),
                             hands=await self.store.hands(name))
                 self.rooms[name] = room
             return room

@@ -15,6 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
+from .store_engagement import SCHEMA as ENGAGEMENT_SCHEMA
+from .store_engagement import AlreadyVoted, NotFound, NotOpen, SqliteEngagement
+
+__all__ = ["Store", "SqliteStore", "NotesConflict", "AlreadyVoted", "NotFound", "NotOpen"]
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
     name TEXT PRIMARY KEY,
@@ -69,10 +74,21 @@ class Store(Protocol):
                         ) -> dict[str, Any]: ...
     async def set_hand(self, room: str, identity: str, raised: bool) -> None: ...
     async def hands(self, room: str) -> list[str]: ...
+    async def add_question(self, room: str, participant: str, name: str, text: str
+                           ) -> dict[str, Any]: ...
+    async def upvote_question(self, room: str, qid: int, identity: str) -> dict[str, Any]: ...
+    async def set_question_state(self, room: str, qid: int, state: str) -> dict[str, Any]: ...
+    async def questions(self, room: str) -> list[dict[str, Any]]: ...
+    async def create_poll(self, room: str, question: str, options: list[str]
+                          ) -> dict[str, Any]: ...
+    async def set_poll_state(self, room: str, pid: int, state: str) -> dict[str, Any]: ...
+    async def vote_poll(self, room: str, pid: int, identity: str, option: int
+                        ) -> dict[str, Any]: ...
+    async def polls(self, room: str) -> list[dict[str, Any]]: ...
     async def close(self) -> None: ...
 
 
-class SqliteStore:
+class SqliteStore(SqliteEngagement):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +104,7 @@ class SqliteStore:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
+            self._db.executescript(ENGAGEMENT_SCHEMA)
         return self._db
 
     async def open(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .store import NotesConflict
+from .store_engagement import AlreadyVoted, NotFound, NotOpen, poll_view, question_order
 
 SET_NOTES = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -114,6 +115,80 @@ class RedisStore:
 
     async def hands(self, room: str) -> list[str]:
         return await self.redis.zrange(self._k("hands", room), 0, -1)
+
+    # ---- Q&A: q:<room>:<id> hash, qvotes:<room>:<id> set, qs:<room> list of ids ----------
+
+    async def _question(self, room: str, qid: int) -> dict[str, Any]:
+        data = await self.redis.hgetall(self._k("q", room, str(qid)))
+        if not data:
+            raise NotFound("no such question")
+        votes = await self.redis.scard(self._k("qvotes", room, str(qid)))
+        return {"id": qid, "text": data["text"], "name": data["name"],
+                "participantId": data["participant"], "state": data["state"],
+                "ts": int(data["ts"]), "votes": votes}
+
+    async def add_question(self, room: str, participant: str, name: str, text: str
+                           ) -> dict[str, Any]:
+        qid = await self.redis.incr(self._k("qseq", room))
+        await self.redis.hset(self._k("q", room, str(qid)), mapping={
+            "text": text, "name": name, "participant": participant, "state": "open",
+            "ts": int(time.time() * 1000)})
+        await self.redis.rpush(self._k("qs", room), qid)
+        return await self._question(room, qid)
+
+    async def upvote_question(self, room: str, qid: int, identity: str) -> dict[str, Any]:
+        await self._question(room, qid)
+        if not await self.redis.sadd(self._k("qvotes", room, str(qid)), identity):
+            raise AlreadyVoted("already voted")
+        return await self._question(room, qid)
+
+    async def set_question_state(self, room: str, qid: int, state: str) -> dict[str, Any]:
+        await self._question(room, qid)
+        await self.redis.hset(self._k("q", room, str(qid)), "state", state)
+        return await self._question(room, qid)
+
+    async def questions(self, room: str) -> list[dict[str, Any]]:
+        ids = await self.redis.lrange(self._k("qs", room), 0, -1)
+        return sorted([await self._question(room, int(i)) for i in ids], key=question_order)
+
+    # ---- polls: poll:<room>:<id> hash, pvotes:<room>:<id> hash identity -> option ---------
+
+    async def _poll(self, room: str, pid: int) -> dict[str, Any]:
+        data = await self.redis.hgetall(self._k("poll", room, str(pid)))
+        if not data:
+            raise NotFound("no such poll")
+        choices = [int(v) for v in await self.redis.hvals(self._k("pvotes", room, str(pid)))]
+        return poll_view(pid, data["question"], json.loads(data["options"]), data["state"],
+                         int(data["ts"]), choices)
+
+    async def create_poll(self, room: str, question: str, options: list[str]
+                          ) -> dict[str, Any]:
+        pid = await self.redis.incr(self._k("pseq", room))
+        await self.redis.hset(self._k("poll", room, str(pid)), mapping={
+            "question": question, "options": json.dumps(options), "state": "draft",
+            "ts": int(time.time() * 1000)})
+        await self.redis.rpush(self._k("polls", room), pid)
+        return await self._poll(room, pid)
+
+    async def set_poll_state(self, room: str, pid: int, state: str) -> dict[str, Any]:
+        await self._poll(room, pid)
+        await self.redis.hset(self._k("poll", room, str(pid)), "state", state)
+        return await self._poll(room, pid)
+
+    async def vote_poll(self, room: str, pid: int, identity: str, option: int
+                        ) -> dict[str, Any]:
+        poll = await self._poll(room, pid)
+        if poll["state"] != "open":
+            raise NotOpen("the poll is not open")
+        if not 0 <= option < len(poll["options"]):
+            raise NotFound("no such option")
+        if not await self.redis.hsetnx(self._k("pvotes", room, str(pid)), identity, option):
+            raise AlreadyVoted("already voted")
+        return await self._poll(room, pid)
+
+    async def polls(self, room: str) -> list[dict[str, Any]]:
+        ids = await self.redis.lrange(self._k("polls", room), 0, -1)
+        return [await self._poll(room, int(i)) for i in ids]
 
     async def close(self) -> None:
         await self.redis.aclose()

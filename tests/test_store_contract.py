@@ -84,3 +84,46 @@ async def test_raised_hands_in_order(store) -> None:
     assert await store.hands("h") == ["c", "a", "b"]
     await store.set_hand("h", "a", False)
     assert await store.hands("h") == ["c", "b"]
+
+
+async def test_questions_upvoted_once_and_ordered(store) -> None:
+    from signaling.store import AlreadyVoted, NotFound
+
+    await store.create_room("qa")
+    q1 = await store.add_question("qa", "p1", "Ann", "dosage for children?")
+    q2 = await store.add_question("qa", "p2", "Bob", "side effects?")
+    assert (q1["votes"], q1["state"]) == (0, "open")
+    assert (await store.upvote_question("qa", q2["id"], "ann"))["votes"] == 1
+    with pytest.raises(AlreadyVoted):
+        await store.upvote_question("qa", q2["id"], "ann")
+    await store.upvote_question("qa", q2["id"], "carl")
+    assert [q["id"] for q in await store.questions("qa")] == [q2["id"], q1["id"]]
+    answered = await store.set_question_state("qa", q2["id"], "answered")
+    assert answered["state"] == "answered" and answered["votes"] == 2
+    assert [q["id"] for q in await store.questions("qa")] == [q1["id"], q2["id"]]
+    with pytest.raises(NotFound):
+        await store.upvote_question("qa", 999, "ann")
+    with pytest.raises(NotFound):
+        await store.upvote_question("other-room", q1["id"], "ann")
+
+
+async def test_polls_vote_once_while_open(store) -> None:
+    from signaling.store import AlreadyVoted, NotFound, NotOpen
+
+    await store.create_room("pl")
+    poll = await store.create_poll("pl", "Preferred dose?", ["5 mg", "10 mg"])
+    assert poll["state"] == "draft" and [o["votes"] for o in poll["options"]] == [0, 0]
+    with pytest.raises(NotOpen):
+        await store.vote_poll("pl", poll["id"], "ann", 0)
+    await store.set_poll_state("pl", poll["id"], "open")
+    await store.vote_poll("pl", poll["id"], "ann", 1)
+    result = await store.vote_poll("pl", poll["id"], "bob", 1)
+    assert [o["votes"] for o in result["options"]] == [0, 2] and result["total"] == 2
+    with pytest.raises(AlreadyVoted):
+        await store.vote_poll("pl", poll["id"], "ann", 0)
+    with pytest.raises(NotFound):
+        await store.vote_poll("pl", poll["id"], "carl", 5)
+    closed = await store.set_poll_state("pl", poll["id"], "closed")
+    with pytest.raises(NotOpen):
+        await store.vote_poll("pl", poll["id"], "carl", 0)
+    assert (await store.polls("pl")) == [closed]
