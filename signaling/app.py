@@ -69,6 +69,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.media.start()  # type: ignore[attr-defined]
 
     def on_transport_closed(transport_id: str, reason: str) -> None:
+        if reason == "closed by signalling":
+            return  # we closed it ourselves (leave, move to a group)
         # ICE consent lost or DTLS failed: the participant's media is gone; end the session so
         # the client reconnects instead of sitting in a silent call.
         for participant in list(state.sessions):

@@ -17,7 +17,7 @@ from typing import Any
 from mediaserver.api import MediaControl, MediaError
 from mediaserver.params import ConsumerParams, ProducerParams, TransportInfo
 
-from . import engagement, features, sdp
+from . import breakouts, engagement, features, sdp
 from .errors import RequestError
 from .permissions import allowed
 from .rooms import Room, RoomRegistry, Track, new_id
@@ -52,6 +52,7 @@ class Participant:
         self._probe_router: str | None = None
         self._probe_timer: asyncio.TimerHandle | None = None
         self.on_stage = False  # webinar attendees publish only once promoted
+        self.group: str | None = None  # breakout group whose media we send and receive
         self.published: dict[str, Track] = {}  # publish mid -> track
         self.retired_mids: set[str] = set()  # unpublished m-lines are never produced again
         self.slots: list[sdp.Slot] = []
@@ -106,14 +107,17 @@ class Participant:
             await self._take_over(previous)
         self.room = room
         room.participants[self.id] = self
-        self.subscribe_router = await self.rooms.subscriber_router(room)
+        if room.breakouts.open:  # joining while the groups are open: straight into ours
+            self.group = room.breakouts.assignments.get(self.identity)
+        self.subscribe_router = (await self.rooms.subscriber_router(room) if self.group is None
+                                 else room.router_of_group(self.group))
         self.subscribe_transport = (await self.media.create_transport(self.subscribe_router)).id
         self.joined = True
         room.broadcast("participantJoined", {"participant": self.public()}, exclude=self.id)
         others = [p.public() for p in room.participants.values() if p.id != self.id and p.joined]
-        tracks = [t.public() for t in room.tracks.values()]
+        tracks = [t.public() for t in room.tracks_in(self.group)]
         chat = await self.store.chat_history(room.name)
-        for track in room.tracks.values():
+        for track in room.tracks_in(self.group):
             self._add_slot(track)
         if self.slots:
             asyncio.get_running_loop().call_soon(self._schedule_offer)
@@ -121,7 +125,8 @@ class Participant:
         missed = [m for m in chat if isinstance(since, int) and m["id"] > since]
         return {"self": self.public(), "participants": others, "tracks": tracks, "chat": chat,
                 "missedChat": missed, "resumed": previous is not None,
-                "room": room.name, "roomType": room.type, "hands": room.hand_ids()}
+                "room": room.name, "roomType": room.type, "hands": room.hand_ids(),
+                "groupId": self.group, "breakouts": breakouts.view(room)}
 
     async def _take_over(self, previous: Participant) -> None:
         """Become `previous` for the others: same participant id, stage and hand; its media
@@ -131,10 +136,11 @@ class Participant:
         previous.cancel_grace()
         self.id = previous.id
         self.on_stage = previous.on_stage
+        self.group = previous.group
         for track in list(previous.published.values()):
             await previous._unpublish(track, room)
         room.participants.pop(previous.id, None)
-        if previous.subscribe_router is not None:
+        if previous.subscribe_router is not None and previous.group is None:
             self.rooms.release_subscriber(room, previous.subscribe_router)
         previous.joined = False
         await previous.close("replaced by a newer session")
@@ -159,7 +165,8 @@ class Participant:
             raise RequestError("bad_request", "names must be an object")
         remote = sdp.remote_params(offer, is_offer=True)
         if self.publish_transport is None:
-            self.publish_transport = (await self.media.create_transport(room.router_id)).id
+            router = room.router_of_group(self.group)
+            self.publish_transport = (await self.media.create_transport(router)).id
         elif self._publish_ufrag and remote.ice_ufrag != self._publish_ufrag:
             await self.media.restart_ice(self.publish_transport)  # the client restarted ICE
         self._publish_ufrag = remote.ice_ufrag
@@ -183,15 +190,17 @@ class Participant:
             name = names.get(m.mid)
             track = Track(new_id("t"), self.id, m.kind,
                           name if isinstance(name, str) else m.kind, producer_id, m.codec,
-                          params_.cname)
+                          params_.cname, group=self.group)
             self.published[m.mid] = track
-            await self.rooms.track_published(room, track)
+            if track.group is None:
+                await self.rooms.track_published(room, track)  # mirrored to edge workers
             room.tracks[track.id] = track
             new_tracks.append(track)
         for track in new_tracks:
-            room.broadcast("trackPublished", {"track": track.public()}, exclude=self.id)
-            for other in room.participants.values():
-                if other is not self and other.joined:
+            room.broadcast_group(self.group, "trackPublished", {"track": track.public()},
+                                 exclude=self.id)
+            for other in room.in_group(self.group):
+                if other is not self:
                     other.on_track_published(track)
         return {"sdp": answer, "tracks": [t.public() for t in self.published.values()]}
 
@@ -216,8 +225,8 @@ class Participant:
             # Paused at the producer: nothing of a muted track is forwarded, and unmuting
             # restarts every subscriber on a fresh keyframe.
             await self.rooms.track_paused(self._room(), track, muted)
-            self._room().broadcast("trackMuted", {"trackId": track.id, "participantId": self.id,
-                                                  "muted": muted})
+            self._room().broadcast_group(track.group, "trackMuted", {
+                "trackId": track.id, "participantId": self.id, "muted": muted})
 
     async def subscriber_answer(self, params: dict[str, Any]) -> dict[str, Any]:
         if not self._offer_pending or self.subscribe_transport is None:
@@ -294,7 +303,7 @@ class Participant:
         "ping": ping, "join": join, "publish": publish, "unpublish": unpublish, "mute": mute,
         "subscriberAnswer": subscriber_answer, "requestKeyframe": request_keyframe,
         "chat": chat, "leave": leave, "probe": probe, "probeDone": probe_done,
-        **features.METHODS, **engagement.METHODS,
+        **features.METHODS, **engagement.METHODS, **breakouts.METHODS,
     }
     BEFORE_JOIN = {"ping", "join", "probe", "probeDone"}
 
@@ -330,15 +339,19 @@ class Participant:
         if self._offer_pending:
             self._offer_dirty = True
             return
+        if not self.slots:
+            return  # nothing to offer on this connection (yet)
         self._offer_pending = True
         self._offer_dirty = False
-        asyncio.ensure_future(self._send_offer())
+        asyncio.ensure_future(self._send_offer(self.subscribe_transport))
 
-    async def _send_offer(self) -> None:
+    async def _send_offer(self, transport_id: str) -> None:
         try:
-            info = await self._transport_info(self.subscribe_transport)
+            info = await self._transport_info(transport_id)
         except MediaError:
             return
+        if transport_id != self.subscribe_transport:
+            return  # moved to another group meanwhile: that connection is gone
         tracks = {s.mid: s.track for s in self.slots if s.track}
         self.send_event("subscriberOffer", {"sdp": sdp.subscribe_offer(self.slots, info),
                                             "tracks": tracks})
@@ -357,11 +370,41 @@ class Participant:
         room.tracks.pop(track.id, None)
         await self.media.close_producer(track.producer_id)
         await self.rooms.track_unpublished(room, track)
-        room.broadcast("trackUnpublished", {"trackId": track.id, "participantId": self.id},
-                       exclude=self.id)
-        for other in room.participants.values():
-            if other is not self and other.joined:
+        room.broadcast_group(track.group, "trackUnpublished",
+                             {"trackId": track.id, "participantId": self.id}, exclude=self.id)
+        for other in room.in_group(track.group):
+            if other is not self:
                 other.on_track_unpublished(track)
+
+    async def move_to(self, group: str | None) -> None:
+        """Switch our media to a breakout group (None: the main room) without a reload:
+        our tracks go, both connections are replaced, and the client is told to renegotiate."""
+        room = self._room()
+        if group == self.group:
+            return
+        for track in list(self.published.values()):
+            await self._unpublish(track, room)
+        old = (self.publish_transport, self.subscribe_transport)
+        self.publish_transport = self.subscribe_transport = None  # not ours any more
+        for transport in old:
+            if transport is not None:
+                await self.media.close_transport(transport)
+        if self.subscribe_router is not None and self.group is None:
+            self.rooms.release_subscriber(room, self.subscribe_router)
+        self.group = group
+        self._publish_ufrag = ""
+        self.retired_mids.clear()
+        self.slots, self.consumers = [], {}
+        self._offer_pending = self._offer_dirty = False
+        self.subscribe_router = (await self.rooms.subscriber_router(room) if group is None
+                                 else room.router_of_group(group))
+        self.subscribe_transport = (await self.media.create_transport(self.subscribe_router)).id
+        self.send_event("moved", {"groupId": group,
+                                  "tracks": [t.public() for t in room.tracks_in(group)]})
+        for track in room.tracks_in(group):
+            self._add_slot(track)
+        if self.slots:
+            self._schedule_offer()
 
     async def _close_probe(self) -> None:
         if self._probe_timer is not None:
@@ -383,7 +426,7 @@ class Participant:
             for track in list(self.published.values()):
                 await self._unpublish(track, room)
             room.participants.pop(self.id, None)
-            if self.subscribe_router is not None:
+            if self.subscribe_router is not None and self.group is None:
                 self.rooms.release_subscriber(room, self.subscribe_router)
             room.broadcast("participantLeft", {"participantId": self.id})
         for transport in (self.publish_transport, self.subscribe_transport):

@@ -25,6 +25,10 @@ RULES: dict[str, frozenset[str]] = {
     "pollCreate": MODERATORS, "pollOpen": MODERATORS, "pollClose": MODERATORS,
     "pollVote": PARTICIPANTS, "pollList": ALL,
     "setChat": HOST, "privateMessage": ALL, "reaction": PARTICIPANTS,
+    "breakoutCreate": HOST, "breakoutAssign": HOST, "breakoutAuto": HOST,
+    "breakoutAllowChoose": HOST, "breakoutOpen": HOST, "breakoutBroadcast": HOST,
+    "breakoutTimer": HOST, "breakoutClose": HOST, "breakoutVisit": HOST,
+    "breakoutChoose": PARTICIPANTS,
 }
 # In a webinar, attendees need the stage for these.
 STAGE_METHODS = frozenset({"publish", "unpublish", "mute"})

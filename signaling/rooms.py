@@ -36,6 +36,7 @@ class Track:
     codec: Codec
     cname: str
     muted: bool = False
+    group: str | None = None  # the breakout group it was published in; None: main room
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "participantId": self.participant_id, "kind": self.kind,
@@ -54,6 +55,22 @@ class Edge:
 
 
 @dataclass
+class Group:
+    id: str
+    name: str
+    router_id: str | None = None  # created when the groups open
+
+
+@dataclass
+class Breakouts:
+    open: bool = False
+    allow_choose: bool = False
+    ends_at: int | None = None  # ms since the epoch
+    groups: dict[str, Group] = field(default_factory=dict)
+    assignments: dict[str, str] = field(default_factory=dict)  # identity -> group id
+
+
+@dataclass
 class Room:
     name: str
     router_id: str
@@ -62,6 +79,8 @@ class Room:
     edges: list[Edge] = field(default_factory=list)
     origin_subscribers: int = 0
     type: str = "meeting"  # or "webinar"
+    breakouts: Breakouts = field(default_factory=lambda: Breakouts())
+    breakout_timer: asyncio.TimerHandle | None = None
     chat_enabled: bool = True
     hands: list[str] = field(default_factory=list)  # identities, in the order raised
 
@@ -75,12 +94,30 @@ class Room:
             if participant.id != exclude and participant.joined:
                 participant.send_event(event, data)
 
+    def in_group(self, group: str | None) -> list[Participant]:
+        return [p for p in self.participants.values() if p.joined and p.group == group]
+
+    def broadcast_group(self, group: str | None, event: str, data: dict[str, Any],
+                        exclude: str | None = None) -> None:
+        """Media events stay inside a breakout group: others neither see nor hear it."""
+        for participant in self.in_group(group):
+            if participant.id != exclude:
+                participant.send_event(event, data)
+
+    def tracks_in(self, group: str | None) -> list[Track]:
+        return [t for t in self.tracks.values() if t.group == group]
+
+    def router_of_group(self, group: str | None) -> str:
+        if group is None:
+            return self.router_id
+        return self.breakouts.groups[group].router_id or self.router_id
+
     def public_participants(self) -> list[dict[str, Any]]:
         return [p.public() for p in self.participants.values() if p.joined]
 
     def producer_for(self, track: Track, router_id: str) -> str | None:
         """The producer a subscriber on `router_id` consumes for `track`."""
-        if router_id == self.router_id:
+        if router_id == self.router_id or track.group is not None:
             return track.producer_id
         for edge in self.edges:
             if edge.router_id == router_id:
@@ -116,6 +153,11 @@ class RoomRegistry:
         async with self._lock:
             if not room.participants and self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
+                if room.breakout_timer is not None:
+                    room.breakout_timer.cancel()
+                for group in room.breakouts.groups.values():
+                    if group.router_id is not None:
+                        await self.media.close_router(group.router_id)
                 for edge in room.edges:
                     await self.media.close_router(edge.router_id)
                 await self.media.close_router(room.router_id)

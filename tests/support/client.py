@@ -70,6 +70,9 @@ class Client:
         self.joined: dict[str, Any] = {}
         self.close_code: int | None = None
         self.closed = asyncio.Event()
+        self.moved = asyncio.Event()  # set once a `moved` has been handled
+        self.moves = 0
+        self.live_tracks: dict[str, dict[str, Any]] = {}  # what we may subscribe to now
 
     # ---- socket -------------------------------------------------------------------------
 
@@ -101,8 +104,18 @@ class Client:
 
     def _on_event(self, data: dict[str, Any]) -> None:
         self.events.append(data)
+        event, body = data["event"], data.get("data", {})
+        if event == "trackPublished":
+            self.live_tracks[body["track"]["id"]] = body["track"]
+        elif event == "trackUnpublished":
+            self.live_tracks.pop(body["trackId"], None)
+        elif event == "moved":
+            self.live_tracks = {t["id"]: t for t in body["tracks"]}
         if data["event"] == "subscriberOffer":
             self._offers.put_nowait(data["data"])
+        elif data["event"] == "moved":
+            self.moved.clear()
+            self._offers.put_nowait({"moved": True})
         for pred, fut in list(self._event_waiters):
             if not fut.done() and pred(data):
                 fut.set_result(data)
@@ -141,18 +154,42 @@ class Client:
         await self.join_media()
         self.joined = await self.request("join")
         self.self_id = self.joined["self"]["id"]
+        self.live_tracks.update({t["id"]: t for t in self.joined["tracks"]})
         return self.joined
+
+    async def live_track_of(self, participant_id: str, kind: str, timeout: float = 10) -> str:
+        """The id of a participant's current track of this kind (after moves and republishes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for t in self.live_tracks.values():
+                if t["participantId"] == participant_id and t["kind"] == kind:
+                    return t["id"]
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no live {kind} track of {participant_id}")
+            try:
+                await self.wait_event("trackPublished", lambda d: d["track"]["participantId"]
+                                      == participant_id and d["track"]["kind"] == kind
+                                      and d["track"]["id"] in self.live_tracks,
+                                      timeout=remaining)
+            except TimeoutError:
+                continue
 
     async def join_media(self) -> None:
         """Set up the subscribe side; `join` calls it, a test sending its own join calls it."""
         if self.subscribe_pc is not None:
             return
-        self.subscribe_pc = new_pc()
+        self._new_subscribe_pc()
+        self._answerer = asyncio.create_task(self._answer_offers())
 
-        @self.subscribe_pc.on("track")
+    def _new_subscribe_pc(self) -> None:
+        pc = self.subscribe_pc = new_pc()
+        self._mid_tracks = {}
+
+        @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            transceiver = next(t for t in self.subscribe_pc.getTransceivers()
-                               if t.receiver.track is track)
+            transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
             track_id = self._mid_tracks.get(transceiver.mid or "")
             if track_id:
                 self.remote_tracks[track_id] = track
@@ -160,17 +197,30 @@ class Client:
                 if fut is not None and not fut.done():
                     fut.set_result(track)
 
-        self._answerer = asyncio.create_task(self._answer_offers())
-
     async def _answer_offers(self) -> None:
         while True:
             offer = await self._offers.get()
+            if offer.get("moved"):
+                # Our media moved to another group: both connections start over, as the
+                # protocol asks (docs/protocol.md, breakout groups).
+                for pc in (self.subscribe_pc, self.publish_pc):
+                    if pc is not None:
+                        await pc.close()
+                self.publish_pc = None
+                self._new_subscribe_pc()
+                self.moves += 1
+                self.moved.set()
+                continue
             self._mid_tracks.update(offer["tracks"])
             pc = self.subscribe_pc
             assert pc is not None
             remote = RTCSessionDescription(self.rewrite_sdp(offer["sdp"]), "offer")
-            await pc.setRemoteDescription(remote)
-            await pc.setLocalDescription(await pc.createAnswer())
+            try:
+                await pc.setRemoteDescription(remote)
+                await pc.setLocalDescription(await pc.createAnswer())
+            except Exception as exc:  # keep answering later offers; the test sees the error
+                self.events.append({"event": "_offer_failed", "data": {"error": repr(exc)}})
+                continue
             try:
                 await self.request("subscriberAnswer", {"sdp": pc.localDescription.sdp})
             except (RequestFailed, ConnectionError):

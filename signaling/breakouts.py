@@ -1,0 +1,199 @@
+"""Breakout groups: the host splits a room into groups, each its own Router, and reconvenes.
+
+Assignments are kept by identity, so a participant who reconnects lands back in their group.
+Moving someone replaces their media connections (Participant.move_to); everything else about
+the room (participants, chat, hands) stays shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import RequestError
+from .rooms import Group, Room, new_id
+
+if TYPE_CHECKING:
+    from .participant import Participant
+
+MAX_GROUPS = 20
+MAX_TIMER = 4 * 3600
+
+
+def view(room: Room) -> dict[str, Any]:
+    b = room.breakouts
+    by_identity = {p.identity: p.id for p in room.participants.values() if p.joined}
+    return {"open": b.open, "allowChoose": b.allow_choose, "endsAt": b.ends_at,
+            "groups": [{"id": g.id, "name": g.name} for g in b.groups.values()],
+            "assignments": {by_identity[i]: g for i, g in b.assignments.items()
+                            if i in by_identity}}
+
+
+def _changed(room: Room) -> dict[str, Any]:
+    state = view(room)
+    room.broadcast("breakoutsChanged", {"breakouts": state})
+    return {"breakouts": state}
+
+
+def _group_param(room: Room, params: dict[str, Any], allow_none: bool) -> str | None:
+    group = params.get("groupId")
+    if group is None and allow_none:
+        return None
+    if not isinstance(group, str) or group not in room.breakouts.groups:
+        raise RequestError("not_found", "no such group")
+    return group
+
+
+async def _place(room: Room, participant: Participant) -> None:
+    """While the groups are open, a participant's media follows their assignment."""
+    if room.breakouts.open:
+        await participant.move_to(room.breakouts.assignments.get(participant.identity))
+
+
+async def create(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    room = p.room_or_fail()
+    if room.breakouts.open:
+        raise RequestError("conflict", "close the open groups first")
+    names = params.get("names")
+    if names is None:
+        count = params.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_GROUPS:
+            raise RequestError("bad_request", f"count must be 1 to {MAX_GROUPS}")
+        names = [f"Group {i + 1}" for i in range(count)]
+    if (not isinstance(names, list) or not 1 <= len(names) <= MAX_GROUPS
+            or not all(isinstance(n, str) and 0 < len(n) <= 60 for n in names)):
+        raise RequestError("bad_request", f"names: 1 to {MAX_GROUPS} short names")
+    room.breakouts.groups = {g.id: g for g in (Group(new_id("g"), n) for n in names)}
+    room.breakouts.assignments = {}
+    return _changed(room)
+
+
+async def assign(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    room = p.room_or_fail()
+    target = room.participants.get(params.get("participantId"))  # type: ignore[arg-type]
+    if target is None or not target.joined:
+        raise RequestError("not_found", "no such participant")
+    group = _group_param(room, params, allow_none=True)
+    if group is None:
+        room.breakouts.assignments.pop(target.identity, None)
+    else:
+        room.breakouts.assignments[target.identity] = group
+    await _place(room, target)
+    return _changed(room)
+
+
+async def auto(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    """Spread the unassigned non-hosts evenly, filling the emptiest group first."""
+    room = p.room_or_fail()
+    b = room.breakouts
+    if not b.groups:
+        raise RequestError("conflict", "create groups first")
+    sizes = {g: 0 for g in b.groups}
+    for g in b.assignments.values():
+        sizes[g] = sizes.get(g, 0) + 1
+    for participant in room.participants.values():
+        if participant.joined and participant.role != "host" and \
+                participant.identity not in b.assignments:
+            group = min(sizes, key=lambda g: (sizes[g], list(b.groups).index(g)))
+            b.assignments[participant.identity] = group
+            sizes[group] += 1
+            await _place(room, participant)
+    return _changed(room)
+
+
+async def allow_choose(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    allowed = params.get("allowed")
+    if not isinstance(allowed, bool):
+        raise RequestError("bad_request", "allowed must be true or false")
+    room = p.room_or_fail()
+    room.breakouts.allow_choose = allowed
+    return _changed(room)
+
+
+async def choose(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    room = p.room_or_fail()
+    if not room.breakouts.allow_choose:
+        raise RequestError("conflict", "the host assigns the groups (choosing is off)")
+    room.breakouts.assignments[p.identity] = _group_param(room, params, allow_none=False)  # type: ignore[assignment]
+    await _place(room, p)
+    return _changed(room)
+
+
+async def open_groups(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    room = p.room_or_fail()
+    b = room.breakouts
+    if not b.groups:
+        raise RequestError("conflict", "create groups first")
+    for group in b.groups.values():
+        if group.router_id is None:
+            group.router_id = await p.media.create_router()
+    b.open = True
+    for participant in list(room.participants.values()):
+        if participant.joined:
+            await _place(room, participant)
+    return _changed(room)
+
+
+async def broadcast(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    text = params.get("text")
+    if not isinstance(text, str) or not 0 < len(text.strip()) <= 500:
+        raise RequestError("bad_request", "text must be 1 to 500 characters")
+    p.room_or_fail().broadcast("breakoutMessage", {"text": text.strip(), "name": p.name})
+    return {}
+
+
+async def timer(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    seconds = params.get("seconds")
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or not 0 <= seconds <= MAX_TIMER:
+        raise RequestError("bad_request", f"seconds must be 0 to {MAX_TIMER}")
+    room = p.room_or_fail()
+    b = room.breakouts
+    if room.breakout_timer is not None:
+        room.breakout_timer.cancel()
+        room.breakout_timer = None
+    b.ends_at = int(time.time() * 1000) + seconds * 1000 if seconds else None
+    if seconds:
+        # When time is up everyone returns to the main room, as the countdown promised.
+        room.breakout_timer = asyncio.get_running_loop().call_later(
+            seconds, lambda: asyncio.ensure_future(_close_room_groups(room)))
+    return _changed(room)
+
+
+async def _close_room_groups(room: Room) -> dict[str, Any]:
+    b = room.breakouts
+    b.open = False
+    b.ends_at = None
+    if room.breakout_timer is not None:
+        room.breakout_timer.cancel()
+        room.breakout_timer = None
+    for participant in list(room.participants.values()):
+        if participant.joined and participant.group is not None:
+            await participant.move_to(None)
+    media = next((p.media for p in room.participants.values()), None)
+    for group in b.groups.values():
+        if group.router_id is not None and media is not None:
+            await media.close_router(group.router_id)
+        group.router_id = None
+    return _changed(room)
+
+
+async def close(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    return await _close_room_groups(p.room_or_fail())
+
+
+async def visit(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    room = p.room_or_fail()
+    group = _group_param(room, params, allow_none=True)
+    if group is not None and not room.breakouts.open:
+        raise RequestError("conflict", "the groups are not open")
+    await p.move_to(group)
+    return {}
+
+
+METHODS = {
+    "breakoutCreate": create, "breakoutAssign": assign, "breakoutAuto": auto,
+    "breakoutAllowChoose": allow_choose, "breakoutChoose": choose,
+    "breakoutOpen": open_groups, "breakoutBroadcast": broadcast, "breakoutTimer": timer,
+    "breakoutClose": close, "breakoutVisit": visit,
+}
