@@ -105,7 +105,36 @@ async def demote(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _waiting(p: Participant, params: dict[str, Any]) -> Participant:
+    target_id = params.get("participantId")
+    target = p.room_or_fail().waiting.get(target_id) if isinstance(target_id, str) else None
+    if target is None:
+        raise RequestError("not_found", "nobody with that id is waiting")
+    return target
+
+
+async def lobby_list(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    return {"waiting": [w.public() for w in p.room_or_fail().waiting.values()]}
+
+
+async def admit(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    target = _waiting(p, params)
+    room = p.room_or_fail()
+    room.admitted.add(target.identity)
+    room.waiting.pop(target.id, None)
+    target.send_event("admitted", {})
+    return {}
+
+
+async def refuse(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    target = _waiting(p, params)
+    target.send_event("refused", {})
+    await target.close("refused by the host", code=4403)
+    return {}
+
+
 METHODS = {
+    "lobbyList": lobby_list, "admit": admit, "refuse": refuse,
     "raiseHand": raise_hand, "getNotes": get_notes, "setNotes": set_notes,
     "muteParticipant": mute_participant, "removeParticipant": remove_participant,
     "promote": promote, "demote": demote,

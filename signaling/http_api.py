@@ -68,7 +68,11 @@ async def create_room(request: web.Request) -> web.Response:
     room_type = body.get("type", "meeting")
     if room_type not in ("meeting", "webinar"):
         return _error(400, "bad_request", "type must be meeting or webinar")
-    room, created = await request.app[STATE].store.create_room(name, {"type": room_type})
+    lobby = body.get("lobby", False)
+    if not isinstance(lobby, bool):
+        return _error(400, "bad_request", "lobby must be true or false")
+    room, created = await request.app[STATE].store.create_room(
+        name, {"type": room_type, "lobby": lobby})
     return web.json_response({"room": room}, status=201 if created else 200)
 
 
@@ -103,6 +107,23 @@ async def create_token(request: web.Request) -> web.Response:
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 7 * 86400:
         return _error(400, "bad_request", "ttl must be 1 to 604800 seconds")
     token = mint(state.config.effective_jwt_secret, name, identity, display, role, ttl)
+    return web.json_response({"token": token, "url": f"/r/{name}?token={token}"})
+
+
+@require_key
+async def create_invite(request: web.Request) -> web.Response:
+    """A link many people can use (e.g. the attendee link of a webinar)."""
+    state = request.app[STATE]
+    name = request.match_info["room"]
+    if await state.store.get_room(name) is None:
+        return _error(404, "not_found", "no such room")
+    body = await _json_body(request)
+    role, ttl = body.get("role", "attendee"), body.get("ttl", 7 * 86400)
+    if role not in ROLES:
+        return _error(400, "bad_request", f"role must be one of {', '.join(ROLES)}")
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 30 * 86400:
+        return _error(400, "bad_request", "ttl must be 1 to 2592000 seconds")
+    token = mint(state.config.effective_jwt_secret, name, "*", "Guest", role, ttl, invite=True)
     return web.json_response({"token": token, "url": f"/r/{name}?token={token}"})
 
 
@@ -141,6 +162,7 @@ def add_routes(app: web.Application, web_root: Any) -> None:
     app.router.add_post("/api/rooms", create_room)
     app.router.add_get("/api/rooms/{room}", get_room)
     app.router.add_post("/api/rooms/{room}/tokens", create_token)
+    app.router.add_post("/api/rooms/{room}/invites", create_invite)
     app.router.add_post("/api/dev/token", dev_token)
     app.router.add_get("/r/{room}", room_page)
     app.router.add_get("/", index_page)

@@ -99,6 +99,15 @@ class Participant:
         if await self.store.get_room(self.grant.room) is None:
             raise RequestError("not_found", f"no room {self.grant.room!r}")
         room = await self.rooms.open(self.grant.room)
+        if room.lobby and self.role == "attendee" and self.identity not in room.admitted:
+            # Wait in the lobby: hosts decide; the client joins again once `admitted`.
+            self.room = room
+            room.waiting[self.id] = self
+            for host in room.participants.values():
+                if host.joined and host.role == "host":
+                    host.send_event("lobbyRequest", {"participant": self.public()})
+            return {"lobby": True, "self": self.public(), "room": room.name}
+        room.waiting.pop(self.id, None)
         # Same identity twice (a reconnect within the grace period, a reload, a second tab):
         # the newer session takes the place over instead of appearing twice.
         previous = next((p for p in room.participants.values()
@@ -421,6 +430,12 @@ class Participant:
         self.cancel_grace()
         await self._close_probe()
         room, was_joined = self.room, self.joined
+        if room is not None and room.waiting.pop(self.id, None) is not None:
+            for host in room.participants.values():
+                if host.joined and host.role == "host":
+                    host.send_event("lobbyLeft", {"participantId": self.id})
+            if not was_joined:
+                await self.rooms.release_if_empty(room)
         self.joined = False
         if room is not None and was_joined:
             for track in list(self.published.values()):

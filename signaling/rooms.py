@@ -83,6 +83,9 @@ class Room:
     breakout_timer: asyncio.TimerHandle | None = None
     chat_enabled: bool = True
     hands: list[str] = field(default_factory=list)  # identities, in the order raised
+    lobby: bool = False  # attendees wait until a host admits them
+    admitted: set[str] = field(default_factory=set)  # identities let in (reconnects skip)
+    waiting: dict[str, Participant] = field(default_factory=dict)  # lobby, by participant id
 
     def hand_ids(self) -> list[str]:
         """Participant ids of those present with a raised hand, first raised first."""
@@ -145,13 +148,14 @@ class RoomRegistry:
                 room = Room(name, await self.media.create_router(),
                             type=settings.get("type", "meeting"),
                             chat_enabled=settings.get("chat", True),
+                            lobby=settings.get("lobby", False),
                             hands=await self.store.hands(name))
                 self.rooms[name] = room
             return room
 
     async def release_if_empty(self, room: Room) -> None:
         async with self._lock:
-            if not room.participants and self.rooms.get(room.name) is room:
+            if not room.participants and not room.waiting and self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
                 if room.breakout_timer is not None:
                     room.breakout_timer.cancel()

@@ -27,6 +27,7 @@ class Grant:
     name: str
     role: str
     expires: int
+    invite: bool = False  # a shared invitation: each holder picks an identity of their own
 
 
 def _b64(data: bytes) -> str:
@@ -38,13 +39,15 @@ def _unb64(text: str) -> bytes:
 
 
 def mint(secret: str, room: str, identity: str, name: str, role: str, ttl: int = 3600,
-         now: float | None = None) -> str:
+         now: float | None = None, invite: bool = False) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     issued = int(now if now is not None else time.time())
     header = {"alg": "HS256", "typ": "JWT"}
     claims = {"room": room, "sub": identity, "name": name, "role": role,
               "iat": issued, "exp": issued + int(ttl)}
+    if invite:
+        claims["inv"] = True
     signing_input = (_b64(json.dumps(header, separators=(",", ":")).encode()) + "." +
                      _b64(json.dumps(claims, separators=(",", ":")).encode()))
     signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
@@ -84,4 +87,4 @@ def verify(secret: str, token: str | None, now: float | None = None) -> Grant:
     if not (isinstance(room, str) and isinstance(sub, str) and role in ROLES):
         raise TokenError("token_invalid", "token lacks room, identity or role")
     name = claims.get("name") if isinstance(claims.get("name"), str) else sub
-    return Grant(room, sub, name[:100], role, exp)
+    return Grant(room, sub, name[:100], role, exp, claims.get("inv") is True)

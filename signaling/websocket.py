@@ -9,8 +9,11 @@ behind is disconnected.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import re
+import secrets
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -22,7 +25,9 @@ from .participant import Participant
 from .ratelimit import TokenBucket
 from .sdp import SdpError
 from .state import STATE
-from .tokens import TokenError, verify
+from .tokens import Grant, TokenError, verify
+
+IDENTITY = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,8 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     try:
         grant = verify(config.effective_jwt_secret, request.query.get("token"))
+        if grant.invite:
+            grant = invited_grant(grant, request.query.get("identity"), request.query.get("name"))
     except TokenError as exc:
         await ws.send_json({"event": "error", "data": {"code": exc.code, "message": str(exc)}})
         await ws.close(code=CLOSE_TOKEN, message=exc.code.encode())
@@ -94,6 +101,15 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
         if ws.exception() is not None and ws.close_code is None:
             await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG, message=b"message too big")
     return ws
+
+
+def invited_grant(grant: Grant, identity: str | None, name: str | None) -> Grant:
+    """An invitation link is shared: each holder gets an identity of their own, which the
+    client keeps (and sends again) so that a reconnect takes its place back."""
+    if identity is None or not IDENTITY.match(identity):
+        identity = secrets.token_hex(8)
+    name = (name or "").strip()[:100] or "Guest"
+    return dataclasses.replace(grant, identity=f"guest-{identity}", name=name, invite=False)
 
 
 class Outbox:

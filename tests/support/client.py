@@ -11,6 +11,7 @@ import itertools
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import aioice.ice
@@ -47,8 +48,10 @@ class RequestFailed(Exception):
 
 class Client:
     def __init__(self, base_url: str, token: str,
-                 rewrite_sdp: Callable[[str], str] | None = None) -> None:
+                 rewrite_sdp: Callable[[str], str] | None = None,
+                 query: dict[str, str] | None = None) -> None:
         self.base_url = base_url
+        self.query = query or {}
         # Applied to every SDP from the server, e.g. to point the client at a relay.
         self.rewrite_sdp = rewrite_sdp or (lambda sdp: sdp)
         self.token = token
@@ -79,6 +82,7 @@ class Client:
     async def connect(self) -> None:
         self.session = aiohttp.ClientSession()
         url = self.base_url.replace("http", "ws", 1) + f"/ws?token={self.token}"
+        url += "".join(f"&{k}={quote(v)}" for k, v in self.query.items())
         self.ws = await self.session.ws_connect(url, max_msg_size=0)
         self._reader = asyncio.create_task(self._read())
 
