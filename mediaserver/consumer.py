@@ -19,7 +19,6 @@ from .rtp.packet import (
     EXT_AUDIO_LEVEL,
     EXT_MID,
     EXT_TRANSPORT_CC,
-    RTP_HEADER,
     U16,
     ExtensionWriter,
     payload_offset,
@@ -117,16 +116,16 @@ class Consumer:
             ext = self.writer.render(abs_time, tcc, level)
         else:
             ext = b""
-        header = RTP_HEADER.pack(0x80 | (data[0] & 0x20) | self._x_bit,
-                                 (data[1] & 0x80) | pt, seq, ts, ssrc)
-        packet = header + ext + prefix + data[offset:]
-        self.packets += 1
-        self.bytes += len(packet)
-        # transport.send_rtp inlined: this runs once per packet per subscriber
+        # Header, extensions and payload go straight into the SRTP buffer (transport.send_rtp
+        # inlined): this runs once per packet per subscriber.
         try:
-            protected = srtp.protect(packet)
+            protected = srtp.protect_parts(0x80 | (data[0] & 0x20) | self._x_bit,
+                                           (data[1] & 0x80) | pt, seq, ts, ssrc, ext, prefix,
+                                           data[offset:])
         except (SrtpError, ValueError):
             return
+        self.packets += 1
+        self.bytes += len(protected)
         transport.packets_out += 1
         transport.bytes_out += len(protected)
         transport.worker.sendto(protected, addr)

@@ -40,7 +40,8 @@ PROFILES = [
 class SrtpPair:
     """Inbound and outbound SRTP sessions of one transport."""
 
-    __slots__ = ("profile", "protect", "protect_rtcp", "unprotect", "unprotect_rtcp")
+    __slots__ = ("profile", "protect", "protect_rtcp", "unprotect", "unprotect_rtcp",
+                 "protect_parts")
 
     def __init__(self, profile: SrtpProfile, tx_key: bytes, rx_key: bytes) -> None:
         self.profile = profile
@@ -48,6 +49,7 @@ class SrtpPair:
         rx = SrtpContext(_policy(profile, rx_key, Policy.SSRC_ANY_INBOUND))
         # Bound methods cached as attributes: one attribute lookup per packet, not two.
         self.protect = tx.protect
+        self.protect_parts = tx.protect_parts
         self.protect_rtcp = tx.protect_rtcp
         self.unprotect = rx.unprotect
         self.unprotect_rtcp = rx.unprotect_rtcp

@@ -40,6 +40,10 @@ class PlainSrtp:
 
     protect_rtcp = unprotect = unprotect_rtcp = protect
 
+    def protect_parts(self, b0: int, b1: int, seq: int, ts: int, ssrc: int, ext: bytes,
+                      prefix: bytes, payload: bytes) -> bytes:
+        return RTP_HEADER.pack(b0, b1, seq, ts, ssrc) + bytes(ext) + prefix + payload
+
 
 class CaptureTransport(WebRtcTransport):
     """A connected transport whose datagrams land in lists instead of a socket."""

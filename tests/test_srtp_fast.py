@@ -63,3 +63,18 @@ def test_pair_functions_outlive_their_context() -> None:
     gc.collect()
     packet = build_packet(96, 7, 0, 42, b"y" * 300)
     assert client.unprotect(server.protect(packet)) == packet
+
+
+def test_protect_parts_equals_protecting_the_whole_packet() -> None:
+    profile = PROFILES[0]
+    key = os.urandom(profile.key_length + profile.salt_length)
+    parts = SrtpContext(policy(profile, key, Policy.SSRC_ANY_OUTBOUND))
+    whole = SrtpContext(policy(profile, key, Policy.SSRC_ANY_OUTBOUND))
+    ext = bytes.fromhex("bede0001") + b"\x10\x35\x00\x00"
+    for seq, prefix in ((1, b""), (2, b"\x00\x07")):
+        payload = os.urandom(900)
+        packet = build_packet(96, seq, 1000, 77, prefix + payload, True, ext)
+        assert parts.protect_parts(0x90, 0x80 | 96, seq, 1000, 77, ext, prefix, payload) == \
+            whole.protect(packet)
+    with pytest.raises(ValueError):
+        parts.protect_parts(0x80, 96, 3, 0, 77, b"", b"", b"x" * 1500)

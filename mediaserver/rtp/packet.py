@@ -212,7 +212,8 @@ class ExtensionWriter:
                 self.level_pos = start
             pos = start + len(value)
 
-    def render(self, abs_send_time: bytes | None, tcc_seq: int, audio_level: bytes | None) -> bytes:
+    def render(self, abs_send_time: bytes | None, tcc_seq: int,
+               audio_level: bytes | None) -> bytes:
         t = self.template
         # Values come from the publisher's packets: one of the wrong size is left out rather
         # than allowed to change the block's layout.
