@@ -38,9 +38,11 @@ class WorkerHandle:
     routers: set[str] = field(default_factory=set)
     restarts: int = 0
 
+    node: str = ""  # the signalling node owning the pool: ids stay unique across nodes
+
     @property
     def prefix(self) -> str:
-        return f"w{self.index}."
+        return f"{self.node}w{self.index}."
 
     @property
     def load(self) -> int:
@@ -48,14 +50,16 @@ class WorkerHandle:
 
 
 class WorkerPool:
-    def __init__(self, config: MediaConfig, count: int) -> None:
+    def __init__(self, config: MediaConfig, count: int, node: str = "") -> None:
         if count < 1:
             raise ValueError("a pool needs at least one worker")
         self.config = config
         self._dir = tempfile.mkdtemp(prefix="mediaserver-rpc-")
         self.workers = [WorkerHandle(i, config.port + i if config.port else 0,
-                                     os.path.join(self._dir, f"w{i}.sock"))
+                                     os.path.join(self._dir, f"w{i}.sock"), node=node)
                         for i in range(count)]
+        # workers of other signalling nodes (same host), reached through their RPC sockets
+        self.remote: dict[str, RemoteMediaControl] = {}
         self._closed_listeners: list[Callable[[str, str], None]] = []
         self._lost_listeners: list[Callable[[str], None]] = []
         self._watchers: list[asyncio.Task] = []
@@ -73,7 +77,7 @@ class WorkerPool:
         w.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mediaserver.worker_main", "--host", self.config.host,
             "--port", str(w.port), "--announced-ip", self.config.announced_ip,
-            "--rpc", w.rpc_path, "--index", str(w.index),
+            "--rpc", w.rpc_path, "--index", str(w.index), "--prefix", w.prefix,
             stdout=asyncio.subprocess.PIPE)
         assert w.process.stdout is not None
         line = await asyncio.wait_for(w.process.stdout.readline(), 30)
@@ -109,6 +113,8 @@ class WorkerPool:
         self._stopping = True
         for task in self._watchers:
             task.cancel()
+        for remote in self.remote.values():
+            await remote.rpc.close()
         for w in self.workers:
             if w.control is not None:
                 await w.control.rpc.close()
@@ -134,7 +140,31 @@ class WorkerPool:
                 if w.control is None:
                     raise MediaError(f"media worker {w.index} is restarting")
                 return w, w.control
+        remote = self.remote.get(prefix)
+        if remote is not None:
+            return WorkerHandle(-1, 0, "", node="remote"), remote
         raise MediaError(f"no worker for id {some_id}")
+
+    def knows(self, some_id: str) -> bool:
+        prefix = some_id.split(".", 1)[0] + "."
+        return prefix in self.remote or any(w.prefix == prefix for w in self.workers)
+
+    async def attach_remote(self, prefix: str, rpc_path: str) -> None:
+        """Use another node's worker (a room whose media lives there)."""
+        if prefix in self.remote or any(w.prefix == prefix for w in self.workers):
+            return
+        client = RpcClient(lambda event: self._on_remote_event(event))
+        await client.connect(rpc_path)
+        self.remote[prefix] = RemoteMediaControl(client)
+
+    def _on_remote_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "transportClosed":
+            for listener in self._closed_listeners:
+                listener(event["transportId"], event["reason"])
+
+    def registry(self) -> dict[str, str]:
+        """prefix -> RPC socket of each local worker, for other nodes to find."""
+        return {w.prefix: w.rpc_path for w in self.workers}
 
     def least_loaded(self, exclude: set[str] = frozenset()) -> WorkerHandle:  # type: ignore[assignment]
         live = [w for w in self.workers if w.control is not None and w.prefix not in exclude]

@@ -49,13 +49,14 @@ def main() -> None:
     parser.add_argument("--announced-ip", default="")
     parser.add_argument("--rpc", required=True, help="Unix socket path for the control API")
     parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--prefix", default="", help="id prefix; default w<index>.")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(),
                         format=f"%(asctime)s %(levelname)s worker{args.index} %(name)s: "
                                "%(message)s")
     config = MediaConfig(host=args.host, port=args.port, announced_ip=args.announced_ip,
-                         id_prefix=f"w{args.index}.")
+                         id_prefix=args.prefix or f"w{args.index}.")
     try:
         import uvloop
 

@@ -15,6 +15,7 @@ from mediaserver.pool import WorkerPool
 from mediaserver.worker import Worker
 
 from . import websocket
+from .cluster import Cluster
 from .config import ServerConfig
 from .http_api import add_routes
 from .metrics import MediaCollector, metrics_handler
@@ -40,12 +41,20 @@ def make_app(config: ServerConfig) -> web.Application:
         store = SqliteStore(config.data_dir / "mediaserver.sqlite3")
     worker: Worker | None = None
     media: MediaControl
+    cluster: Cluster | None = None
     if config.workers:
-        media = WorkerPool(media_config(config), config.workers)
+        clustered = isinstance(store, RedisStore) and config.node
+        pool = WorkerPool(media_config(config), config.workers,
+                          node=config.node if clustered else "")
+        media = pool
+        if clustered:
+            # several signalling nodes on one Redis: rooms, events and workers are shared
+            cluster = Cluster(config.store, pool, node=config.node)
     else:
         worker = Worker(media_config(config))
         media = LocalMediaControl(worker)
-    rooms = RoomRegistry(store, media, config.subscribers_per_worker if config.workers > 1 else 0)
+    spread = config.subscribers_per_worker if config.workers > 1 and cluster is None else 0
+    rooms = RoomRegistry(store, media, spread, cluster)
     state = AppState(config, store, worker, media, rooms)
     app[STATE] = state
 
@@ -67,6 +76,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.worker.start()
     else:
         await state.media.start()  # type: ignore[attr-defined]
+    if state.rooms.cluster is not None:
+        await state.rooms.cluster.start()
 
     def on_transport_closed(transport_id: str, reason: str) -> None:
         if reason == "closed by signalling":
@@ -95,6 +106,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await participant.close("server shutting down")
         except Exception:
             log.exception("error closing %s", participant.id)
+    if state.rooms.cluster is not None:
+        await state.rooms.cluster.stop()
     if state.worker is not None:
         await state.worker.stop()
     else:

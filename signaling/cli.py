@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", default=_env("STORE", "sqlite"),
                        help="sqlite (a file under --data-dir) or a redis:// URL shared by "
                             "several signalling nodes [env MEDIASERVER_STORE]")
+    serve.add_argument("--node", default=_env("NODE", ""),
+                       help="name of this signalling node when several share one Redis "
+                            "(--store redis://...); needs --workers >= 1 [env MEDIASERVER_NODE]")
     serve.add_argument("--dev", action=argparse.BooleanOptionalAction,
                        default=_env_bool("DEV", False),
                        help="dev mode: anyone may create a room and join without a token "
@@ -82,7 +85,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         rtc_port=args.rtc_port, announced_ip=args.announced_ip,
                         workers=max(0, args.workers),
                         subscribers_per_worker=max(0, args.subscribers_per_worker),
-                        data_dir=Path(args.data_dir), store=args.store, dev=args.dev,
+                        data_dir=Path(args.data_dir), store=args.store, node=args.node,
+                        dev=args.dev,
                         api_key=args.api_key,
                         jwt_secret=args.jwt_secret, log_level=args.log_level,
                         grace_period=max(0.0, args.grace_period))

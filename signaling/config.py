@@ -18,6 +18,7 @@ class ServerConfig:
     announced_ip: str = ""
     data_dir: Path = Path("data")
     store: str = ""  # "" or "sqlite": SQLite under data_dir; "redis://host:port/db": Redis
+    node: str = ""  # with a Redis store and workers: this node's name among several
     dev: bool = False
     api_key: str = ""
     jwt_secret: str = ""
@@ -33,6 +34,8 @@ class ServerConfig:
         if self.store not in ("", "sqlite") and not self.store.startswith(("redis://",
                                                                           "rediss://")):
             raise ValueError(f"unknown store {self.store!r}: use sqlite or a redis:// URL")
+        if self.node and not self.node.isalnum():
+            raise ValueError("--node must be letters and digits")
         if not self.dev and not self.jwt_secret:
             raise ValueError("production mode needs a JWT secret (--jwt-secret or "
                              "MEDIASERVER_JWT_SECRET); use --dev for a local trial")

@@ -18,6 +18,7 @@ from mediaserver.api import MediaControl, MediaError
 from mediaserver.params import ConsumerParams, ProducerParams, TransportInfo
 
 from . import breakouts, engagement, features, sdp
+from .cluster import track_to_wire
 from .errors import RequestError
 from .permissions import allowed
 from .rooms import Room, RoomRegistry, Track, new_id
@@ -122,8 +123,11 @@ class Participant:
                                  else room.router_of_group(self.group))
         self.subscribe_transport = (await self.media.create_transport(self.subscribe_router)).id
         self.joined = True
+        await self.rooms.announce(room, {"t": "participant", "op": "add", "participant": {
+            **self.public(), "identity": self.identity}})
         room.broadcast("participantJoined", {"participant": self.public()}, exclude=self.id)
         others = [p.public() for p in room.participants.values() if p.id != self.id and p.joined]
+        others += [p for p in room.remote.values() if p["id"] != self.id]
         tracks = [t.public() for t in room.tracks_in(self.group)]
         chat = await self.store.chat_history(room.name)
         for track in room.tracks_in(self.group):
@@ -204,6 +208,8 @@ class Participant:
             if track.group is None:
                 await self.rooms.track_published(room, track)  # mirrored to edge workers
             room.tracks[track.id] = track
+            await self.rooms.announce(room, {"t": "track", "op": "add",
+                                             "track": track_to_wire(track)})
             new_tracks.append(track)
         for track in new_tracks:
             room.broadcast_group(self.group, "trackPublished", {"track": track.public()},
@@ -234,6 +240,8 @@ class Participant:
             # Paused at the producer: nothing of a muted track is forwarded, and unmuting
             # restarts every subscriber on a fresh keyframe.
             await self.rooms.track_paused(self._room(), track, muted)
+            await self.rooms.announce(self._room(), {"t": "track", "op": "mute",
+                                                     "trackId": track.id, "muted": muted})
             self._room().broadcast_group(track.group, "trackMuted", {
                 "trackId": track.id, "participantId": self.id, "muted": muted})
 
@@ -379,6 +387,7 @@ class Participant:
         room.tracks.pop(track.id, None)
         await self.media.close_producer(track.producer_id)
         await self.rooms.track_unpublished(room, track)
+        await self.rooms.announce(room, {"t": "track", "op": "remove", "trackId": track.id})
         room.broadcast_group(track.group, "trackUnpublished",
                              {"trackId": track.id, "participantId": self.id}, exclude=self.id)
         for other in room.in_group(track.group):
@@ -443,6 +452,8 @@ class Participant:
             room.participants.pop(self.id, None)
             if self.subscribe_router is not None and self.group is None:
                 self.rooms.release_subscriber(room, self.subscribe_router)
+            await self.rooms.announce(room, {"t": "participant", "op": "remove",
+                                             "participantId": self.id})
             room.broadcast("participantLeft", {"participantId": self.id})
         for transport in (self.publish_transport, self.subscribe_transport):
             if transport is not None:

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mediaserver import wire
 from mediaserver.api import MediaControl
 from mediaserver.params import Codec
 
@@ -86,6 +87,8 @@ class Room:
     lobby: bool = False  # attendees wait until a host admits them
     admitted: set[str] = field(default_factory=set)  # identities let in (reconnects skip)
     waiting: dict[str, Participant] = field(default_factory=dict)  # lobby, by participant id
+    remote: dict[str, dict[str, Any]] = field(default_factory=dict)  # on other nodes: public
+    bus: Any = None  # publish(message) to the other nodes, when there are any
 
     def hand_ids(self) -> list[str]:
         """Participant ids of those present with a raised hand, first raised first."""
@@ -93,8 +96,16 @@ class Room:
         return [by_identity[i] for i in self.hands if i in by_identity]
 
     def broadcast(self, event: str, data: dict[str, Any], exclude: str | None = None) -> None:
+        self.deliver(event, data, exclude)
+        if self.bus is not None:
+            self.bus({"t": "event", "event": event, "data": data, "exclude": exclude})
+
+    def deliver(self, event: str, data: dict[str, Any], exclude: str | None = None,
+                group: Any = "all") -> None:
+        """To the participants connected to this node (group "all": everyone)."""
         for participant in list(self.participants.values()):
-            if participant.id != exclude and participant.joined:
+            if participant.id != exclude and participant.joined and \
+                    (group == "all" or participant.group == group):
                 participant.send_event(event, data)
 
     def in_group(self, group: str | None) -> list[Participant]:
@@ -103,9 +114,10 @@ class Room:
     def broadcast_group(self, group: str | None, event: str, data: dict[str, Any],
                         exclude: str | None = None) -> None:
         """Media events stay inside a breakout group: others neither see nor hear it."""
-        for participant in self.in_group(group):
-            if participant.id != exclude:
-                participant.send_event(event, data)
+        self.deliver(event, data, exclude, group)
+        if self.bus is not None:
+            self.bus({"t": "event", "event": event, "data": data, "exclude": exclude,
+                      "group": group})
 
     def tracks_in(self, group: str | None) -> list[Track]:
         return [t for t in self.tracks.values() if t.group == group]
@@ -116,7 +128,8 @@ class Room:
         return self.breakouts.groups[group].router_id or self.router_id
 
     def public_participants(self) -> list[dict[str, Any]]:
-        return [p.public() for p in self.participants.values() if p.joined]
+        return [p.public() for p in self.participants.values() if p.joined] + \
+            list(self.remote.values())
 
     def producer_for(self, track: Track, router_id: str) -> str | None:
         """The producer a subscriber on `router_id` consumes for `track`."""
@@ -130,9 +143,10 @@ class Room:
 
 class RoomRegistry:
     def __init__(self, store: Store, media: MediaControl,
-                 subscribers_per_worker: int = 0) -> None:
+                 subscribers_per_worker: int = 0, cluster: Any = None) -> None:
         self.store = store
         self.media = media
+        self.cluster = cluster  # signaling.cluster.Cluster when nodes share a Redis
         # 0: never spread (one worker, or no pool). Otherwise the origin worker takes this
         # many subscribers of a room and further ones go to edge Routers on other workers.
         self.subscribers_per_worker = subscribers_per_worker
@@ -145,18 +159,82 @@ class RoomRegistry:
             room = self.rooms.get(name)
             if room is None:
                 settings = (await self.store.get_room(name) or {}).get("settings", {})
-                room = Room(name, await self.media.create_router(),
+                if self.cluster is not None:
+                    router_id = await self.cluster.room_router(name, self.media.create_router)
+                else:
+                    router_id = await self.media.create_router()
+                room = Room(name, router_id,
                             type=settings.get("type", "meeting"),
                             chat_enabled=settings.get("chat", True),
                             lobby=settings.get("lobby", False),
                             hands=await self.store.hands(name))
                 self.rooms[name] = room
+                if self.cluster is not None:
+                    await self._join_cluster(room)
             return room
+
+    # ---- several signalling nodes -------------------------------------------------------
+
+    async def _join_cluster(self, room: Room) -> None:
+        cluster = self.cluster
+        people, tracks = await cluster.remote_state(room.name)
+        room.remote = {p["id"]: _public(p) for p in people}
+        for t in tracks:
+            track = _track(t)
+            room.tracks[track.id] = track
+        room.bus = lambda message: asyncio.ensure_future(cluster.publish(room.name, message))
+        await cluster.follow(room.name, lambda message: self._on_bus(room, message))
+
+    def _on_bus(self, room: Room, message: dict[str, Any]) -> None:
+        kind = message.get("t")
+        if kind == "event":
+            room.deliver(message["event"], message["data"], message.get("exclude"),
+                         message.get("group", "all"))
+        elif kind == "participant":
+            if message["op"] == "add":
+                room.remote[message["participant"]["id"]] = _public(message["participant"])
+            else:
+                room.remote.pop(message["participantId"], None)
+        elif kind == "track":
+            if message["op"] == "add":
+                track = _track(message["track"])
+                room.tracks[track.id] = track
+                for participant in room.in_group(track.group):
+                    participant.on_track_published(track)
+            elif message["op"] == "remove":
+                track = room.tracks.pop(message["trackId"], None)
+                if track is not None:
+                    for participant in room.in_group(track.group):
+                        participant.on_track_unpublished(track)
+            elif message["op"] == "mute" and message["trackId"] in room.tracks:
+                room.tracks[message["trackId"]].muted = message["muted"]
+
+    async def announce(self, room: Room, message: dict[str, Any]) -> None:
+        """Tell the other nodes about a participant or track change, and record it."""
+        if self.cluster is None:
+            return
+        if message["t"] == "participant":
+            if message["op"] == "add":
+                p = message["participant"]
+                await self.cluster.put_participant(room.name, p, p.get("identity", ""))
+            else:
+                await self.cluster.drop_participant(room.name, message["participantId"])
+        elif message["t"] == "track":
+            if message["op"] == "add":
+                await self.cluster.put_track(room.name, message["track"])
+            elif message["op"] == "remove":
+                await self.cluster.drop_track(room.name, message["trackId"])
+        await self.cluster.publish(room.name, message)
 
     async def release_if_empty(self, room: Room) -> None:
         async with self._lock:
             if not room.participants and not room.waiting and self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
+                if self.cluster is not None:
+                    # the Router is shared: only the last node to leave closes it
+                    await self.cluster.unfollow(room.name)
+                    await self.cluster.forget_router(room.name, room.router_id)
+                    return
                 if room.breakout_timer is not None:
                     room.breakout_timer.cancel()
                 for group in room.breakouts.groups.values():
@@ -252,3 +330,13 @@ class RoomRegistry:
                 affected += [p for p in room.participants.values()
                              if p.subscribe_router == edge.router_id]
         return affected
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: entry[k] for k in ("id", "name", "role", "handRaised", "onStage") if k in entry}
+
+
+def _track(entry: dict[str, Any]) -> Track:
+    return Track(entry["id"], entry["participantId"], entry["kind"], entry["name"],
+                 entry["producerId"], wire.codec(entry["codec"]), entry["cname"],
+                 entry.get("muted", False), entry.get("group"))
