@@ -88,42 +88,46 @@ async def get_room(request: web.Request) -> web.Response:
     return web.json_response({"room": room, "participants": participants})
 
 
-@require_key
-async def create_token(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+async def _token_request(request: web.Request, default_ttl: int, max_ttl: int
+                         ) -> tuple[str, dict[str, Any], str, int] | web.Response:
+    """Room name, body, role and ttl of a token or invitation request, or the error reply."""
     name = request.match_info["room"]
-    if await state.store.get_room(name) is None:
+    if await request.app[STATE].store.get_room(name) is None:
         return _error(404, "not_found", "no such room")
     body = await _json_body(request)
+    role, ttl = body.get("role", "attendee"), body.get("ttl", default_ttl)
+    if role not in ROLES:
+        return _error(400, "bad_request", f"role must be one of {', '.join(ROLES)}")
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= max_ttl:
+        return _error(400, "bad_request", f"ttl must be 1 to {max_ttl} seconds")
+    return name, body, role, ttl
+
+
+@require_key
+async def create_token(request: web.Request) -> web.Response:
+    parsed = await _token_request(request, 3600, 7 * 86400)
+    if isinstance(parsed, web.Response):
+        return parsed
+    name, body, role, ttl = parsed
     identity = body.get("identity") or f"user-{secrets.token_hex(4)}"
     display = body.get("name") or identity
-    role = body.get("role", "attendee")
-    ttl = body.get("ttl", 3600)
     if not (isinstance(identity, str) and isinstance(display, str) and 0 < len(identity) <= 128
             and 0 < len(display) <= 100):
         return _error(400, "bad_request", "identity and name must be short strings")
-    if role not in ROLES:
-        return _error(400, "bad_request", f"role must be one of {', '.join(ROLES)}")
-    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 7 * 86400:
-        return _error(400, "bad_request", "ttl must be 1 to 604800 seconds")
-    token = mint(state.config.effective_jwt_secret, name, identity, display, role, ttl)
+    token = mint(request.app[STATE].config.effective_jwt_secret, name, identity, display, role,
+                 ttl)
     return web.json_response({"token": token, "url": f"/r/{name}?token={token}"})
 
 
 @require_key
 async def create_invite(request: web.Request) -> web.Response:
     """A link many people can use (e.g. the attendee link of a webinar)."""
-    state = request.app[STATE]
-    name = request.match_info["room"]
-    if await state.store.get_room(name) is None:
-        return _error(404, "not_found", "no such room")
-    body = await _json_body(request)
-    role, ttl = body.get("role", "attendee"), body.get("ttl", 7 * 86400)
-    if role not in ROLES:
-        return _error(400, "bad_request", f"role must be one of {', '.join(ROLES)}")
-    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 30 * 86400:
-        return _error(400, "bad_request", "ttl must be 1 to 2592000 seconds")
-    token = mint(state.config.effective_jwt_secret, name, "*", "Guest", role, ttl, invite=True)
+    parsed = await _token_request(request, 7 * 86400, 30 * 86400)
+    if isinstance(parsed, web.Response):
+        return parsed
+    name, _, role, ttl = parsed
+    token = mint(request.app[STATE].config.effective_jwt_secret, name, "*", "Guest", role, ttl,
+                 invite=True)
     return web.json_response({"token": token, "url": f"/r/{name}?token={token}"})
 
 
