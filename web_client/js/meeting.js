@@ -1,34 +1,74 @@
-// One meeting session: the WebSocket, the publish and subscribe peer connections, and the
-// bookkeeping that maps received tracks to participants (docs/protocol.md).
+// One meeting session: the WebSocket, the publish and subscribe connections (publisher.js,
+// subscriber.js), roles and the webinar stage, breakout moves, and the bookkeeping that maps
+// received tracks to participants (docs/protocol.md). Panels attach through onJoined.
 import { Signaling, wsUrl } from './signaling.js';
-import { waitForIceGathering } from './rtc.js';
 import { state } from './state.js';
 import { showError, showStatus } from './status.js';
-
-const PC_CONFIG = { iceServers: [] };
-const TRACK_NAMES = { audio: 'microphone', video: 'camera' };
+import { Subscriber } from './subscriber.js';
+import { Publisher } from './publisher.js';
+import { Roster, STAGE_ROLES } from './roster.js';
 
 export class Meeting {
   /**
-   * view: a MeetingView; stream: local MediaStream (may have no tracks);
+   * view: a MeetingView; stream: local MediaStream (may have no tracks); openStream(): a new
+   * {stream, error} when media has to be reopened (a webinar attendee brought on stage);
+   * onJoined(meeting, joinResult): called synchronously after `join`, before any later event;
    * onEnded({left, error}): called once, when we left or the session ended.
    */
-  constructor({ view, stream, onEnded }) {
-    this.view = view;
-    this.stream = stream;
-    this.onEnded = onEnded;
+  constructor({ view, stream, openStream, onJoined, onEnded }) {
+    Object.assign(this, { view, stream, openStream, onJoined, onEnded });
     this.sig = null;
-    this.publishPc = null;
-    this.subscribePc = null;
+    this.subscriber = null;
+    this.publisher = null;
+    this.self = null; // {id, name, role, handRaised, onStage}
     this.selfId = null;
-    this.participants = state.participants; // remote only: id -> {id, name, role}
-    this.tracks = new Map(); // remote trackId -> {id, participantId, kind, name, muted}
-    this.midToTrack = new Map(); // subscribe mid -> trackId, from the last subscriberOffer
-    this.receivers = new Map(); // remote trackId -> MediaStreamTrack we receive it on
-    this.ownTrackIds = {}; // kind -> trackId the server gave our published track
-    this.subscribeChain = Promise.resolve();
+    this.role = null;
+    this.roomType = 'meeting';
+    this.onStage = false;
+    this.groupId = null;
+    this.breakouts = null; // the last `b` of docs/protocol.md, "Breakout groups"
+    this.roster = new Roster(this);
+    this.listeners = new Set();
+    this.mediaReleased = false; // we stopped our camera/microphone (off stage)
+    this.publishing = null; // the startPublishing in progress
     this.leaving = false;
     this.ended = false;
+  }
+
+  get publishPc() { return this.publisher?.pc ?? null; }
+  get subscribePc() { return this.subscriber?.pc ?? null; }
+  get participants() { return this.roster.participants; }
+
+  /** Server event handler that reports its own failures instead of throwing them away. */
+  on(event, fn) {
+    return this.sig.on(event, (data) => {
+      try { fn.call(this, data); } catch (err) { showError(err, `Handling ${event}`); }
+    });
+  }
+
+  /** Local notification: participants, roles, hands, stage, group or breakouts changed. */
+  onChange(fn) { this.listeners.add(fn); }
+
+  changed() {
+    for (const fn of this.listeners) {
+      try { fn(this); } catch (err) { console.error('change listener', err); }
+    }
+  }
+
+  request(method, params) {
+    return this.sig.request(method, params);
+  }
+
+  person(id) {
+    return id === this.selfId ? this.self : this.participants.get(id);
+  }
+
+  canPublish() {
+    return this.roomType !== 'webinar' || this.role !== 'attendee' || this.onStage;
+  }
+
+  isModerator() {
+    return STAGE_ROLES.has(this.role);
   }
 
   async join(token) {
@@ -37,178 +77,180 @@ export class Meeting {
 
     this.sig = await Signaling.connect(wsUrl(token));
     this.sig.on('close', (e) => this.end(this.leaving || e.byClient ? null : e.error));
-    // The server's `error` event precedes a close; the close handler reports it once.
-    const handle = (event, fn) => this.sig.on(event, (data) => {
-      try { fn.call(this, data); } catch (err) { showError(err, `Handling ${event}`); }
-    });
-    handle('participantJoined', this.onParticipantJoined);
-    handle('participantLeft', this.onParticipantLeft);
-    handle('trackPublished', this.onTrackPublished);
-    handle('trackUnpublished', this.onTrackUnpublished);
-    handle('trackMuted', this.onTrackMuted);
-    handle('chat', (d) => this.view.addChat(d.message, this.selfId));
-    handle('subscriberOffer', this.queueSubscriberOffer);
+    const r = this.roster;
+    this.on('participantJoined', (d) => { r.joined(d.participant); this.changed(); });
+    this.on('participantLeft', (d) => { r.left(d.participantId); this.changed(); });
+    this.on('trackPublished', (d) => r.trackPublished(d.track));
+    this.on('trackUnpublished', (d) => r.trackUnpublished(d.trackId, d.participantId));
+    this.on('trackMuted', this.onTrackMuted);
+    this.on('handRaised', (d) => { if (r.update(d.participantId, { handRaised: d.raised })) this.changed(); });
+    this.on('stageChanged', this.onStageChanged);
+    this.on('breakoutsChanged', (d) => { this.breakouts = d.breakouts; r.refreshAll(); this.changed(); });
+    this.on('moved', this.onMoved);
+    // Always answered on the connection current when the offer arrives.
+    this.on('subscriberOffer', (d) => this.subscriber.queueOffer(d));
 
     // Created before `join` because the server may send subscriberOffer right after it.
-    this.subscribePc = new RTCPeerConnection(PC_CONFIG);
-    state.subscribePc = this.subscribePc;
-    this.subscribePc.ontrack = (e) => this.onRemoteTrack(e);
-    this.watchConnection(this.subscribePc, 'Receiving media');
-
+    this.subscriber = this.newSubscriber();
+    this.view.reset(); // now: a participantJoined may come before the join result
     const res = await this.sig.request('join');
-    this.selfId = res.self.id;
-    state.selfId = this.selfId;
-    this.view.reset();
-    this.view.addParticipant(res.self, { self: true, stream: this.stream });
-    this.view.setState(this.selfId, this.selfMediaState());
-    for (const p of res.participants || []) this.onParticipantJoined({ participant: p });
-    for (const t of res.tracks || []) this.onTrackPublished({ track: t });
-    for (const m of res.chat || []) this.view.addChat(m, this.selfId);
+    this.applyJoin(res);
+    this.onJoined?.(this, res);
     state.joined = true;
+    this.changed();
+    if (this.canPublish()) {
+      await this.startPublishing();
+    } else {
+      this.releaseMedia(); // receive-only: the camera light goes off
+      showStatus('You joined as an attendee: raise your hand to ask to speak.', 'info', 5000);
+    }
+  }
 
+  applyJoin(res) {
+    const hands = new Set(res.hands || []);
+    this.self = { ...res.self, handRaised: Boolean(res.self.handRaised || hands.has(res.self.id)) };
+    this.selfId = res.self.id;
+    this.role = res.self.role;
+    this.roomType = res.roomType || 'meeting';
+    this.onStage = Boolean(res.self.onStage);
+    this.groupId = res.groupId ?? null;
+    this.breakouts = res.breakouts ?? null;
+    Object.assign(state, { selfId: this.selfId, role: this.role, roomType: this.roomType,
+      onStage: this.onStage, groupId: this.groupId });
+    this.view.setRoomType(this.roomType);
+    this.view.addParticipant(this.self, { self: true, stream: this.stream });
+    this.view.setInfo(this.selfId, this.self);
+    for (const p of res.participants || []) {
+      this.roster.joined({ ...p, handRaised: Boolean(p.handRaised || hands.has(p.id)) });
+    }
+    for (const t of res.tracks || []) this.roster.trackPublished(t);
+    this.roster.refreshAll(); // anyone announced before the result, now with the room type
+    for (const p of this.participants.values()) this.view.setInfo(p.id, p);
+    this.refreshSelf();
+  }
+
+  // --- connections ----------------------------------------------------------------------
+
+  newSubscriber() {
+    const sub = new Subscriber({
+      sig: this.sig,
+      onChange: () => { if (sub === this.subscriber) this.roster.refreshAll(); },
+      onError: (err) => { if (!this.ended) showError(err, 'Could not receive media'); },
+    });
+    this.watchConnection(sub.pc, 'Receiving media');
+    state.subscribePc = sub.pc;
+    return sub;
+  }
+
+  /** Publish camera and microphone unless already sending (or on the way to it). */
+  startPublishing() {
+    if (this.publisher?.sending) return Promise.resolve();
+    if (!this.publishing) {
+      const run = this.publishNow().finally(() => { if (this.publishing === run) this.publishing = null; });
+      this.publishing = run;
+    }
+    return this.publishing;
+  }
+
+  async publishNow() {
+    if (this.mediaReleased) {
+      const { stream, error } = await this.openStream();
+      if (error) showError(error, 'Camera/microphone');
+      if (this.ended) { stream.getTracks().forEach((t) => t.stop()); return; }
+      this.stream = stream;
+      this.mediaReleased = false;
+      this.view.setStream(this.selfId, stream);
+    }
+    const pub = this.publisher ??= new Publisher({
+      sig: this.sig,
+      watch: (pc) => { this.watchConnection(pc, 'Sending media'); state.publishPc = pc; },
+    });
     try {
-      await this.publish();
+      if (!(await pub.publish(this.stream))) {
+        if (pub === this.publisher) showStatus('Joined without camera or microphone.', 'warn');
+        return;
+      }
+      // A mute toggled while publishing was only local so far.
+      for (const kind of ['audio', 'video']) {
+        if (this.isMuted(kind) && pub.ownTrackIds[kind]) this.sendMute(kind, true);
+      }
     } catch (err) {
       // Still in the meeting, only receiving; say so rather than failing the join.
-      if (!this.ended) showError(err, 'Could not send your camera/microphone');
+      if (!this.ended && pub === this.publisher) showError(err, 'Could not send your camera/microphone');
+    } finally {
+      this.refreshSelf();
+      this.onLocalChange?.();
     }
   }
 
-  async publish() {
-    const order = { audio: 0, video: 1 };
-    const tracks = (this.stream?.getTracks() || []).sort((a, b) => order[a.kind] - order[b.kind]);
-    if (!tracks.length) {
-      showStatus('Joined without camera or microphone.', 'warn');
-      return;
-    }
-    const pc = new RTCPeerConnection(PC_CONFIG);
-    this.publishPc = pc;
-    state.publishPc = pc;
-    this.watchConnection(pc, 'Sending media');
-    const sent = tracks.map((track) => ({
-      track,
-      transceiver: pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] }),
-    }));
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitForIceGathering(pc);
-    // Mids exist only after setLocalDescription.
-    const names = {};
-    for (const { track, transceiver } of sent) names[transceiver.mid] = TRACK_NAMES[track.kind];
-    const res = await this.sig.request('publish', { sdp: pc.localDescription.sdp, names });
-    await pc.setRemoteDescription({ type: 'answer', sdp: res.sdp });
-    for (const t of res.tracks || []) {
-      const kind = t.kind || (t.name === 'camera' ? 'video' : 'audio');
-      this.ownTrackIds[kind] = t.id;
-    }
-    // A mute toggled while publishing was only local so far.
-    for (const kind of ['audio', 'video']) {
-      if (this.isMuted(kind) && this.ownTrackIds[kind]) this.sendMute(kind, true);
-    }
-  }
-
-  // --- subscribe connection -------------------------------------------------------------
-
-  queueSubscriberOffer(data) {
-    // Never two negotiations at once: each offer waits for the previous answer.
-    this.subscribeChain = this.subscribeChain
-      .then(() => this.answerSubscriberOffer(data))
-      .catch((err) => { if (!this.ended) showError(err, 'Could not receive media'); });
-  }
-
-  async answerSubscriberOffer({ sdp, tracks }) {
-    if (this.ended) return;
-    const pc = this.subscribePc;
-    // Before setRemoteDescription: ontrack fires inside it and needs the new map.
-    this.midToTrack = new Map(Object.entries(tracks || {}));
-    await pc.setRemoteDescription({ type: 'offer', sdp });
-    await pc.setLocalDescription(await pc.createAnswer());
-    await waitForIceGathering(pc);
-    await this.sig.request('subscriberAnswer', { sdp: pc.localDescription.sdp });
-    this.reconcileReceivers();
-  }
-
-  onRemoteTrack(e) {
-    const trackId = this.midToTrack.get(e.transceiver.mid);
-    if (!trackId) return;
-    // A reused m-line carries a new remote track on the same receiver track.
-    for (const [id, t] of this.receivers) if (t === e.track) this.receivers.delete(id);
-    this.receivers.set(trackId, e.track);
-    this.refreshAll();
-  }
-
-  /**
-   * Rebuild trackId -> receiver track from the negotiated transceivers. ontrack does not
-   * fire when an m-line goes inactive, nor reliably when a mid switches straight to another
-   * track, so the negotiated state is the source of truth.
-   */
-  reconcileReceivers() {
-    const receivers = new Map();
-    for (const t of this.subscribePc.getTransceivers()) {
-      const trackId = t.mid !== null && this.midToTrack.get(t.mid);
-      const receiving = t.currentDirection === 'recvonly' || t.currentDirection === 'sendrecv';
-      if (trackId && receiving) receivers.set(trackId, t.receiver.track);
-    }
-    this.receivers = receivers;
-    this.refreshAll();
+  releaseMedia() {
+    this.stream?.getTracks().forEach((t) => t.stop());
+    this.mediaReleased = true;
+    this.view.setStream(this.selfId, null);
+    this.onLocalChange?.();
   }
 
   // --- events ---------------------------------------------------------------------------
 
-  onParticipantJoined({ participant }) {
-    if (participant.id === this.selfId) return;
-    this.participants.set(participant.id, participant);
-    this.view.addParticipant(participant);
-    this.refresh(participant.id);
-  }
-
-  onParticipantLeft({ participantId }) {
-    this.participants.delete(participantId);
-    for (const [id, t] of this.tracks) if (t.participantId === participantId) this.tracks.delete(id);
-    this.view.removeParticipant(participantId);
-  }
-
-  onTrackPublished({ track }) {
-    if (track.participantId === this.selfId) return;
-    this.tracks.set(track.id, track);
-    this.refresh(track.participantId);
-  }
-
-  onTrackUnpublished({ trackId, participantId }) {
-    this.tracks.delete(trackId);
-    this.refresh(participantId);
-  }
-
   onTrackMuted({ trackId, participantId, muted }) {
-    if (participantId === this.selfId) {
-      // Someone (a host) muted us: follow it locally so the buttons tell the truth.
-      const kind = Object.keys(this.ownTrackIds).find((k) => this.ownTrackIds[k] === trackId);
-      const track = kind && this.localTrack(kind);
-      if (track) track.enabled = !muted;
-      this.view.setState(this.selfId, this.selfMediaState());
-      this.onLocalChange?.();
+    if (participantId !== this.selfId) {
+      this.roster.trackMuted(trackId, participantId, muted);
       return;
     }
-    const track = this.tracks.get(trackId);
-    if (track) track.muted = muted;
-    this.refresh(participantId);
+    // Someone (a host) muted us: follow it locally so the buttons tell the truth.
+    const own = this.publisher?.ownTrackIds || {};
+    const kind = Object.keys(own).find((k) => own[k] === trackId);
+    const track = kind && this.localTrack(kind);
+    if (track) track.enabled = !muted;
+    if (muted && kind) showStatus(`A host muted your ${kind === 'video' ? 'camera' : 'microphone'}.`, 'warn', 4000);
+    this.refreshSelf();
+    this.onLocalChange?.();
   }
 
-  /** Bring one remote tile in line with the published tracks and what we receive. */
-  refresh(participantId) {
-    if (!this.participants.has(participantId)) return;
-    const published = [...this.tracks.values()].filter((t) => t.participantId === participantId);
-    const received = published.map((t) => this.receivers.get(t.id)).filter(Boolean);
-    const audio = published.find((t) => t.kind === 'audio');
-    const video = published.find((t) => t.kind === 'video');
-    this.view.setTracks(participantId, received);
-    this.view.setState(participantId, {
-      audioMuted: !audio || audio.muted,
-      videoOff: !video || video.muted || !this.receivers.has(video.id),
-    });
+  onStageChanged({ participantId, onStage }) {
+    if (!this.roster.update(participantId, { onStage })) return;
+    if (participantId === this.selfId) this.onSelfStage(onStage);
+    this.changed();
   }
 
-  refreshAll() {
-    for (const id of this.participants.keys()) this.refresh(id);
+  onSelfStage(onStage) {
+    this.onStage = onStage;
+    state.onStage = onStage;
+    if (this.roomType !== 'webinar' || this.role !== 'attendee') return;
+    if (onStage) {
+      showStatus('You are on stage: your camera and microphone are being sent.', 'ok', 4000);
+      this.startPublishing();
+    } else {
+      // The server already unpublished our tracks.
+      this.publisher?.stopSending();
+      this.releaseMedia();
+      this.refreshSelf();
+      showStatus('You are back in the audience.', 'info', 4000);
+    }
+  }
+
+  /** Our media moved to a breakout group (or back): new connections, same page. */
+  onMoved({ groupId, tracks }) {
+    this.groupId = groupId ?? null;
+    state.groupId = this.groupId;
+    this.subscriber.close();
+    this.subscriber = this.newSubscriber(); // the next subscriberOffer is answered on this one
+    this.publisher?.close();
+    this.publisher = null;
+    this.publishing = null; // one still running belongs to the closed connection
+    state.publishPc = null;
+    this.roster.replaceTracks(tracks);
+    this.changed();
+    const group = this.breakouts?.groups?.find((g) => g.id === this.groupId);
+    showStatus(this.groupId ? `You are now in ${group?.name || 'a breakout group'}.`
+      : 'You are back in the main room.', 'info', 4000);
+    if (this.canPublish()) this.startPublishing();
+  }
+
+  refreshSelf() {
+    if (!this.selfId) return;
+    this.view.setState(this.selfId, this.selfMediaState());
+    this.view.setVisible(this.selfId, this.canPublish());
   }
 
   // --- local controls -------------------------------------------------------------------
@@ -230,18 +272,13 @@ export class Meeting {
     const track = this.localTrack(kind);
     if (!track) return;
     track.enabled = !muted; // stops sending at once; the server also pauses forwarding
-    this.view.setState(this.selfId, this.selfMediaState());
-    if (this.ownTrackIds[kind]) this.sendMute(kind, muted);
+    this.refreshSelf();
+    if (this.publisher?.ownTrackIds[kind]) this.sendMute(kind, muted);
   }
 
   sendMute(kind, muted) {
-    this.sig.request('mute', { trackId: this.ownTrackIds[kind], muted })
+    this.sig.request('mute', { trackId: this.publisher.ownTrackIds[kind], muted })
       .catch((err) => showError(err, `Could not ${muted ? 'mute' : 'unmute'}`));
-  }
-
-  async sendChat(text) {
-    const res = await this.sig.request('chat', { text });
-    this.view.addChat(res.message, this.selfId);
   }
 
   async leave() {
@@ -257,8 +294,8 @@ export class Meeting {
     if (this.ended) return;
     this.ended = true;
     state.joined = false;
-    this.publishPc?.close();
-    this.subscribePc?.close();
+    this.publisher?.close();
+    this.subscriber?.close();
     this.sig?.close();
     this.stream?.getTracks().forEach((t) => t.stop());
     this.onEnded?.({ left: this.leaving, error });
@@ -267,7 +304,7 @@ export class Meeting {
   watchConnection(pc, what) {
     let interrupted = false;
     pc.addEventListener('connectionstatechange', () => {
-      if (this.ended) return;
+      if (this.ended || pc.signalingState === 'closed') return;
       const s = pc.connectionState;
       if (s === 'failed') {
         showError(new Error(`${what}: the media connection failed.`));

@@ -7,6 +7,14 @@ import { MediaPreview, openMedia, stopStream } from './media.js';
 import { PrecheckPanel } from './precheck.js';
 import { MeetingView } from './view.js';
 import { Meeting } from './meeting.js';
+import { Tabs, availableTabs } from './panels.js';
+import { ChatPanel } from './chat.js';
+import { PeopleControls } from './host.js';
+import { NotesPanel } from './notes.js';
+import { QaPanel } from './qa.js';
+import { PollsPanel } from './polls.js';
+import { Reactions } from './reactions.js';
+import { BreakoutsPanel } from './breakouts.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -14,6 +22,8 @@ const room = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop
 const AUTOJOIN_MEDIA = { audio: true, video: { width: 640, height: 360 } };
 
 let view = null;
+let tabs = null;
+let features = []; // panels that attach to each new meeting session (see attachFeatures)
 let meeting = null;
 let preview = null;
 let precheck = null;
@@ -35,7 +45,10 @@ async function startMeeting(name, stream) {
   showSection('meeting');
   showStatus('Joining…');
   view ??= new MeetingView();
-  meeting = new Meeting({ view, stream, onEnded });
+  meeting = new Meeting({
+    view, stream, onEnded, onJoined: attachFeatures,
+    openStream: () => openMedia(mediaConstraints), // a webinar attendee brought on stage
+  });
   meeting.onLocalChange = updateControls;
   updateControls();
   try {
@@ -46,6 +59,15 @@ async function startMeeting(name, stream) {
     meeting.end(err);
   }
   updateControls();
+}
+
+/** Called synchronously with the join result, so no event after it is missed. */
+function attachFeatures(m, res) {
+  for (const f of features) {
+    try { f.attach(m, res); } catch (err) { showError(err, 'Setting up the meeting panels'); }
+  }
+  m.onChange(() => { tabs.configure(availableTabs(m)); updateControls(); });
+  tabs.configure(availableTabs(m));
 }
 
 function onEnded({ left, error }) {
@@ -59,7 +81,9 @@ function onEnded({ left, error }) {
   const wasIn = Boolean(meeting?.selfId);
   showSection('ended');
   $('ended-title').textContent = left ? 'You left the meeting'
-    : wasIn ? 'You are no longer in the meeting' : 'Could not join the meeting';
+    : error?.code === 'removed' ? 'You were removed from the meeting'
+      : wasIn ? 'You are no longer in the meeting' : 'Could not join the meeting';
+  $('meeting').classList.remove('merging');
   $('ended-detail').textContent = error ? describeError(error) : '';
   if (error) showError(error, wasIn ? 'Disconnected' : 'Could not join');
   else clearStatus();
@@ -79,6 +103,10 @@ async function rejoin() {
 
 function updateControls() {
   const m = meeting;
+  // Off stage in a webinar there is nothing to mute: the buttons go away.
+  const sending = Boolean(m?.self) && m.canPublish();
+  $('mic-btn').hidden = !sending && Boolean(m?.self);
+  $('cam-btn').hidden = !sending && Boolean(m?.self);
   const set = (button, kind, onText, offText) => {
     const hasTrack = Boolean(m?.localTrack(kind));
     const muted = !hasTrack || m.isMuted(kind);
@@ -101,24 +129,18 @@ function initMeetingControls() {
     updateControls();
   });
   $('leave-btn').addEventListener('click', () => meeting?.leave());
-  $('panel-btn').addEventListener('click', () => $('meeting').classList.toggle('panel-hidden'));
   $('rejoin-btn').addEventListener('click', rejoin);
-  $('chat-form').addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const input = $('chat-input');
-    const text = input.value.trim();
-    if (!text || !meeting || meeting.ended) return;
-    input.disabled = true;
-    try {
-      await meeting.sendChat(text);
-      input.value = '';
-    } catch (err) {
-      showError(err, 'Message not sent');
-    } finally {
-      input.disabled = false;
-      input.focus();
-    }
-  });
+  tabs = new Tabs();
+  const chat = new ChatPanel({ tabs });
+  features = [
+    chat,
+    new PeopleControls({ chat }),
+    new NotesPanel({ tabs }),
+    new QaPanel({ tabs, room }),
+    new PollsPanel({ tabs, room }),
+    new Reactions(),
+    new BreakoutsPanel({ tabs }),
+  ];
 }
 
 function initPrejoin() {

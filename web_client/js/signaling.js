@@ -4,11 +4,12 @@ const REQUEST_TIMEOUT_MS = 15000;
 const CONNECT_TIMEOUT_MS = 10000;
 
 export class SignalingError extends Error {
-  constructor(code, message, method = null) {
+  constructor(code, message, method = null, data = undefined) {
     super(message || code);
     this.name = 'SignalingError';
     this.code = code;
     this.method = method;
+    this.data = data; // details some errors carry, e.g. the current notes of a `conflict`
   }
 }
 
@@ -105,7 +106,8 @@ export class Signaling {
     this.pending.delete(msg.id);
     clearTimeout(waiter.timer);
     if (msg.error) {
-      waiter.reject(new SignalingError(msg.error.code, msg.error.message, waiter.method));
+      const { code, message, data } = msg.error;
+      waiter.reject(new SignalingError(code, message, waiter.method, data));
     } else {
       waiter.resolve(msg.result ?? {});
     }
@@ -113,11 +115,13 @@ export class Signaling {
 
   _onClose(e) {
     this.closed = true;
-    // A refused token closes with 4401 and the error code as reason, after an `error` event.
-    const code = e.reason || this.serverError?.code || 'closed';
+    // A refused token closes with 4401 and the error code as reason, after an `error` event;
+    // a host removing us closes with 4403.
+    const code = e.code === 4403 ? 'removed' : e.reason || this.serverError?.code || 'closed';
     const message = this.serverError?.message || e.reason ||
       `The connection to the server closed (code ${e.code}).`;
     const error = new SignalingError(code, message);
+    error.closeCode = e.code;
     for (const { reject, timer, method } of this.pending.values()) {
       clearTimeout(timer);
       reject(new SignalingError(code, message, method));

@@ -3,6 +3,10 @@
 export const state = {
   joined: false,
   selfId: null,
+  roomType: null, // 'meeting' | 'webinar', from the join result
+  role: null, // our role: 'host' | 'presenter' | 'attendee' | 'service'
+  onStage: false, // webinar attendees publish only while on stage
+  groupId: null, // breakout group our media is in; null: the main room
   participants: new Map(), // remote participants only (like the `join` result): id -> {id, name, role}
   publishPc: null,
   subscribePc: null,

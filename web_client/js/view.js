@@ -1,46 +1,40 @@
-// The meeting's DOM: video tiles, participant list and chat. Knows nothing about signalling or
-// peer connections; meeting.js tells it what to show.
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function initials(name) {
-  const parts = String(name || '?').trim().split(/\s+/);
-  return (parts[0][0] + (parts.length > 1 ? parts[parts.length - 1][0] : '')).toUpperCase();
-}
+// The meeting's video tiles and participant list. Knows nothing about signalling or peer
+// connections; meeting.js and roster.js tell it what to show. Chat is in chat.js.
+import { $, el, initials } from './dom.js';
 
 export class MeetingView {
   constructor() {
     this.tiles = $('tiles');
     this.list = $('participant-list');
     this.count = $('participant-count');
-    this.chatLog = $('chat-log');
+    this.emptyNote = $('stage-empty');
     this.soundButton = $('sound-btn');
     this.soundButton.addEventListener('click', () => this.enableSound());
-    this.entries = new Map(); // participant id -> {tile, video, badge, li, listBadge, tracks}
-    this.chatIds = new Set();
+    this.entries = new Map(); // participant id -> {tile, video, badge, li, listBadge, ...}
     this.blocked = new Set(); // videos the autoplay policy made us mute
   }
 
+  /** Empty, before `join`: events may arrive before its result and must not be wiped. */
   reset() {
     this.tiles.replaceChildren();
     this.list.replaceChildren();
-    this.chatLog.replaceChildren();
     this.entries.clear();
-    this.chatIds.clear();
     this.blocked.clear();
     this.soundButton.hidden = true;
+    this.setRoomType('meeting');
+  }
+
+  setRoomType(roomType) {
+    this.roomType = roomType;
+    $('meeting').dataset.roomType = roomType;
+    this.emptyNote.textContent = roomType === 'webinar'
+      ? 'Nobody is on stage yet.' : 'Nobody else is here yet.';
     this._layout();
   }
 
   addParticipant(p, { self = false, stream = null } = {}) {
     if (this.entries.has(p.id)) return;
+    const displayName = self ? `${p.name} (you)` : p.name;
     const tile = el('div', self ? 'tile self' : 'tile');
     tile.dataset.participantId = p.id;
     const video = el('video');
@@ -48,22 +42,31 @@ export class MeetingView {
     video.playsInline = true;
     video.muted = self; // hear others, never yourself
     const label = el('div', 'label');
+    const hand = el('span', 'hand', '✋');
+    hand.title = 'Hand raised';
     const badge = el('span', 'badge', 'Mic off');
-    badge.hidden = true;
-    label.append(el('span', 'name', self ? `${p.name} (you)` : p.name), badge);
+    label.append(hand, el('span', 'name', displayName), badge);
     tile.append(video, el('div', 'avatar', initials(p.name)), label);
 
     const li = el('li', 'person');
+    li.dataset.participantId = p.id;
+    const listHand = el('span', 'hand', '✋');
+    listHand.title = 'Hand raised';
+    const stage = el('span', 'tag', 'on stage');
     const listBadge = el('span', 'badge', 'Mic off');
-    listBadge.hidden = true;
-    li.append(el('span', 'name', self ? `${p.name} (you)` : p.name),
-      el('span', 'role', p.role || ''), listBadge);
+    const actions = el('span', 'person-actions');
+    const main = el('span', 'person-main');
+    main.append(listHand, el('span', 'name', displayName), el('span', 'role', p.role || ''),
+      stage, listBadge);
+    li.append(main, actions);
+    for (const n of [hand, badge, listHand, stage, listBadge]) n.hidden = true;
 
     // Yourself first in both the grid and the list.
     if (self) { this.tiles.prepend(tile); this.list.prepend(li); } else {
       this.tiles.append(tile); this.list.append(li);
     }
-    this.entries.set(p.id, { tile, video, badge, li, listBadge, tracks: [] });
+    this.entries.set(p.id, { tile, video, badge, hand, li, listBadge, listHand, stage, actions,
+      tracks: [] });
     if (stream) { video.srcObject = stream; this._play(video); }
     this._layout();
   }
@@ -79,6 +82,11 @@ export class MeetingView {
     this._layout();
   }
 
+  /** The element where host.js puts one participant's buttons. */
+  actionsOf(id) {
+    return this.entries.get(id)?.actions || null;
+  }
+
   /** The remote tracks one participant's tile plays: audio and video in one MediaStream. */
   setTracks(id, tracks) {
     const entry = this.entries.get(id);
@@ -91,6 +99,14 @@ export class MeetingView {
     if (tracks.length) this._play(entry.video);
   }
 
+  /** Our own preview: the local stream, or nothing while we do not send. */
+  setStream(id, stream) {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    entry.video.srcObject = stream;
+    if (stream) this._play(entry.video);
+  }
+
   setState(id, { audioMuted, videoOff }) {
     const entry = this.entries.get(id);
     if (!entry) return;
@@ -99,18 +115,22 @@ export class MeetingView {
     entry.tile.classList.toggle('no-video', videoOff);
   }
 
-  addChat(msg, selfId) {
-    if (!msg || this.chatIds.has(msg.id)) return; // our own message comes as result and event
-    this.chatIds.add(msg.id);
-    const log = this.chatLog;
-    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-    const li = el('li', msg.participantId === selfId ? 'msg mine' : 'msg');
-    const head = el('div', 'msg-head');
-    const time = msg.ts ? new Date(msg.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
-    head.append(el('span', 'msg-name', msg.name || 'someone'), el('span', 'msg-time', time));
-    li.append(head, el('div', 'msg-text', msg.text));
-    log.append(li);
-    if (atBottom || msg.participantId === selfId) log.scrollTop = log.scrollHeight;
+  /** Raised hand and (webinar attendees) stage, on the tile and in the list. */
+  setInfo(id, { handRaised, onStage, role }) {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    entry.hand.hidden = !handRaised;
+    entry.listHand.hidden = !handRaised;
+    entry.li.classList.toggle('raised', Boolean(handRaised));
+    entry.stage.hidden = !(this.roomType === 'webinar' && role === 'attendee' && onStage);
+  }
+
+  /** Tiles are shown for who can be seen here (see Roster.refresh); the list shows everyone. */
+  setVisible(id, visible) {
+    const entry = this.entries.get(id);
+    if (!entry || entry.tile.hidden === !visible) return;
+    entry.tile.hidden = !visible;
+    this._layout();
   }
 
   enableSound() {
@@ -135,8 +155,9 @@ export class MeetingView {
   }
 
   _layout() {
-    const n = this.entries.size;
-    this.tiles.style.setProperty('--cols', String(Math.max(1, Math.ceil(Math.sqrt(n)))));
-    this.count.textContent = String(n);
+    const shown = [...this.entries.values()].filter((e) => !e.tile.hidden).length;
+    this.tiles.style.setProperty('--cols', String(Math.max(1, Math.ceil(Math.sqrt(shown)))));
+    this.count.textContent = String(this.entries.size);
+    this.emptyNote.hidden = shown > 0;
   }
 }
