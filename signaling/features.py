@@ -89,8 +89,10 @@ async def promote(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     target = _target(p, params)
     target.on_stage = True
     room = p.room_or_fail()
-    await p.store.set_hand(room.name, target.identity, False)
-    room.hands = await p.store.hands(room.name)
+    if target.identity in room.hands:
+        await p.store.set_hand(room.name, target.identity, False)
+        room.hands = await p.store.hands(room.name)
+        room.broadcast("handRaised", {"participantId": target.id, "raised": False})
     room.broadcast("stageChanged", {"participantId": target.id, "onStage": True})
     return {}
 

@@ -60,6 +60,7 @@ class Participant:
         self.consumers: dict[str, str] = {}  # track id -> consumer id
         self._offer_pending = False
         self._offer_dirty = False
+        self._offer_id = 0  # answers may name the offer they answer; older ones are refused
         self._negotiating = asyncio.Lock()
         self.on_closed: Callable[[str, int], None] | None = None
         self.suspended = False
@@ -139,7 +140,8 @@ class Participant:
         return {"self": self.public(), "participants": others, "tracks": tracks, "chat": chat,
                 "missedChat": missed, "resumed": previous is not None,
                 "room": room.name, "roomType": room.type, "hands": room.hand_ids(),
-                "groupId": self.group, "breakouts": breakouts.view(room)}
+                "groupId": self.group, "breakouts": breakouts.view(room),
+                "settings": {"chat": room.chat_enabled, "lobby": room.lobby}}
 
     async def _take_over(self, previous: Participant) -> None:
         """Become `previous` for the others: same participant id, stage and hand; its media
@@ -248,6 +250,10 @@ class Participant:
     async def subscriber_answer(self, params: dict[str, Any]) -> dict[str, Any]:
         if not self._offer_pending or self.subscribe_transport is None:
             raise RequestError("bad_request", "no subscriber offer is waiting for an answer")
+        offer_id = params.get("offerId")
+        if offer_id is not None and offer_id != self._offer_id:
+            # answered an offer of a connection that was replaced (a move between groups)
+            raise RequestError("conflict", "that offer was superseded")
         answer = sdp.parse(_str(params, "sdp"))
         remote = sdp.remote_params(answer, is_offer=False)
         await self.media.connect_transport(self.subscribe_transport, remote)
@@ -370,8 +376,9 @@ class Participant:
         if transport_id != self.subscribe_transport:
             return  # moved to another group meanwhile: that connection is gone
         tracks = {s.mid: s.track for s in self.slots if s.track}
+        self._offer_id += 1
         self.send_event("subscriberOffer", {"sdp": sdp.subscribe_offer(self.slots, info),
-                                            "tracks": tracks})
+                                            "tracks": tracks, "offerId": self._offer_id})
 
     async def _transport_info(self, transport_id: str | None) -> TransportInfo:
         if transport_id is None:

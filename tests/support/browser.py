@@ -60,10 +60,11 @@ INBOUND_STATS = """async () => {
   const m = window.__meeting;
   if (!m || !m.subscribePc) return null;
   const stats = await m.subscribePc.getStats();
-  const out = {framesDecoded: 0, audioPackets: 0, audioEnergy: 0};
+  const out = {framesDecoded: 0, audioPackets: 0, audioEnergy: 0, decodingVideos: 0};
   stats.forEach(s => {
     if (s.type !== 'inbound-rtp') return;
     if (s.kind === 'video') out.framesDecoded += s.framesDecoded || 0;
+    if (s.kind === 'video' && s.framesDecoded > 10) out.decodingVideos += 1;
     if (s.kind === 'audio') {
       out.audioPackets += s.packetsReceived || 0;
       out.audioEnergy += s.totalAudioEnergy || 0;

@@ -226,7 +226,8 @@ class Client:
                 self.events.append({"event": "_offer_failed", "data": {"error": repr(exc)}})
                 continue
             try:
-                await self.request("subscriberAnswer", {"sdp": pc.localDescription.sdp})
+                await self.request("subscriberAnswer", {"sdp": pc.localDescription.sdp,
+                                                        "offerId": offer.get("offerId")})
             except (RequestFailed, ConnectionError):
                 return
 

@@ -25,7 +25,7 @@ export class Subscriber {
       .catch((err) => { if (!this.closed) this.onError(err); });
   }
 
-  async answer({ sdp, tracks }) {
+  async answer({ sdp, tracks, offerId }) {
     if (this.closed) return;
     const pc = this.pc;
     // Before setRemoteDescription: ontrack fires inside it and needs the new map.
@@ -34,7 +34,7 @@ export class Subscriber {
     await pc.setLocalDescription(await pc.createAnswer());
     await waitForIceGathering(pc);
     if (this.closed) return; // replaced meanwhile: the server no longer waits for this one
-    await this.sig.request('subscriberAnswer', { sdp: pc.localDescription.sdp });
+    await this.sig.request('subscriberAnswer', { sdp: pc.localDescription.sdp, offerId });
     this.reconcile();
   }
 
