@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import RequestError
+from .rooms import set_live
 from .store import NotesConflict
 
 if TYPE_CHECKING:
@@ -135,8 +136,19 @@ async def refuse(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+async def broadcast_live(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    """Start (live: true) or pause (false) the webinar broadcast to the audience."""
+    live = _bool(params, "live")
+    room = p.room_or_fail()
+    set_live(room, live)
+    if room.bus is not None:
+        room.bus({"t": "live", "live": live})
+    room.broadcast("liveChanged", {"live": live})
+    return {"live": live}
+
+
 METHODS = {
-    "lobbyList": lobby_list, "admit": admit, "refuse": refuse,
+    "setLive": broadcast_live, "lobbyList": lobby_list, "admit": admit, "refuse": refuse,
     "raiseHand": raise_hand, "getNotes": get_notes, "setNotes": set_notes,
     "muteParticipant": mute_participant, "removeParticipant": remove_participant,
     "promote": promote, "demote": demote,

@@ -68,11 +68,11 @@ async def create_room(request: web.Request) -> web.Response:
     room_type = body.get("type", "meeting")
     if room_type not in ("meeting", "webinar"):
         return _error(400, "bad_request", "type must be meeting or webinar")
-    lobby = body.get("lobby", False)
-    if not isinstance(lobby, bool):
-        return _error(400, "bad_request", "lobby must be true or false")
+    lobby, backstage = body.get("lobby", False), body.get("backstage", False)
+    if not isinstance(lobby, bool) or not isinstance(backstage, bool):
+        return _error(400, "bad_request", "lobby and backstage must be true or false")
     room, created = await request.app[STATE].store.create_room(
-        name, {"type": room_type, "lobby": lobby})
+        name, {"type": room_type, "lobby": lobby, "backstage": backstage})
     return web.json_response({"room": room}, status=201 if created else 200)
 
 

@@ -129,9 +129,10 @@ class Participant:
         room.broadcast("participantJoined", {"participant": self.public()}, exclude=self.id)
         others = [p.public() for p in room.participants.values() if p.id != self.id and p.joined]
         others += [p for p in room.remote.values() if p["id"] != self.id]
-        tracks = [t.public() for t in room.tracks_in(self.group)]
+        visible = room.tracks_in(self.group) if room.sees_media(self) else []
+        tracks = [t.public() for t in visible]
         chat = await self.store.chat_history(room.name)
-        for track in room.tracks_in(self.group):
+        for track in visible:
             self._add_slot(track)
         if self.slots:
             asyncio.get_running_loop().call_soon(self._schedule_offer)
@@ -141,7 +142,8 @@ class Participant:
                 "missedChat": missed, "resumed": previous is not None,
                 "room": room.name, "roomType": room.type, "hands": room.hand_ids(),
                 "groupId": self.group, "breakouts": breakouts.view(room),
-                "settings": {"chat": room.chat_enabled, "lobby": room.lobby}}
+                "settings": {"chat": room.chat_enabled, "lobby": room.lobby},
+                "live": room.live}
 
     async def _take_over(self, previous: Participant) -> None:
         """Become `previous` for the others: same participant id, stage and hand; its media
@@ -333,6 +335,8 @@ class Participant:
     # ---- reactions to other participants -------------------------------------------------
 
     def on_track_published(self, track: Track) -> None:
+        if self.room is not None and not self.room.sees_media(self):
+            return  # backstage: not for the audience yet
         self._add_slot(track)
         self._schedule_offer()
 

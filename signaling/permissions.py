@@ -29,7 +29,7 @@ RULES: dict[str, frozenset[str]] = {
     "breakoutAllowChoose": HOST, "breakoutOpen": HOST, "breakoutBroadcast": HOST,
     "breakoutTimer": HOST, "breakoutClose": HOST, "breakoutVisit": HOST,
     "breakoutChoose": PARTICIPANTS,
-    "lobbyList": HOST, "admit": HOST, "refuse": HOST,
+    "lobbyList": HOST, "admit": HOST, "refuse": HOST, "setLive": HOST,
 }
 # In a webinar, attendees need the stage for these.
 STAGE_METHODS = frozenset({"publish", "unpublish", "mute"})

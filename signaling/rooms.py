@@ -87,6 +87,7 @@ class Room:
     lobby: bool = False  # attendees wait until a host admits them
     admitted: set[str] = field(default_factory=set)  # identities let in (reconnects skip)
     waiting: dict[str, Participant] = field(default_factory=dict)  # lobby, by participant id
+    live: bool = True  # a webinar with a backstage starts False: only the stage sees media
     remote: dict[str, dict[str, Any]] = field(default_factory=dict)  # on other nodes: public
     bus: Any = None  # publish(message) to the other nodes, when there are any
 
@@ -101,12 +102,20 @@ class Room:
             self.bus({"t": "event", "event": event, "data": data, "exclude": exclude})
 
     def deliver(self, event: str, data: dict[str, Any], exclude: str | None = None,
-                group: Any = "all") -> None:
-        """To the participants connected to this node (group "all": everyone)."""
+                group: Any = "all", media: bool = False) -> None:
+        """To the participants connected to this node (group "all": everyone). `media`
+        events (about tracks) skip those who may not see the media yet (backstage)."""
         for participant in list(self.participants.values()):
             if participant.id != exclude and participant.joined and \
-                    (group == "all" or participant.group == group):
+                    (group == "all" or participant.group == group) and \
+                    (not media or self.sees_media(participant)):
                 participant.send_event(event, data)
+
+    def sees_media(self, participant: Participant) -> bool:
+        """Backstage: before a webinar goes live only the stage (hosts, presenters, promoted
+        attendees) sees and hears each other."""
+        return self.live or participant.role in ("host", "presenter", "service") or \
+            participant.on_stage
 
     def in_group(self, group: str | None) -> list[Participant]:
         return [p for p in self.participants.values() if p.joined and p.group == group]
@@ -114,10 +123,10 @@ class Room:
     def broadcast_group(self, group: str | None, event: str, data: dict[str, Any],
                         exclude: str | None = None) -> None:
         """Media events stay inside a breakout group: others neither see nor hear it."""
-        self.deliver(event, data, exclude, group)
+        self.deliver(event, data, exclude, group, media=True)
         if self.bus is not None:
             self.bus({"t": "event", "event": event, "data": data, "exclude": exclude,
-                      "group": group})
+                      "group": group, "media": True})
 
     def tracks_in(self, group: str | None) -> list[Track]:
         return [t for t in self.tracks.values() if t.group == group]
@@ -167,6 +176,7 @@ class RoomRegistry:
                             type=settings.get("type", "meeting"),
                             chat_enabled=settings.get("chat", True),
                             lobby=settings.get("lobby", False),
+                            live=not settings.get("backstage", False),
                             hands=await self.store.hands(name))
                 self.rooms[name] = room
                 if self.cluster is not None:
@@ -189,7 +199,9 @@ class RoomRegistry:
         kind = message.get("t")
         if kind == "event":
             room.deliver(message["event"], message["data"], message.get("exclude"),
-                         message.get("group", "all"))
+                         message.get("group", "all"), message.get("media", False))
+        elif kind == "live":
+            set_live(room, message["live"])
         elif kind == "participant":
             if message["op"] == "add":
                 room.remote[message["participant"]["id"]] = _public(message["participant"])
@@ -340,3 +352,22 @@ def _track(entry: dict[str, Any]) -> Track:
     return Track(entry["id"], entry["participantId"], entry["kind"], entry["name"],
                  entry["producerId"], wire.codec(entry["codec"]), entry["cname"],
                  entry.get("muted", False), entry.get("group"))
+
+
+def set_live(room: Room, live: bool) -> None:
+    """Go live (attendees get the stage's media) or back to backstage, on this node."""
+    if room.live == live:
+        return
+    room.live = True  # so that sees_media() is true while we announce what they now get
+    audience = [p for p in room.participants.values() if p.joined and p.role == "attendee"
+                and not p.on_stage]
+    for participant in audience:
+        for track in room.tracks_in(participant.group):
+            if live:
+                participant.send_event("trackPublished", {"track": track.public()})
+                participant.on_track_published(track)
+            else:
+                participant.send_event("trackUnpublished", {"trackId": track.id,
+                                                             "participantId": track.participant_id})
+                participant.on_track_unpublished(track)
+    room.live = live

@@ -135,3 +135,42 @@ async def test_webinar_stage_flow(server) -> None:
             t.cancel()
         for c in (host, presenter, attendee, viewer):
             await c.close()
+
+
+async def test_webinar_backstage_until_live(server) -> None:
+    async with aiohttp.ClientSession() as s, s.post(
+            server.base_url + "/api/rooms",
+            json={"name": "premiere", "type": "webinar", "backstage": True},
+            headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+        assert r.status == 201
+    host = await joined(server, "premiere", "host", "host")
+    presenter = await joined(server, "premiere", "speaker", "presenter")
+    attendee = await joined(server, "premiere", "dr-a")
+    tasks: list[asyncio.Task] = []
+    try:
+        assert attendee.joined["live"] is False
+        await presenter.publish(PatternVideoTrack(4))
+        # the host (on stage) sees the presenter rehearse; the audience gets nothing
+        backstage = FrameChecker()
+        tasks.append(asyncio.create_task(backstage.run(await host.remote_track(
+            await host.tracks_of(presenter.self_id, "video")))))
+        await backstage.wait_for(4, 5, timeout=20)
+        assert not any(e.get("event") in ("trackPublished", "subscriberOffer")
+                       for e in attendee.events)
+        await expect_code(attendee.request("setLive", {"live": True}), "forbidden")
+
+        await host.request("setLive", {"live": True})
+        assert (await attendee.wait_event("liveChanged"))["live"] is True
+        live = FrameChecker()
+        tasks.append(asyncio.create_task(live.run(await attendee.remote_track(
+            await attendee.live_track_of(presenter.self_id, "video")))))
+        await live.wait_for(4, 10, timeout=20)
+
+        await host.request("setLive", {"live": False})
+        await attendee.wait_event("trackUnpublished",
+                                  lambda d: d["participantId"] == presenter.self_id)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for c in (host, presenter, attendee):
+            await c.close()
