@@ -249,6 +249,12 @@ class WorkerPool:
     async def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
         await self._by_id(pipe_id)[1].connect_pipe_transport(pipe_id, ip, port)
 
+    async def close_pipe_transport(self, pipe_id: str) -> None:
+        try:
+            await self._by_id(pipe_id)[1].close_pipe_transport(pipe_id)
+        except MediaError:
+            pass
+
     async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
         return await self._by_id(pipe_id)[1].pipe_consume(pipe_id, producer_id)
 

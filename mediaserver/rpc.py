@@ -43,6 +43,7 @@ ARGS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "stats": {},
     "create_pipe_transport": {"router_id": str},
     "connect_pipe_transport": {"pipe_id": str, "ip": str, "port": int},
+    "close_pipe_transport": {"pipe_id": str},
     "pipe_consume": {"pipe_id": str, "producer_id": str},
     "pipe_produce": {"pipe_id": str, "params": wire.producer_params},
 }
@@ -207,6 +208,9 @@ class RemoteMediaControl:
 
     async def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
         await self.rpc.call("connect_pipe_transport", pipe_id=pipe_id, ip=ip, port=port)
+
+    async def close_pipe_transport(self, pipe_id: str) -> None:
+        await self.rpc.call("close_pipe_transport", pipe_id=pipe_id)
 
     async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
         return wire.producer_params(await self.rpc.call(

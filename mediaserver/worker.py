@@ -351,6 +351,11 @@ class Worker(asyncio.DatagramProtocol):
     def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
         self._pipe(pipe_id).connect(ip, port)
 
+    def close_pipe_transport(self, pipe_id: str) -> None:
+        pipe = self.pipes.get(pipe_id)
+        if pipe is not None:
+            pipe.close()
+
     def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
         """Send a Producer into the pipe; returns what the far side mirrors it with."""
         pipe = self._pipe(pipe_id)

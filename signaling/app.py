@@ -19,10 +19,12 @@ from .cluster import Cluster
 from .config import ServerConfig
 from .http_api import add_routes
 from .metrics import MediaCollector, metrics_handler
+from .recordings import Recordings
 from .rooms import RoomRegistry
 from .state import STATE, AppState
 from .store import SqliteStore, Store
 from .store_redis import RedisStore
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,11 @@ def make_app(config: ServerConfig) -> web.Application:
         media = LocalMediaControl(worker)
     spread = config.subscribers_per_worker if config.workers > 1 and cluster is None else 0
     rooms = RoomRegistry(store, media, spread, cluster)
-    state = AppState(config, store, worker, media, rooms)
+    secret = config.effective_jwt_secret
+    recordings = Recordings(store, media, config.data_dir / "recordings", secret,
+                            Webhooks(config.webhook_url, config.webhook_secret or secret))
+    rooms.recordings = recordings
+    state = AppState(config, store, worker, media, rooms, recordings)
     app[STATE] = state
 
     collector = MediaCollector(lambda: len(state.rooms.rooms),
@@ -106,6 +112,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await participant.close("server shutting down")
         except Exception:
             log.exception("error closing %s", participant.id)
+    await state.recordings.stop_process()
     if state.rooms.cluster is not None:
         await state.rooms.cluster.stop()
     if state.worker is not None:

@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grace-period", type=float, default=float(_env("GRACE_PERIOD", "30")),
                        help="seconds a participant whose connection dropped keeps their place "
                             "[env MEDIASERVER_GRACE_PERIOD]")
+    serve.add_argument("--webhook-url", default=_env("WEBHOOK_URL", ""),
+                       help="URL receiving signed JSON events such as recording.ready "
+                            "[env MEDIASERVER_WEBHOOK_URL]")
+    serve.add_argument("--webhook-secret", default=_env("WEBHOOK_SECRET", ""),
+                       help="HMAC-SHA256 key signing webhooks; default: the JWT secret "
+                            "[env MEDIASERVER_WEBHOOK_SECRET]")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        help="debug, info, warning or error [env MEDIASERVER_LOG_LEVEL]")
     return parser
@@ -89,7 +95,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         dev=args.dev,
                         api_key=args.api_key,
                         jwt_secret=args.jwt_secret, log_level=args.log_level,
-                        grace_period=max(0.0, args.grace_period))
+                        grace_period=max(0.0, args.grace_period),
+                        webhook_url=args.webhook_url, webhook_secret=args.webhook_secret)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,8 @@ class ServerConfig:
     api_key: str = ""
     jwt_secret: str = ""
     log_level: str = "info"
+    webhook_url: str = ""  # where recording.ready and other events are POSTed
+    webhook_secret: str = ""  # HMAC-SHA256 key of X-Mediaserver-Signature; default JWT secret
     grace_period: float = 30.0  # a dropped participant keeps their place this long
     max_message: int = 64 * 1024  # largest WebSocket message accepted
     messages_per_second: float = 50.0  # per session, with a burst of twice that

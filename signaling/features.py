@@ -147,7 +147,19 @@ async def broadcast_live(p: Participant, params: dict[str, Any]) -> dict[str, An
     return {"live": live}
 
 
+async def record_start(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    mode, layout = params.get("mode"), params.get("layout", "grid")
+    if not isinstance(mode, str):
+        raise RequestError("bad_request", "mode must be composite or pertrack")
+    return await p.rooms.recordings.start(p.room_or_fail(), mode, layout)
+
+
+async def record_stop(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+    return {"recording": await p.rooms.recordings.stop(p.room_or_fail())}
+
+
 METHODS = {
+    "recordStart": record_start, "recordStop": record_stop,
     "setLive": broadcast_live, "lobbyList": lobby_list, "admit": admit, "refuse": refuse,
     "raiseHand": raise_hand, "getNotes": get_notes, "setNotes": set_notes,
     "muteParticipant": mute_participant, "removeParticipant": remove_participant,

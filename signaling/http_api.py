@@ -9,6 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .errors import RequestError
+from .grants import check
 from .state import STATE
 from .tokens import ROLES, mint
 
@@ -153,6 +155,77 @@ async def dev_token(request: web.Request) -> web.Response:
     return web.json_response({"token": token})
 
 
+@require_key
+async def start_recording(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    name = request.match_info["room"]
+    if await state.store.get_room(name) is None:
+        return _error(404, "not_found", "no such room")
+    body = await _json_body(request)
+    room = await state.rooms.open(name)
+    try:
+        result = await state.recordings.start(room, body.get("mode", "composite"),
+                                              body.get("layout", "grid"))
+    except RequestError as exc:
+        await state.rooms.release_if_empty(room)
+        return _error(409 if exc.code == "conflict" else 400, exc.code, exc.message)
+    return web.json_response(result, status=201)
+
+
+@require_key
+async def stop_recording(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    room = state.rooms.rooms.get(request.match_info["room"])
+    if room is None:
+        return _error(409, "conflict", "the room is not being recorded")
+    try:
+        result = await state.recordings.stop(room)
+    except RequestError as exc:
+        return _error(409, exc.code, exc.message)
+    await state.rooms.release_if_empty(room)
+    return web.json_response({"recording": result})
+
+
+@require_key
+async def list_recordings(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    entries = await state.store.list_recordings(request.match_info["room"])
+    return web.json_response({"recordings": [state.recordings.describe(e) for e in entries]})
+
+
+@require_key
+async def get_recording(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    entry = await state.store.get_recording(request.match_info["id"])
+    if entry is None:
+        return _error(404, "not_found", "no such recording")
+    return web.json_response({"recording": state.recordings.describe(entry)})
+
+
+CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment",
+                 ".mp4": "video/mp4", ".vtt": "text/vtt", ".jpg": "image/jpeg",
+                 ".png": "image/png", ".webm": "video/webm", ".json": "application/json"}
+
+
+async def recording_file(request: web.Request) -> web.StreamResponse:
+    """Files of a recording, only under a valid grant, never outside its directory."""
+    state = request.app[STATE]
+    rid, path = request.match_info["id"], request.match_info["path"]
+    if not check(state.config.effective_jwt_secret, rid, request.match_info["expires"],
+                 request.match_info["sig"]):
+        return _error(403, "forbidden", "no valid grant for this recording")
+    root = (state.recordings.directory / rid).resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        return _error(404, "not_found", "no such file")
+    response = web.FileResponse(target)
+    response.content_type = CONTENT_TYPES.get(target.suffix, "application/octet-stream")
+    # live playlists change every segment; segments never change once written
+    response.headers["Cache-Control"] = ("no-cache" if target.suffix == ".m3u8"
+                                         else "public, max-age=86400")
+    return response
+
+
 async def room_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[STATE].config.web_root / "room.html")
 
@@ -168,6 +241,11 @@ def add_routes(app: web.Application, web_root: Any) -> None:
     app.router.add_post("/api/rooms/{room}/tokens", create_token)
     app.router.add_post("/api/rooms/{room}/invites", create_invite)
     app.router.add_post("/api/dev/token", dev_token)
+    app.router.add_post("/api/rooms/{room}/recordings", start_recording)
+    app.router.add_post("/api/rooms/{room}/recordings/stop", stop_recording)
+    app.router.add_get("/api/rooms/{room}/recordings", list_recordings)
+    app.router.add_get("/api/recordings/{id}", get_recording)
+    app.router.add_get("/recordings/{id}/g/{expires}/{sig}/{path:.+}", recording_file)
     app.router.add_get("/r/{room}", room_page)
     app.router.add_get("/", index_page)
     app.router.add_static("/static/", web_root, show_index=False, follow_symlinks=False)

@@ -143,7 +143,8 @@ class Participant:
                 "room": room.name, "roomType": room.type, "hands": room.hand_ids(),
                 "groupId": self.group, "breakouts": breakouts.view(room),
                 "settings": {"chat": room.chat_enabled, "lobby": room.lobby},
-                "live": room.live}
+                "live": room.live, "recording": self.rooms.recordings is not None
+                and room.name in self.rooms.recordings.active}
 
     async def _take_over(self, previous: Participant) -> None:
         """Become `previous` for the others: same participant id, stage and hand; its media
@@ -215,6 +216,14 @@ class Participant:
             await self.rooms.announce(room, {"t": "track", "op": "add",
                                              "track": track_to_wire(track)})
             new_tracks.append(track)
+        recordings = self.rooms.recordings
+        if recordings is not None and new_tracks:
+            if room.auto_record and room.name not in recordings.active and \
+                    self.role in ("host", "presenter"):
+                await recordings.start(room)  # records every track, the new ones included
+            else:
+                for track in new_tracks:
+                    await recordings.track_added(room, track)
         for track in new_tracks:
             room.broadcast_group(self.group, "trackPublished", {"track": track.public()},
                                  exclude=self.id)
@@ -396,6 +405,8 @@ class Participant:
         self.retired_mids.update(mid for mid, t in self.published.items() if t is track)
         self.published = {mid: t for mid, t in self.published.items() if t is not track}
         room.tracks.pop(track.id, None)
+        if self.rooms.recordings is not None:
+            await self.rooms.recordings.track_removed(room, track)
         await self.media.close_producer(track.producer_id)
         await self.rooms.track_unpublished(room, track)
         await self.rooms.announce(room, {"t": "track", "op": "remove", "trackId": track.id})

@@ -30,6 +30,7 @@ RULES: dict[str, frozenset[str]] = {
     "breakoutTimer": HOST, "breakoutClose": HOST, "breakoutVisit": HOST,
     "breakoutChoose": PARTICIPANTS,
     "lobbyList": HOST, "admit": HOST, "refuse": HOST, "setLive": HOST,
+    "recordStart": HOST, "recordStop": HOST,
 }
 # In a webinar, attendees need the stage for these.
 STAGE_METHODS = frozenset({"publish", "unpublish", "mute"})

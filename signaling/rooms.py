@@ -88,6 +88,7 @@ class Room:
     admitted: set[str] = field(default_factory=set)  # identities let in (reconnects skip)
     waiting: dict[str, Participant] = field(default_factory=dict)  # lobby, by participant id
     live: bool = True  # a webinar with a backstage starts False: only the stage sees media
+    auto_record: bool = False  # start recording when the first host or presenter publishes
     remote: dict[str, dict[str, Any]] = field(default_factory=dict)  # on other nodes: public
     bus: Any = None  # publish(message) to the other nodes, when there are any
 
@@ -156,6 +157,7 @@ class RoomRegistry:
         self.store = store
         self.media = media
         self.cluster = cluster  # signaling.cluster.Cluster when nodes share a Redis
+        self.recordings: Any = None  # signaling.recordings.Recordings, set by the app
         # 0: never spread (one worker, or no pool). Otherwise the origin worker takes this
         # many subscribers of a room and further ones go to edge Routers on other workers.
         self.subscribers_per_worker = subscribers_per_worker
@@ -177,6 +179,7 @@ class RoomRegistry:
                             chat_enabled=settings.get("chat", True),
                             lobby=settings.get("lobby", False),
                             live=not settings.get("backstage", False),
+                            auto_record=settings.get("autoRecord", False),
                             hands=await self.store.hands(name))
                 self.rooms[name] = room
                 if self.cluster is not None:
@@ -242,6 +245,8 @@ class RoomRegistry:
         async with self._lock:
             if not room.participants and not room.waiting and self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
+                if self.recordings is not None and room.name in self.recordings.active:
+                    await self.recordings.stop(room)  # the room ended: the VOD is made now
                 if self.cluster is not None:
                     # the Router is shared: only the last node to leave closes it
                     await self.cluster.unfollow(room.name)

@@ -11,6 +11,7 @@ from mediaserver.worker import Worker
 
 from .config import ServerConfig
 from .participant import Participant
+from .recordings import Recordings
 from .rooms import RoomRegistry
 from .store import Store
 
@@ -22,6 +23,7 @@ class AppState:
     worker: Worker | None  # the in-process worker, when there is no pool
     media: MediaControl
     rooms: RoomRegistry
+    recordings: Recordings
     sessions: set[Participant] = field(default_factory=set)
 
 

@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS notes (
     author TEXT NOT NULL,
     ts INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    created REAL NOT NULL,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS hands (
     room TEXT NOT NULL REFERENCES rooms(name),
     identity TEXT NOT NULL,
@@ -85,6 +91,9 @@ class Store(Protocol):
     async def vote_poll(self, room: str, pid: int, identity: str, option: int
                         ) -> dict[str, Any]: ...
     async def polls(self, room: str) -> list[dict[str, Any]]: ...
+    async def put_recording(self, recording: dict[str, Any]) -> None: ...
+    async def get_recording(self, recording_id: str) -> dict[str, Any] | None: ...
+    async def list_recordings(self, room: str) -> list[dict[str, Any]]: ...
     async def close(self) -> None: ...
 
 
@@ -219,6 +228,36 @@ class SqliteStore(SqliteEngagement):
                 "SELECT identity FROM hands WHERE room = ? ORDER BY rowid",
                 (room,)).fetchall()
             return [r["identity"] for r in rows]
+
+        return await self._run(work)
+
+    async def put_recording(self, recording: dict[str, Any]) -> None:
+        """Insert or replace the index entry of a recording (id, room and anything else)."""
+
+        def work() -> None:
+            db = self._conn()
+            with db:
+                db.execute("INSERT INTO recordings(id, room, created, data) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+                           (recording["id"], recording["room"], time.time(),
+                            json.dumps(recording)))
+
+        await self._run(work)
+
+    async def get_recording(self, recording_id: str) -> dict[str, Any] | None:
+        def work() -> dict[str, Any] | None:
+            row = self._conn().execute("SELECT data FROM recordings WHERE id = ?",
+                                       (recording_id,)).fetchone()
+            return json.loads(row["data"]) if row else None
+
+        return await self._run(work)
+
+    async def list_recordings(self, room: str) -> list[dict[str, Any]]:
+        def work() -> list[dict[str, Any]]:
+            rows = self._conn().execute(
+                "SELECT data FROM recordings WHERE room = ? ORDER BY created, id",
+                (room,)).fetchall()
+            return [json.loads(r["data"]) for r in rows]
 
         return await self._run(work)
 

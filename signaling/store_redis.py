@@ -190,5 +190,21 @@ class RedisStore:
         ids = await self.redis.lrange(self._k("polls", room), 0, -1)
         return [await self._poll(room, int(i)) for i in ids]
 
+    # ---- recordings index: rec:<id> JSON, recs:<room> sorted set by creation time -------
+
+    async def put_recording(self, recording: dict[str, Any]) -> None:
+        await self.redis.set(self._k("rec", recording["id"]), json.dumps(recording))
+        await self.redis.zadd(self._k("recs", recording["room"]), {recording["id"]: time.time()},
+                              nx=True)
+
+    async def get_recording(self, recording_id: str) -> dict[str, Any] | None:
+        data = await self.redis.get(self._k("rec", recording_id))
+        return json.loads(data) if data else None
+
+    async def list_recordings(self, room: str) -> list[dict[str, Any]]:
+        ids = await self.redis.zrange(self._k("recs", room), 0, -1)
+        found = [await self.get_recording(i) for i in ids]
+        return [r for r in found if r is not None]
+
     async def close(self) -> None:
         await self.redis.aclose()

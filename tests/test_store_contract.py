@@ -127,3 +127,15 @@ async def test_polls_vote_once_while_open(store) -> None:
     with pytest.raises(NotOpen):
         await store.vote_poll("pl", poll["id"], "carl", 0)
     assert (await store.polls("pl")) == [closed]
+
+
+async def test_recordings_index(store) -> None:
+    await store.create_room("rec-room")
+    await store.put_recording({"id": "rec-1", "room": "rec-room", "state": "recording"})
+    await store.put_recording({"id": "rec-2", "room": "rec-room", "state": "recording"})
+    await store.put_recording({"id": "rec-1", "room": "rec-room", "state": "ready",
+                               "duration": 20.5})
+    assert (await store.get_recording("rec-1"))["duration"] == 20.5
+    assert [r["id"] for r in await store.list_recordings("rec-room")] == ["rec-1", "rec-2"]
+    assert await store.get_recording("nope") is None
+    assert await store.list_recordings("other") == []

@@ -1,0 +1,105 @@
+"""Recording through the server: taps from the room's Router to the recorder process, the VOD
+checked with ffprobe, grants on every file, and the signed recording.ready webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from tests.support.client import Client
+from tests.support.server import API_KEY, free_port, running_server
+from tests.support.tracks import PatternVideoTrack, ToneAudioTrack
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def ffprobe(path: Path) -> dict:
+    binary = shutil.which("ffprobe")
+    assert binary, "ffprobe is missing: `make test` installs Debian's ffmpeg"
+    out = subprocess.run([binary, "-v", "error", "-print_format", "json", "-show_format",
+                          "-show_streams", str(path)], capture_output=True, check=True)
+    return json.loads(out.stdout)
+
+
+async def test_record_meeting_to_vod_with_grants_and_webhook(tmp_path: Path) -> None:
+    hooks: list[dict] = []
+    ready = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        hooks.append({"headers": dict(request.headers), "body": await request.json()})
+        ready.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    hook_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    async with running_server(tmp_path / "data") as server:
+        server.state.recordings.webhooks.url = f"http://127.0.0.1:{hook_port}/hook"
+        await server.create_room("adboard")
+        bots = []
+        try:
+            for i, freq in ((1, 440.0), (2, 660.0)):
+                c = Client(server.base_url, server.token("adboard", f"bot{i}", f"Dr {i}"))
+                await c.connect()
+                await c.join()
+                await c.publish(PatternVideoTrack(i), ToneAudioTrack(freq))
+                bots.append(c)
+            async with aiohttp.ClientSession() as s:
+                async with s.post(server.base_url + "/api/rooms/adboard/recordings",
+                                  json={"mode": "composite"}, headers=AUTH) as r:
+                    assert r.status == 201, await r.text()
+                    rid = (await r.json())["recordingId"]
+                event = await bots[0].wait_event("recordingChanged", timeout=10)
+                assert event["recording"] is True
+                await asyncio.sleep(6)  # record six seconds of the meeting (a real-time source)
+                async with s.post(server.base_url + "/api/rooms/adboard/recordings/stop",
+                                  headers=AUTH) as r:
+                    assert r.status == 200, await r.text()
+                    recording = (await r.json())["recording"]
+                assert recording["id"] == rid and recording["state"] == "ready"
+                assert abs(recording["duration"] - 6) <= 1.5, recording
+                assert set(recording["participants"]) == {"Dr 1", "Dr 2"}
+                links = recording["links"]
+                async with s.get(server.base_url + links["mp4"]) as r:
+                    assert r.status == 200
+                    mp4 = tmp_path / "vod.mp4"
+                    mp4.write_bytes(await r.read())
+                probe = ffprobe(mp4)
+                kinds = {st["codec_type"]: st for st in probe["streams"]}
+                assert kinds["video"]["codec_name"] == "h264"
+                assert (kinds["video"]["width"], kinds["video"]["height"]) == (1280, 720)
+                assert kinds["audio"]["codec_name"] == "aac"
+                assert kinds["audio"]["sample_rate"] == "48000"
+                assert abs(float(probe["format"]["duration"]) - 6) <= 1.5
+                async with s.get(server.base_url + links["playlist"]) as r:
+                    assert r.status == 200
+                    assert "#EXT-X-ENDLIST" in await r.text()
+                # no grant, a forged grant, or a path out of the recording: refused
+                plain = f"/recordings/{rid}/index.m3u8"
+                async with s.get(server.base_url + plain) as r:
+                    assert r.status in (403, 404)
+                forged = links["mp4"].replace(links["mp4"].split("/")[5], "0" * 32)
+                async with s.get(server.base_url + forged) as r:
+                    assert r.status == 403
+                escape = links["mp4"].rsplit("/", 1)[0] + "/..%2F..%2Fmediaserver.sqlite3"
+                async with s.get(server.base_url + escape) as r:
+                    assert r.status in (403, 404)
+                async with s.get(server.base_url + f"/api/recordings/{rid}", headers=AUTH) as r:
+                    assert (await r.json())["recording"]["duration"] == recording["duration"]
+            await asyncio.wait_for(ready.wait(), 10)
+            body = hooks[0]["body"]
+            assert body["event"] == "recording.ready" and body["data"]["id"] == rid
+            assert hooks[0]["headers"]["X-Mediaserver-Signature"].startswith("sha256=")
+        finally:
+            for c in bots:
+                await c.close()
+            await runner.cleanup()
