@@ -16,9 +16,18 @@ test: test-setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-setup: $(VENV)/.installed
+# hls.js for the recording player, from the npm registry (never fetched at run time)
+HLS_JS := web_client/vendor/hls.min.js
 
-test-setup: system-test-deps $(VENV)/.installed-test
+setup: $(VENV)/.installed $(HLS_JS)
+
+test-setup: system-test-deps $(VENV)/.installed-test $(HLS_JS)
+
+$(HLS_JS):
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
+	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix .npm hls.js@1.6
+	mkdir -p $(dir $@) && cp .npm/node_modules/hls.js/dist/hls.min.js $@
 
 $(VENV)/bin/python:
 	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || \
@@ -46,4 +55,4 @@ lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache .npm web_client/vendor

@@ -230,6 +230,10 @@ async def room_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[STATE].config.web_root / "room.html")
 
 
+async def player_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app[STATE].config.web_root / "player.html")
+
+
 async def index_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[STATE].config.web_root / "index.html")
 
@@ -247,5 +251,6 @@ def add_routes(app: web.Application, web_root: Any) -> None:
     app.router.add_get("/api/recordings/{id}", get_recording)
     app.router.add_get("/recordings/{id}/g/{expires}/{sig}/{path:.+}", recording_file)
     app.router.add_get("/r/{room}", room_page)
+    app.router.add_get("/play", player_page)
     app.router.add_get("/", index_page)
     app.router.add_static("/static/", web_root, show_index=False, follow_symlinks=False)

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 from mediaserver.api import MediaControl
@@ -153,6 +154,8 @@ class Recordings:
         links = {kind: f"{base}/{name}" for kind, name in entry.get("files", {}).items()}
         if entry.get("state") == "recording":
             links["playlist"] = f"{base}/index.m3u8"
+        if "playlist" in links:
+            links["player"] = "/play?src=" + quote(links["playlist"], safe="")
         return {**entry, "links": links}
 
     # ---- recorder events ----------------------------------------------------------------

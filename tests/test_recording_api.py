@@ -103,3 +103,59 @@ async def test_record_meeting_to_vod_with_grants_and_webhook(tmp_path: Path) -> 
             for c in bots:
                 await c.close()
             await runner.cleanup()
+
+
+async def test_player_page_live_dvr_and_jump_to_live(tmp_path: Path) -> None:
+    """Chromium plays the live playlist through the player page (hls.js), seeks back 10 s and
+    jumps to live: currentTime advances, no error events."""
+    from tests.support.browser import chromium
+
+    async with running_server(tmp_path / "data") as server, chromium() as browser:
+        await server.create_room("live-event")
+        bot = Client(server.base_url, server.token("live-event", "presenter", "Presenter"))
+        await bot.connect()
+        await bot.join()
+        await bot.publish(PatternVideoTrack(5), ToneAudioTrack(550))
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(server.base_url + "/api/rooms/live-event/recordings",
+                                  json={"mode": "composite"}, headers=AUTH) as r:
+                    assert r.status == 201, await r.text()
+                async with s.get(server.base_url + "/api/rooms/live-event/recordings",
+                                 headers=AUTH) as r:
+                    entry = (await r.json())["recordings"][0]
+            assert entry["state"] == "recording"
+            page = await (await browser.new_context()).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # wait for the first segments of the live event before opening the player
+            playlist = server.base_url + entry["links"]["playlist"]
+            async with aiohttp.ClientSession() as s:
+                for _ in range(200):
+                    async with s.get(playlist) as r:
+                        if r.status == 200 and (await r.text()).count("#EXTINF") >= 2:
+                            break
+                    await asyncio.sleep(0.1)
+            await page.goto(server.base_url + entry["links"]["player"])
+            await page.wait_for_function(
+                "window.__player.ready && window.__player.live && "
+                "document.getElementById('video').currentTime > 1", timeout=30_000)
+            # let the event run long enough to have 10 s behind us
+            await page.wait_for_function(
+                "document.getElementById('video').currentTime > 12", timeout=40_000)
+            before = await page.evaluate("document.getElementById('video').currentTime")
+            await page.evaluate("window.__player.back()")
+            after = await page.evaluate("document.getElementById('video').currentTime")
+            assert 8 <= before - after <= 12, (before, after)
+            await page.wait_for_function(  # playing again from there
+                f"document.getElementById('video').currentTime > {after + 1}", timeout=20_000)
+            await page.evaluate("window.__player.toLive()")
+            await page.wait_for_function(
+                f"document.getElementById('video').currentTime > {before}", timeout=20_000)
+            live_at = await page.evaluate("document.getElementById('video').currentTime")
+            await page.wait_for_function(
+                f"document.getElementById('video').currentTime > {live_at + 1}", timeout=20_000)
+            assert await page.evaluate("window.__player.errors") == []
+            assert errors == []
+        finally:
+            await bot.close()
