@@ -1,5 +1,6 @@
-"""Recorder: plain RTP taps into HLS with DVR and VOD files (see issue on recording).
+"""Recorder: plain RTP from the SFU's taps into live HLS with DVR, VOD files, per-track files.
 
-Not built yet: the SFU has no taps so far. This package exists so the layout of the design card
-holds and the import border test covers it.
+Its own process (`python -m recorder serve`, see service.py for the control protocol), so a
+slow encoder never slows a meeting and a crash never ends one. It imports only the shared RTP
+helpers of `mediaserver.rtp`, never `signaling`.
 """

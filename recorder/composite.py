@@ -2,10 +2,11 @@
 
 Runs in its own thread (the network side only queues frames), driven by media time: output
 frame n shows, for each tile, the newest picture whose synced time is not after t0 + n/fps.
-Output advances up to a watermark, the newest media time seen minus `latency` (or the wall
-clock minus `wall_latency` when nothing arrives), so a track that is late by less than that
-still makes it and a silent room does not stall the live stream. Audio is decoded to 48 kHz
-stereo float, placed by its synced time (kept contiguous per track), summed and clipped.
+Output advances up to a watermark, the newest media time seen minus `latency`, so a track
+late by less than that still makes it; when nothing at all arrives for `wall_latency` the
+output goes on in real time, so a silent room does not stall the live stream. Audio is
+decoded to 48 kHz stereo float, placed by its synced time (kept contiguous per track), summed
+and clipped.
 Keyframes are forced every `segment_seconds`, so each HLS segment starts on one.
 """
 
@@ -43,7 +44,7 @@ class CompositeOptions:
     fps: int = 30
     segment_seconds: float = 2.0
     latency: float = 0.5  # media seconds waited for late tracks
-    wall_latency: float = 1.5  # output never lags the wall clock by more than this
+    wall_latency: float = 1.5  # no input for this long: the output moves on by itself
     stale: float = 1.0  # a tile with no new picture for this long shows its placeholder
     crf: int = 23
     preset: str = "veryfast"
@@ -51,12 +52,11 @@ class CompositeOptions:
 
 @dataclass(slots=True)
 class PartStart:
-    """Where this encoder run starts: part number, first segment number, timeline position."""
+    """Where this encoder run starts: its playlist, part number, first segment number."""
 
     playlist: Playlist
     part: int = 0
     next_index: int = 0
-    pts_start: float = 0.0
 
 
 @dataclass(slots=True)
@@ -70,6 +70,7 @@ class _Track:
     image_time: float = -1e18
     waiting_key: bool = True
     next_pos: int | None = None  # audio: expected sample position of the next frame
+    removed_at: float | None = None  # media time after which the tile goes away
     resampler: av.AudioResampler | None = None
 
 
@@ -120,11 +121,14 @@ class Compositor:
         self.painter = Painter(options.width, options.height)
         self.t0: float | None = None
         self.max_seen = -1e18
+        self._last_input = time.monotonic()
         self.frames_out = 0
         self.samples_out = 0
         self.writer: HlsWriter | None = None
         self.error: BaseException | None = None
         self._out: av.container.OutputContainer | None = None
+        self._v: av.VideoStream | None = None
+        self._a: av.AudioStream | None = None
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"composite:{directory.name}",
                                          daemon=True)
@@ -144,7 +148,8 @@ class Compositor:
         self._q.put(("layout", layout))
 
     def push(self, track_id: str, frame: Frame, t: float) -> None:
-        self._q.put(("frame", track_id, frame, t))
+        if self.error is None:  # a failed thread reads nothing more
+            self._q.put(("frame", track_id, frame, t))
 
     def stop(self) -> None:
         """Ask the thread to render what is left and close the output; then join()."""
@@ -162,7 +167,7 @@ class Compositor:
                     batch = [self._q.get(timeout=0.02)]
                 except queue.Empty:
                     batch = []
-                while len(batch) < 1000:
+                while len(batch) < 64:
                     try:
                         batch.append(self._q.get_nowait())
                     except queue.Empty:
@@ -173,8 +178,13 @@ class Compositor:
                         return
                     self._handle(msg)
                 if self.t0 is not None:
-                    self._advance(max(self.max_seen - self.opt.latency,
-                                      time.time() - self.opt.wall_latency))
+                    watermark = self.max_seen - self.opt.latency
+                    idle = time.monotonic() - self._last_input
+                    if idle > self.opt.wall_latency and self._q.empty():
+                        # Nothing arrives (everyone muted or gone): the live output goes on
+                        # in real time from the last media seen.
+                        watermark = max(watermark, self.max_seen + idle - self.opt.wall_latency)
+                    self._advance(watermark)
         except BaseException as exc:  # reported to the service, which fails the recording
             log.exception("compositor failed")
             self.error = exc
@@ -192,15 +202,17 @@ class Compositor:
                                                     rate=AUDIO_RATE)
             self.tracks[track_id] = track
         elif op == "remove":
-            track = self.tracks.pop(msg[1], None)
-            if track is not None and not any(t.key == track.key for t in self.tracks.values()):
-                self.speakers.forget(track.key)
+            # Its last frames are still ahead of the output (up to `latency`): leave then.
+            track = self.tracks.get(msg[1])
+            if track is not None:
+                track.removed_at = self.max_seen
         elif op == "layout":
             self.opt.layout = msg[1]
         elif op == "frame":
             _, track_id, frame, t = msg
             track = self.tracks.get(track_id)
             if track is not None:
+                self._last_input = time.monotonic()
                 if self.t0 is None:
                     self._open(t)
                 self.max_seen = max(self.max_seen, t)
@@ -214,6 +226,8 @@ class Compositor:
             return
         try:
             for vf in track.decoder.decode(av.Packet(frame.data)):
+                if track.image is None and not track.pending:
+                    log.debug("first picture of %s at %.3f", track_id, t)
                 track.pending.append((t, vf))
             track.waiting_key = False
         except av.FFmpegError:
@@ -242,9 +256,10 @@ class Compositor:
     # ---- output --------------------------------------------------------------------------
 
     def _open(self, t0: float) -> None:
+        log.debug("composite t0=%.3f (wall now %.3f)", t0, time.time())
         self.t0 = t0
         self.writer = HlsWriter(self.dir, self.part.playlist, self.part.part,
-                                self.part.next_index, t0, self.part.pts_start)
+                                self.part.next_index, t0)
         out = av.open(self.writer, "w", format="mp4", options={
             "movflags": "frag_keyframe+empty_moov+default_base_moof"})
         gop = str(round(self.opt.segment_seconds * self.opt.fps))
@@ -271,6 +286,11 @@ class Compositor:
                 self._render_audio()
 
     def _tiles(self, t: float) -> list[TileView]:
+        for track_id, tr in list(self.tracks.items()):
+            if tr.removed_at is not None and t > tr.removed_at:
+                del self.tracks[track_id]
+                if not any(other.key == tr.key for other in self.tracks.values()):
+                    self.speakers.forget(tr.key)
         tiles: list[tuple[str, TileView]] = []
         have_video = {tr.key for tr in self.tracks.values() if tr.kind == "video"}
         shown: set[str] = set()
@@ -295,11 +315,11 @@ class Compositor:
         return [view for _, view in tiles]
 
     def _render_video(self, t: float) -> None:
-        assert self._out is not None
+        assert self._out is not None and self._v is not None
         canvas = self.painter.paint(self._tiles(t), self.opt.layout)
         frame = av.VideoFrame.from_ndarray(canvas, format="yuv420p")
         step = VIDEO_CLOCK // self.opt.fps
-        frame.pts = round(self.part.pts_start * VIDEO_CLOCK) + self.frames_out * step
+        frame.pts = self.frames_out * step
         frame.time_base = Fraction(1, VIDEO_CLOCK)
         gop = round(self.opt.segment_seconds * self.opt.fps)
         if self.frames_out % gop == 0:
@@ -308,12 +328,12 @@ class Compositor:
         self.frames_out += 1
 
     def _render_audio(self) -> None:
-        assert self._out is not None
+        assert self._out is not None and self._a is not None
         samples = self.mix.take(AAC_FRAME)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp",
                                            layout="stereo")
         frame.sample_rate = AUDIO_RATE
-        frame.pts = round(self.part.pts_start * AUDIO_RATE) + self.samples_out
+        frame.pts = self.samples_out
         frame.time_base = Fraction(1, AUDIO_RATE)
         self._out.mux(self._a.encode(frame))
         self.samples_out += AAC_FRAME
@@ -321,7 +341,7 @@ class Compositor:
     def _finish(self) -> None:
         if self.t0 is not None:
             self._advance(self.max_seen + 1 / self.opt.fps)
-            assert self._out is not None
+            assert self._out is not None and self._v is not None and self._a is not None
             self._out.mux(self._v.encode(None))
             self._out.mux(self._a.encode(None))
         self._close_output()

@@ -7,7 +7,8 @@ lasts the target duration (the last may be shorter). Every file, the playlist in
 written to a hidden temporary name, fsynced and renamed over (`os.replace`), segment first and
 playlist after: a reader never sees a half file nor a playlist naming a missing segment, and a
 crash loses only the fragment in progress. The EVENT playlist only grows (section 6.2.1); a
-resumed recording appends EXT-X-DISCONTINUITY, a new EXT-X-MAP, and continues.
+resumed recording appends EXT-X-DISCONTINUITY, a new EXT-X-MAP, and continues with a timeline
+that starts again at 0 (section 6.3.3: timestamps may restart after a discontinuity).
 """
 
 from __future__ import annotations
@@ -119,25 +120,23 @@ def init_name(part: int) -> str:
 class HlsWriter:
     """File-like sink for the fMP4 muxer of one recording part (one run of the encoder).
 
-    `wall_start` is the wall-clock time of decode time `pts_start` (in seconds of the
-    video track's timeline); segment program-date-times follow from each fragment's tfdt.
+    Every part's timeline starts at 0 and `wall_start` is the wall-clock time of 0: segment
+    program-date-times follow from each fragment's tfdt.
     """
 
     def __init__(self, directory: Path, playlist: Playlist, part: int, next_index: int,
-                 wall_start: float, pts_start: float) -> None:
+                 wall_start: float) -> None:
         self.dir = directory
         self.playlist = playlist
         self.part = part
         self.next_index = next_index
         self.wall_start = wall_start
-        self.pts_start = pts_start
         self._split = BoxSplitter()
         self._init: list[bytes] = []
         self._timescale = 0
         self._video_id = 0
         self._moof: bytes | None = None
         self._new_part = True
-        self.end_pts = pts_start  # seconds: end of the last written segment
         self.on_segment: list = []  # callables(Segment)
 
     def write(self, data: bytes) -> int:
@@ -168,7 +167,7 @@ class HlsWriter:
         base, duration, _ = times
         start = base / self._timescale
         seg = Segment(segment_name(self.next_index), duration / self._timescale,
-                      self.wall_start + (start - self.pts_start))
+                      self.wall_start + start)
         if self._new_part:
             seg.map_uri = init_name(self.part)
             seg.discontinuity = bool(self.playlist.segments)
@@ -177,7 +176,6 @@ class HlsWriter:
         self.playlist.segments.append(seg)
         write_atomic(self.dir / PLAYLIST, self.playlist.render().encode())
         self.next_index += 1
-        self.end_pts = start + seg.duration
         for callback in self.on_segment:
             callback(seg)
 

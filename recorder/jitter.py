@@ -74,13 +74,24 @@ class JitterBuffer:
         self._prev: tuple[int, bool] | None = None  # (ts, marker) of the packet before _head
         self.waiting_keyframe = self.video
         self._last_pli = -1e9
+        self._far_behind = 0
 
     # ---- input ----------------------------------------------------------------------------
 
     def push(self, seq: int, ts: int, marker: bool, payload: bytes, now: float) -> None:
         ext = self._ext.extend(seq)
         self.stats.packets += 1
-        if self._head is None or abs(ext - self._highest) > MAX_GAP:
+        if self._head is not None and ext < self._highest - MAX_GAP:
+            # Far behind: a stray old packet, or the sender restarted its sequence lower;
+            # only a run of them means the latter.
+            self._far_behind += 1
+            if self._far_behind < 8:
+                self.stats.late += 1
+                return
+        else:
+            self._far_behind = 0
+        if self._head is None or ext - self._highest > MAX_GAP or self._far_behind:
+            self._far_behind = 0
             self._restart(ext, now)
         if ext < self._head or ext in self._packets:
             if ext in self._packets:
@@ -108,7 +119,8 @@ class JitterBuffer:
         if again:
             self._nack(again)
         self._drain(now)
-        if self.waiting_keyframe and now - self._last_pli >= self.pli_interval:
+        started = self._head is not None  # before any packet there is no one to ask
+        if started and self.waiting_keyframe and now - self._last_pli >= self.pli_interval:
             self._pli(now)
 
     def flush(self) -> None:
@@ -138,6 +150,7 @@ class JitterBuffer:
             self.send_nack([s & 0xFFFF for s in seqs[-256:]])
 
     def _pli(self, now: float) -> None:
+        log.debug("asking for a key frame")
         self._last_pli = now
         if self.request_keyframe is not None:
             self.stats.plis += 1
@@ -199,6 +212,7 @@ class JitterBuffer:
                     self.stats.dropped_frames += 1
                     continue
                 self.waiting_keyframe = False
+                log.debug("key frame ts=%d", frame.timestamp)
             frame.arrival = arrival
             self.stats.frames += 1
             self.on_frame(frame)

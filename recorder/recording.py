@@ -104,6 +104,8 @@ class Recording(asyncio.DatagramProtocol):
         old = read_state(self.dir)
         if old is not None and old.get("status") == "done":
             raise ValueError(f"recording {self.id} is finished")
+        if old is not None and old.get("mode") != self.mode:
+            raise ValueError(f"recording {self.id} was started in {old.get('mode')} mode")
         self.resumed = old is not None
         part = int(old.get("parts", 0)) if old else 0
         self.state = {"recording_id": self.id, "room": self.room, "mode": self.mode,
@@ -115,7 +117,7 @@ class Recording(asyncio.DatagramProtocol):
             start = PartStart(Playlist(target_duration(self.options.segment_seconds)))
             if self.resumed and (rec := await asyncio.to_thread(vod.recover, self.dir)):
                 rec.playlist.ended = False  # appended to with a discontinuity
-                start = PartStart(rec.playlist, rec.next_part, rec.next_index, rec.end_pts)
+                start = PartStart(rec.playlist, rec.next_part, rec.next_index)
             self.compositor = Compositor(self.dir, self.options, start, self._keyframe_from_thread)
             self.compositor.start()
         else:
@@ -167,10 +169,11 @@ class Recording(asyncio.DatagramProtocol):
         return track_id
 
     def remove_track(self, ssrc: int) -> None:
-        track = self.tracks.pop(ssrc, None)
+        track = self.tracks.get(ssrc)
         if track is None:
             raise ValueError(f"no track with ssrc {ssrc}")
-        track.jitter.flush()
+        track.jitter.flush()  # what is complete still goes out
+        del self.tracks[ssrc]
         if self.compositor is not None:
             self.compositor.remove_track(track.track_id)
         if self.sink is not None:
@@ -214,6 +217,12 @@ class Recording(asyncio.DatagramProtocol):
         write_state(self.dir, self.state)
         return {**result, "recording_id": self.id, "room": self.room, "mode": self.mode,
                 "participants": self.participants, "directory": str(self.dir), "tracks": stats}
+
+    @property
+    def failure(self) -> str | None:
+        if self.compositor is not None and self.compositor.error is not None:
+            return repr(self.compositor.error)
+        return None
 
     def tick(self, now: float) -> None:
         for track in list(self.tracks.values()):

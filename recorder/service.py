@@ -52,6 +52,7 @@ class RecorderService:
         self.pending_events: list[dict] = []
         self._recovering: dict[str, asyncio.Task] = {}
         self._closing = asyncio.Event()
+        self._failed: set[str] = set()
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -190,11 +191,19 @@ class RecorderService:
             writer.close()
 
     async def _ticker(self) -> None:
+        last = time.monotonic()
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
+            if now - last > 0.25:
+                log.warning("event loop stalled for %.0f ms", (now - last) * 1000)
+            last = now
             for rec in list(self.active.values()):
                 rec.tick(now)
+                if rec.failure and rec.id not in self._failed:
+                    self._failed.add(rec.id)
+                    self.emit({"event": "recording.failed", "recording_id": rec.id,
+                               "error": rec.failure})
 
     async def serve(self, control: Path) -> None:
         self.start_recovery()

@@ -1,10 +1,11 @@
 """Turning HLS segments into VOD outputs, and recovering a recording interrupted by a crash.
 
 - `build_mp4`: remux every part (init + its segments) into one MP4 with its index at the front
-  (PyAV's mp4 muxer with `movflags=faststart`); parts continue one another's timeline.
+  (PyAV's mp4 muxer with `movflags=faststart`); each part's timeline (starting at 0) is shifted
+  to follow the end of the one before.
 - `make_poster`: a JPEG of a frame from the middle of the MP4.
 - `recover`: after kill -9, drop half-written files and segments the playlist does not name;
-  returns where the timeline and the numbering stop, so a resumed run can append after them.
+  returns where the numbering stops, so a resumed run can append after it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import av
 
-from .fmp4 import fragment_times, iter_boxes, track_info
 from .hls import PLAYLIST, Playlist, write_atomic
 
 MP4 = "recording.mp4"
@@ -31,7 +31,6 @@ class RecoveredState:
     playlist: Playlist
     next_index: int  # number of the next segment file
     next_part: int  # number of the next init segment / encoder run
-    end_pts: float  # seconds: end of the timeline written so far
 
 
 def _parts(directory: Path, playlist: Playlist) -> list[tuple[str, list[str]]]:
@@ -55,12 +54,14 @@ def build_mp4(directory: Path, playlist: Playlist, out_name: str = MP4) -> Path 
         try:
             streams: dict[str, av.stream.Stream] = {}
             last_dts: dict[str, fractions.Fraction] = {}
+            offset = end = fractions.Fraction(0)
             for i, (init, segs) in enumerate(parts):
                 part_file = Path(work) / f"part{i}.mp4"
                 with open(part_file, "wb") as f:
                     f.write((directory / init).read_bytes())
                     for s in segs:
                         f.write((directory / s).read_bytes())
+                offset = end  # this part starts where the previous one ended
                 with av.open(str(part_file)) as src:
                     for st in src.streams:
                         if st.type in ("video", "audio") and st.type not in streams:
@@ -70,12 +71,18 @@ def build_mp4(directory: Path, playlist: Playlist, out_name: str = MP4) -> Path 
                         if packet.dts is None or kind not in streams:
                             continue
                         dst = streams[kind]
-                        # The overlap at a part boundary (encoder priming) is dropped: the
+                        tb = packet.time_base
+                        shift = round(offset / tb)
+                        packet.dts += shift
+                        if packet.pts is not None:
+                            packet.pts += shift
+                        # An overlap at a part boundary (encoder priming) is dropped: the
                         # muxer wants strictly increasing dts.
-                        dts = packet.dts * packet.time_base
+                        dts = packet.dts * tb
                         if kind in last_dts and dts <= last_dts[kind]:
                             continue
                         last_dts[kind] = dts
+                        end = max(end, (packet.pts or packet.dts) * tb + packet.duration * tb)
                         packet.stream = dst
                         out.mux(packet)
         finally:
@@ -140,20 +147,7 @@ def recover(directory: Path) -> RecoveredState | None:
             next_part = max(next_part, int(m.group(1)) + 1)
             if f.name not in maps:
                 f.unlink()
-    end_pts = 0.0
-    parts = _parts(directory, playlist)
-    if parts:
-        init = (directory / parts[-1][0]).read_bytes()
-        moov = next((init[s - 8 : e] for k, s, e in iter_boxes(init) if k == "moov"), b"")
-        video = [t for t in track_info(moov) if t.handler == "vide"]
-        last = (directory / parts[-1][1][-1]).read_bytes()
-        moof = next((last[s - 8 : e] for k, s, e in iter_boxes(last) if k == "moof"), b"")
-        times = fragment_times(moof, video[0].track_id) if video and moof else None
-        if times is not None:
-            end_pts = (times[0] + times[1]) / video[0].timescale
-        else:
-            end_pts = playlist.duration
-    return RecoveredState(playlist, next_index, next_part, end_pts)
+    return RecoveredState(playlist, next_index, next_part)
 
 
 def finalize(directory: Path, playlist: Playlist) -> dict[str, object]:

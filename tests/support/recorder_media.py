@@ -1,0 +1,292 @@
+"""Plain-RTP media sources for the recorder tests, standing in for the SFU's taps.
+
+A `Participant` sends VP8 pattern video (`make_video_frame`) and Opus audio: a quiet tone with
+loud beeps exactly when the video flashes white. Its RTP carries its own random SSRCs, sequence
+numbers and timestamp bases; its sender reports use its own NTP clock (optionally skewed), as a
+browser's relayed by the SFU would. It answers NACKs from a history and PLIs with a key frame.
+A `Tap` is one UDP socket carrying several participants, like a PipeTransport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from mediaserver.rtp.packet import build_packet
+from mediaserver.rtp.rtcp import Nack, Pli, build_sr, parse_compound, seconds_to_ntp
+
+from .patterns import make_video_frame
+
+FPS = 30
+VIDEO_CLOCK = 90000
+AUDIO_RATE = 48000
+OPUS_SAMPLES = 960
+FLASH_SECONDS = 0.1
+BEEP_HZ = 1000.0
+MAX_PAYLOAD = 1100
+VP8_PT, OPUS_PT, H264_PT = 96, 111, 102
+LEAD = 0.05  # video encoding starts this long before the frame is due
+
+
+def flash_times(sender_id: int, duration: float) -> list[float]:
+    """Flash/beep onsets: every 2 s, senders staggered by 0.5 s, on video frame boundaries."""
+    out, t = [], 1.0 + 0.5 * sender_id
+    while t < duration - 0.5:
+        out.append(round(t * FPS) / FPS)
+        t += 2.0
+    return out
+
+
+def vp8_payloads(frame: bytes, picture_id: int) -> list[bytes]:
+    """RFC 7741 section 4.2 descriptor: X=1, S on the first packet, PID 0, 15-bit PictureID."""
+    chunks = [frame[i : i + MAX_PAYLOAD] for i in range(0, len(frame), MAX_PAYLOAD)] or [b""]
+    pid = bytes([0x80 | (picture_id >> 8) & 0x7F, picture_id & 0xFF])
+    return [bytes([0x90 if i == 0 else 0x80, 0x80]) + pid + c for i, c in enumerate(chunks)]
+
+
+def h264_payloads(access_unit: bytes) -> list[bytes]:
+    """RFC 6184: SPS+PPS aggregated in a STAP-A (5.7.1), other NAL units single (5.6) or FU-A
+    (5.8) when larger than MAX_PAYLOAD."""
+    nals = [n for n in re.split(b"\x00\x00\x00\x01|\x00\x00\x01", access_unit) if n]
+    params = [n for n in nals if n[0] & 0x1F in (7, 8)]
+    out = []
+    if params:
+        out.append(bytes([0x18]) + b"".join(len(n).to_bytes(2, "big") + n for n in params))
+    for nal in nals:
+        if nal[0] & 0x1F in (7, 8):
+            continue
+        if len(nal) <= MAX_PAYLOAD:
+            out.append(nal)
+            continue
+        indicator = (nal[0] & 0xE0) | 28
+        body = nal[1:]
+        chunks = [body[i : i + MAX_PAYLOAD] for i in range(0, len(body), MAX_PAYLOAD)]
+        for i, chunk in enumerate(chunks):
+            header = (0x80 if i == 0 else 0) | (0x40 if i == len(chunks) - 1 else 0)
+            out.append(bytes([indicator, header | (nal[0] & 0x1F)]) + chunk)
+    return out
+
+
+@dataclass
+class Stream:
+    ssrc: int
+    payload_type: int
+    clock_rate: int
+    seq: int = field(default_factory=lambda: random.randrange(1 << 16))
+    ts_base: int = field(default_factory=lambda: random.randrange(1 << 32))
+    history: dict[int, bytes] = field(default_factory=dict)
+    packets: int = 0
+    octets: int = 0
+
+    def packet(self, ts: int, payload: bytes, marker: bool) -> bytes:
+        data = build_packet(self.payload_type, self.seq, (self.ts_base + ts) & 0xFFFFFFFF,
+                            self.ssrc, payload, marker)
+        self.history[self.seq] = data
+        self.history.pop((self.seq - 2000) & 0xFFFF, None)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.packets += 1
+        self.octets += len(payload)
+        return data
+
+
+class Participant:
+    def __init__(self, sender_id: int, name: str, duration: float, tone_hz: float = 440.0,
+                 ntp_skew: float = 0.0, drop_every: int = 0, width: int = 320,
+                 height: int = 240, video_codec: str = "VP8", audio: bool = True) -> None:
+        self.sender_id = sender_id
+        self.name = name
+        self.duration = duration
+        self.tone_hz = tone_hz
+        self.ntp_skew = ntp_skew
+        self.drop_every = drop_every  # drop every n-th video packet once (NACK repairs it)
+        self.video_codec = video_codec
+        self.has_audio = audio
+        self.video = Stream(random.getrandbits(32) | 1,
+                            VP8_PT if video_codec == "VP8" else H264_PT, VIDEO_CLOCK)
+        self.audio = Stream(random.getrandbits(32) | 1, OPUS_PT, AUDIO_RATE)
+        self.flashes = flash_times(sender_id, duration)
+        self.size = (width, height)
+        self.force_key = True
+        self.plis = self.nacks = self.retransmitted = self.dropped = 0
+        self.frames_sent = 0
+        self.video_packets_sent = 0
+        self._venc = self._aenc = None
+
+    def codecs(self) -> list[dict]:
+        """add_track arguments for the recorder."""
+        out = [{"ssrc": self.video.ssrc, "kind": "video", "participant_name": self.name,
+                "codec": {"name": self.video_codec, "payload_type": self.video.payload_type,
+                          "clock_rate": VIDEO_CLOCK}}]
+        if self.has_audio:
+            out.append({"ssrc": self.audio.ssrc, "kind": "audio", "participant_name": self.name,
+                        "codec": {"name": "opus", "payload_type": OPUS_PT,
+                                  "clock_rate": AUDIO_RATE, "channels": 2}})
+        return out
+
+    def _flashing(self, t: float) -> bool:
+        return any(f - 1e-6 <= t < f + FLASH_SECONDS - 1e-6 for f in self.flashes)
+
+    def video_packets(self, index: int) -> list[bytes]:
+        if self._venc is None:
+            h264 = self.video_codec == "H264"
+            enc = av.CodecContext.create("libx264" if h264 else "libvpx", "w")
+            enc.width, enc.height = self.size
+            enc.pix_fmt = "yuv420p"
+            enc.time_base = Fraction(1, VIDEO_CLOCK)
+            enc.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
+                           "g": "3000", "forced-idr": "1"} if h264 else {
+                "deadline": "realtime", "cpu-used": "-16", "g": "3000", "lag-in-frames": "0",
+                "b": "600k"}
+            self._venc = enc
+        t = index / FPS
+        if self._flashing(t):
+            rgb = np.full((self.size[1], self.size[0], 3), 255, dtype=np.uint8)
+        else:
+            rgb = make_video_frame(self.sender_id, index & 0xFFFF, *self.size)
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts = index * (VIDEO_CLOCK // FPS)
+        if self.force_key:
+            frame.pict_type = av.video.frame.PictureType.I
+            self.force_key = False
+        out = []
+        for p in self._venc.encode(frame):
+            payloads = (h264_payloads(bytes(p)) if self.video_codec == "H264"
+                        else vp8_payloads(bytes(p), index & 0x7FFF))
+            ts = index * (VIDEO_CLOCK // FPS)
+            out += [self.video.packet(ts, pl, i == len(payloads) - 1)
+                    for i, pl in enumerate(payloads)]
+        self.frames_sent += 1
+        return out
+
+    def audio_packets(self, index: int) -> list[bytes]:
+        if self._aenc is None:
+            enc = av.CodecContext.create("libopus", "w")
+            enc.sample_rate, enc.layout, enc.format = AUDIO_RATE, "mono", "s16"
+            enc.time_base = Fraction(1, AUDIO_RATE)
+            self._aenc = enc
+        n = np.arange(index * OPUS_SAMPLES, (index + 1) * OPUS_SAMPLES)
+        t = n / AUDIO_RATE
+        step = OPUS_SAMPLES // 20  # beep on or off per millisecond
+        beep = np.array([self._flashing(x) for x in t[::step]]).repeat(step)
+        tone = np.where(beep, 0.5 * np.sin(2 * np.pi * BEEP_HZ * t),
+                        0.05 * np.sin(2 * np.pi * self.tone_hz * t))
+        frame = av.AudioFrame.from_ndarray((tone * 32767).astype(np.int16)[None, :],
+                                           format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = index * OPUS_SAMPLES
+        return [self.audio.packet(index * OPUS_SAMPLES, bytes(p), False)
+                for p in self._aenc.encode(frame)]
+
+    def sender_reports(self, media_time: float, wall_start: float) -> list[bytes]:
+        ntp = seconds_to_ntp(wall_start + self.ntp_skew + media_time)
+        streams = (self.video, self.audio) if self.has_audio else (self.video,)
+        return [build_sr(s.ssrc, ntp, (s.ts_base + round(media_time * s.clock_rate)) & 0xFFFFFFFF,
+                         s.packets, s.octets) for s in streams]
+
+
+class Tap(asyncio.DatagramProtocol):
+    """One UDP socket sending several participants to the recorder, answering its feedback."""
+
+    def __init__(self, participants: list[Participant], dest: tuple[str, int]) -> None:
+        self.participants = participants
+        self.dest = dest
+        self.udp: asyncio.DatagramTransport | None = None
+        self.by_ssrc = {s.ssrc: (p, s) for p in participants for s in (p.video, p.audio)}
+        self.feedback: list[object] = []
+        self.sent = 0
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.udp, _ = await loop.create_datagram_endpoint(lambda: self,
+                                                          local_addr=("127.0.0.1", 0))
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        for item in parse_compound(data):
+            self.feedback.append(item)
+            if isinstance(item, Pli) and item.media_ssrc in self.by_ssrc:
+                p, _ = self.by_ssrc[item.media_ssrc]
+                p.plis += 1
+                p.force_key = True
+            elif isinstance(item, Nack) and item.media_ssrc in self.by_ssrc:
+                p, s = self.by_ssrc[item.media_ssrc]
+                p.nacks += 1
+                for seq in item.seqs:
+                    if (data := s.history.get(seq)) is not None:
+                        p.retransmitted += 1
+                        self.send(data)
+
+    def send(self, data: bytes) -> None:
+        assert self.udp is not None
+        self.sent += 1
+        self.udp.sendto(data, self.dest)
+
+    async def run(self, speed: float = 1.0, start_frame: int = 0,
+                  seconds: float | None = None) -> None:
+        """Send every participant's media from `start_frame`, paced at `speed` x real time.
+
+        Video is encoded on one worker thread per participant (PyAV releases the GIL), started
+        LEAD seconds before it is due, so the loop keeps answering NACKs and PLIs meanwhile.
+        """
+        duration = self.participants[0].duration if seconds is None else seconds
+        wall_start = time.time() - start_frame / FPS
+        first_audio = start_frame * AUDIO_RATE // FPS // OPUS_SAMPLES
+        events = [(i / FPS, 0, i) for i in range(start_frame, round(duration * FPS))]
+        events += [(k * OPUS_SAMPLES / AUDIO_RATE, 1, k)
+                   for k in range(first_audio, round(duration * AUDIO_RATE / OPUS_SAMPLES))]
+        events.sort()
+        if not events:
+            return
+        loop = asyncio.get_running_loop()
+        workers = [ThreadPoolExecutor(1) for _ in self.participants]
+        encoded: dict[int, list[asyncio.Future]] = {}
+        video = [index for _, kind, index in events if kind == 0]
+        started = 0
+        t0, m0 = time.monotonic(), events[0][0]
+        next_sr = m0
+        try:
+            for media_t, kind, index in events:
+                while started < len(video) and video[started] / FPS <= media_t + LEAD:
+                    i = video[started]
+                    encoded[i] = [loop.run_in_executor(w, p.video_packets, i)
+                                  for p, w in zip(self.participants, workers, strict=True)]
+                    started += 1
+                delay = t0 + (media_t - m0) / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if media_t >= next_sr:  # RFC 3550 section 6.4.1 SR, before the media it maps
+                    for p in self.participants:
+                        for sr in p.sender_reports(media_t, wall_start):
+                            self.send(sr)
+                    next_sr = media_t + 1.0
+                if kind == 0:
+                    batches = await asyncio.gather(*encoded.pop(index))
+                    for p, packets in zip(self.participants, batches, strict=True):
+                        self._send_video(p, packets)
+                else:
+                    for p in self.participants:
+                        if p.has_audio:
+                            for data in p.audio_packets(index):
+                                self.send(data)
+        finally:
+            for w in workers:
+                w.shutdown(wait=True, cancel_futures=True)
+
+    def _send_video(self, p: Participant, packets: list[bytes]) -> None:
+        for data in packets:
+            p.video_packets_sent += 1
+            if p.drop_every and p.video_packets_sent % p.drop_every == 0:
+                p.dropped += 1  # lost once; the history still answers the NACK
+                continue
+            self.send(data)
+
+    def close(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
