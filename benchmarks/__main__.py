@@ -1,0 +1,107 @@
+"""`python -m benchmarks run <scenario> [options]`: run a load scenario and write its report.
+
+    python -m benchmarks run webinar --attendees 200 --seconds 30
+    python -m benchmarks run webinar --step 50 --max 400 --seconds 15
+    python -m benchmarks run meeting --size 4
+    python -m benchmarks run rooms --rooms 5 --size 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from . import report, scenarios
+from .process import prepare_process
+from .runner import RESULTS, RunOptions, log, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run one scenario against a fresh server",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("scenario", choices=["meeting", "webinar", "rooms"])
+    r.add_argument("--size", type=int, default=4, help="meeting/rooms: participants per room")
+    r.add_argument("--rooms", type=int, default=2, help="rooms: how many rooms")
+    r.add_argument("--attendees", type=int, default=50, help="webinar: attendees")
+    r.add_argument("--presenters", type=int, default=1, help="webinar: presenters")
+    r.add_argument("--step", type=int, default=0,
+                   help="webinar: add this many attendees per step (0: one step)")
+    r.add_argument("--max", type=int, default=400, help="webinar: largest step")
+    r.add_argument("--seconds", type=float, default=30.0, help="measurement window per step")
+    r.add_argument("--warmup", type=float, default=4.0, help="seconds skipped after joining")
+    r.add_argument("--workers", type=int, default=1, help="media worker processes of the server")
+    r.add_argument("--subscribers-per-worker", type=int, default=None,
+                   help="passed to the server (default: the server's own)")
+    r.add_argument("--bot-procs", type=int, default=1, help="bot processes")
+    r.add_argument("--sample-every", type=int, default=10,
+                   help="one subscriber in N decodes a video sample per second (0: none)")
+    r.add_argument("--sample-frames", type=int, default=2,
+                   help="frames decoded per sample: a keyframe and the frames after it")
+    r.add_argument("--decrypt-all", action="store_true",
+                   help="subscribers decrypt every packet, not only what they inspect")
+    r.add_argument("--drop-percent", type=float, default=0.0,
+                   help="subscribers discard this share of incoming video packets, to "
+                        "exercise NACK and retransmission (loss then counts what stays lost)")
+    r.add_argument("--no-aiortc", dest="aiortc", action="store_false",
+                   help="skip the aiortc join-time probe")
+    r.add_argument("--join-concurrency", type=int, default=10)
+    r.add_argument("--media-seconds", type=float, default=4.0)
+    r.add_argument("--video-size", default="640x360")
+    r.add_argument("--bitrate", type=int, default=1_000_000)
+    r.add_argument("--out", type=Path, default=RESULTS, help="folder of the reports")
+    r.add_argument("--no-plots", dest="plots", action="store_false")
+    r.add_argument("--wait-idle", type=float, default=0.0,
+                   help="shared machine: before each window wait up to this many seconds "
+                        "until other processes use less than --idle-threshold")
+    r.add_argument("--idle-threshold", type=float, default=20.0,
+                   help="%% of one core used by other processes that still counts as quiet")
+    r.add_argument("--keep-logs", action="store_true",
+                   help="keep the server's and bots' logs (always kept after a failure)")
+    return parser
+
+
+def scenario_from(args: argparse.Namespace) -> scenarios.Scenario:
+    if args.scenario == "meeting":
+        return scenarios.meeting(args.size, args.sample_every)
+    if args.scenario == "rooms":
+        return scenarios.rooms(args.rooms, args.size, args.sample_every)
+    targets = (scenarios.step_targets(args.step, args.max) if args.step else [args.attendees])
+    return scenarios.webinar(targets, args.sample_every, args.presenters)
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    width, _, height = args.video_size.partition("x")
+    return RunOptions(seconds=args.seconds, warmup=args.warmup, workers=args.workers,
+                      subscribers_per_worker=args.subscribers_per_worker,
+                      bot_procs=args.bot_procs, out_dir=args.out,
+                      media_seconds=args.media_seconds, width=int(width), height=int(height),
+                      bitrate=args.bitrate, sample_every=args.sample_every,
+                      sample_frames=args.sample_frames, decrypt_all=args.decrypt_all,
+                      drop_percent=args.drop_percent,
+                      aiortc=args.aiortc, join_concurrency=args.join_concurrency,
+                      plots=args.plots, keep_logs=args.keep_logs, wait_idle=args.wait_idle,
+                      idle_threshold=args.idle_threshold)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    scenario = scenario_from(args)
+    opts = options_from(args)
+    results = await run(scenario, opts)
+    paths = report.write(results, opts.out_dir, opts.plots)
+    for kind, path in paths.items():
+        log(f"{kind}: {path}")
+    return 0 if results["steps"] and not results["error"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    prepare_process()
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

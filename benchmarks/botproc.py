@@ -1,0 +1,188 @@
+"""A bot host process: `python -m benchmarks.botproc`, driven by the runner over stdin/stdout.
+
+One JSON command per line in, one JSON reply per line out (logs go to stderr):
+  {"cmd": "init", "base_url": ..., "media": [MediaSpec fields...], "sample_frames": 2,
+   "decrypt_all": false, "drop_percent": 0}
+  {"cmd": "add", "bots": [BotSpec fields...], "concurrency": 10}   -> {"started", "failed"}
+  {"cmd": "wait", "timeout": 20}     -> once every subscriber got its first keyframe (or timeout)
+  {"cmd": "snapshot"}                -> cumulative counters, the runner takes differences
+  {"cmd": "stop"}                    -> everything closed, then the process exits
+Bots live in this process's one event loop (uvloop), so one process holds hundreds of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from .bots import BotContext, BotSession, BotSpec
+from .media import MediaSpec, load_media
+from .process import prepare_process
+
+log = logging.getLogger("benchmarks.botproc")
+
+
+class BotHost:
+    def __init__(self) -> None:
+        self.ctx: BotContext | None = None
+        self.sessions: list[BotSession] = []
+        self.failures: list[str] = []
+
+    async def init(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        media = {}
+        for fields in cmd["media"]:
+            spec = MediaSpec(**fields)
+            media[spec.sender_id] = load_media(spec)
+        self.ctx = BotContext(cmd["base_url"], media, cmd.get("sample_frames", 2),
+                              cmd.get("decrypt_all", False), cmd.get("drop_percent", 0.0))
+        return {"pid": os.getpid()}
+
+    async def add(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert self.ctx is not None
+        gate = asyncio.Semaphore(max(1, cmd.get("concurrency", 10)))
+        failed = 0
+
+        async def start(spec: BotSpec) -> None:
+            nonlocal failed
+            session = BotSession(self.ctx, spec)  # type: ignore[arg-type]
+            self.sessions.append(session)
+            async with gate:
+                try:
+                    await asyncio.wait_for(session.start(), cmd.get("timeout", 30))
+                except Exception as exc:  # reported to the runner, counted as a failed bot
+                    failed += 1
+                    self.failures.append(f"{spec.name}: {type(exc).__name__}: {exc}")
+
+        specs = [BotSpec(**b) for b in cmd["bots"]]
+        await asyncio.gather(*(start(s) for s in specs))
+        return {"started": len(specs) - failed, "failed": failed}
+
+    async def wait(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        deadline = time.monotonic() + cmd.get("timeout", 20)
+        while time.monotonic() < deadline:
+            if not self._waiting():
+                break
+            await asyncio.sleep(0.1)
+        return {"waiting": self._waiting()}
+
+    def _measured(self) -> list[BotSession]:
+        return [s for s in self.sessions if s.spec.count]
+
+    def _subscribers(self) -> list[BotSession]:
+        return [s for s in self._measured() if s.subscriber and not s.spec.aux_subscriber]
+
+    def _waiting(self) -> int:
+        return sum(1 for s in self._subscribers() if not s.closed and s.subscriber
+                   and s.subscriber.join_time is None and not s.subscriber.failure)
+
+    def snapshot(self) -> dict[str, Any]:
+        assert self.ctx is not None
+        subs = [s.subscriber for s in self._subscribers() if s.subscriber is not None]
+        pubs = [s.publisher for s in self._measured() if s.publisher is not None]
+        streams = [st for sub in subs for st in sub.streams.values()]
+        peers = [p for p in [*(sub.peer for sub in subs), *(pub.peer for pub in pubs)] if p]
+        samplers = [sm for sub in subs for sm in sub.samplers.values()]
+        times = os.times()
+
+        def total(items: list[Any], attr: str) -> int:
+            return sum(getattr(i, attr) for i in items)
+
+        errors = sorted({sm.last_error for sm in samplers if sm.last_error})[:5]
+        failures = self.failures + [f"{s.spec.name}: {s.subscriber.failure}" for s in
+                                    self.sessions if s.subscriber and s.subscriber.failure]
+        failures += [f"{s.spec.name}: socket closed ({s.close_code} {s.close_reason})"
+                     for s in self._measured() if s.closed]
+        return {
+            "time": time.time(), "cpu": times.user + times.system,
+            "bots": len(self.sessions),
+            "closed": sum(1 for s in self._measured() if s.closed),
+            "subscribers": len(subs), "publishers": len(pubs),
+            "sub": {"packets": total(streams, "packets"), "bytes": total(streams, "bytes"),
+                    "video_packets": sum(st.packets for st in streams if st.kind == "video"),
+                    "expected": sum(st.expected for st in streams),
+                    "lost": total(streams, "lost"),
+                    "missing": sum(len(st.missing) for st in streams),
+                    "recovered": total(streams, "recovered"),
+                    "duplicates": total(streams, "duplicates"),
+                    "rtx": total(streams, "rtx_packets"), "nacks": total(streams, "nacks"),
+                    "unknown_ssrc": total(subs, "unknown_ssrc"),
+                    "not_keyframe_first": total(subs, "not_keyframe_first"),
+                    "dropped_on_purpose": total(subs, "dropped")},
+            "peer": {"socket_drops": total(peers, "socket_drops"),
+                     "srtp_errors": total(peers, "srtp_errors"),
+                     "send_errors": total(peers, "send_errors"),
+                     "failed": sum(1 for p in peers if p.state == "failed")},
+            "latency": self.ctx.latency.sparse(),
+            "join_times": [sub.join_time for sub in subs],  # None: not joined (yet)
+            "waiting": self._waiting(),
+            "samples": {"verified": total(samplers, "verified"),
+                        "failed": total(samplers, "failed"),
+                        "skipped": total(samplers, "skipped"), "errors": errors},
+            "pub": {"packets": total(pubs, "packets_sent"), "bytes": total(pubs, "bytes_sent"),
+                    "nacks_received": total(pubs, "nacks_received"),
+                    "retransmitted": total(pubs, "retransmitted"),
+                    "plis_received": total(pubs, "plis_received"),
+                    "late_ticks": total(pubs, "late_ticks"),
+                    "skipped_frames": total(pubs, "skipped_frames")},
+            "failures": failures[:10], "failure_count": len(failures),
+            "loop": {"lag_max_ms": round(self.ctx.lag_max * 1000, 1),
+                     "stalls": self.ctx.stalls},
+        }
+
+    async def stop(self) -> dict[str, Any]:
+        await asyncio.gather(*(s.close() for s in self.sessions), return_exceptions=True)
+        if self.ctx is not None:
+            await self.ctx.close()
+        return {"stopped": len(self.sessions)}
+
+
+async def serve() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=16 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    host = BotHost()
+    while True:
+        line = await reader.readline()
+        if not line:  # the runner went away: leave
+            await host.stop()
+            return
+        cmd = json.loads(line)
+        name = cmd.get("cmd")
+        try:
+            if name == "init":
+                reply = await host.init(cmd)
+            elif name == "add":
+                reply = await host.add(cmd)
+            elif name == "wait":
+                reply = await host.wait(cmd)
+            elif name == "snapshot":
+                reply = host.snapshot()
+            elif name == "stop":
+                reply = await host.stop()
+            else:
+                reply = {"error": f"unknown command {name!r}"}
+        except Exception as exc:  # reported to the runner, which stops the run
+            log.exception("command %s failed", name)
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+        if name == "stop":
+            return
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("BENCH_LOG", "WARNING"), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s bots[%(process)d] %(name)s: "
+                               "%(message)s")
+    prepare_process()
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
+

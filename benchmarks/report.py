@@ -1,0 +1,171 @@
+"""Reports of a run: `<scenario>-<timestamp>.json`, a Markdown table, PNG plots (matplotlib,
+when installed) and `latest.md`, which summarises the newest run of every scenario found in the
+results folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [
+    ("step", lambda s: s["label"]),
+    ("pub/sub", lambda s: f"{s['bots']['publishers']}/{s['bots']['subscribers']}"),
+    ("fwd/CPU-s", lambda s: _n(s["forwarded_per_cpu_s"])),
+    ("fwd/media-CPU-s", lambda s: _n(s["forwarded_per_media_cpu_s"])),
+    ("server CPU %", lambda s: s["server"]["cpu_percent"]),
+    ("RSS MiB", lambda s: s["server"]["rss_mib"]),
+    ("in pkt/s", lambda s: _n(s["traffic"]["packets_in_per_s"])),
+    ("out pkt/s", lambda s: _n(s["traffic"]["packets_out_per_s"])),
+    ("in Mbit/s", lambda s: round(s["traffic"]["bits_in_per_s"] / 1e6, 2)),
+    ("out Mbit/s", lambda s: round(s["traffic"]["bits_out_per_s"] / 1e6, 1)),
+    ("loss %", lambda s: s["loss_percent"]),
+    ("p50 ms", lambda s: s["latency_ms"]["p50"]),
+    ("p99 ms", lambda s: s["latency_ms"]["p99"]),
+    ("join p50/p95 s", lambda s: f"{s['join_s']['bots']['p50']}/{s['join_s']['bots']['p95']}"),
+    ("aiortc join s", lambda s: (s["join_s"].get("aiortc") or {}).get("seconds", "-")),
+    ("samples ok/bad", lambda s: f"{s['samples']['verified']}/{s['samples']['failed']}"),
+    ("bots CPU %", lambda s: "+".join(f"{c:.0f}" for c in s["bots"]["cpu_percent"])),
+    ("other CPU %", lambda s: s["machine"]["other_percent"]),
+]
+
+
+def _n(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def table(steps: list[dict[str, Any]]) -> str:
+    head = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
+    sep = "|" + "---|" * len(COLUMNS)
+    rows = []
+    for s in steps:
+        cells = []
+        for _, get in COLUMNS:
+            try:
+                cells.append(str(get(s)))
+            except (KeyError, TypeError):
+                cells.append("-")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *rows])
+
+
+def markdown(results: dict[str, Any], plot: str | None = None) -> str:
+    m = results["machine"]
+    o = results["options"]
+    media = results.get("media", {})
+    lines = [
+        f"# {results['scenario']} ({results['timestamp']})", "",
+        results.get("description", ""), "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, Python "
+        f"{m['python']}, kernel {m['kernel']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + ".",
+        f"Server: {o['workers']} media worker process(es); window {o['seconds']} s after a "
+        f"{o['warmup']} s warm-up; {o['bot_procs']} bot process(es).",
+    ]
+    if media:
+        lines.append(f"Media per publisher: VP8 {media['width']}x{media['height']} 30 fps at "
+                     f"{media['video_kbps']} kbit/s ({media['video_packets_per_s']} packets/s) "
+                     f"+ Opus 20 ms ({media['audio_packets_per_s']} packets/s).")
+    lines += ["", table(results["steps"]), ""]
+    if results.get("stopped"):
+        lines += [f"Stepping stopped: {results['stopped']}.", ""]
+    if results.get("error"):
+        lines += [f"Run failed: {results['error']}.", ""]
+    notes = [(s["label"], n) for s in results["steps"] for n in s.get("notes", [])]
+    errors = [(s["label"], e) for s in results["steps"] for e in s.get("sample_errors", [])]
+    if notes or errors:
+        lines += ["Notes:", *[f"- {label}: {n}" for label, n in notes],
+                  *[f"- {label}: sample decode: {e}" for label, e in errors], ""]
+    lines += [
+        "fwd/CPU-s: RTP packets the server sent (its /metrics `packets_out`) per CPU-second of "
+        "the whole server (signalling + media workers); fwd/media-CPU-s: per CPU-second of the "
+        "media worker processes only. Latency: publisher's abs-send-time stamp to the "
+        "subscriber socket's kernel receive timestamp. Loss: sequence gaps still open 200 ms "
+        "after they were seen (NACK/RTX had its chance). Join: WebSocket open to the first "
+        "complete keyframe (bots) or first decoded frame (aiortc).", ""]
+    if plot:
+        lines += [f"![plots]({plot})", ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    steps = results["steps"]
+    if not steps:
+        return False
+    x = [s["x"] for s in steps]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    panels = [
+        (axes[0][0], "forwarded packets / server CPU-s",
+         [("whole server", [s["forwarded_per_cpu_s"] for s in steps]),
+          ("media workers", [s["forwarded_per_media_cpu_s"] for s in steps])]),
+        (axes[0][1], "CPU % (of one core)",
+         [("server", [s["server"]["cpu_percent"] for s in steps]),
+          ("bots", [sum(s["bots"]["cpu_percent"]) for s in steps])]),
+        (axes[1][0], "loss %", [("loss", [s["loss_percent"] for s in steps])]),
+        (axes[1][1], "added latency ms",
+         [("p50", [s["latency_ms"]["p50"] for s in steps]),
+          ("p99", [s["latency_ms"]["p99"] for s in steps])]),
+    ]
+    for ax, title, series in panels:
+        for label, ys in series:
+            ax.plot(x, [float("nan") if y is None else y for y in ys], marker="o", label=label)
+        ax.set_title(title)
+        ax.set_xlabel("participants" if not results["scenario"].startswith("webinar")
+                      else "attendees")
+        ax.grid(True, alpha=0.3)
+        if len(series) > 1:
+            ax.legend()
+    fig.suptitle(f"{results['scenario']} ({results['timestamp']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def write(results: dict[str, Any], out_dir: Path, plots: bool = True) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = f"{results['scenario']}-{results['timestamp']}"
+    paths = {"json": out_dir / f"{base}.json", "md": out_dir / f"{base}.md"}
+    png = out_dir / f"{base}.png"
+    has_plot = plots and plot(results, png)
+    if has_plot:
+        paths["png"] = png
+    paths["json"].write_text(json.dumps(results, indent=1) + "\n")
+    paths["md"].write_text(markdown(results, png.name if has_plot else None))
+    paths["latest"] = write_latest(out_dir)
+    return paths
+
+
+def write_latest(out_dir: Path) -> Path:
+    """latest.md: the newest run of each scenario in the folder, one table each."""
+    newest: dict[str, dict[str, Any]] = {}
+    for path in sorted(out_dir.glob("*-*.json")):
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(results, dict) or "steps" not in results or "scenario" not in results:
+            continue  # another tool's JSON (packet_path.json)
+        if results["timestamp"] >= newest.get(results["scenario"], {}).get("timestamp", ""):
+            newest[results["scenario"]] = results
+    lines = ["# Latest load-generator results", "",
+             "Regenerated after every `python -m benchmarks run ...`; each scenario's newest "
+             "run in this folder. Details and plots are in the per-run files.", ""]
+    for name in sorted(newest):
+        r = newest[name]
+        m = r["machine"]
+        lines += [f"## {name} ({r['timestamp']}, {m['cpus']} CPUs, {r['options']['workers']} "
+                  f"worker(s))", "", r.get("description", ""), "", table(r["steps"]), ""]
+        if r.get("stopped"):
+            lines += [f"Stepping stopped: {r['stopped']}.", ""]
+    path = out_dir / "latest.md"
+    path.write_text("\n".join(lines))
+    return path

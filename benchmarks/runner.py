@@ -1,0 +1,282 @@
+"""Runs a scenario: the server as a subprocess, the bots in bot processes, a window per step.
+
+Per step: start the step's bots (bounded join concurrency), wait until every subscriber has its
+first keyframe, time one aiortc subscriber's join during the warm-up, then take snapshots before
+and after a window of `seconds`. Bots run in their own processes (`benchmarks.botproc`) so that
+their CPU is measured apart from the server's and from this orchestrating process. Everything
+stops by itself, and every process started here is ended by PID in `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import measure
+from .media import MediaSpec, load_media
+from .scenarios import Member, Scenario, over_limits
+from .server_proc import ROOT, ServerProcess
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class RunOptions:
+    seconds: float = 30.0
+    warmup: float = 4.0
+    workers: int = 1
+    subscribers_per_worker: int | None = None  # None: the server's default
+    bot_procs: int = 1
+    out_dir: Path = RESULTS
+    media_seconds: float = 4.0
+    width: int = 640
+    height: int = 360
+    bitrate: int = 1_000_000
+    sample_every: int = 10
+    sample_frames: int = 2
+    decrypt_all: bool = False
+    drop_percent: float = 0.0  # simulated loss at the subscribers (exercises NACK/RTX)
+    aiortc: bool = True
+    join_concurrency: int = 10
+    join_timeout: float = 30.0
+    plots: bool = True
+    keep_logs: bool = False
+    wait_idle: float = 0.0  # wait up to this long for other processes to quiet down
+    idle_threshold: float = 20.0  # % of one core used by other processes that counts as quiet
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class BotProcess:
+    """One `python -m benchmarks.botproc` child, spoken to in JSON lines."""
+
+    def __init__(self, index: int, log_path: Path) -> None:
+        self.index = index
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.subscribers = 0  # how many subscriber bots it was given so far
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self) -> None:
+        with open(self.log_path, "wb") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "benchmarks.botproc", cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
+                limit=64 << 20)
+
+    async def command(self, cmd: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        await self.proc.stdin.drain()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"bot process {self.index} died (log: {self.log_path})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"bot process {self.index}: {reply['error']}")
+        return reply
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            await self.command({"cmd": "stop"}, timeout=15)
+            await asyncio.wait_for(self.proc.wait(), 5)
+        except (Exception, asyncio.CancelledError):
+            pass
+        finally:
+            if self.proc.returncode is None:
+                self.proc.send_signal(signal.SIGKILL)
+                await self.proc.wait()
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                         "")
+        with open("/proc/meminfo") as f:
+            mem_kib = int(f.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kib = 0
+    versions = {}
+    for pkg in ("aiortc", "pylibsrtp", "uvloop", "av", "aiohttp"):
+        try:
+            from importlib.metadata import version
+
+            versions[pkg] = version(pkg)
+        except Exception:
+            versions[pkg] = "?"
+    return {"cpus": os.cpu_count(), "cpu_model": model, "mem_gib": round(mem_kib / 2**20, 1),
+            "python": platform.python_version(), "kernel": platform.release(),
+            "packages": versions}
+
+
+async def _probe(server: ServerProcess, scenario: Scenario, step_index: int) -> dict[str, Any]:
+    from .aiortc_probe import join_time  # imports aiortc: only when asked for
+
+    room = scenario.rooms[0]
+    role = "attendee" if room.type == "webinar" else "host"
+    token = server.token(room.name, f"probe-{step_index}", f"aiortc-probe-{step_index}", role)
+    return await join_time(server.base_url, token)
+
+
+async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{scenario.name}-"))
+    results: dict[str, Any] = {
+        "scenario": scenario.name, "description": scenario.description, "timestamp": stamp,
+        "machine": machine(),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+        "steps": [], "stopped": "", "error": "",
+    }
+    specs = [MediaSpec(sender_id=s, seconds=opts.media_seconds, width=opts.width,
+                       height=opts.height, bitrate=opts.bitrate)
+             for s in sorted(scenario.sender_ids)]
+    server = ServerProcess(workers=opts.workers, data_dir=workdir / "data",
+                           log_path=workdir / "server.log",
+                           subscribers_per_worker=opts.subscribers_per_worker)
+    procs = [BotProcess(i, workdir / f"bots-{i}.log") for i in range(max(1, opts.bot_procs))]
+    ok = False
+    try:
+        log(f"{scenario.name}: media for {len(specs)} sender(s) (encoded once, then cached)")
+        media = [load_media(s) for s in specs]
+        if media:
+            results["media"] = {"video_kbps": round(media[0].video_bitrate / 1000),
+                                "video_packets_per_s": round(media[0].video_packets_per_second),
+                                "width": opts.width, "height": opts.height,
+                                "audio_packets_per_s": 50}
+        await server.start()
+        log(f"server pid {server.proc.pid if server.proc else '?'} on {server.base_url}, "
+            f"{opts.workers} worker(s), UDP {sorted(server.rtc_ports)}")
+        for room in scenario.rooms:
+            await server.create_room(room.name, room.type)
+        for p in procs:
+            await p.start()
+        await asyncio.gather(*(p.command({
+            "cmd": "init", "base_url": server.base_url, "media": [asdict(s) for s in specs],
+            "sample_frames": opts.sample_frames, "decrypt_all": opts.decrypt_all,
+            "drop_percent": opts.drop_percent}, 120)
+            for p in procs))
+        assigned = 0
+        for index, step in enumerate(scenario.iter_steps()):
+            result = await _run_step(server, procs, scenario, step.new_members, index, assigned,
+                                     opts)
+            assigned += len(step.new_members)
+            result.update(label=step.label, x=step.x)
+            results["steps"].append(result)
+            log(_summary(step.label, result))
+            reason = over_limits(result["loss_percent"], result["latency_ms"]["p99"])
+            if scenario.stepped and reason:
+                results["stopped"] = reason
+                log(f"stopping: {reason}")
+                break
+        ok = True
+    except Exception as exc:
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"run failed: {results['error']} (logs kept in {workdir})")
+    finally:
+        await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        server.stop()
+        if ok and not opts.keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            results["logs"] = str(workdir)
+    return results
+
+
+async def _run_step(server: ServerProcess, procs: list[BotProcess], scenario: Scenario,
+                    members: list[Member], index: int, assigned: int,
+                    opts: RunOptions) -> dict[str, Any]:
+    join_before = [p.subscribers for p in procs]
+    batches: list[list[dict[str, Any]]] = [[] for _ in procs]
+    for i, m in enumerate(members):
+        proc = (assigned + i) % len(procs)
+        batches[proc].append({
+            "name": m.name, "token": server.token(m.room, m.identity, m.name, m.role),
+            "publish": m.publish, "subscribe": m.subscribe, "sample": m.sample,
+            "sender_id": m.sender_id, "count": m.count, "aux_subscriber": m.aux_subscriber,
+            "leave_after": m.leave_after})
+        if m.count and m.subscribe and not m.aux_subscriber:
+            procs[proc].subscribers += 1
+    # Publishers first, so subscribers find the tracks when they join.
+    started = time.monotonic()
+    for publishers in (True, False):
+        await asyncio.gather(*(p.command({
+            "cmd": "add", "bots": [b for b in batch if b["publish"] == publishers],
+            "concurrency": max(1, opts.join_concurrency // len(procs)),
+            "timeout": opts.join_timeout}, timeout=opts.join_timeout * (1 + len(batch)))
+            for p, batch in zip(procs, batches, strict=True)))
+        if publishers and any(m.leave_after for m in members):
+            # helpers that leave again (the webinar primer) are gone before attendees come
+            await asyncio.sleep(max(m.leave_after for m in members) + 1)
+    waits = await asyncio.gather(*(p.command({"cmd": "wait", "timeout": opts.join_timeout},
+                                             timeout=opts.join_timeout + 30) for p in procs))
+    joined_in = time.monotonic() - started
+    warm_end = time.monotonic() + opts.warmup
+    probe = await _probe(server, scenario, index) if opts.aiortc else None
+    await asyncio.sleep(max(0.0, warm_end - time.monotonic()))
+    if opts.wait_idle > 0:
+        await _wait_quiet(server, procs, opts)
+    a = await measure.take(server, await _snapshots(procs))
+    await asyncio.sleep(opts.seconds)
+    b = await measure.take(server, await _snapshots(procs))
+    result = measure.step_result(a, b, join_before)
+    result["join_s"]["aiortc"] = probe
+    result["join_s"]["all_joined_after_s"] = round(joined_in, 2)
+    result["join_s"]["never_joined"] = sum(w["waiting"] for w in waits)
+    result["members"] = {"publishers": sum(m.publish for m in members),
+                         "subscribers": sum(m.subscribe for m in members)}
+    return result
+
+
+async def _wait_quiet(server: ServerProcess, procs: list[BotProcess], opts: RunOptions) -> None:
+    """On a shared machine: wait (bounded) until other processes leave the CPUs mostly to us."""
+    deadline = time.monotonic() + opts.wait_idle
+    while True:
+        a = await measure.take(server, await _snapshots(procs))
+        await asyncio.sleep(2)
+        b = await measure.take(server, await _snapshots(procs))
+        other = measure.other_load(a, b)
+        if other <= opts.idle_threshold:
+            return
+        if time.monotonic() > deadline:
+            log(f"other processes still use {other:.0f}% of a core; measuring anyway")
+            return
+        log(f"waiting for quiet: other processes use {other:.0f}% of a core")
+
+
+async def _snapshots(procs: list[BotProcess]) -> list[dict[str, Any]]:
+    return list(await asyncio.gather(*(p.command({"cmd": "snapshot"}) for p in procs)))
+
+
+def _summary(label: str, r: dict[str, Any]) -> str:
+    lat = r["latency_ms"]
+    joins = r["join_s"]["bots"]
+    aiortc = (r["join_s"].get("aiortc") or {}).get("seconds")
+    return (f"{label}: fwd/CPU-s {r['forwarded_per_cpu_s']} "
+            f"(media {r['forwarded_per_media_cpu_s']}), server CPU {r['server']['cpu_percent']}%"
+            f", out {r['traffic']['packets_out_per_s']} pkt/s, loss {r['loss_percent']}%, "
+            f"latency p50/p99 {lat['p50']}/{lat['p99']} ms, join p50 {joins['p50']} s "
+            f"(aiortc {aiortc}), samples {r['samples']['verified']} ok/"
+            f"{r['samples']['failed']} bad, bots CPU {r['bots']['cpu_percent']}%"
+            + (f" [{'; '.join(r['notes'])}]" if r["notes"] else ""))
+
