@@ -16,11 +16,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMON = ["--seconds", "3", "--warmup", "1", "--video-size", "320x180", "--bitrate", "300000",
-          "--media-seconds", "2", "--sample-every", "2", "--no-plots"]
+          "--media-seconds", "2", "--sample-every", "2"]
 
 
-def run_scenario(out: Path, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", *args, *COMMON,
+def run_scenario(out: Path, *args: str, plots: bool = False) -> dict:
+    extra = [] if plots else ["--no-plots"]
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", *args, *COMMON, *extra,
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
@@ -57,7 +58,9 @@ def test_meeting_2x2(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(90)
 def test_webinar_stepped_with_aiortc_join(tmp_path: Path) -> None:
-    results = run_scenario(tmp_path, "webinar", "--step", "3", "--max", "5")
+    results = run_scenario(tmp_path, "webinar", "--step", "3", "--max", "5", plots=True)
+    png = next(tmp_path.glob("*.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert [s["label"] for s in results["steps"]] == ["1x3", "1x5"]
     for step, attendees in zip(results["steps"], (3, 5), strict=True):
         check_step(step, subscribers=attendees, publishers=1, new=attendees - 3 or 3)
