@@ -10,27 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import INBOUND_STATS, chromium
+from tests.support.browser import WAIT_MS, chromium, wait_decoding, watch_stats
 from tests.support.server import running_server
-
-WAIT_MS = 30_000
-
-
-async def watch_stats(page) -> None:
-    """Keep the latest inbound totals on window.__inbound (getStats is async; the wait is not)."""
-    await page.evaluate(f"""() => {{
-        const read = {INBOUND_STATS};
-        setInterval(async () => {{ window.__inbound = await read(); }}, 200);
-    }}""")
-
-
-async def wait_decoding(page, frames: int) -> dict:
-    handle = await page.wait_for_function(
-        f"""() => {{
-            const s = window.__inbound;
-            return s && s.framesDecoded >= {frames} && s.audioPackets > 50 ? s : null;
-        }}""", timeout=WAIT_MS, polling=200)
-    return await handle.json_value()
 
 
 @pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "two-worker-processes"])

@@ -72,3 +72,24 @@ INBOUND_STATS = """async () => {
   });
   return out;
 }"""
+
+
+WAIT_MS = 30_000
+
+
+async def watch_stats(page) -> None:
+    """Keep the latest inbound totals on window.__inbound (getStats is async; the wait is not)."""
+    await page.evaluate(f"""() => {{
+        const read = {INBOUND_STATS};
+        setInterval(async () => {{ window.__inbound = await read(); }}, 200);
+    }}""")
+
+
+async def wait_decoding(page, frames: int) -> dict:
+    """Wait until the page has decoded `frames` remote video frames and received audio."""
+    handle = await page.wait_for_function(
+        f"""() => {{
+            const s = window.__inbound;
+            return s && s.framesDecoded >= {frames} && s.audioPackets > 50 ? s : null;
+        }}""", timeout=WAIT_MS, polling=200)
+    return await handle.json_value()

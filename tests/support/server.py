@@ -39,9 +39,10 @@ class RunningServer:
               ttl: int = 600) -> str:
         return mint(JWT_SECRET, room, identity, name or identity, role, ttl)
 
-    async def create_room(self, name: str) -> None:
+    async def create_room(self, name: str, **settings: object) -> None:
+        """settings: type, lobby, backstage (docs/protocol.md, POST /api/rooms)."""
         async with aiohttp.ClientSession() as s, s.post(
-            f"{self.base_url}/api/rooms", json={"name": name},
+            f"{self.base_url}/api/rooms", json={"name": name, **settings},
             headers={"Authorization": f"Bearer {API_KEY}"},
         ) as r:
             assert r.status in (200, 201), await r.text()

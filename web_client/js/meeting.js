@@ -1,22 +1,25 @@
-// One meeting session: the WebSocket, the publish and subscribe connections (publisher.js,
-// subscriber.js), roles and the webinar stage, breakout moves, and the bookkeeping that maps
-// received tracks to participants (docs/protocol.md). Panels attach through onJoined.
+// One meeting session: the WebSocket, the lobby wait (lobby.js), the publish and subscribe
+// connections (publisher.js, subscriber.js), roles and the webinar stage, breakout moves, and
+// the bookkeeping that maps received tracks to participants (docs/protocol.md). Panels attach
+// through onJoined.
 import { Signaling, wsUrl } from './signaling.js';
 import { state } from './state.js';
 import { showError, showStatus } from './status.js';
 import { Subscriber } from './subscriber.js';
 import { Publisher } from './publisher.js';
 import { Roster, STAGE_ROLES } from './roster.js';
+import { admission } from './lobby.js';
 
 export class Meeting {
   /**
    * view: a MeetingView; stream: local MediaStream (may have no tracks); openStream(): a new
    * {stream, error} when media has to be reopened (a webinar attendee brought on stage);
    * onJoined(meeting, joinResult): called synchronously after `join`, before any later event;
-   * onEnded({left, error}): called once, when we left or the session ended.
+   * onEnded({left, error}): called once, when we left or the session ended;
+   * onWaiting(waiting): a lobby room keeps us waiting (true) until a host admits us (false).
    */
-  constructor({ view, stream, openStream, onJoined, onEnded }) {
-    Object.assign(this, { view, stream, openStream, onJoined, onEnded });
+  constructor({ view, stream, openStream, onJoined, onEnded, onWaiting }) {
+    Object.assign(this, { view, stream, openStream, onJoined, onEnded, onWaiting });
     this.sig = null;
     this.subscriber = null;
     this.publisher = null;
@@ -24,6 +27,7 @@ export class Meeting {
     this.selfId = null;
     this.role = null;
     this.roomType = 'meeting';
+    this.settings = {}; // {chat, lobby} from the join result
     this.onStage = false;
     this.groupId = null;
     this.breakouts = null; // the last `b` of docs/protocol.md, "Breakout groups"
@@ -55,8 +59,8 @@ export class Meeting {
     }
   }
 
-  request(method, params) {
-    return this.sig.request(method, params);
+  request(method, params, timeoutMs) {
+    return this.sig.request(method, params, timeoutMs);
   }
 
   person(id) {
@@ -93,7 +97,8 @@ export class Meeting {
     // Created before `join` because the server may send subscriberOffer right after it.
     this.subscriber = this.newSubscriber();
     this.view.reset(); // now: a participantJoined may come before the join result
-    const res = await this.sig.request('join');
+    let res = await this.sig.request('join');
+    if (res.lobby) res = await this.waitInLobby();
     this.applyJoin(res);
     this.onJoined?.(this, res);
     state.joined = true;
@@ -106,12 +111,26 @@ export class Meeting {
     }
   }
 
+  /** A lobby room: wait on this socket until a host decides, then join for real. */
+  async waitInLobby() {
+    state.waiting = true;
+    this.onWaiting?.(true);
+    try {
+      await admission(this.sig);
+    } finally {
+      state.waiting = false;
+    }
+    this.onWaiting?.(false);
+    return this.sig.request('join');
+  }
+
   applyJoin(res) {
     const hands = new Set(res.hands || []);
     this.self = { ...res.self, handRaised: Boolean(res.self.handRaised || hands.has(res.self.id)) };
     this.selfId = res.self.id;
     this.role = res.self.role;
     this.roomType = res.roomType || 'meeting';
+    this.settings = res.settings || {};
     this.onStage = Boolean(res.self.onStage);
     this.groupId = res.groupId ?? null;
     this.breakouts = res.breakouts ?? null;
@@ -284,8 +303,9 @@ export class Meeting {
   async leave() {
     if (this.ended) return;
     this.leaving = true;
-    // The server closes the socket after answering; do not wait long if it is gone.
-    await this.sig?.request('leave', undefined, 3000).catch(() => {});
+    // The server closes the socket after answering; do not wait long if it is gone. Waiting
+    // in the lobby there is nothing to leave (`not_joined`): closing the socket is enough.
+    if (this.selfId) await this.sig?.request('leave', undefined, 3000).catch(() => {});
     this.end(null);
   }
 

@@ -1,11 +1,12 @@
-// The side panel's tabs (People / Chat / Q&A / Polls / Notes / Breakouts): which ones a role
-// and room type get, switching, and a dot on a tab whose content changed out of sight.
+// The side panel's tabs (People / Lobby / Chat / Q&A / Polls / Notes / Breakouts): which ones
+// a role and room type get, switching, and a dot on a tab whose content changed out of sight.
 import { $ } from './dom.js';
 
 /** The tabs one participant gets, from role, room type and the breakout state. */
 export function availableTabs(m) {
   const tabs = new Set(['people', 'chat', 'polls']);
   if (m.roomType === 'webinar') tabs.add('qa');
+  if (m.role === 'host' && m.settings?.lobby) tabs.add('lobby');
   if (m.roomType !== 'webinar') {
     tabs.add('notes');
     const b = m.breakouts;

@@ -1,5 +1,6 @@
 // Entry of /r/<room>: pre-join page (preview, devices, connectivity check) or, with
-// ?autojoin=1, straight into the meeting; then the meeting controls and the "you left" screen.
+// ?autojoin=1, straight into the meeting; the lobby's waiting screen; then the meeting
+// controls and the "you left" screen.
 import { state } from './state.js';
 import { initStatus, showStatus, showError, clearStatus, describeError } from './status.js';
 import { getToken, tokenFromUrl, tokenClaims } from './token.js';
@@ -15,6 +16,9 @@ import { QaPanel } from './qa.js';
 import { PollsPanel } from './polls.js';
 import { Reactions } from './reactions.js';
 import { BreakoutsPanel } from './breakouts.js';
+import { LobbyPanel } from './lobby.js';
+import { BroadcastControl } from './broadcast.js';
+import { RecordingControl } from './recording.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -31,7 +35,17 @@ let mediaConstraints = AUTOJOIN_MEDIA; // reopened on rejoin
 let joinName = 'Guest';
 
 function showSection(id) {
-  for (const s of ['prejoin', 'meeting', 'ended']) $(s).hidden = s !== id;
+  for (const s of ['prejoin', 'lobby', 'meeting', 'ended']) $(s).hidden = s !== id;
+  $('room-flags').hidden = id !== 'meeting';
+}
+
+/** A lobby room: the waiting screen (with our own preview) until a host admits us. */
+function onWaiting(waiting) {
+  showSection(waiting ? 'lobby' : 'meeting');
+  $('lobby-preview').srcObject = waiting ? meeting.stream : null;
+  $('lobby-preview').hidden = !meeting.stream?.getVideoTracks().length;
+  if (waiting) clearStatus();
+  else showStatus('The host let you in: joining…');
 }
 
 /** With an invitation link the server takes the name from the token, not from us. */
@@ -46,7 +60,7 @@ async function startMeeting(name, stream) {
   showStatus('Joining…');
   view ??= new MeetingView();
   meeting = new Meeting({
-    view, stream, onEnded, onJoined: attachFeatures,
+    view, stream, onEnded, onWaiting, onJoined: attachFeatures,
     openStream: () => openMedia(mediaConstraints), // a webinar attendee brought on stage
   });
   meeting.onLocalChange = updateControls;
@@ -79,10 +93,14 @@ function onEnded({ left, error }) {
     return;
   }
   const wasIn = Boolean(meeting?.selfId);
+  const refused = error?.code === 'refused';
   showSection('ended');
+  $('lobby-preview').srcObject = null;
   $('ended-title').textContent = left ? 'You left the meeting'
     : error?.code === 'removed' ? 'You were removed from the meeting'
-      : wasIn ? 'You are no longer in the meeting' : 'Could not join the meeting';
+      : refused ? 'The host did not let you in'
+        : wasIn ? 'You are no longer in the meeting' : 'Could not join the meeting';
+  $('rejoin-btn').hidden = refused; // the host decided: no way to knock again from here
   $('meeting').classList.remove('merging');
   $('ended-detail').textContent = error ? describeError(error) : '';
   if (error) showError(error, wasIn ? 'Disconnected' : 'Could not join');
@@ -129,6 +147,7 @@ function initMeetingControls() {
     updateControls();
   });
   $('leave-btn').addEventListener('click', () => meeting?.leave());
+  $('lobby-leave-btn').addEventListener('click', () => meeting?.leave());
   $('rejoin-btn').addEventListener('click', rejoin);
   tabs = new Tabs();
   const chat = new ChatPanel({ tabs });
@@ -140,6 +159,9 @@ function initMeetingControls() {
     new PollsPanel({ tabs, room }),
     new Reactions(),
     new BreakoutsPanel({ tabs }),
+    new LobbyPanel({ tabs }),
+    new BroadcastControl(),
+    new RecordingControl(),
   ];
 }
 

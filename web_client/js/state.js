@@ -2,6 +2,7 @@
 // app reads it back, so tests can never change behaviour by accident.
 export const state = {
   joined: false,
+  waiting: false, // in a lobby room, until a host admits us
   selfId: null,
   roomType: null, // 'meeting' | 'webinar', from the join result
   role: null, // our role: 'host' | 'presenter' | 'attendee' | 'service'

@@ -10,6 +10,7 @@ const FRIENDLY = {
   forbidden: 'You are not allowed to do that in this room.',
   rate_limited: 'Too many requests; please wait a moment.',
   removed: 'A host removed you from the meeting.',
+  refused: 'A host declined your request to join this meeting.',
   chat_disabled: 'The host turned the chat off.',
   conflict: 'That was already done, or someone changed it first.',
   already_joined: 'You are already in this room in another tab or window.',
