@@ -94,9 +94,13 @@ def rgb_to_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 def yuv_planes(data: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Y, U, V views of a (H*3/2) x W yuv420p array laid out as PyAV's to_ndarray gives it."""
     width = data.shape[1]
-    q = height // 4
-    return (data[:height], data[height : height + q].reshape(height // 2, width // 2),
-            data[height + q :].reshape(height // 2, width // 2))
+    # The chroma planes follow Y back to back: (H/2)x(W/2) each, which fills whole rows of
+    # the W-wide array only when H is a multiple of 4 (a 636x358 tile is not), so slice flat.
+    flat = data.reshape(-1)
+    y_end = height * width
+    c_size = (height // 2) * (width // 2)
+    return (data[:height], flat[y_end : y_end + c_size].reshape(height // 2, width // 2),
+            flat[y_end + c_size : y_end + 2 * c_size].reshape(height // 2, width // 2))
 
 
 @dataclass(slots=True)

@@ -110,6 +110,7 @@ class Recording(asyncio.DatagramProtocol):
         part = int(old.get("parts", 0)) if old else 0
         self.state = {"recording_id": self.id, "room": self.room, "mode": self.mode,
                       "layout": self.layout, "status": "recording", "parts": part + 1,
+                      "low_latency": self.mode == "composite" and self.options.low_latency,
                       "started_at": old.get("started_at") if old else time.time(),
                       "participants": old.get("participants", []) if old else []}
         self.participants = list(self.state["participants"])
@@ -199,10 +200,12 @@ class Recording(asyncio.DatagramProtocol):
         if self.compositor is not None:
             self.compositor.stop()
             await asyncio.to_thread(self.compositor.join)
-            if self.compositor.error is not None:
-                raise RuntimeError(f"compositor failed: {self.compositor.error!r}")
             playlist = self.compositor.part.playlist
+            # Even after a compositor failure the segments written before it are valid: they
+            # still become the VOD, and the answer says what went wrong.
             result = await asyncio.to_thread(vod.finalize, self.dir, playlist)
+            if self.compositor.error is not None:
+                result["error"] = f"compositor failed: {self.compositor.error!r}"
         elif self.sink is not None:
             sidecar = await asyncio.to_thread(self.sink.stop)
             files = [self.dir / t["file"] for t in sidecar["tracks"]]

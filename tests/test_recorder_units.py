@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import pytest
 
@@ -16,7 +17,7 @@ from recorder.depacketize import (
 from recorder.font import text_mask
 from recorder.hls import Playlist, Segment
 from recorder.jitter import JitterBuffer
-from recorder.layout import SPEAKER, SpeakerTracker, cells
+from recorder.layout import GRID, SPEAKER, Painter, SpeakerTracker, TileView, cells, yuv_planes
 from recorder.sync import GroupClock, TrackClock
 from tests.support.recorder_media import Participant, h264_payloads, vp8_payloads
 
@@ -287,3 +288,24 @@ def test_active_speaker_is_held() -> None:
 def test_font_renders_names() -> None:
     mask = text_mask("José", 2)
     assert mask.shape == (14, 4 * 12) and mask.any()
+
+
+@pytest.mark.parametrize("height", [240, 358, 182])
+def test_yuv_planes_match_pyav_for_any_even_height(height: int) -> None:
+    """A 16:9 camera in a two-tile grid lands in a 636x358 box: H not a multiple of 4."""
+    frame = av.VideoFrame.from_ndarray(
+        np.random.default_rng(height).integers(0, 255, (height, 636, 3), dtype=np.uint8),
+        format="rgb24").reformat(format="yuv420p")
+    y, u, v = yuv_planes(frame.to_ndarray(), height)
+    for plane, ours in zip(frame.planes, (y, u, v), strict=True):
+        expected = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:, :plane.width]
+        assert np.array_equal(ours, expected[:plane.height])
+
+
+def test_painter_draws_16_9_cameras_in_a_two_tile_grid() -> None:
+    camera = av.VideoFrame.from_ndarray(np.full((360, 640, 3), 200, np.uint8), format="rgb24")
+    painter = Painter(1280, 720)
+    canvas = painter.paint([TileView("Ann", camera), TileView("Bob", camera)], GRID)
+    cell = cells(2, GRID)[0]
+    # the middle of the first tile shows the bright camera, not the dark background
+    assert canvas[cell.y + cell.h // 2, cell.x + cell.w // 2] > 150
