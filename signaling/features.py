@@ -126,12 +126,14 @@ async def admit(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     room.admitted.add(target.identity)
     room.waiting.pop(target.id, None)
     target.send_event("admitted", {})
+    room.tell_hosts("lobbyLeft", {"participantId": target.id, "admitted": True})
     return {}
 
 
 async def refuse(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     target = _waiting(p, params)
     target.send_event("refused", {})
+    # the close below tells every host `lobbyLeft`, as when someone gives up waiting
     await target.close("refused by the host", code=4403)
     return {}
 

@@ -105,9 +105,7 @@ class Participant:
             # Wait in the lobby: hosts decide; the client joins again once `admitted`.
             self.room = room
             room.waiting[self.id] = self
-            for host in room.participants.values():
-                if host.joined and host.role == "host":
-                    host.send_event("lobbyRequest", {"participant": self.public()})
+            room.tell_hosts("lobbyRequest", {"participant": self.public()})
             return {"lobby": True, "self": self.public(), "room": room.name}
         room.waiting.pop(self.id, None)
         # Same identity twice (a reconnect within the grace period, a reload, a second tab):
@@ -462,9 +460,7 @@ class Participant:
         await self._close_probe()
         room, was_joined = self.room, self.joined
         if room is not None and room.waiting.pop(self.id, None) is not None:
-            for host in room.participants.values():
-                if host.joined and host.role == "host":
-                    host.send_event("lobbyLeft", {"participantId": self.id})
+            room.tell_hosts("lobbyLeft", {"participantId": self.id})
             if not was_joined:
                 await self.rooms.release_if_empty(room)
         self.joined = False

@@ -121,6 +121,12 @@ class Room:
     def in_group(self, group: str | None) -> list[Participant]:
         return [p for p in self.participants.values() if p.joined and p.group == group]
 
+    def tell_hosts(self, event: str, data: dict[str, Any]) -> None:
+        """Lobby news, for the hosts connected to this node (the waiting queue is per node)."""
+        for participant in list(self.participants.values()):
+            if participant.joined and participant.role == "host":
+                participant.send_event(event, data)
+
     def broadcast_group(self, group: str | None, event: str, data: dict[str, Any],
                         exclude: str | None = None) -> None:
         """Media events stay inside a breakout group: others neither see nor hear it."""

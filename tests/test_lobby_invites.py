@@ -20,10 +20,12 @@ async def test_lobby_admit_and_refuse(server) -> None:
     host = Client(server.base_url, server.token("clinic", "doctor", role="host"))
     guest = Client(server.base_url, server.token("clinic", "patient", role="attendee"))
     stranger = Client(server.base_url, server.token("clinic", "stranger", role="attendee"))
+    cohost = Client(server.base_url, server.token("clinic", "nurse", role="host"))
     try:
-        for c in (host, guest, stranger):
+        for c in (host, guest, stranger, cohost):
             await c.connect()
         await host.join()
+        await cohost.join()
         waiting = await guest.request("join")
         assert waiting["lobby"] is True
         request = await host.wait_event("lobbyRequest")
@@ -36,6 +38,9 @@ async def test_lobby_admit_and_refuse(server) -> None:
             assert getattr(exc, "code", "") == "not_joined"
         await host.request("admit", {"participantId": request["participant"]["id"]})
         await guest.wait_event("admitted")
+        # the other host's lobby list drops the admitted guest
+        left = await cohost.wait_event("lobbyLeft")
+        assert left == {"participantId": request["participant"]["id"], "admitted": True}
         joined = await guest.join()
         assert "lobby" not in joined and joined["self"]["name"] == "patient"
         await host.wait_event("participantJoined",
@@ -48,6 +53,10 @@ async def test_lobby_admit_and_refuse(server) -> None:
         await stranger.wait_event("refused")
         await asyncio.wait_for(stranger.closed.wait(), 5)
         assert stranger.close_code == 4403
+        refused = await cohost.wait_event(
+            "lobbyLeft", lambda d: d["participantId"] == other["participant"]["id"])
+        assert "admitted" not in refused
+        assert (await cohost.request("lobbyList"))["waiting"] == []
 
         # admitted once: a reconnect goes straight in
         await guest.drop()
@@ -56,7 +65,7 @@ async def test_lobby_admit_and_refuse(server) -> None:
         assert (await again.join())["resumed"] is True
         await again.close()
     finally:
-        for c in (host, guest, stranger):
+        for c in (host, guest, stranger, cohost):
             await c.close()
 
 
