@@ -5,6 +5,11 @@ server in which an aiortc participant already publishes; the time from navigatio
 `framesDecoded > 0` in the page's inbound stats is the join time a person waits for. Repeated
 `--runs` times with a fresh browser context each time.
 
+Each run also records when the page reached each step (milliseconds from navigation start,
+polled every 5 ms in the page): the client module loaded, `join` answered, the subscribe
+connection's ICE connected, its DTLS connected, the first video frame decoded. The medians of
+these say where the wait goes.
+
     python -m benchmarks.browser_join --runs 5
 """
 
@@ -23,9 +28,35 @@ from tests.support.client import Client
 from tests.support.server import running_server
 from tests.support.tracks import PatternVideoTrack
 
+# Polls from the first script of the page: which step was first seen when.
+TIMELINE = """
+window.__timeline = {};
+const mark = (name) => { if (!(name in window.__timeline))
+  window.__timeline[name] = Math.round(performance.now()); };
+const poll = setInterval(async () => {
+  const m = window.__meeting;
+  if (!m) return;
+  mark('client_loaded');
+  if (m.joined) mark('joined');
+  const pc = m.subscribePc;
+  if (!pc) return;
+  if (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed')
+    mark('ice_connected');
+  if (pc.connectionState === 'connected') mark('dtls_connected');
+  if ('first_frame' in window.__timeline) return clearInterval(poll);
+  const stats = await pc.getStats();
+  stats.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0)
+      mark('first_frame');
+  });
+}, 5);
+"""
+STEPS = ("client_loaded", "joined", "ice_connected", "dtls_connected", "first_frame")
+
 
 async def measure(runs: int, workers: int) -> dict[str, object]:
     times: list[float] = []
+    timelines: list[dict[str, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         async with running_server(Path(tmp), dev=True, workers=workers) as server, \
                 chromium() as browser:
@@ -37,6 +68,7 @@ async def measure(runs: int, workers: int) -> dict[str, object]:
             try:
                 for i in range(runs):
                     context = await browser.new_context()
+                    await context.add_init_script(TIMELINE)
                     page = await context.new_page()
                     start = time.perf_counter()
                     await page.goto(f"{server.base_url}/r/join-time?name=viewer{i}&autojoin=1")
@@ -50,11 +82,18 @@ async def measure(runs: int, workers: int) -> dict[str, object]:
                         "window.__inbound && window.__inbound.framesDecoded > 0",
                         timeout=30_000, polling=20)
                     times.append(time.perf_counter() - start)
+                    await page.wait_for_function("'first_frame' in window.__timeline",
+                                                 timeout=30_000)
+                    timelines.append(await page.evaluate("window.__timeline"))
                     await context.close()
             finally:
                 await publisher.close()
     return {"runs": runs, "workers": workers, "seconds": [round(t, 3) for t in times],
-            "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3)}
+            "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3),
+            "median_ms_from_navigation": {
+                step: round(statistics.median(t.get(step, 0) for t in timelines))
+                for step in STEPS},
+            "timelines": timelines}
 
 
 def main() -> None:
