@@ -4,6 +4,12 @@
     python -m benchmarks run webinar --step 50 --max 400 --seconds 15
     python -m benchmarks run meeting --size 4
     python -m benchmarks run rooms --rooms 5 --size 4
+    python -m benchmarks run webinar --target janus --step 50 --max 300
+    python -m benchmarks run webinar --compare --step 50 --max 300 --wait-idle 120
+
+Against Janus (`--target janus`, or `--compare` for ours then Janus with the same steps and one
+report with both and their ratios) the command re-runs itself inside a throwaway network
+namespace (benchmarks/janus/launcher.py), where our server runs too.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from . import report, scenarios
+from . import compare, compare_report, report, scenarios
 from .process import prepare_process
 from .runner import RESULTS, RunOptions, log, run
 
@@ -59,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "until other processes use less than --idle-threshold")
     r.add_argument("--idle-threshold", type=float, default=20.0,
                    help="%% of one core used by other processes that still counts as quiet")
+    r.add_argument("--target", choices=["ours", "janus"], default="ours",
+                   help="the server under test: ours, or Janus 1.1.2 (webinar only)")
+    r.add_argument("--compare", action="store_true",
+                   help="run the scenario against ours, then Janus; one report with the ratios")
+    r.add_argument("--janus-event-loops", type=int, default=1,
+                   help="Janus's event_loops setting (0: Janus's default, a loop per handle)")
     r.add_argument("--keep-logs", action="store_true",
                    help="keep the server's and bots' logs (always kept after a failure)")
     return parser
@@ -84,12 +96,19 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       drop_percent=args.drop_percent,
                       aiortc=args.aiortc, join_concurrency=args.join_concurrency,
                       plots=args.plots, keep_logs=args.keep_logs, wait_idle=args.wait_idle,
-                      idle_threshold=args.idle_threshold)
+                      idle_threshold=args.idle_threshold, target=args.target,
+                      janus_event_loops=args.janus_event_loops or None)
 
 
 async def main_async(args: argparse.Namespace) -> int:
     scenario = scenario_from(args)
     opts = options_from(args)
+    if args.compare:
+        combined = await compare.run_compare(scenario, opts)
+        for kind, path in compare_report.write(combined, opts.out_dir, opts.plots).items():
+            log(f"{kind}: {path}")
+        return 0 if all(combined[t]["steps"] and not combined[t]["error"]
+                        for t in compare.TARGETS) else 1
     results = await run(scenario, opts)
     paths = report.write(results, opts.out_dir, opts.plots)
     for kind, path in paths.items():
@@ -99,6 +118,12 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.compare or args.target == "janus":
+        if args.scenario != "webinar":
+            raise SystemExit("the Janus target runs the webinar scenario only")
+        from .janus.launcher import ensure_namespace
+
+        ensure_namespace()  # returns inside the namespace (re-executes this command there)
     prepare_process()
     return asyncio.run(main_async(args))
 

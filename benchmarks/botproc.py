@@ -2,7 +2,7 @@
 
 One JSON command per line in, one JSON reply per line out (logs go to stderr):
   {"cmd": "init", "base_url": ..., "media": [MediaSpec fields...], "sample_frames": 2,
-   "decrypt_all": false, "drop_percent": 0}
+   "decrypt_all": false, "drop_percent": 0, "target": "ours" | "janus"}
   {"cmd": "add", "bots": [BotSpec fields...], "concurrency": 10}   -> {"started", "failed"}
   {"cmd": "wait", "timeout": 20}     -> once every subscriber got its first keyframe (or timeout)
   {"cmd": "snapshot"}                -> cumulative counters, the runner takes differences
@@ -30,7 +30,8 @@ log = logging.getLogger("benchmarks.botproc")
 class BotHost:
     def __init__(self) -> None:
         self.ctx: BotContext | None = None
-        self.sessions: list[BotSession] = []
+        self.sessions: list[Any] = []  # BotSession, or JanusBotSession against Janus
+        self.session_class: Any = BotSession
         self.failures: list[str] = []
 
     async def init(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +41,11 @@ class BotHost:
             media[spec.sender_id] = load_media(spec)
         self.ctx = BotContext(cmd["base_url"], media, cmd.get("sample_frames", 2),
                               cmd.get("decrypt_all", False), cmd.get("drop_percent", 0.0))
+        if cmd.get("target", "ours") == "janus":
+            from .janus.bots import JanusBotSession, open_link
+
+            await open_link(self.ctx)
+            self.session_class = JanusBotSession
         return {"pid": os.getpid()}
 
     async def add(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +55,7 @@ class BotHost:
 
         async def start(spec: BotSpec) -> None:
             nonlocal failed
-            session = BotSession(self.ctx, spec)  # type: ignore[arg-type]
+            session = self.session_class(self.ctx, spec)
             self.sessions.append(session)
             async with gate:
                 try:
@@ -70,10 +76,10 @@ class BotHost:
             await asyncio.sleep(0.1)
         return {"waiting": self._waiting()}
 
-    def _measured(self) -> list[BotSession]:
+    def _measured(self) -> list[Any]:
         return [s for s in self.sessions if s.spec.count]
 
-    def _subscribers(self) -> list[BotSession]:
+    def _subscribers(self) -> list[Any]:
         return [s for s in self._measured() if s.subscriber and not s.spec.aux_subscriber]
 
     def _waiting(self) -> int:
@@ -112,7 +118,9 @@ class BotHost:
                     "rtx": total(streams, "rtx_packets"), "nacks": total(streams, "nacks"),
                     "unknown_ssrc": total(subs, "unknown_ssrc"),
                     "not_keyframe_first": total(subs, "not_keyframe_first"),
-                    "dropped_on_purpose": total(subs, "dropped")},
+                    "dropped_on_purpose": total(subs, "dropped"),
+                    "streams": len(streams),
+                    "streams_with_latency": sum(1 for st in streams if st.latency_samples)},
             "peer": {"socket_drops": total(peers, "socket_drops"),
                      "srtp_errors": total(peers, "srtp_errors"),
                      "send_errors": total(peers, "send_errors"),

@@ -50,6 +50,7 @@ from .sdp_client import (
     publish_offer,
     remote_transport,
 )
+from .sendlog import SendLog
 from .signal_client import SignalClient
 from .subscriber import SubscriberBot
 
@@ -93,6 +94,8 @@ class BotContext:
         self.certificate = DtlsCertificate()
         self.latency = LatencyHistogram()
         self.tracker = GapTracker(self.loop.call_later)
+        self.send_logs: dict[str, SendLog] = {}  # publisher name -> its log (Janus target)
+        self.janus: Any = None  # the process's one Janus session (benchmarks.janus.bots)
         # event-loop lag of this bot process: how late a 10 ms timer fires
         self.lag_max = 0.0
         self.stalls = 0  # timers more than 50 ms late
@@ -111,6 +114,8 @@ class BotContext:
     async def close(self) -> None:
         self._lag_timer.cancel()
         self.tracker.stop()
+        if self.janus is not None:
+            await self.janus.close()
         await self.http.close()
 
 
@@ -127,6 +132,17 @@ class BotSession:
         self.closed = False
         self.close_code: int | None = None
         self.close_reason = ""
+
+    write_candidates = False  # our server is ICE-lite and learns the address from STUN
+
+    async def negotiate_publish(self, offer: str, names: dict[str, str]) -> str:
+        """Send the publish offer, return the server's answer."""
+        result = await self.signal.request("publish", {"sdp": offer, "names": names})
+        return result["sdp"]
+
+    async def send_answer(self, sdp: str) -> None:
+        """Our answer to a subscriber offer."""
+        await self.signal.request("subscriberAnswer", {"sdp": sdp})
 
     async def start(self) -> None:
         self.opened_at = time.time()
@@ -195,6 +211,8 @@ class PublisherBot:
         self.nacks_received = self.retransmitted = self.plis_received = 0
         self.late_ticks = self.skipped_frames = 0
         self.remote_lost = 0
+        # set by targets that rewrite or strip our latency stamp (Janus): send times by seq
+        self.send_log: SendLog | None = None
 
     @staticmethod
     def _ext_block(mid: str) -> bytearray:
@@ -205,12 +223,14 @@ class PublisherBot:
         return bytearray(b"\xbe\xde" + U16.pack(len(body) // 4) + body)
 
     async def start(self) -> None:
-        self.peer.open()
+        addr = self.peer.open()
+        if self.session.write_candidates:
+            self.peer.local.candidate = addr
         offer = publish_offer(self.peer.local, self.streams)
         s = self.streams
-        result = await self.session.signal.request(
-            "publish", {"sdp": offer, "names": {s.audio_mid: "microphone", s.video_mid: "camera"}})
-        self.peer.connect(remote_transport(result["sdp"]))
+        answer = await self.session.negotiate_publish(
+            offer, {s.audio_mid: "microphone", s.video_mid: "camera"})
+        self.peer.connect(remote_transport(answer))
         await asyncio.wait_for(asyncio.shield(self.peer.connected), 15)
         now = self.loop.time()
         self._next_audio = self._next_video = now
@@ -253,9 +273,12 @@ class PublisherBot:
 
     def _send(self, kind: str, pt: int, seq: int, ts: int, ssrc: int, payload: bytes,
               marker: bool, ext: bytearray) -> bytes:
-        ext[5:8] = abs_send_time(time.time())
+        now = time.time()
+        ext[5:8] = abs_send_time(now)
         packet = RTP_HEADER.pack(0x90, (0x80 if marker else 0) | pt, seq, ts, ssrc) + ext + payload
         self.peer.send_rtp(packet)
+        if self.send_log is not None:
+            self.send_log.sent(kind, seq, payload, now)
         self.packets[kind] += 1
         self.octets[kind] += len(payload)
         self.packets_sent += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .rtpstats import BUCKET_US, LatencyHistogram
-from .server_proc import CLK_TCK, ProcSample, ServerProcess, udp_drops
+from .server_proc import CLK_TCK, ProcSample, Target, udp_drops
 
 NCPU = os.cpu_count() or 1
 BOT_BUSY = 85.0  # % of one core: above this a bot process is the bottleneck
@@ -43,7 +43,7 @@ def machine_busy() -> float:
     return busy / CLK_TCK
 
 
-async def take(server: ServerProcess, bots: list[dict[str, Any]]) -> Snapshot:
+async def take(server: Target, bots: list[dict[str, Any]]) -> Snapshot:
     metrics = await server.metrics()
     times = os.times()
     return Snapshot(time.monotonic(), server.sample(), metrics, udp_drops(server.rtc_ports), bots,
@@ -103,13 +103,17 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
     def rate(key: str) -> float:
         return (b.metrics.get(key, 0) - a.metrics.get(key, 0)) / wall
 
-    forwarded = b.metrics.get("packets_out", 0) - a.metrics.get("packets_out", 0)
-
     def bots(key: str, sub: str) -> int:
         return sum(x[key][sub] for x in b.bots) - sum(x[key][sub] for x in a.bots)
 
     expected, lost = bots("sub", "expected"), bots("sub", "lost")
     received = bots("sub", "packets")
+    # What the server forwarded, counted by the server when it says (our /metrics), else at
+    # the bots: RTP packets received, retransmissions included (Janus has no such counter).
+    at_bots = received + bots("sub", "rtx")
+    counted_by = "server" if "packets_out" in b.metrics else "bots"
+    forwarded = (b.metrics.get("packets_out", 0) - a.metrics.get("packets_out", 0)
+                 if counted_by == "server" else at_bots)
     hist = LatencyHistogram.diff(LatencyHistogram.merge([x["latency"] for x in b.bots]),
                                  LatencyHistogram.merge([x["latency"] for x in a.bots]))
     new_joins = [t for x, n in zip(b.bots, join_before, strict=True)
@@ -142,6 +146,16 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
                      "contention")
     if machine > 0.9 * 100 * NCPU:
         notes.append(f"machine saturated: {machine:.0f}% of {NCPU} cores busy")
+    if counted_by == "server":
+        traffic = {"packets_in_per_s": round(rate("packets_in")),
+                   "packets_out_per_s": round(rate("packets_out")),
+                   "bits_in_per_s": round(8 * rate("bytes_in")),
+                   "bits_out_per_s": round(8 * rate("bytes_out"))}
+    else:  # no server counters: what the bots sent and received
+        traffic = {"packets_in_per_s": round(bots("pub", "packets") / wall),
+                   "packets_out_per_s": round(at_bots / wall),
+                   "bits_in_per_s": round(8 * bots("pub", "bytes") / wall),
+                   "bits_out_per_s": round(8 * bots("sub", "bytes") / wall)}
     pct = LatencyHistogram.percentile
     return {
         "window_s": round(wall, 2),
@@ -151,11 +165,10 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
                    "processes": per_proc, "udp_drops": b.udp_drops - a.udp_drops},
         "forwarded_per_cpu_s": round(forwarded / server_cpu) if server_cpu > 0 else None,
         "forwarded_per_media_cpu_s": round(forwarded / media_cpu) if media_cpu > 0 else None,
-        "traffic": {"packets_in_per_s": round(rate("packets_in")),
-                    "packets_out_per_s": round(rate("packets_out")),
-                    "bits_in_per_s": round(8 * rate("bytes_in")),
-                    "bits_out_per_s": round(8 * rate("bytes_out")),
-                    "received_by_bots_per_s": round(received / wall),
+        "forwarded_counted_by": counted_by,
+        # the same measuring stick for every target: packets the bots received
+        "received_per_cpu_s": round(at_bots / server_cpu) if server_cpu > 0 else None,
+        "traffic": {**traffic, "received_by_bots_per_s": round(received / wall),
                     "sent_by_bots_per_s": round(bots("pub", "packets") / wall)},
         "loss_percent": _r(loss, 3), "lost": lost, "expected": expected,
         "recovery": {"nacks": bots("sub", "nacks"), "rtx_received": bots("sub", "rtx"),
@@ -165,7 +178,10 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
                      "server_upstream_lost": round(rate("packets_lost") * wall)},
         "latency_ms": {"p50": _r(pct(hist, 50)), "p90": _r(pct(hist, 90)),
                        "p99": _r(pct(hist, 99)), "max": _r(pct(hist, 100)),
-                       "samples": sum(hist.values())},
+                       "samples": sum(hist.values()),
+                       "streams": sum(x["sub"].get("streams", 0) for x in b.bots),
+                       "streams_measured": sum(x["sub"].get("streams_with_latency", 0)
+                                               for x in b.bots)},
         # coarse copy of the histogram for plots: packets per whole millisecond
         "latency_hist_ms": _coarse(hist),
         "join_s": {"bots": {"n": len(new_joins), "p50": _r(_pct(new_joins, 50), 3),

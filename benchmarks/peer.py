@@ -101,7 +101,9 @@ class Peer:
         self.remote = remote
         self.state = "checking"
         self._check_deadline = self._loop.time() + ICE_TIMEOUT
-        self._dtls = DtlsEndpoint(self.certificate, "client", remote.fingerprints,
+        # The remote answered a=setup:active (Janus does): it starts DTLS, we are the server.
+        role = "server" if remote.setup == "active" else "client"
+        self._dtls = DtlsEndpoint(self.certificate, role, remote.fingerprints,
                                   send=self._send_raw, on_connected=self._on_dtls_connected,
                                   on_failed=self._fail)
         self._send_check()

@@ -6,6 +6,7 @@ results folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,12 @@ def table(steps: list[dict[str, Any]]) -> str:
     return "\n".join([head, sep, *rows])
 
 
-def markdown(results: dict[str, Any], plot: str | None = None) -> str:
+def header(results: dict[str, Any]) -> list[str]:
+    """The run's machine, server options and media, one line each."""
     m = results["machine"]
     o = results["options"]
     media = results.get("media", {})
     lines = [
-        f"# {results['scenario']} ({results['timestamp']})", "",
-        results.get("description", ""), "",
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, Python "
         f"{m['python']}, kernel {m['kernel']}; "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + ".",
@@ -67,7 +67,12 @@ def markdown(results: dict[str, Any], plot: str | None = None) -> str:
         lines.append(f"Media per publisher: VP8 {media['width']}x{media['height']} 30 fps at "
                      f"{media['video_kbps']} kbit/s ({media['video_packets_per_s']} packets/s) "
                      f"+ Opus 20 ms ({media['audio_packets_per_s']} packets/s).")
-    lines += ["", table(results["steps"]), ""]
+    return lines
+
+
+def outcome(results: dict[str, Any]) -> list[str]:
+    """Why stepping stopped, a failure, and the steps' notes (paragraphs, blank-separated)."""
+    lines = []
     if results.get("stopped"):
         lines += [f"Stepping stopped: {results['stopped']}.", ""]
     if results.get("error"):
@@ -77,6 +82,13 @@ def markdown(results: dict[str, Any], plot: str | None = None) -> str:
     if notes or errors:
         lines += ["Notes:", *[f"- {label}: {n}" for label, n in notes],
                   *[f"- {label}: sample decode: {e}" for label, e in errors], ""]
+    return lines
+
+
+def markdown(results: dict[str, Any], plot: str | None = None) -> str:
+    lines = [f"# {results['scenario']} ({results['timestamp']})", "",
+             results.get("description", ""), "", *header(results)]
+    lines += ["", table(results["steps"]), "", *outcome(results)]
     lines += [
         "fwd/CPU-s: RTP packets the server sent (its /metrics `packets_out`) per CPU-second of "
         "the whole server (signalling + media workers); fwd/media-CPU-s: per CPU-second of the "
@@ -89,7 +101,12 @@ def markdown(results: dict[str, Any], plot: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict[str, Any], path: Path) -> bool:
+Series = tuple[str, list[float], list[float | None]]  # label, x, y (None: no value)
+
+
+def save_panels(path: Path, title: str, xlabel: str,
+                panels: list[tuple[str, list[Series]]]) -> bool:
+    """Four panels (2 x 2) of line plots into a PNG; False when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -97,49 +114,61 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    steps = results["steps"]
-    if not steps:
-        return False
-    x = [s["x"] for s in steps]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-    panels = [
-        (axes[0][0], "forwarded packets / server CPU-s",
-         [("whole server", [s["forwarded_per_cpu_s"] for s in steps]),
-          ("media workers", [s["forwarded_per_media_cpu_s"] for s in steps])]),
-        (axes[0][1], "CPU % (of one core)",
-         [("server", [s["server"]["cpu_percent"] for s in steps]),
-          ("bots", [sum(s["bots"]["cpu_percent"]) for s in steps])]),
-        (axes[1][0], "loss %", [("loss", [s["loss_percent"] for s in steps])]),
-        (axes[1][1], "added latency ms",
-         [("p50", [s["latency_ms"]["p50"] for s in steps]),
-          ("p99", [s["latency_ms"]["p99"] for s in steps])]),
-    ]
-    for ax, title, series in panels:
-        for label, ys in series:
-            ax.plot(x, [float("nan") if y is None else y for y in ys], marker="o", label=label)
-        ax.set_title(title)
-        ax.set_xlabel("participants" if not results["scenario"].startswith("webinar")
-                      else "attendees")
+    for ax, (panel_title, series) in zip([a for row in axes for a in row], panels, strict=False):
+        for label, xs, ys in series:
+            ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o", label=label)
+        ax.set_title(panel_title)
+        ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
         if len(series) > 1:
             ax.legend()
-    fig.suptitle(f"{results['scenario']} ({results['timestamp']})")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
 
 
-def write(results: dict[str, Any], out_dir: Path, plots: bool = True) -> dict[str, Path]:
+def plot(results: dict[str, Any], path: Path) -> bool:
+    steps = results["steps"]
+    if not steps:
+        return False
+    x = [s["x"] for s in steps]
+    panels: list[tuple[str, list[Series]]] = [
+        ("forwarded packets / server CPU-s",
+         [("whole server", x, [s["forwarded_per_cpu_s"] for s in steps]),
+          ("media workers", x, [s["forwarded_per_media_cpu_s"] for s in steps])]),
+        ("CPU % (of one core)",
+         [("server", x, [s["server"]["cpu_percent"] for s in steps]),
+          ("bots", x, [sum(s["bots"]["cpu_percent"]) for s in steps])]),
+        ("loss %", [("loss", x, [s["loss_percent"] for s in steps])]),
+        ("added latency ms",
+         [("p50", x, [s["latency_ms"]["p50"] for s in steps]),
+          ("p99", x, [s["latency_ms"]["p99"] for s in steps])]),
+    ]
+    xlabel = "attendees" if results["scenario"].startswith("webinar") else "participants"
+    return save_panels(path, f"{results['scenario']} ({results['timestamp']})", xlabel, panels)
+
+
+def write_files(results: dict[str, Any], out_dir: Path, plots: bool,
+                render: Callable[[dict[str, Any], str | None], str],
+                draw: Callable[[dict[str, Any], Path], bool]) -> dict[str, Path]:
+    """`<scenario>-<timestamp>` .json, .md (from `render`) and .png (from `draw`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     base = f"{results['scenario']}-{results['timestamp']}"
     paths = {"json": out_dir / f"{base}.json", "md": out_dir / f"{base}.md"}
     png = out_dir / f"{base}.png"
-    has_plot = plots and plot(results, png)
+    has_plot = plots and draw(results, png)
     if has_plot:
         paths["png"] = png
     paths["json"].write_text(json.dumps(results, indent=1) + "\n")
-    paths["md"].write_text(markdown(results, png.name if has_plot else None))
+    paths["md"].write_text(render(results, png.name if has_plot else None))
+    return paths
+
+
+def write(results: dict[str, Any], out_dir: Path, plots: bool = True) -> dict[str, Path]:
+    paths = write_files(results, out_dir, plots, markdown, plot)
     paths["latest"] = write_latest(out_dir)
     return paths
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import json
 import os
 import platform
@@ -26,7 +27,7 @@ from typing import Any
 from . import measure
 from .media import MediaSpec, load_media
 from .scenarios import Member, Scenario, over_limits
-from .server_proc import ROOT, ServerProcess
+from .server_proc import ROOT, ServerProcess, Target
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,6 +55,8 @@ class RunOptions:
     keep_logs: bool = False
     wait_idle: float = 0.0  # wait up to this long for other processes to quiet down
     idle_threshold: float = 20.0  # % of one core used by other processes that counts as quiet
+    target: str = "ours"  # or "janus": the same bots against Janus 1.1.2 (benchmarks/janus)
+    janus_event_loops: int | None = 1  # Janus's event_loops; None: its default (per handle)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,7 +133,7 @@ def machine() -> dict[str, Any]:
             "packages": versions}
 
 
-async def _probe(server: ServerProcess, scenario: Scenario, step_index: int) -> dict[str, Any]:
+async def _probe(server: Target, scenario: Scenario, step_index: int) -> dict[str, Any]:
     from .aiortc_probe import join_time  # imports aiortc: only when asked for
 
     room = scenario.rooms[0]
@@ -139,11 +142,23 @@ async def _probe(server: ServerProcess, scenario: Scenario, step_index: int) -> 
     return await join_time(server.base_url, token)
 
 
+def _make_target(opts: RunOptions, workdir: Path) -> Target:
+    if opts.target == "janus":
+        from .janus.target import JanusTarget  # runs only inside the Janus namespace
+
+        return JanusTarget(workdir / "janus", opts.janus_event_loops)
+    return ServerProcess(workers=opts.workers, data_dir=workdir / "data",
+                         log_path=workdir / "server.log",
+                         subscribers_per_worker=opts.subscribers_per_worker)
+
+
 async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{scenario.name}-"))
+    name = scenario.name if opts.target == "ours" else f"{scenario.name}-{opts.target}"
     results: dict[str, Any] = {
-        "scenario": scenario.name, "description": scenario.description, "timestamp": stamp,
+        "scenario": name, "target": opts.target, "description": scenario.description,
+        "timestamp": stamp,
         "machine": machine(),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "steps": [], "stopped": "", "error": "",
@@ -151,9 +166,7 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
     specs = [MediaSpec(sender_id=s, seconds=opts.media_seconds, width=opts.width,
                        height=opts.height, bitrate=opts.bitrate)
              for s in sorted(scenario.sender_ids)]
-    server = ServerProcess(workers=opts.workers, data_dir=workdir / "data",
-                           log_path=workdir / "server.log",
-                           subscribers_per_worker=opts.subscribers_per_worker)
+    server = _make_target(opts, workdir)
     procs = [BotProcess(i, workdir / f"bots-{i}.log") for i in range(max(1, opts.bot_procs))]
     ok = False
     try:
@@ -165,8 +178,7 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
                                 "width": opts.width, "height": opts.height,
                                 "audio_packets_per_s": 50}
         await server.start()
-        log(f"server pid {server.proc.pid if server.proc else '?'} on {server.base_url}, "
-            f"{opts.workers} worker(s), UDP {sorted(server.rtc_ports)}")
+        log(server.describe())
         for room in scenario.rooms:
             await server.create_room(room.name, room.type)
         for p in procs:
@@ -174,7 +186,7 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
         await asyncio.gather(*(p.command({
             "cmd": "init", "base_url": server.base_url, "media": [asdict(s) for s in specs],
             "sample_frames": opts.sample_frames, "decrypt_all": opts.decrypt_all,
-            "drop_percent": opts.drop_percent}, 120)
+            "drop_percent": opts.drop_percent, "target": opts.target}, 120)
             for p in procs))
         assigned = 0
         for index, step in enumerate(scenario.iter_steps()):
@@ -195,7 +207,9 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
         log(f"run failed: {results['error']} (logs kept in {workdir})")
     finally:
         await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
-        server.stop()
+        stopped = server.stop()
+        if inspect.isawaitable(stopped):
+            await stopped
         if ok and not opts.keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
@@ -203,7 +217,7 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
     return results
 
 
-async def _run_step(server: ServerProcess, procs: list[BotProcess], scenario: Scenario,
+async def _run_step(server: Target, procs: list[BotProcess], scenario: Scenario,
                     members: list[Member], index: int, assigned: int,
                     opts: RunOptions) -> dict[str, Any]:
     join_before = [p.subscribers for p in procs]
@@ -232,7 +246,8 @@ async def _run_step(server: ServerProcess, procs: list[BotProcess], scenario: Sc
                                              timeout=opts.join_timeout + 30) for p in procs))
     joined_in = time.monotonic() - started
     warm_end = time.monotonic() + opts.warmup
-    probe = await _probe(server, scenario, index) if opts.aiortc else None
+    probe = (await _probe(server, scenario, index)
+             if opts.aiortc and opts.target == "ours" else None)
     await asyncio.sleep(max(0.0, warm_end - time.monotonic()))
     if opts.wait_idle > 0:
         await _wait_quiet(server, procs, opts)
@@ -248,7 +263,7 @@ async def _run_step(server: ServerProcess, procs: list[BotProcess], scenario: Sc
     return result
 
 
-async def _wait_quiet(server: ServerProcess, procs: list[BotProcess], opts: RunOptions) -> None:
+async def _wait_quiet(server: Target, procs: list[BotProcess], opts: RunOptions) -> None:
     """On a shared machine: wait (bounded) until other processes leave the CPUs mostly to us."""
     deadline = time.monotonic() + opts.wait_idle
     while True:

@@ -30,6 +30,7 @@ class LocalTransport:
     ufrag: str
     pwd: str
     fingerprint: str
+    candidate: tuple[str, int] | None = None  # written into our SDP when set
 
 
 @dataclass
@@ -53,6 +54,7 @@ class RemoteTransport:
     pwd: str
     fingerprints: list[tuple[str, str]]
     addr: tuple[str, int]
+    setup: str = "actpass"  # the remote's a=setup: "active" makes us the DTLS server
 
 
 def _session_head(mids: list[str]) -> list[str]:
@@ -61,9 +63,14 @@ def _session_head(mids: list[str]) -> list[str]:
 
 
 def _transport_lines(local: LocalTransport, setup: str, mid: str) -> list[str]:
-    return ["c=IN IP4 127.0.0.1", "a=rtcp:9 IN IP4 0.0.0.0", f"a=ice-ufrag:{local.ufrag}",
-            f"a=ice-pwd:{local.pwd}", f"a=fingerprint:sha-256 {local.fingerprint}",
-            f"a=setup:{setup}", f"a=mid:{mid}", "a=rtcp-mux", "a=rtcp-rsize"]
+    lines = ["c=IN IP4 127.0.0.1", "a=rtcp:9 IN IP4 0.0.0.0", f"a=ice-ufrag:{local.ufrag}",
+             f"a=ice-pwd:{local.pwd}", f"a=fingerprint:sha-256 {local.fingerprint}",
+             f"a=setup:{setup}", f"a=mid:{mid}", "a=rtcp-mux", "a=rtcp-rsize"]
+    if local.candidate is not None:  # our server learns it from STUN; Janus wants it written
+        host, port = local.candidate
+        lines += [f"a=candidate:1 1 udp 2130706431 {host} {port} typ host",
+                  "a=end-of-candidates"]
+    return lines
 
 
 def publish_offer(local: LocalTransport, s: PublishStreams) -> str:
@@ -160,4 +167,4 @@ def remote_transport(sdp: str | Session, text: str | None = None) -> RemoteTrans
     if found is None:
         raise ValueError("server SDP has no host candidate")
     return RemoteTransport(m.ice_ufrag, m.ice_pwd, m.fingerprints,
-                           (found.group(1), int(found.group(2))))
+                           (found.group(1), int(found.group(2))), m.setup or "actpass")

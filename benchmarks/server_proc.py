@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -119,6 +120,32 @@ def udp_drops(ports: set[int]) -> int:
     return total
 
 
+class Target(Protocol):
+    """What the runner needs of a server under test (ours here, Janus in benchmarks.janus)."""
+
+    kind: str
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def rtc_ports(self) -> set[int]: ...
+
+    def describe(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def create_room(self, name: str, room_type: str) -> None: ...
+
+    def token(self, room: str, identity: str, name: str, role: str) -> str: ...
+
+    def sample(self) -> list[ProcSample]: ...
+
+    async def metrics(self) -> dict[str, float]: ...
+
+    def stop(self) -> object: ...  # ours stops at once, Janus returns an awaitable
+
+
 @dataclass
 class ServerProcess:
     workers: int = 1
@@ -132,9 +159,15 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     known_pids: set[int] = field(default_factory=set)
 
+    kind = "ours"
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    def describe(self) -> str:
+        return (f"server pid {self.proc.pid if self.proc else '?'} on {self.base_url}, "
+                f"{self.workers} worker(s), UDP {sorted(self.rtc_ports)}")
 
     @property
     def rtc_ports(self) -> set[int]:

@@ -30,7 +30,7 @@ from mediaserver.srtp import SrtpError
 
 from .peer import Peer
 from .rtpstats import ReceiveStream
-from .sdp_client import remote_transport, subscribe_answer
+from .sdp_client import ReceivedTrack, remote_transport, subscribe_answer
 from .vp8sample import Vp8Sampler
 
 if TYPE_CHECKING:
@@ -81,22 +81,22 @@ class SubscriberBot:
         if self.peer is None:
             self.peer = Peer(self.ctx.certificate, self._on_rtp, self._on_rtcp,
                              name=f"{self.session.spec.name}/sub")
-            self.peer.open()
+            addr = self.peer.open()
+            if self.session.write_candidates:
+                self.peer.local.candidate = addr
         sdp, tracks = subscribe_answer(data["sdp"], self.peer.local)
         mids = data.get("tracks", {})
         for t in tracks:
             if t.ssrc in self.streams:
                 continue
-            st = ReceiveStream(t.ssrc, t.rtx_ssrc, t.kind, t.clock_rate, t.mid,
-                               t.extensions.get(EXT_ABS_SEND_TIME, 0), self.ctx.latency.counts,
-                               self.ctx.tracker, self._send_nack)
+            st = self._new_stream(t, mids.get(t.mid, ""))
             st.sender_id = self.session.sender_of(mids.get(t.mid, ""))
             self.streams[t.ssrc] = st
             if t.rtx_ssrc:
                 self.by_rtx[t.rtx_ssrc] = st
             if t.kind == "video" and self.session.spec.sample:
                 self.samplers[t.ssrc] = Vp8Sampler(st.sender_id, self.ctx.sample_frames)
-        await self.session.signal.request("subscriberAnswer", {"sdp": sdp})
+        await self.session.send_answer(sdp)
         if self.peer.remote is None:
             self.peer.connect(remote_transport(data["sdp"]))
             await asyncio.wait_for(asyncio.shield(self.peer.connected), 15)
@@ -104,6 +104,12 @@ class SubscriberBot:
         for st in self.streams.values():  # a PLI at start, as browsers do for a new stream
             if st.kind == "video" and st.packets == 0:
                 self.peer.send_rtcp(build_pli(self.rtcp_ssrc, st.ssrc))
+
+    def _new_stream(self, t: ReceivedTrack, track_id: str) -> ReceiveStream:
+        """Latency from the publisher's abs-send-time stamp, which our server passes through."""
+        return ReceiveStream(t.ssrc, t.rtx_ssrc, t.kind, t.clock_rate, t.mid,
+                             t.extensions.get(EXT_ABS_SEND_TIME, 0), self.ctx.latency.counts,
+                             self.ctx.tracker, self._send_nack)
 
     def stop(self) -> None:
         if self._rr_timer is not None:

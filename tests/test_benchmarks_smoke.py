@@ -2,12 +2,15 @@
 
 Checks that the tools work end to end (server subprocess, bot processes, media flowing, sampled
 decodes verified, reports written), never how fast anything is: speed lives in benchmarks/.
+The side-by-side run also starts Janus 1.1.2 (Debian's `janus`, installed by `make test`) in a
+network namespace; without Janus that test fails, it never skips.
 Small video (320x180, a 2 s loop) keeps the one-time encoding short.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,18 +22,19 @@ COMMON = ["--seconds", "3", "--warmup", "1", "--video-size", "320x180", "--bitra
           "--media-seconds", "2", "--sample-every", "2"]
 
 
-def run_scenario(out: Path, *args: str, plots: bool = False) -> dict:
+def run_scenario(out: Path, *args: str, plots: bool = False, timeout: float = 60) -> dict:
     extra = [] if plots else ["--no-plots"]
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", *args, *COMMON, *extra,
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=timeout)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
     reports = sorted(out.glob("*.json"))
     assert len(reports) == 1, reports
     assert reports[0].with_suffix(".md").exists()
-    assert (out / "latest.md").exists()
     results = json.loads(reports[0].read_text())
-    assert results["error"] == ""
+    if "--compare" not in args:  # one target: its report, and latest.md updated
+        assert (out / "latest.md").exists()
+        assert results["error"] == ""
     return results
 
 
@@ -73,3 +77,30 @@ def test_rooms_2x2(tmp_path: Path) -> None:
     results = run_scenario(tmp_path, "rooms", "--rooms", "2", "--size", "2", "--no-aiortc")
     check_step(results["steps"][0], subscribers=4, publishers=4)
     assert "rooms-2x2" in (tmp_path / "latest.md").read_text()
+
+
+@pytest.mark.timeout(150)
+def test_webinar_compare_with_janus(tmp_path: Path) -> None:
+    """The same bots against ours and Janus 1.1.2 in one run: one report with both and the
+    ratios. Janus is installed by `make test` (Debian's janus): missing, this fails."""
+    for tool, package in (("janus", "janus"), ("unshare", "util-linux"), ("ip", "iproute2")):
+        assert shutil.which(tool), f"`{tool}` is missing: apt-get install -y {package}"
+    results = run_scenario(tmp_path, "webinar", "--compare", "--step", "2", "--max", "3",
+                           "--no-aiortc", plots=True, timeout=120)
+    assert results["scenario"] == "webinar-steps-2-3-compare"
+    for target in ("ours", "janus"):
+        run = results[target]
+        assert run["target"] == target and run["error"] == "", run["error"]
+        assert [s["label"] for s in run["steps"]] == ["1x2", "1x3"]
+        for step, attendees in zip(run["steps"], (2, 3), strict=True):
+            check_step(step, subscribers=attendees, publishers=1, new=attendees - 2 or 2)
+            # every stream got latency samples: through Janus from the publisher's send log
+            assert step["latency_ms"]["streams_measured"] == step["latency_ms"]["streams"] > 0
+    assert results["janus"]["steps"][0]["forwarded_counted_by"] == "bots"
+    assert [r["label"] for r in results["ratios"]] == ["1x2", "1x3"]
+    assert all(r["efficiency_ratio"] > 0 for r in results["ratios"])
+    assert set(results["capacity"]) == {"ours", "janus"}
+    md = next(tmp_path.glob("*-compare-*.md")).read_text()
+    assert "## Ours / Janus" in md and "Janus 1.1.2" in md
+    png = next(tmp_path.glob("*-compare-*.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

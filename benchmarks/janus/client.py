@@ -54,7 +54,7 @@ Final interface:
 
     class JanusSubscriber:
         JanusSubscriber(session, room_id: int)
-        async subscribe(feed_id: int, *, timeout: float = 15) -> str   # Janus's offer sdp
+        async subscribe(feed_id: int | list[int], *, timeout: float = 15) -> str  # its offer
         async answer(answer_sdp: str, *, timeout: float = 15) -> None
         async wait_webrtcup(timeout: float) -> None
         async close() -> None                              # leave and detach
@@ -443,11 +443,13 @@ class JanusSubscriber(_Participant):
         super().__init__(session, room_id)
         self.streams: list[dict] = []
 
-    async def subscribe(self, feed_id: int, *, timeout: float = 15) -> str:
+    async def subscribe(self, feed_id: int | list[int], *, timeout: float = 15) -> str:
+        """Join as a subscriber to one feed or several (one offer with all their streams)."""
+        feeds = feed_id if isinstance(feed_id, list) else [feed_id]
         handle = self.handle = await self.session.attach()
         data, jsep = await handle.message(
             {"request": "join", "ptype": "subscriber", "room": self.room_id,
-             "streams": [{"feed": feed_id}]},
+             "streams": [{"feed": f} for f in feeds]},
             timeout=timeout,
         )
         if data.get("videoroom") != "attached" or not jsep or jsep.get("type") != "offer":

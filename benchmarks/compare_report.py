@@ -1,0 +1,101 @@
+"""The side-by-side report (benchmarks.compare): `<scenario>-compare-<timestamp>` as JSON, a
+Markdown page with the ratios and both runs' full tables, and PNG plots of both targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .compare import TARGETS
+
+
+def _pair(values: list[Any], digits: int | None = None) -> str:
+    def one(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float) and digits is not None:
+            return f"{v:.{digits}f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+    return " / ".join(one(v) for v in values)
+
+
+RATIO_COLUMNS = [
+    ("attendees", lambda r: r["label"]),
+    ("received / server CPU-s, ours / Janus", lambda r: _pair(r["received_per_cpu_s"])),
+    ("ratio", lambda r: "-" if r["efficiency_ratio"] is None else f"{r['efficiency_ratio']:.2f}"),
+    ("server CPU %", lambda r: _pair(r["server_cpu_percent"])),
+    ("bots CPU %", lambda r: _pair(r["bots_cpu_percent"], 0)),
+    ("p50 ms", lambda r: _pair(r["p50_ms"])),
+    ("p99 ms", lambda r: _pair(r["p99_ms"])),
+    ("loss %", lambda r: _pair(r["loss_percent"])),
+    ("join p50 s", lambda r: _pair(r["join_p50_s"])),
+    ("RSS MiB", lambda r: _pair(r["rss_mib"])),
+    ("other CPU %", lambda r: _pair(r["other_cpu_percent"])),
+]
+
+
+def ratio_table(rows: list[dict[str, Any]]) -> str:
+    head = "| " + " | ".join(c for c, _ in RATIO_COLUMNS) + " |"
+    sep = "|" + "---|" * len(RATIO_COLUMNS)
+    return "\n".join([head, sep, *("| " + " | ".join(str(get(r)) for _, get in RATIO_COLUMNS)
+                                   + " |" for r in rows)])
+
+
+def _capacity_line(target: str, c: dict[str, Any]) -> str:
+    name = "ours" if target == "ours" else "Janus"
+    if c["largest"] is None:
+        return f"- {name}: no step within the limits (first step failing: {c['first_failing']})"
+    tail = f"; next step over the limits: {c['first_failing']}" if c["first_failing"] else \
+        "; every step measured was within the limits (the largest step is a lower bound)"
+    return (f"- {name}: {c['largest']} attendees at {c['server_cpu_percent']}% server CPU, "
+            f"about {c['per_core']:,} attendees per core at that cost{tail}")
+
+
+def markdown(c: dict[str, Any], plot: str | None) -> str:
+    ours, janus = c["ours"], c["janus"]
+    loops = janus["options"].get("janus_event_loops")
+    lines = [f"# {c['scenario']} ({c['timestamp']})", "", c["description"] + ": ours, then "
+             "Janus 1.1.2, with the same bots, media and steps.", ""]
+    lines += report.header(ours)
+    lines += [f"Janus: Debian's 1.1.2, VideoRoom, HTTP API, ICE-lite, event_loops = "
+              f"{loops if loops else 'default (one loop per handle)'}; in a network namespace "
+              "on loopback (benchmarks/janus/launcher.py).", "",
+              "## Ours / Janus", "", ratio_table(c["ratios"]), ""]
+    s = c["summary"]
+    if s["efficiency_ratio_median"] is not None:
+        lines += [f"Efficiency ratio (received packets per server CPU-second, ours / Janus): "
+                  f"median {s['efficiency_ratio_median']}, range "
+                  f"{s['efficiency_ratio_range'][0]}-{s['efficiency_ratio_range'][1]} over "
+                  f"{s['steps_compared']} step(s).", ""]
+    lines += ["Largest webinar within the limits (loss <= 1%, p99 <= 50 ms, every subscriber "
+              "joined):", *[_capacity_line(t, c["capacity"][t]) for t in TARGETS], ""]
+    for target, r in (("Ours", ours), ("Janus", janus)):
+        lines += [f"## {target}", "", report.table(r["steps"]), "", *report.outcome(r)]
+    lines += [
+        "Received / server CPU-s: RTP packets (retransmissions included) the subscriber bots "
+        "received, per CPU-second of the server's processes (ours: signalling + media workers; "
+        "Janus: its process, all threads). Latency: publisher's send time to the subscriber "
+        "socket's kernel receive time; ours reads the publisher's abs-send-time, which our "
+        "server forwards; through Janus, which keeps no stamp of ours, the subscriber looks the "
+        "send time up in the publisher's log (benchmarks/sendlog.py). Bots and server share the "
+        "machine's cores: bots CPU is what the load generator itself used.", ""]
+    if plot:
+        lines += [f"![plots]({plot})", ""]
+    return "\n".join(lines)
+
+
+def plot(c: dict[str, Any], path: Path) -> bool:
+    getters = [("received packets / server CPU-s", lambda s: s["received_per_cpu_s"]),
+               ("server CPU % (of one core)", lambda s: s["server"]["cpu_percent"]),
+               ("loss %", lambda s: s["loss_percent"]),
+               ("added latency p99 ms", lambda s: s["latency_ms"]["p99"])]
+    panels: list[tuple[str, list[report.Series]]] = [
+        (title, [("ours" if t == "ours" else "Janus 1.1.2", [s["x"] for s in c[t]["steps"]],
+                  [get(s) for s in c[t]["steps"]]) for t in TARGETS])
+        for title, get in getters]
+    return report.save_panels(path, f"{c['scenario']} ({c['timestamp']})", "attendees", panels)
+
+
+def write(c: dict[str, Any], out_dir: Path, plots: bool = True) -> dict[str, Path]:
+    return report.write_files(c, out_dir, plots, markdown, plot)
