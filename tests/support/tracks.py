@@ -13,6 +13,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from .av_sync import flash_times, flashing, tone_with_beeps, white_frame
 from .patterns import MAX_COUNTER, dominant_frequency, make_tone, make_video_frame, read_video_frame
 
 VIDEO_CLOCK = 90000
@@ -20,23 +21,30 @@ AUDIO_RATE = 48000
 AUDIO_FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 
 
+class SharedClock:
+    """Start time shared by a participant's tracks, so their media times mean the same instant
+    (a camera and a microphone captured together)."""
+
+    start: float | None = None
+
+
 class _PacedTrack(MediaStreamTrack):
     """Real-time pacing shared by the sources: frame n is due at start + n * period."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: SharedClock | None = None) -> None:
         super().__init__()
-        self._start: float | None = None
+        self._clock = clock or SharedClock()
         self._index = 0
 
     async def _next_index(self, period: float) -> int:
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
-        if self._start is None:
-            self._start = now
+        if self._clock.start is None:
+            self._clock.start = now
         index = self._index
         self._index += 1
-        delay = self._start + index * period - now
+        delay = self._clock.start + index * period - now
         if delay > 0:
             await asyncio.sleep(delay)
         return index
@@ -47,13 +55,16 @@ class PatternVideoTrack(_PacedTrack):
 
     kind = "video"
 
-    def __init__(self, sender_id: int, width: int = 320, height: int = 240, fps: int = 30) -> None:
-        super().__init__()
+    def __init__(self, sender_id: int, width: int = 320, height: int = 240, fps: int = 30,
+                 clock: SharedClock | None = None, flash_until: float = 0.0) -> None:
+        super().__init__(clock)
         make_video_frame(sender_id, 0, width, height)  # validate arguments now, not in recv()
         self.sender_id = sender_id
         self.width = width
         self.height = height
         self.fps = fps
+        # flash_until > 0: white frames on the av_sync schedule, for lip-sync checks
+        self.flashes = flash_times(sender_id, flash_until) if flash_until else []
 
     @property
     def frames_sent(self) -> int:
@@ -61,7 +72,10 @@ class PatternVideoTrack(_PacedTrack):
 
     async def recv(self) -> av.VideoFrame:
         index = await self._next_index(1 / self.fps)
-        rgb = make_video_frame(self.sender_id, index & MAX_COUNTER, self.width, self.height)
+        if self.flashes and flashing(self.flashes, index / self.fps):
+            rgb = white_frame(self.width, self.height)
+        else:
+            rgb = make_video_frame(self.sender_id, index & MAX_COUNTER, self.width, self.height)
         # Convert here: the encoders want yuv420p and would otherwise convert per frame anyway.
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
         frame.pts = index * VIDEO_CLOCK // self.fps
@@ -74,14 +88,18 @@ class ToneAudioTrack(_PacedTrack):
 
     kind = "audio"
 
-    def __init__(self, freq_hz: float) -> None:
-        super().__init__()
+    def __init__(self, freq_hz: float, clock: SharedClock | None = None,
+                 flashes: list[float] | None = None) -> None:
+        super().__init__(clock)
         self.freq_hz = freq_hz
+        self.flashes = flashes or []  # beeps when the participant's video flashes
 
     async def recv(self) -> av.AudioFrame:
         index = await self._next_index(AUDIO_FRAME_SAMPLES / AUDIO_RATE)
         start = index * AUDIO_FRAME_SAMPLES
-        samples = make_tone(self.freq_hz, AUDIO_RATE, AUDIO_FRAME_SAMPLES, start)
+        samples = (tone_with_beeps(self.flashes, self.freq_hz, start, AUDIO_FRAME_SAMPLES)
+                   if self.flashes else
+                   make_tone(self.freq_hz, AUDIO_RATE, AUDIO_FRAME_SAMPLES, start))
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = AUDIO_RATE
         frame.pts = start
