@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS recordings (
     created REAL NOT NULL,
     data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS recording_chapters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    recording TEXT NOT NULL,
+    at REAL NOT NULL,
+    title TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recording_chapters_rec ON recording_chapters(recording, id);
 CREATE TABLE IF NOT EXISTS hands (
     room TEXT NOT NULL REFERENCES rooms(name),
     identity TEXT NOT NULL,
@@ -94,6 +101,9 @@ class Store(Protocol):
     async def put_recording(self, recording: dict[str, Any]) -> None: ...
     async def get_recording(self, recording_id: str) -> dict[str, Any] | None: ...
     async def list_recordings(self, room: str) -> list[dict[str, Any]]: ...
+    async def add_recording_chapter(self, recording_id: str, at: float, title: str
+                                    ) -> None: ...
+    async def recording_chapters(self, recording_id: str) -> list[dict[str, Any]]: ...
     async def close(self) -> None: ...
 
 
@@ -258,6 +268,28 @@ class SqliteStore(SqliteEngagement):
                 "SELECT data FROM recordings WHERE room = ? ORDER BY created, id",
                 (room,)).fetchall()
             return [json.loads(r["data"]) for r in rows]
+
+        return await self._run(work)
+
+    async def add_recording_chapter(self, recording_id: str, at: float, title: str) -> None:
+        """A chapter mark of a running recording: wall-clock `at` (seconds) and a title."""
+
+        def work() -> None:
+            db = self._conn()
+            with db:
+                db.execute("INSERT INTO recording_chapters(recording, at, title) VALUES (?, ?, ?)",
+                           (recording_id, at, title))
+
+        await self._run(work)
+
+    async def recording_chapters(self, recording_id: str) -> list[dict[str, Any]]:
+        """The marks of a recording in the order they were added: [{"at", "title"}]."""
+
+        def work() -> list[dict[str, Any]]:
+            rows = self._conn().execute(
+                "SELECT at, title FROM recording_chapters WHERE recording = ? ORDER BY id",
+                (recording_id,)).fetchall()
+            return [{"at": r["at"], "title": r["title"]} for r in rows]
 
         return await self._run(work)
 

@@ -191,6 +191,7 @@ class RedisStore:
         return [await self._poll(room, int(i)) for i in ids]
 
     # ---- recordings index: rec:<id> JSON, recs:<room> sorted set by creation time -------
+    # and chapter marks: recch:<id> list of JSON {at, title}, in the order noted
 
     async def put_recording(self, recording: dict[str, Any]) -> None:
         await self.redis.set(self._k("rec", recording["id"]), json.dumps(recording))
@@ -205,6 +206,14 @@ class RedisStore:
         ids = await self.redis.zrange(self._k("recs", room), 0, -1)
         found = [await self.get_recording(i) for i in ids]
         return [r for r in found if r is not None]
+
+    async def add_recording_chapter(self, recording_id: str, at: float, title: str) -> None:
+        await self.redis.rpush(self._k("recch", recording_id),
+                               json.dumps({"at": at, "title": title}))
+
+    async def recording_chapters(self, recording_id: str) -> list[dict[str, Any]]:
+        items = await self.redis.lrange(self._k("recch", recording_id), 0, -1)
+        return [json.loads(i) for i in items]
 
     async def close(self) -> None:
         await self.redis.aclose()

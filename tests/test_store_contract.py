@@ -139,3 +139,18 @@ async def test_recordings_index(store) -> None:
     assert [r["id"] for r in await store.list_recordings("rec-room")] == ["rec-1", "rec-2"]
     assert await store.get_recording("nope") is None
     assert await store.list_recordings("other") == []
+
+
+async def test_recording_chapter_marks_in_order(store) -> None:
+    await store.create_room("ch-room")
+    await store.put_recording({"id": "rec-c", "room": "ch-room", "state": "recording"})
+    assert await store.recording_chapters("rec-c") == []
+    marks = [(1700000010.25, "Ann presents"), (1700000005.5, "Poll: dose?"),
+             (1700000020.0, "Answered: <b>side effects</b> --> & more")]
+    for at, title in marks:
+        await store.add_recording_chapter("rec-c", at, title)
+    await store.add_recording_chapter("rec-other", 1.0, "elsewhere")
+    # in the order noted (not re-sorted by time), exact floats and text
+    assert await store.recording_chapters("rec-c") == [{"at": a, "title": t} for a, t in marks]
+    assert await store.recording_chapters("rec-other") == [{"at": 1.0, "title": "elsewhere"}]
+    assert await store.recording_chapters("nope") == []
