@@ -1,6 +1,12 @@
 # The server on its embedded defaults, reachable from outside the container.
 # Set MEDIASERVER_ANNOUNCED_IP to the address browsers reach the host on, and publish the UDP
-# port one-to-one (-p 40000:40000/udp): ICE candidates carry that port.
+# ports one-to-one: media worker i listens on MEDIASERVER_RTC_PORT + i and ICE candidates carry
+# that port. With MEDIASERVER_WORKERS=4: -p 40000-40003:40000-40003/udp.
+
+# hls.js for the recording player, from the npm registry at build time (never at run time).
+FROM node:20-bookworm-slim AS player
+RUN npm install --silent --no-audit --no-fund --prefix /npm hls.js@1.6
+
 FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -9,13 +15,16 @@ COPY signaling signaling
 COPY recorder recorder
 COPY benchmarks benchmarks
 COPY web_client web_client
-RUN pip install --no-cache-dir . && useradd --system --home /app mediaserver && \
+COPY --from=player /npm/node_modules/hls.js/dist/hls.min.js web_client/vendor/hls.min.js
+# Editable: the server serves web_client/ from beside its packages (signaling/config.py).
+RUN pip install --no-cache-dir -e . && useradd --system --home /app mediaserver && \
     mkdir -p /data && chown mediaserver /data
 USER mediaserver
 ENV MEDIASERVER_HOST=0.0.0.0 \
     MEDIASERVER_PORT=8080 \
     MEDIASERVER_RTC_PORT=40000 \
+    MEDIASERVER_WORKERS=2 \
     MEDIASERVER_DATA_DIR=/data
-EXPOSE 8080/tcp 40000/udp
+EXPOSE 8080/tcp 40000-40001/udp
 VOLUME ["/data"]
 CMD ["mediaserver", "serve"]
