@@ -23,11 +23,16 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--segment-seconds", type=float, default=2.0)
     serve.add_argument("--latency", type=float, default=0.5,
                        help="media seconds the composite waits for late tracks")
+    serve.add_argument("--low-latency", action="store_true",
+                       help="composite recordings write LL-HLS parts unless `start` says not")
+    serve.add_argument("--part-seconds", type=float, default=1 / 3,
+                       help="LL-HLS part length (rounded to whole video frames)")
     serve.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = CompositeOptions(segment_seconds=args.segment_seconds, latency=args.latency)
+    options = CompositeOptions(segment_seconds=args.segment_seconds, latency=args.latency,
+                               low_latency=args.low_latency, part_seconds=args.part_seconds)
     service = RecorderService(args.rtp_host, args.recordings, options, args.jitter_ms / 1000)
     try:
         import uvloop  # the SFU's event loop; optional here

@@ -7,7 +7,9 @@ late by less than that still makes it; when nothing at all arrives for `wall_lat
 output goes on in real time, so a silent room does not stall the live stream. Audio is
 decoded to 48 kHz stereo float, placed by its synced time (kept contiguous per track), summed
 and clipped.
-Keyframes are forced every `segment_seconds`, so each HLS segment starts on one.
+Keyframes are forced every `segment_seconds`, so each HLS segment starts on one. With
+`low_latency` the muxer also cuts a fragment every `part_seconds`, each an LL-HLS part
+(llhls.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from .depacketize import Frame
 from .hls import HlsWriter, Playlist
 from .layout import GRID, SPEAKER, Painter, SpeakerTracker, TileView
+from .llhls import PartWriter, frag_duration_us, part_frames, part_target
 
 log = logging.getLogger(__name__)
 VIDEO_CLOCK = 90000
@@ -48,6 +51,8 @@ class CompositeOptions:
     stale: float = 1.0  # a tile with no new picture for this long shows its placeholder
     crf: int = 23
     preset: str = "veryfast"
+    low_latency: bool = False  # LL-HLS parts, preload hint, blocking reload
+    part_seconds: float = 1 / 3
 
 
 @dataclass(slots=True)
@@ -115,6 +120,9 @@ class Compositor:
         self.opt = options
         self.part = start
         self.request_keyframe = request_keyframe
+        if options.low_latency:
+            frames = part_frames(options.part_seconds, options.fps)
+            start.playlist.part_target = part_target(frames, options.fps)
         self.tracks: dict[str, _Track] = {}
         self.speakers = SpeakerTracker()
         self.mix = MixBuffer()
@@ -258,10 +266,15 @@ class Compositor:
     def _open(self, t0: float) -> None:
         log.debug("composite t0=%.3f (wall now %.3f)", t0, time.time())
         self.t0 = t0
-        self.writer = HlsWriter(self.dir, self.part.playlist, self.part.part,
-                                self.part.next_index, t0)
-        out = av.open(self.writer, "w", format="mp4", options={
-            "movflags": "frag_keyframe+empty_moov+default_base_moof"})
+        muxer = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+        writer: type[HlsWriter] = HlsWriter
+        if self.opt.low_latency:
+            frames = part_frames(self.opt.part_seconds, self.opt.fps)
+            muxer["frag_duration"] = str(frag_duration_us(frames, self.opt.fps))
+            writer = PartWriter
+        self.writer = writer(self.dir, self.part.playlist, self.part.part, self.part.next_index,
+                             t0)
+        out = av.open(self.writer, "w", format="mp4", options=muxer)
         gop = str(round(self.opt.segment_seconds * self.opt.fps))
         v = out.add_stream("libx264", rate=self.opt.fps, options={
             "preset": self.opt.preset, "tune": "zerolatency", "crf": str(self.opt.crf),
@@ -349,7 +362,9 @@ class Compositor:
     def _close_output(self) -> None:
         if self._out is not None:
             out, self._out = self._out, None
-            out.close()
+            out.close()  # the muxer writes its last fragment now
+            if self.writer is not None:
+                self.writer.finish()
 
     @property
     def duration(self) -> float:

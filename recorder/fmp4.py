@@ -2,7 +2,8 @@
 
 `BoxSplitter` turns the byte stream a muxer writes into whole top-level boxes; `track_info`
 reads the video track id and timescale from a moov; `fragment_times` reads a moof's start time
-(tfdt) and duration (trun/tfhd sample durations) for one track.
+(tfdt) and duration (trun/tfhd sample durations) for one track; `starts_with_sync` tells whether
+a track's first sample in a moof is a sync sample (a key frame).
 """
 
 from __future__ import annotations
@@ -135,4 +136,39 @@ def fragment_times(moof: bytes, track_id: int) -> tuple[int, int, int] | None:
                 pos += per_sample
             count += n
         return base, duration, count
+    return None
+
+
+_NON_SYNC = 0x00010000  # sample_is_non_sync_sample in sample_flags (section 8.8.3.1)
+
+
+def starts_with_sync(moof: bytes, track_id: int) -> bool | None:
+    """Whether the track's first sample in this moof is a sync sample; None without samples.
+
+    The flags come from the trun (first_sample_flags, or per-sample flags), else from the
+    tfhd's default_sample_flags; a muxer that sets none of them (trex defaults) counts as sync.
+    """
+    for kind, s, e in iter_boxes(moof, 8):
+        if kind != "traf":
+            continue
+        tfhd = _child(moof, s, e, "tfhd")
+        if tfhd is None or struct.unpack_from(">I", moof, tfhd[0] + 4)[0] != track_id:
+            continue
+        flags = int.from_bytes(moof[tfhd[0] + 1 : tfhd[0] + 4], "big")
+        pos = tfhd[0] + 8 + sum(n for bit, n in ((0x01, 8), (0x02, 4), (0x08, 4), (0x10, 4))
+                                if flags & bit)
+        sample_flags = struct.unpack_from(">I", moof, pos)[0] if flags & 0x20 else 0
+        trun = _child(moof, s, e, "trun")
+        if trun is None:
+            return None
+        tflags = int.from_bytes(moof[trun[0] + 1 : trun[0] + 4], "big")
+        if struct.unpack_from(">I", moof, trun[0] + 4)[0] == 0:
+            return None
+        pos = trun[0] + 8 + (4 if tflags & 0x01 else 0)
+        if tflags & 0x04:
+            sample_flags = struct.unpack_from(">I", moof, pos)[0]
+        elif tflags & 0x400:
+            pos += 4 * bin(tflags & 0x300).count("1")  # duration and size come first
+            sample_flags = struct.unpack_from(">I", moof, pos)[0]
+        return not sample_flags & _NON_SYNC
     return None

@@ -110,6 +110,7 @@ class Recording(asyncio.DatagramProtocol):
         part = int(old.get("parts", 0)) if old else 0
         self.state = {"recording_id": self.id, "room": self.room, "mode": self.mode,
                       "layout": self.layout, "status": "recording", "parts": part + 1,
+                      "low_latency": self.mode == "composite" and self.options.low_latency,
                       "started_at": old.get("started_at") if old else time.time(),
                       "participants": old.get("participants", []) if old else []}
         self.participants = list(self.state["participants"])

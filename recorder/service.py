@@ -5,7 +5,8 @@ answer; answers are `{"id", "ok": true, "result": {...}}` or `{"id", "ok": false
 events are `{"event": "recording.ready" | "recording.failed", ...}`, sent to every connected
 client (kept until one connects). Operations:
 
-    start         {recording_id, room, mode: composite|pertrack, layout: grid|speaker}
+    start         {recording_id, room, mode: composite|pertrack, layout: grid|speaker,
+                   low_latency?: bool (composite: LL-HLS parts; default from the command line)}
                   -> {rtp_port, resumed, directory}
     add_track     {recording_id, ssrc, kind, codec: {name, payload_type, clock_rate, channels},
                    participant_name, participant?} -> {track_id}
@@ -98,9 +99,11 @@ class RecorderService:
             raise ValueError(f"recording {rid} is already running")
         if task := self._recovering.get(rid):
             await task
+        options = dataclasses.replace(self.options)
+        if req.get("low_latency") is not None:
+            options.low_latency = bool(req["low_latency"])
         rec = Recording(rid, str(req.get("room", "")), req.get("mode", "composite"),
-                        req.get("layout", "grid"), self.root, dataclasses.replace(self.options),
-                        self.max_delay)
+                        req.get("layout", "grid"), self.root, options, self.max_delay)
         self.active[rid] = rec
         try:
             port = await rec.open(self.rtp_host)

@@ -4,8 +4,8 @@
   (PyAV's mp4 muxer with `movflags=faststart`); each part's timeline (starting at 0) is shifted
   to follow the end of the one before.
 - `make_poster`: a JPEG of a frame from the middle of the MP4.
-- `recover`: after kill -9, drop half-written files and segments the playlist does not name;
-  returns where the numbering stops, so a resumed run can append after it.
+- `recover`: after kill -9, drop half-written files, LL-HLS parts and segments the playlist
+  does not name; returns where the numbering stops, so a resumed run can append after it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import av
 
 from .hls import PLAYLIST, Playlist, write_atomic
+from .llhls import is_part_file
 
 MP4 = "recording.mp4"
 POSTER = "poster.jpg"
@@ -147,6 +148,8 @@ def recover(directory: Path) -> RecoveredState | None:
             next_part = max(next_part, int(m.group(1)) + 1)
             if f.name not in maps:
                 f.unlink()
+        elif is_part_file(f.name):
+            f.unlink()  # LL-HLS parts of the crashed run: its complete segments hold them
     return RecoveredState(playlist, next_index, next_part)
 
 
@@ -154,8 +157,11 @@ def finalize(directory: Path, playlist: Playlist) -> dict[str, object]:
     """ENDLIST, MP4 and poster; returns what the `stop` answer and the event carry."""
     mp4 = build_mp4(directory, playlist)
     poster = make_poster(mp4, directory / POSTER) if mp4 is not None else None
-    playlist.ended = True
+    playlist.ended = True  # a VOD playlist lists no parts: their files go
     write_atomic(directory / PLAYLIST, playlist.render().encode())
+    for f in directory.iterdir():
+        if is_part_file(f.name):
+            f.unlink()
     duration, size = probe(mp4) if mp4 is not None else (0.0, 0)
     return {
         "playlist": str(directory / PLAYLIST),

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import RequestError
-from .grants import check
+from .recording_files import add_recording_routes
 from .state import STATE
 from .tokens import ROLES, mint
 
@@ -202,30 +202,6 @@ async def get_recording(request: web.Request) -> web.Response:
     return web.json_response({"recording": state.recordings.describe(entry)})
 
 
-CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment",
-                 ".mp4": "video/mp4", ".vtt": "text/vtt", ".jpg": "image/jpeg",
-                 ".png": "image/png", ".webm": "video/webm", ".json": "application/json"}
-
-
-async def recording_file(request: web.Request) -> web.StreamResponse:
-    """Files of a recording, only under a valid grant, never outside its directory."""
-    state = request.app[STATE]
-    rid, path = request.match_info["id"], request.match_info["path"]
-    if not check(state.config.effective_jwt_secret, rid, request.match_info["expires"],
-                 request.match_info["sig"]):
-        return _error(403, "forbidden", "no valid grant for this recording")
-    root = (state.recordings.directory / rid).resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
-        return _error(404, "not_found", "no such file")
-    response = web.FileResponse(target)
-    response.content_type = CONTENT_TYPES.get(target.suffix, "application/octet-stream")
-    # live playlists change every segment; segments never change once written
-    response.headers["Cache-Control"] = ("no-cache" if target.suffix == ".m3u8"
-                                         else "public, max-age=86400")
-    return response
-
-
 async def room_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[STATE].config.web_root / "room.html")
 
@@ -249,7 +225,7 @@ def add_routes(app: web.Application, web_root: Any) -> None:
     app.router.add_post("/api/rooms/{room}/recordings/stop", stop_recording)
     app.router.add_get("/api/rooms/{room}/recordings", list_recordings)
     app.router.add_get("/api/recordings/{id}", get_recording)
-    app.router.add_get("/recordings/{id}/g/{expires}/{sig}/{path:.+}", recording_file)
+    add_recording_routes(app)
     app.router.add_get("/r/{room}", room_page)
     app.router.add_get("/play", player_page)
     app.router.add_get("/", index_page)

@@ -6,52 +6,20 @@ from __future__ import annotations
 
 import subprocess
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 from recorder.composite import CompositeOptions, Compositor, PartStart
-from recorder.depacketize import Frame
 from recorder.hls import Playlist
 from recorder.layout import PLACEHOLDER, SPEAKER, cells
 from recorder.vod import finalize
-from tests.support.patterns import make_video_frame, read_video_frame
+from tests.support.patterns import read_video_frame
 from tests.support.recorder_hls import check_playlist, ffprobe_path, parse_m3u8
+from tests.support.recorder_media import Source
 
 FPS = 30
-
-
-class Source:
-    def __init__(self, sender: int, size: tuple[int, int] = (320, 240)) -> None:
-        self.sender = sender
-        self.resize(size)
-        self.audio = av.CodecContext.create("libopus", "w")
-        self.audio.sample_rate, self.audio.layout, self.audio.format = 48000, "mono", "s16"
-        self.audio.time_base = Fraction(1, 48000)
-
-    def resize(self, size: tuple[int, int]) -> None:
-        self.size = size
-        self.video = av.CodecContext.create("libvpx", "w")
-        self.video.width, self.video.height = size
-        self.video.pix_fmt = "yuv420p"
-        self.video.time_base = Fraction(1, 90000)
-        self.video.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
-
-    def video_frame(self, i: int) -> list[Frame]:
-        rgb = make_video_frame(self.sender, i, *self.size)
-        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-        vf.pts = i * 3000
-        return [Frame(bytes(p), i * 3000, p.is_keyframe) for p in self.video.encode(vf)]
-
-    def audio_frame(self, k: int, loud: bool) -> list[Frame]:
-        t = np.arange(k * 960, (k + 1) * 960) / 48000
-        pcm = (0.4 if loud else 0.01) * np.sin(2 * np.pi * 440 * t)
-        af = av.AudioFrame.from_ndarray((pcm * 32767).astype(np.int16)[None, :], format="s16",
-                                        layout="mono")
-        af.sample_rate, af.pts = 48000, k * 960
-        return [Frame(bytes(p), k * 960, True) for p in self.audio.encode(af)]
 
 
 def test_people_come_and_go(tmp_path: Path) -> None:

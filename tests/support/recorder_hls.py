@@ -5,11 +5,19 @@ mirrors it."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+
+@dataclass
+class PartTag:
+    uri: str
+    duration: float
+    independent: bool
 
 
 @dataclass
@@ -19,6 +27,7 @@ class Seg:
     pdt: float | None
     discontinuity: bool
     map_uri: str | None
+    parts: list[PartTag] = field(default_factory=list)
 
 
 @dataclass
@@ -26,6 +35,16 @@ class M3u8:
     tags: dict[str, str] = field(default_factory=dict)  # header tags, first value
     segments: list[Seg] = field(default_factory=list)
     endlist: bool = False
+    open_parts: list[PartTag] = field(default_factory=list)  # after the last segment URI
+    preload_hint: dict[str, str] | None = None
+
+
+def attributes(value: str) -> dict[str, str]:
+    """An attribute-list (RFC 8216 4.2): NAME=value pairs, quoted strings unquoted."""
+    out = {}
+    for m in re.finditer(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)', value):
+        out[m.group(1)] = m.group(2).strip('"')
+    return out
 
 
 def parse_m3u8(text: str) -> M3u8:
@@ -37,8 +56,14 @@ def parse_m3u8(text: str) -> M3u8:
     disc = False
     current_map: str | None = None
     map_changed = False
+    parts: list[PartTag] = []
     for line in lines[1:]:
-        if line.startswith("#EXTINF:"):
+        if line.startswith("#EXT-X-PART:"):
+            a = attributes(line.split(":", 1)[1])
+            parts.append(PartTag(a["URI"], float(a["DURATION"]), a.get("INDEPENDENT") == "YES"))
+        elif line.startswith("#EXT-X-PRELOAD-HINT:"):
+            pl.preload_hint = attributes(line.split(":", 1)[1])
+        elif line.startswith("#EXTINF:"):
             duration = float(line[len("#EXTINF:") :].split(",")[0])
         elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
             value = line.split(":", 1)[1].replace("Z", "+00:00")
@@ -55,8 +80,10 @@ def parse_m3u8(text: str) -> M3u8:
             pl.tags.setdefault(key, value)
         elif not line.startswith("#"):
             assert duration is not None, f"segment {line} without EXTINF"
-            pl.segments.append(Seg(line, duration, pdt, disc, current_map if map_changed else None))
-            duration, pdt, disc, map_changed = None, None, False, False
+            pl.segments.append(Seg(line, duration, pdt, disc, current_map if map_changed else None,
+                                   parts))
+            duration, pdt, disc, map_changed, parts = None, None, False, False, []
+    pl.open_parts = parts
     return pl
 
 

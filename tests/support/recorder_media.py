@@ -4,7 +4,8 @@ A `Participant` sends VP8 pattern video (`make_video_frame`) and Opus audio: a q
 loud beeps exactly when the video flashes white. Its RTP carries its own random SSRCs, sequence
 numbers and timestamp bases; its sender reports use its own NTP clock (optionally skewed), as a
 browser's relayed by the SFU would. It answers NACKs from a history and PLIs with a key frame.
-A `Tap` is one UDP socket carrying several participants, like a PipeTransport.
+A `Tap` is one UDP socket carrying several participants, like a PipeTransport. A `Source` makes
+whole frames (no RTP) for driving the compositor directly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from mediaserver.rtp.packet import build_packet
 from mediaserver.rtp.rtcp import Nack, Pli, build_sr, parse_compound, seconds_to_ntp
+from recorder.depacketize import Frame
 
 from .patterns import make_video_frame
 
@@ -290,3 +292,34 @@ class Tap(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.udp is not None:
             self.udp.close()
+
+
+class Source:
+    def __init__(self, sender: int, size: tuple[int, int] = (320, 240)) -> None:
+        self.sender = sender
+        self.resize(size)
+        self.audio = av.CodecContext.create("libopus", "w")
+        self.audio.sample_rate, self.audio.layout, self.audio.format = 48000, "mono", "s16"
+        self.audio.time_base = Fraction(1, 48000)
+
+    def resize(self, size: tuple[int, int]) -> None:
+        self.size = size
+        self.video = av.CodecContext.create("libvpx", "w")
+        self.video.width, self.video.height = size
+        self.video.pix_fmt = "yuv420p"
+        self.video.time_base = Fraction(1, 90000)
+        self.video.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+
+    def video_frame(self, i: int) -> list[Frame]:
+        rgb = make_video_frame(self.sender, i, *self.size)
+        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        vf.pts = i * 3000
+        return [Frame(bytes(p), i * 3000, p.is_keyframe) for p in self.video.encode(vf)]
+
+    def audio_frame(self, k: int, loud: bool) -> list[Frame]:
+        t = np.arange(k * 960, (k + 1) * 960) / 48000
+        pcm = (0.4 if loud else 0.01) * np.sin(2 * np.pi * 440 * t)
+        af = av.AudioFrame.from_ndarray((pcm * 32767).astype(np.int16)[None, :], format="s16",
+                                        layout="mono")
+        af.sample_rate, af.pts = 48000, k * 960
+        return [Frame(bytes(p), k * 960, True) for p in self.audio.encode(af)]

@@ -1,0 +1,83 @@
+"""Serving a recording's files: only under a valid grant, never outside its directory.
+
+`GET /recordings/<id>/g/<expiry>/<signature>/<file>` (grants.py). Playlists are never cached;
+with low-latency HLS a playlist request may carry `_HLS_msn`/`_HLS_part` and is held until the
+playlist holds what it asks for, and a request for the part the playlist hints is held until
+that part exists (hls_reload.py). Segments and parts never change once written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from .grants import check
+from .hls_reload import (
+    READY,
+    TOO_FAR,
+    BadDirective,
+    PlaylistWatcher,
+    directives,
+    wait_for_hinted,
+    wait_for_playlist,
+)
+from .state import STATE
+
+CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment",
+                 ".mp4": "video/mp4", ".vtt": "text/vtt", ".jpg": "image/jpeg",
+                 ".png": "image/png", ".webm": "video/webm", ".json": "application/json"}
+WATCHER = web.AppKey("hls_watcher", PlaylistWatcher)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _headers(target: Path) -> dict[str, str]:
+    # live playlists change with every part; segments and parts never change once written
+    return {"Content-Type": CONTENT_TYPES.get(target.suffix, "application/octet-stream"),
+            "Cache-Control": "no-cache" if target.suffix == ".m3u8" else "public, max-age=86400"}
+
+
+async def recording_file(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    rid, path = request.match_info["id"], request.match_info["path"]
+    if not check(state.config.effective_jwt_secret, rid, request.match_info["expires"],
+                 request.match_info["sig"]):
+        return _error(403, "forbidden", "no valid grant for this recording")
+    root = (state.recordings.directory / rid).resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root):
+        return _error(404, "not_found", "no such file")
+    watcher = request.app[WATCHER]
+    if target.suffix == ".m3u8" and target.is_file():
+        try:
+            wanted = directives(dict(request.query))
+        except BadDirective as exc:
+            return _error(400, "bad_request", str(exc))
+        if wanted is not None:
+            verdict, text = await wait_for_playlist(watcher, target, *wanted)
+            if verdict == TOO_FAR:
+                return _error(400, "bad_request", "_HLS_msn/_HLS_part too far ahead")
+            if verdict != READY:
+                return _error(503, "unavailable", "the playlist did not get there in time")
+            return web.Response(text=text, headers=_headers(target))
+    playlist = root / "index.m3u8"
+    if not target.exists() and target.parent == root and playlist.is_file():
+        await wait_for_hinted(watcher, playlist, target)  # the hinted part: until written
+    if not target.is_file():
+        return _error(404, "not_found", "no such file")
+    response = web.FileResponse(target)
+    response.headers.update(_headers(target))
+    return response
+
+
+async def _close_watcher(app: web.Application) -> None:
+    await app[WATCHER].close()
+
+
+def add_recording_routes(app: web.Application) -> None:
+    app[WATCHER] = PlaylistWatcher()
+    app.on_cleanup.append(_close_watcher)
+    app.router.add_get("/recordings/{id}/g/{expires}/{sig}/{path:.+}", recording_file)
