@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from .chapters import title
 from .errors import RequestError
 from .ratelimit import TokenBucket
 from .store import AlreadyVoted, NotFound, NotOpen
@@ -58,6 +59,13 @@ def _store_errors(exc: Exception) -> RequestError:
     return RequestError("not_found", str(exc))
 
 
+async def chapter(p: Participant, prefix: str, text: str) -> None:
+    """A chapter mark in the room's recording, if it is being recorded (chapters.py)."""
+    recordings = p.rooms.recordings
+    if recordings is not None:
+        await recordings.note(p.room_or_fail().name, title(prefix, text))
+
+
 # ---- Q&A ----------------------------------------------------------------------------------
 
 async def qa_ask(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
@@ -89,6 +97,8 @@ async def _qa_state(p: Participant, params: dict[str, Any], state: str) -> dict[
     except NotFound as exc:
         raise _store_errors(exc) from None
     room.broadcast("questionUpdated", {"question": question})
+    if state == "answered":
+        await chapter(p, "Answered: ", question["text"])
     return {"question": question}
 
 
@@ -126,6 +136,8 @@ async def _poll_state(p: Participant, params: dict[str, Any], state: str) -> dic
     except NotFound as exc:
         raise _store_errors(exc) from None
     room.broadcast("pollUpdated", {"poll": poll})
+    if state == "open":
+        await chapter(p, "Poll: ", poll["question"])
     return {"poll": poll}
 
 

@@ -3,7 +3,8 @@
 A tap is a PipeTransport whose far end is the recorder's RTP port; every track of the room's
 main group is piped into it (the recorder depacketizes, lays out or remuxes, and writes HLS
 with DVR and the VOD). The index of recordings lives in the Store; files are served by
-`/recordings/<id>/g/<expiry>/<signature>/<file>` only, see grants.py.
+`/recordings/<id>/g/<expiry>/<signature>/<file>` only, see grants.py. Room events noted while
+recording become chapters when the VOD is made, see chapters.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 from mediaserver.api import MediaControl
 
+from . import chapters
 from .errors import RequestError
 from .grants import grant_path
 from .recorder_link import RecorderError, RecorderLink
@@ -37,8 +39,12 @@ class Active:
     pipe: str
     mode: str
     layout: str
+    started: float = field(default_factory=time.time)
     taps: dict[str, int] = field(default_factory=dict)  # track id -> SSRC in the pipe
     names: set[str] = field(default_factory=set)
+    presenter: str | None = None  # participant id of the presenter last noted
+    last_title: str | None = None  # of the last chapter mark
+    resume: asyncio.Task | None = None  # after a recorder crash, until the taps are back
 
 
 class Recordings:
@@ -52,6 +58,8 @@ class Recordings:
         self.active: dict[str, Active] = {}  # room name -> running recording
         self.rooms: dict[str, Room] = {}
         self.link = RecorderLink(directory, self._on_event, self._on_restart)
+        self._interrupted: dict[str, dict[str, Any]] = {}  # id -> the crash's finalize event
+        self._spawning = asyncio.Lock()
 
     async def stop_process(self) -> None:
         for room_name in list(self.active):
@@ -67,37 +75,66 @@ class Recordings:
 
     # ---- control ------------------------------------------------------------------------
 
-    async def start(self, room: Room, mode: str = "composite", layout: str = "grid",
-                    recording_id: str | None = None) -> dict[str, Any]:
-        if self.link.process is None:
-            await self.link.start()  # the recorder process starts with the first recording
+    async def start(self, room: Room, mode: str = "composite", layout: str = "grid"
+                    ) -> dict[str, Any]:
         if mode not in MODES or layout not in LAYOUTS:
             raise RequestError("bad_request", f"mode: {'/'.join(MODES)}, layout: "
                                f"{'/'.join(LAYOUTS)}")
         if room.name in self.active:
             raise RequestError("conflict", "the room is already being recorded")
-        rid = recording_id or new_id("rec")
+        active = Active(new_id("rec"), "", mode, layout)
+        for track in room.tracks_in(None):  # who presents as it starts is no chapter
+            if who := chapters.presenter(room, track):
+                active.presenter = who[0]
+        self.active[room.name] = active  # taken: a second start now gets `conflict`
+        self.rooms[room.name] = room
         try:
-            started = await self.link.call("start", recording_id=rid, room=room.name,
-                                           mode=mode, layout=layout)
+            async with self._spawning:  # the recorder process starts with the first recording
+                if self.link.process is None:
+                    await self.link.start()
+            await self._attach(room, active)
+        except BaseException:
+            self.active.pop(room.name, None)
+            raise
+        await self.store.put_recording({"id": active.id, "room": room.name, "mode": mode,
+                                        "state": "recording", "started": active.started})
+        room.broadcast("recordingChanged", {"recording": True, "recordingId": active.id})
+        return {"recordingId": active.id, "mode": mode, "layout": layout}
+
+    async def _attach(self, room: Room, active: Active) -> None:
+        """Start (or, after a crash, resume) the recording in the recorder and tap every
+        track of the main room into it."""
+        try:
+            started = await self.link.call("start", recording_id=active.id, room=room.name,
+                                           mode=active.mode, layout=active.layout)
         except RecorderError as exc:
             raise RequestError("internal", f"the recorder refused: {exc}") from None
         pipe = await self.media.create_pipe_transport(room.router_id)
         await self.media.connect_pipe_transport(pipe["id"], "127.0.0.1", started["rtp_port"])
-        active = Active(rid, pipe["id"], mode, layout)
-        self.active[room.name] = active
-        self.rooms[room.name] = room
+        active.pipe, active.taps = pipe["id"], {}
         for track in room.tracks_in(None):
-            await self.track_added(room, track)
-        await self.store.put_recording({"id": rid, "room": room.name, "mode": mode,
-                                        "state": "recording", "started": time.time()})
-        room.broadcast("recordingChanged", {"recording": True, "recordingId": rid})
-        return {"recordingId": rid, "mode": mode, "layout": layout}
+            await self.track_added(room, track, live=False)
 
-    async def track_added(self, room: Room, track: Track) -> None:
-        active = self.active.get(room.name)
-        if active is None or track.group is not None or track.id in active.taps:
+    async def note(self, room_name: str, title: str) -> None:
+        """A chapter mark, now, in the room's running recording (none is running: nothing)."""
+        at = time.time()
+        active = self.active.get(room_name)
+        if active is None or title == active.last_title:
             return
+        active.last_title = title
+        await self.store.add_recording_chapter(active.id, at, title)
+
+    async def track_added(self, room: Room, track: Track, live: bool = True) -> None:
+        """A track to record; `live`: just published (a new presenter is a chapter)."""
+        active = self.active.get(room.name)
+        if active is None:
+            return
+        if live and (who := chapters.presenter(room, track)) and who[0] != active.presenter:
+            active.presenter = who[0]
+            await self.note(room.name, who[1])
+        if not active.pipe or track.group is not None or track.id in active.taps:
+            return  # not tapped yet (its attach takes every track), or not in the main room
+        active.taps[track.id] = 0  # taken: a second call while this one waits does nothing
         params = await self.media.pipe_consume(active.pipe, track.producer_id)
         name = next((p.name for p in room.participants.values()
                      if p.id == track.participant_id),
@@ -123,8 +160,10 @@ class Recordings:
             log.warning("remove_track: %s", exc)
 
     async def stop(self, room: Room) -> dict[str, Any]:
-        active = self.active.pop(room.name, None)
-        if active is None:
+        active = self.active.get(room.name)
+        if active is not None and active.resume is not None:
+            await asyncio.shield(active.resume)  # back in the restarted recorder first
+        if active is None or self.active.pop(room.name, None) is not active:
             raise RequestError("conflict", "the room is not being recorded")
         await self.media.close_pipe_transport(active.pipe)
         try:
@@ -142,7 +181,13 @@ class Recordings:
                  result.get("participants", []), "interrupted": result.get("interrupted",
                                                                            False),
                  "files": {k: Path(v).name for k, v in result.items()
-                           if k in ("playlist", "mp4", "poster", "chapters") and v}}
+                           if k in ("playlist", "mp4", "poster") and v}}
+        marks = await self.store.recording_chapters(rid)
+        made = await asyncio.to_thread(chapters.write, self.directory / rid, marks,
+                                       float(result.get("duration") or 0), entry.get("started"))
+        if made is not None:
+            entry["chapters"] = made
+            entry["files"]["chapters"] = chapters.VTT
         await self.store.put_recording(entry)
         public = self.describe(entry)
         self.webhooks.send("recording.ready", public)
@@ -155,28 +200,46 @@ class Recordings:
         if entry.get("state") == "recording":
             links["playlist"] = f"{base}/index.m3u8"
         if "playlist" in links:
-            links["player"] = "/play?src=" + quote(links["playlist"], safe="")
+            links["player"] = "/play?src=" + quote(links["playlist"], safe="") + (
+                "&chapters=" + quote(links["chapters"], safe="") if "chapters" in links else "")
         return {**entry, "links": links}
 
     # ---- recorder events ----------------------------------------------------------------
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "recording.ready" and event.get("interrupted"):
-            # a crash interrupted it; the restarted recorder finalized what was written
-            asyncio.ensure_future(self._finished(event.get("room", ""), event["recording_id"],
-                                                 event, event.get("participants", [])))
+        if event.get("event") != "recording.ready" or not event.get("interrupted"):
+            return
+        # A crash interrupted it; the restarted recorder finalized what was written. One that
+        # is being resumed goes on into the same playlist: its stop makes the VOD.
+        rid = event["recording_id"]
+        if any(a.id == rid for a in self.active.values()):
+            self._interrupted[rid] = event
+            return
+        asyncio.ensure_future(self._finished(event.get("room", ""), rid, event,
+                                             event.get("participants", [])))
 
     def _on_restart(self) -> None:
         """Resume the rooms that were being recorded: same id, same playlist."""
         for room_name, active in list(self.active.items()):
             room = self.rooms.get(room_name)
-            self.active.pop(room_name, None)
-            if room is not None:
-                asyncio.ensure_future(self._resume(room, active))
+            if room is None:
+                self.active.pop(room_name, None)
+            else:
+                active.resume = asyncio.ensure_future(self._resume(room, active))
 
     async def _resume(self, room: Room, active: Active) -> None:
-        await self.media.close_pipe_transport(active.pipe)
+        old, active.pipe = active.pipe, ""
         try:
-            await self.start(room, active.mode, active.layout, recording_id=active.id)
-        except RequestError:
+            if old:
+                await self.media.close_pipe_transport(old)
+            await self._attach(room, active)
+        except Exception:
             log.exception("could not resume recording %s", active.id)
+            if self.active.get(room.name) is active:
+                del self.active[room.name]
+            room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id})
+            if event := self._interrupted.pop(active.id, None):  # the crash's VOD is all
+                await self._finished(room.name, active.id, event, sorted(active.names))
+        finally:
+            active.resume = None
+            self._interrupted.pop(active.id, None)
