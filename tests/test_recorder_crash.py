@@ -7,10 +7,6 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-import av
-
-from recorder.layout import cells
-from tests.support.patterns import read_video_frame
 from tests.support.recorder_control import RecorderProcess
 from tests.support.recorder_hls import (
     check_playlist,
@@ -20,6 +16,7 @@ from tests.support.recorder_hls import (
     segment_starts_with_keyframe,
 )
 from tests.support.recorder_media import FPS, Participant, Tap
+from tests.support.recording_checks import check_resumed, tiles_shown
 
 RID = "event-1"
 
@@ -101,14 +98,11 @@ async def test_kill9_then_finalize_and_resume(tmp_path: Path) -> None:
         await second.close()
 
     final = parse_m3u8(playlist.read_text())
-    assert final.endlist
-    check_playlist(final, directory)
+    check_resumed(final, crashed, directory)
     n = len(crashed.segments)
-    assert [s.uri for s in final.segments[:n]] == [s.uri for s in crashed.segments]
     assert len(final.segments) >= n + 2
-    assert [s.discontinuity for s in final.segments].count(True) == 1
     after = final.segments[n]
-    assert after.discontinuity and after.map_uri and after.map_uri != init
+    assert after.map_uri is not None
     before = crashed.segments[-1]
     assert after.pdt is not None and before.pdt is not None
     assert after.pdt >= before.pdt + before.duration  # wall-clock time went on
@@ -121,13 +115,4 @@ async def test_kill9_then_finalize_and_resume(tmp_path: Path) -> None:
     assert {s["codec_name"] for s in info["streams"]} == {"h264", "aac"}
     # The resumed part shows both people within half a second (a PLI got their key frames).
     resume_at = sum(s.duration for s in crashed.segments) + 0.5
-    with av.open(result["mp4"]) as container:
-        rgb = next(f for f in container.decode(video=0) if f.time >= resume_at).to_ndarray(
-            format="rgb24")
-    shown = set()
-    for cell in cells(2, "speaker"):
-        x, y, w, h = cell.video_box(320, 240)
-        read = read_video_frame(rgb[y : y + h, x : x + w])
-        assert read is not None, "a tile still shows its placeholder"
-        shown.add(read[0])
-    assert shown == {0, 1}
+    assert tiles_shown(Path(result["mp4"]), resume_at, 2, "speaker") == {0, 1}
