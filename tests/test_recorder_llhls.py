@@ -24,6 +24,7 @@ from tests.support.recorder_hls import (
     ffprobe_path,
     parse_m3u8,
     segment_starts_with_keyframe,
+    until_playlist,
 )
 from tests.support.recorder_media import Participant, Source, Tap
 
@@ -187,19 +188,6 @@ def test_compositor_cuts_parts_and_prunes_old_part_files(tmp_path: Path) -> None
 
 def all_parts(m3u8: M3u8) -> list[PartTag]:
     return [p for s in m3u8.segments for p in s.parts] + m3u8.open_parts
-
-
-async def until_playlist(path: Path, ready, timeout: float = 30.0) -> M3u8:  # type: ignore[no-untyped-def]
-    """Read the playlist each time it is replaced until `ready(m3u8)`."""
-    seen = None
-    async with asyncio.timeout(timeout):
-        while True:
-            if path.exists() and (stat := path.stat()).st_mtime_ns != seen:
-                seen = stat.st_mtime_ns
-                m3u8 = parse_m3u8(path.read_text())
-                if ready(m3u8):
-                    return m3u8
-            await asyncio.sleep(0.02)  # the recorder is another process: poll its file
 
 
 async def test_recorder_process_low_latency(tmp_path: Path) -> None:

@@ -4,10 +4,12 @@ mirrors it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -130,3 +132,17 @@ def segment_starts_with_keyframe(init: Path, segment: Path, work: Path) -> bool:
                    "-read_intervals", "%+#1")
     packets = info.get("packets", [])
     return bool(packets) and "K" in packets[0]["flags"]
+
+
+async def until_playlist(path: Path, ready: Callable[[M3u8], object],
+                         timeout: float = 30.0) -> M3u8:
+    """Read the playlist each time it is replaced until `ready(m3u8)`."""
+    seen = None
+    async with asyncio.timeout(timeout):
+        while True:
+            if path.exists() and (stat := path.stat()).st_mtime_ns != seen:
+                seen = stat.st_mtime_ns
+                m3u8 = parse_m3u8(path.read_text())
+                if ready(m3u8):
+                    return m3u8
+            await asyncio.sleep(0.02)  # the recorder is another process: poll its file
