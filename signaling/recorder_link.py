@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import json
 import logging
-import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -29,7 +29,7 @@ class RecorderLink:
     def __init__(self, recordings: Path, on_event: Callable[[dict[str, Any]], None],
                  on_restart: Callable[[], None] | None = None) -> None:
         self.recordings = recordings
-        self.control = Path(tempfile.mkdtemp(prefix="mediaserver-rec-")) / "control.sock"
+        self.control = Path("/nonexistent/control.sock")  # a private directory at start()
         self.on_event = on_event
         self.on_restart = on_restart
         self.process: asyncio.subprocess.Process | None = None
@@ -42,6 +42,7 @@ class RecorderLink:
 
     async def start(self) -> None:
         self.recordings.mkdir(parents=True, exist_ok=True)
+        self.control = Path(tempfile.mkdtemp(prefix="mediaserver-rec-")) / "control.sock"
         await self._spawn()
         self._tasks.append(asyncio.create_task(self._watch()))
 
@@ -121,5 +122,5 @@ class RecorderLink:
                 await asyncio.wait_for(self.process.wait(), 30)
             except TimeoutError:
                 self.process.kill()
-        if self.control.exists():
-            os.unlink(self.control)
+        # the socket's private directory goes too (one per server run)
+        shutil.rmtree(self.control.parent, ignore_errors=True)
