@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import RequestError
+from .pages import page_response
 from .recording_files import add_recording_routes
 from .state import STATE
 from .tokens import ROLES, mint
@@ -202,16 +203,16 @@ async def get_recording(request: web.Request) -> web.Response:
     return web.json_response({"recording": state.recordings.describe(entry)})
 
 
-async def room_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(request.app[STATE].config.web_root / "room.html")
+async def room_page(request: web.Request) -> web.Response:
+    return page_response(request.app[STATE].config.web_root, "room.html")
 
 
-async def player_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(request.app[STATE].config.web_root / "player.html")
+async def player_page(request: web.Request) -> web.Response:
+    return page_response(request.app[STATE].config.web_root, "player.html")
 
 
-async def index_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(request.app[STATE].config.web_root / "index.html")
+async def index_page(request: web.Request) -> web.Response:
+    return page_response(request.app[STATE].config.web_root, "index.html")
 
 
 def add_routes(app: web.Application, web_root: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import aiohttp
@@ -92,3 +93,20 @@ async def test_metrics_exposed(server) -> None:
                  "mediaserver_packets_lost_total", "mediaserver_nacks_received_total",
                  "mediaserver_plis_received_total", "mediaserver_retransmissions_total"):
         assert f"\n{name} " in "\n" + text, name
+
+
+async def test_room_page_preloads_its_whole_module_graph(server) -> None:
+    """The hints must name every module the client imports (else a round trip per level comes
+    back) and only files that exist."""
+    async with aiohttp.ClientSession() as s:
+        async with s.get(server.base_url + "/r/any-room") as r:
+            assert r.status == 200 and r.content_type == "text/html"
+            html = await r.text()
+        preloaded = re.findall(r'<link rel="modulepreload" href="/static/js/([\w.-]+)">', html)
+        assert "meeting.js" in preloaded and "room.js" not in preloaded  # room.js is the entry
+        known = {"room.js", *preloaded}
+        for name in sorted(known):
+            async with s.get(f"{server.base_url}/static/js/{name}") as r:
+                assert r.status == 200, name
+                imports = re.findall(r"""from\s+['"]\./([\w.-]+\.js)['"]""", await r.text())
+            assert set(imports) <= known, f"{name} imports {set(imports) - known} unhinted"
