@@ -174,6 +174,8 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
         "recovery": {"nacks": bots("sub", "nacks"), "rtx_received": bots("sub", "rtx"),
                      "recovered": bots("sub", "recovered"),
                      "dropped_on_purpose": bots("sub", "dropped_on_purpose"),
+                     "plis_to_publishers": bots("pub", "plis_received"),
+                     "nacks_to_publishers": bots("pub", "nacks_received"),
                      "server_retransmissions": round(rate("retransmissions") * wall),
                      "server_upstream_lost": round(rate("packets_lost") * wall)},
         "latency_ms": {"p50": _r(pct(hist, 50)), "p90": _r(pct(hist, 90)),

@@ -174,7 +174,8 @@ def write(results: dict[str, Any], out_dir: Path, plots: bool = True) -> dict[st
 
 
 def write_latest(out_dir: Path) -> Path:
-    """latest.md: the newest run of each scenario in the folder, one table each."""
+    """latest.md: the newest run of each scenario (and worker count) in the folder, one
+    table each."""
     newest: dict[str, dict[str, Any]] = {}
     for path in sorted(out_dir.glob("*-*.json")):
         try:
@@ -183,16 +184,18 @@ def write_latest(out_dir: Path) -> Path:
             continue
         if not isinstance(results, dict) or "steps" not in results or "scenario" not in results:
             continue  # another tool's JSON (packet_path.json)
-        if results["timestamp"] >= newest.get(results["scenario"], {}).get("timestamp", ""):
-            newest[results["scenario"]] = results
+        key = f"{results['scenario']}, {results['options']['workers']} worker(s)"
+        if results["timestamp"] >= newest.get(key, {}).get("timestamp", ""):
+            newest[key] = results
     lines = ["# Latest load-generator results", "",
              "Regenerated after every `python -m benchmarks run ...`; each scenario's newest "
-             "run in this folder. Details and plots are in the per-run files.", ""]
+             "run in this folder per worker count (side-by-side runs with Janus have their own "
+             "`*-compare-*` files). Details and plots are in the per-run files.", ""]
     for name in sorted(newest):
         r = newest[name]
         m = r["machine"]
-        lines += [f"## {name} ({r['timestamp']}, {m['cpus']} CPUs, {r['options']['workers']} "
-                  f"worker(s))", "", r.get("description", ""), "", table(r["steps"]), ""]
+        lines += [f"## {name} ({r['timestamp']}, {m['cpus']} CPUs)", "",
+                  r.get("description", ""), "", table(r["steps"]), ""]
         if r.get("stopped"):
             lines += [f"Stepping stopped: {r['stopped']}.", ""]
     path = out_dir / "latest.md"

@@ -55,6 +55,7 @@ class RunOptions:
     keep_logs: bool = False
     wait_idle: float = 0.0  # wait up to this long for other processes to quiet down
     idle_threshold: float = 20.0  # % of one core used by other processes that counts as quiet
+    retries: int = 2  # windows measured again when others' load may have broken the limits
     target: str = "ours"  # or "janus": the same bots against Janus 1.1.2 (benchmarks/janus)
     janus_event_loops: int | None = 1  # Janus's event_loops; None: its default (per handle)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -249,18 +250,38 @@ async def _run_step(server: Target, procs: list[BotProcess], scenario: Scenario,
     probe = (await _probe(server, scenario, index)
              if opts.aiortc and opts.target == "ours" else None)
     await asyncio.sleep(max(0.0, warm_end - time.monotonic()))
-    if opts.wait_idle > 0:
-        await _wait_quiet(server, procs, opts)
-    a = await measure.take(server, await _snapshots(procs))
-    await asyncio.sleep(opts.seconds)
-    b = await measure.take(server, await _snapshots(procs))
-    result = measure.step_result(a, b, join_before)
+    result = await _window(server, procs, opts, join_before)
+    disturbed = []
+    # On a shared machine a window in which other processes took the CPUs can break the
+    # limits by itself: measure again (bounded) before taking it as this step's outcome.
+    while (len(disturbed) < opts.retries and over_limits(result["loss_percent"],
+                                                         result["latency_ms"]["p99"])
+           and result["machine"]["other_percent"] > opts.idle_threshold):
+        disturbed.append({"other_percent": result["machine"]["other_percent"],
+                          "loss_percent": result["loss_percent"],
+                          "p99_ms": result["latency_ms"]["p99"],
+                          "server_cpu_percent": result["server"]["cpu_percent"]})
+        log(f"over the limits while other processes used {disturbed[-1]['other_percent']}% of "
+            "a core: measuring this step again")
+        result = await _window(server, procs, opts, join_before)
+    result["disturbed_windows"] = disturbed
     result["join_s"]["aiortc"] = probe
     result["join_s"]["all_joined_after_s"] = round(joined_in, 2)
     result["join_s"]["never_joined"] = sum(w["waiting"] for w in waits)
     result["members"] = {"publishers": sum(m.publish for m in members),
                          "subscribers": sum(m.subscribe for m in members)}
     return result
+
+
+async def _window(server: Target, procs: list[BotProcess], opts: RunOptions,
+                  join_before: list[int]) -> dict[str, Any]:
+    """One measurement window (after waiting for quiet, when asked to)."""
+    if opts.wait_idle > 0:
+        await _wait_quiet(server, procs, opts)
+    a = await measure.take(server, await _snapshots(procs))
+    await asyncio.sleep(opts.seconds)
+    b = await measure.take(server, await _snapshots(procs))
+    return measure.step_result(a, b, join_before)
 
 
 async def _wait_quiet(server: Target, procs: list[BotProcess], opts: RunOptions) -> None:
