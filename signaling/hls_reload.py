@@ -94,8 +94,10 @@ def advance_part_limit(part_target: float | None) -> float:
 
 
 def reload_state(state: PlaylistState, msn: int, part: int | None) -> str:
-    """READY when the playlist holds what was asked for, WAIT, or TOO_FAR (answer 400)."""
-    if state.ended:
+    """READY when the playlist holds what was asked for, WAIT, or TOO_FAR (answer 400).
+    Directives are ignored once the playlist has ended (6.2.5.2), and by a playlist that does
+    not offer blocking reload (no parts will ever come)."""
+    if state.ended or not state.can_block:
         return READY
     last = state.last_msn
     if msn > last + 2:

@@ -89,6 +89,8 @@ def test_reload_states() -> None:
     assert reload_state(state, 2, 9) == TOO_FAR
     edge.playlist.ended = True
     assert reload_state(parse_playlist(edge.playlist.render()), 3, 5) == READY
+    plain = Playlist(target=2, segments=[Segment("seg_00000.m4s", 2.0, 1.8e9, "init_0.mp4")])
+    assert reload_state(parse_playlist(plain.render()), 3, 0) == READY  # no blocking offered
     assert directives({"_HLS_msn": "4", "_HLS_part": "1"}) == (4, 1)
     assert directives({"other": "x"}) is None
     for bad in ({"_HLS_part": "1"}, {"_HLS_msn": "x"}, {"_HLS_msn": "1", "_HLS_part": "-1"}):
