@@ -369,3 +369,10 @@ class Compositor:
     @property
     def duration(self) -> float:
         return self.frames_out / self.opt.fps
+
+    def stats(self) -> dict[str, float | int]:
+        """How far the output is: media seconds rendered, how far that lags the wall clock
+        (output time is synced wall-clock time; `latency` plus a segment when keeping up),
+        and messages still queued for the thread (growing when it falls behind)."""
+        lag = time.time() - (self.t0 + self.duration) if self.t0 is not None else 0.0
+        return {"output_seconds": self.duration, "wall_lag": lag, "queued": self._q.qsize()}

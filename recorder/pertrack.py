@@ -157,6 +157,14 @@ class PerTrackSink:
             if f.frames == 1:
                 self.write_sidecar()  # so a crash still leaves the start offsets
 
+    def stats(self) -> dict[str, float | int]:
+        """Media seconds written (the longest track) and frames written."""
+        files = [*self.done, *self.files.values()]
+        spans = [(f.last_ext - f.first_ext) / f.meta.clock_rate for f in files
+                 if f.first_ext is not None and f.last_ext is not None]
+        return {"output_seconds": max(spans, default=0.0),
+                "frames": sum(f.frames for f in files)}
+
     def stop(self) -> dict:
         for track_id in list(self.files):
             self.remove_track(track_id)

@@ -221,6 +221,14 @@ class Recording(asyncio.DatagramProtocol):
         return {**result, "recording_id": self.id, "room": self.room, "mode": self.mode,
                 "participants": self.participants, "directory": str(self.dir), "tracks": stats}
 
+    def stats(self) -> dict:
+        out: dict = {"recording_id": self.id, "mode": self.mode, "tracks": len(self.tracks)}
+        if self.compositor is not None:
+            out.update(self.compositor.stats())
+        elif self.sink is not None:
+            out.update(self.sink.stats())
+        return out
+
     @property
     def failure(self) -> str | None:
         if self.compositor is not None and self.compositor.error is not None:

@@ -14,6 +14,8 @@ client (kept until one connects). Operations:
     layout        {recording_id, layout} -> {}
     stop          {recording_id} -> {playlist, mp4, poster, duration, size, ...}
     list          {} -> {recordings: [...]}
+    stats         {} -> {recordings: [{recording_id, mode, tracks, output_seconds, ...}]}
+                  (composite: wall_lag, queued; per-track: frames), for benchmarks
     ping          {} -> {pid}
 
 At start-up every recording left in state "recording" by a crash is finalized (ENDLIST, MP4,
@@ -151,6 +153,9 @@ class RecorderService:
             if state is not None:
                 out.append({**state, "active": d.name in self.active})
         return {"recordings": out}
+
+    async def op_stats(self, req: dict) -> dict:
+        return {"recordings": [rec.stats() for rec in self.active.values()]}
 
     async def op_ping(self, req: dict) -> dict:
         return {"pid": os.getpid()}

@@ -4,7 +4,8 @@ A `Participant` sends VP8 pattern video (`make_video_frame`) and Opus audio: a q
 loud beeps exactly when the video flashes white. Its RTP carries its own random SSRCs, sequence
 numbers and timestamp bases; its sender reports use its own NTP clock (optionally skewed), as a
 browser's relayed by the SFU would. It answers NACKs from a history and PLIs with a key frame.
-A `Tap` is one UDP socket carrying several participants, like a PipeTransport. A `Source` makes
+A `Tap` is one UDP socket carrying several participants, like a PipeTransport (RTP numbering and
+feedback handling shared with the benchmark: benchmarks/recorder_media.py). A `Source` makes
 whole frames (no RTP) for driving the compositor directly.
 """
 
@@ -15,14 +16,12 @@ import random
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
 import numpy as np
 
-from mediaserver.rtp.packet import build_packet
-from mediaserver.rtp.rtcp import Nack, Pli, build_sr, parse_compound, seconds_to_ntp
+from benchmarks.recorder_media import FeedbackTap, Stream
 from recorder.depacketize import Frame
 
 from .patterns import make_video_frame
@@ -75,28 +74,6 @@ def h264_payloads(access_unit: bytes) -> list[bytes]:
             header = (0x80 if i == 0 else 0) | (0x40 if i == len(chunks) - 1 else 0)
             out.append(bytes([indicator, header | (nal[0] & 0x1F)]) + chunk)
     return out
-
-
-@dataclass
-class Stream:
-    ssrc: int
-    payload_type: int
-    clock_rate: int
-    seq: int = field(default_factory=lambda: random.randrange(1 << 16))
-    ts_base: int = field(default_factory=lambda: random.randrange(1 << 32))
-    history: dict[int, bytes] = field(default_factory=dict)
-    packets: int = 0
-    octets: int = 0
-
-    def packet(self, ts: int, payload: bytes, marker: bool) -> bytes:
-        data = build_packet(self.payload_type, self.seq, (self.ts_base + ts) & 0xFFFFFFFF,
-                            self.ssrc, payload, marker)
-        self.history[self.seq] = data
-        self.history.pop((self.seq - 2000) & 0xFFFF, None)
-        self.seq = (self.seq + 1) & 0xFFFF
-        self.packets += 1
-        self.octets += len(payload)
-        return data
 
 
 class Participant:
@@ -188,47 +165,30 @@ class Participant:
                 for p in self._aenc.encode(frame)]
 
     def sender_reports(self, media_time: float, wall_start: float) -> list[bytes]:
-        ntp = seconds_to_ntp(wall_start + self.ntp_skew + media_time)
         streams = (self.video, self.audio) if self.has_audio else (self.video,)
-        return [build_sr(s.ssrc, ntp, (s.ts_base + round(media_time * s.clock_rate)) & 0xFFFFFFFF,
-                         s.packets, s.octets) for s in streams]
+        return [s.sender_report(wall_start + self.ntp_skew + media_time, media_time)
+                for s in streams]
 
 
-class Tap(asyncio.DatagramProtocol):
+class Tap(FeedbackTap):
     """One UDP socket sending several participants to the recorder, answering its feedback."""
 
     def __init__(self, participants: list[Participant], dest: tuple[str, int]) -> None:
         self.participants = participants
-        self.dest = dest
-        self.udp: asyncio.DatagramTransport | None = None
-        self.by_ssrc = {s.ssrc: (p, s) for p in participants for s in (p.video, p.audio)}
-        self.feedback: list[object] = []
-        self.sent = 0
+        self.by_ssrc = {s.ssrc: p for p in participants for s in (p.video, p.audio)}
+        super().__init__(dest, [s for p in participants for s in (p.video, p.audio)],
+                         self._pli)
 
-    async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.udp, _ = await loop.create_datagram_endpoint(lambda: self,
-                                                          local_addr=("127.0.0.1", 0))
+    def _pli(self, stream: Stream) -> None:
+        p = self.by_ssrc[stream.ssrc]
+        p.plis += 1
+        p.force_key = True
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        for item in parse_compound(data):
-            self.feedback.append(item)
-            if isinstance(item, Pli) and item.media_ssrc in self.by_ssrc:
-                p, _ = self.by_ssrc[item.media_ssrc]
-                p.plis += 1
-                p.force_key = True
-            elif isinstance(item, Nack) and item.media_ssrc in self.by_ssrc:
-                p, s = self.by_ssrc[item.media_ssrc]
-                p.nacks += 1
-                for seq in item.seqs:
-                    if (data := s.history.get(seq)) is not None:
-                        p.retransmitted += 1
-                        self.send(data)
-
-    def send(self, data: bytes) -> None:
-        assert self.udp is not None
-        self.sent += 1
-        self.udp.sendto(data, self.dest)
+    def on_nack(self, stream: Stream, seqs: list[int]) -> None:
+        p = self.by_ssrc[stream.ssrc]
+        p.nacks += 1
+        p.retransmitted += sum(seq in stream.history for seq in seqs)
+        super().on_nack(stream, seqs)
 
     async def run(self, speed: float = 1.0, start_frame: int = 0,
                   seconds: float | None = None) -> None:
@@ -289,9 +249,6 @@ class Tap(asyncio.DatagramProtocol):
                 continue
             self.send(data)
 
-    def close(self) -> None:
-        if self.udp is not None:
-            self.udp.close()
 
 
 class Source:
