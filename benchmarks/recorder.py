@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ async def run_one(mode: str, inputs: int, opts: argparse.Namespace) -> dict[str,
         if sender is not None:
             sender.close()
         await link.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the recording itself is not kept
     wall = b.wall - a.wall
     cpu = b.recorder_cpu - a.recorder_cpu
     recorded = b.output_seconds - a.output_seconds
