@@ -153,7 +153,8 @@ async def record_start(p: Participant, params: dict[str, Any]) -> dict[str, Any]
     mode, layout = params.get("mode"), params.get("layout", "grid")
     if not isinstance(mode, str):
         raise RequestError("bad_request", "mode must be composite or pertrack")
-    return await p.rooms.recordings.start(p.room_or_fail(), mode, layout)
+    return await p.rooms.recordings.start(p.room_or_fail(), mode, layout,
+                                          params.get("lowLatency", False))
 
 
 async def record_stop(p: Participant, params: dict[str, Any]) -> dict[str, Any]:

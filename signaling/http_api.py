@@ -166,7 +166,8 @@ async def start_recording(request: web.Request) -> web.Response:
     room = await state.rooms.open(name)
     try:
         result = await state.recordings.start(room, body.get("mode", "composite"),
-                                              body.get("layout", "grid"))
+                                              body.get("layout", "grid"),
+                                              body.get("lowLatency", False))
     except RequestError as exc:
         await state.rooms.release_if_empty(room)
         return _error(409 if exc.code == "conflict" else 400, exc.code, exc.message)

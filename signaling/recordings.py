@@ -39,6 +39,7 @@ class Active:
     pipe: str
     mode: str
     layout: str
+    low_latency: bool = False  # composite: LL-HLS parts as well (docs/recording.md)
     started: float = field(default_factory=time.time)
     taps: dict[str, int] = field(default_factory=dict)  # track id -> SSRC in the pipe
     names: set[str] = field(default_factory=set)
@@ -75,14 +76,14 @@ class Recordings:
 
     # ---- control ------------------------------------------------------------------------
 
-    async def start(self, room: Room, mode: str = "composite", layout: str = "grid"
-                    ) -> dict[str, Any]:
-        if mode not in MODES or layout not in LAYOUTS:
+    async def start(self, room: Room, mode: str = "composite", layout: str = "grid",
+                    low_latency: bool = False) -> dict[str, Any]:
+        if mode not in MODES or layout not in LAYOUTS or not isinstance(low_latency, bool):
             raise RequestError("bad_request", f"mode: {'/'.join(MODES)}, layout: "
-                               f"{'/'.join(LAYOUTS)}")
+                               f"{'/'.join(LAYOUTS)}, lowLatency: true/false")
         if room.name in self.active:
             raise RequestError("conflict", "the room is already being recorded")
-        active = Active(new_id("rec"), "", mode, layout)
+        active = Active(new_id("rec"), "", mode, layout, low_latency)
         for track in room.tracks_in(None):  # who presents as it starts is no chapter
             if who := chapters.presenter(room, track):
                 active.presenter = who[0]
@@ -99,14 +100,16 @@ class Recordings:
         await self.store.put_recording({"id": active.id, "room": room.name, "mode": mode,
                                         "state": "recording", "started": active.started})
         room.broadcast("recordingChanged", {"recording": True, "recordingId": active.id})
-        return {"recordingId": active.id, "mode": mode, "layout": layout}
+        return {"recordingId": active.id, "mode": mode, "layout": layout,
+                "lowLatency": low_latency}
 
     async def _attach(self, room: Room, active: Active) -> None:
         """Start (or, after a crash, resume) the recording in the recorder and tap every
         track of the main room into it."""
         try:
             started = await self.link.call("start", recording_id=active.id, room=room.name,
-                                           mode=active.mode, layout=active.layout)
+                                           mode=active.mode, layout=active.layout,
+                                           low_latency=active.low_latency)
         except RecorderError as exc:
             raise RequestError("internal", f"the recorder refused: {exc}") from None
         pipe = await self.media.create_pipe_transport(room.router_id)

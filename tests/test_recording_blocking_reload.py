@@ -23,7 +23,9 @@ from signaling.hls_reload import (
     parse_playlist,
     reload_state,
 )
-from tests.support.server import RunningServer
+from tests.support.client import Client
+from tests.support.server import API_KEY, RunningServer, running_server
+from tests.support.tracks import PatternVideoTrack, ToneAudioTrack
 
 PARTS_PER_SEGMENT = 3
 
@@ -163,3 +165,47 @@ async def test_blocking_reload_over_http(server: RunningServer) -> None:
         # And a request without a grant is refused before anything waits.
         status, _, _ = await get(s, f"{server.base_url}/recordings/{rid}/g/1/bad/{PLAYLIST}")
         assert status == 403
+
+
+async def test_low_latency_recording_started_over_the_api(tmp_path: Path) -> None:
+    """`lowLatency: true` reaches the recorder: the live playlist of a real meeting carries
+    parts, and a blocking reload for the next part is answered when the recorder writes it."""
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    async with running_server(tmp_path / "data") as server:
+        await server.create_room("ll")
+        bot = Client(server.base_url, server.token("ll", "bot", "Dr LL"))
+        try:
+            await bot.connect()
+            await bot.join()
+            await bot.publish(PatternVideoTrack(1), ToneAudioTrack(440.0))
+            async with aiohttp.ClientSession() as s:
+                async with s.post(server.base_url + "/api/rooms/ll/recordings",
+                                  json={"lowLatency": "yes"}, headers=auth) as r:
+                    assert r.status == 400  # a bool, not a string
+                async with s.post(server.base_url + "/api/rooms/ll/recordings",
+                                  json={"lowLatency": True}, headers=auth) as r:
+                    assert r.status == 201, await r.text()
+                    started = await r.json()
+                assert started["lowLatency"] is True
+                rid = started["recordingId"]
+                base = server.base_url + grant_path(server.state.config.effective_jwt_secret, rid)
+                playlist_file = server.state.recordings.directory / rid / PLAYLIST
+                async with asyncio.timeout(30):
+                    while not playlist_file.exists() or \
+                            "#EXT-X-PART:" not in playlist_file.read_text():
+                        await asyncio.sleep(0.05)
+                status, text, _ = await get(s, f"{base}/{PLAYLIST}")
+                assert status == 200 and "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES" in text
+                listed = parse_playlist(text)
+                # the part after the newest one: held until the recorder writes it
+                held = await get(s, f"{base}/{PLAYLIST}?_HLS_msn={listed.last_msn + 1}"
+                                     f"&_HLS_part={listed.open_parts}")
+                assert held[0] == 200
+                later = parse_playlist(held[1])
+                assert later.last_msn > listed.last_msn or \
+                    later.open_parts > listed.open_parts
+                async with s.post(server.base_url + "/api/rooms/ll/recordings/stop",
+                                  headers=auth) as r:
+                    assert r.status == 200
+        finally:
+            await bot.close()
