@@ -51,6 +51,14 @@ def table(steps: list[dict[str, Any]]) -> str:
     return "\n".join([head, sep, *rows])
 
 
+def _server(results: dict[str, Any]) -> str:
+    o = results["options"]
+    if results.get("target") == "janus":
+        loops = o.get("janus_event_loops")
+        return f"Janus 1.1.2, event_loops = {loops if loops else 'default (one per handle)'}"
+    return f"{o['workers']} media worker process(es)"
+
+
 def header(results: dict[str, Any]) -> list[str]:
     """The run's machine, server options and media, one line each."""
     m = results["machine"]
@@ -60,7 +68,7 @@ def header(results: dict[str, Any]) -> list[str]:
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, Python "
         f"{m['python']}, kernel {m['kernel']}; "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + ".",
-        f"Server: {o['workers']} media worker process(es); window {o['seconds']} s after a "
+        f"Server: {_server(results)}; window {o['seconds']} s after a "
         f"{o['warmup']} s warm-up; {o['bot_procs']} bot process(es).",
     ]
     if media:
@@ -68,6 +76,22 @@ def header(results: dict[str, Any]) -> list[str]:
                      f"{media['video_kbps']} kbit/s ({media['video_packets_per_s']} packets/s) "
                      f"+ Opus 20 ms ({media['audio_packets_per_s']} packets/s).")
     return lines
+
+
+FOOTNOTE = (
+    "fwd/CPU-s: RTP packets the server sent (its /metrics `packets_out`) per CPU-second of "
+    "the whole server (signalling + media workers); fwd/media-CPU-s: per CPU-second of the "
+    "media worker processes only. Latency: publisher's abs-send-time stamp to the "
+    "subscriber socket's kernel receive timestamp. Loss: sequence gaps still open 200 ms "
+    "after they were seen (NACK/RTX had its chance). Join: WebSocket open to the first "
+    "complete keyframe (bots) or first decoded frame (aiortc).")
+FOOTNOTE_JANUS = (
+    "Janus 1.1.2 (Debian), VideoRoom over its HTTP API, in a network namespace on loopback. "
+    "fwd/CPU-s: RTP packets the bots received (retransmissions included; Janus has no "
+    "counter of its own) per CPU-second of the Janus process, all threads. Latency: "
+    "publisher's send time, looked up in its send log (benchmarks/sendlog.py), to the "
+    "subscriber socket's kernel receive timestamp. Loss: sequence gaps still open 200 ms "
+    "after they were seen. Join: start of signalling to the first complete keyframe.")
 
 
 def outcome(results: dict[str, Any]) -> list[str]:
@@ -89,13 +113,7 @@ def markdown(results: dict[str, Any], plot: str | None = None) -> str:
     lines = [f"# {results['scenario']} ({results['timestamp']})", "",
              results.get("description", ""), "", *header(results)]
     lines += ["", table(results["steps"]), "", *outcome(results)]
-    lines += [
-        "fwd/CPU-s: RTP packets the server sent (its /metrics `packets_out`) per CPU-second of "
-        "the whole server (signalling + media workers); fwd/media-CPU-s: per CPU-second of the "
-        "media worker processes only. Latency: publisher's abs-send-time stamp to the "
-        "subscriber socket's kernel receive timestamp. Loss: sequence gaps still open 200 ms "
-        "after they were seen (NACK/RTX had its chance). Join: WebSocket open to the first "
-        "complete keyframe (bots) or first decoded frame (aiortc).", ""]
+    lines += [FOOTNOTE_JANUS if results.get("target") == "janus" else FOOTNOTE, ""]
     if plot:
         lines += [f"![plots]({plot})", ""]
     return "\n".join(lines)
@@ -184,7 +202,8 @@ def write_latest(out_dir: Path) -> Path:
             continue
         if not isinstance(results, dict) or "steps" not in results or "scenario" not in results:
             continue  # another tool's JSON (packet_path.json)
-        key = f"{results['scenario']}, {results['options']['workers']} worker(s)"
+        key = results["scenario"] if results.get("target") == "janus" else \
+            f"{results['scenario']}, {results['options']['workers']} worker(s)"
         if results["timestamp"] >= newest.get(key, {}).get("timestamp", ""):
             newest[key] = results
     lines = ["# Latest load-generator results", "",
