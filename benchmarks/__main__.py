@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "until other processes use less than --idle-threshold")
     r.add_argument("--idle-threshold", type=float, default=20.0,
                    help="%% of one core used by other processes that still counts as quiet")
+    r.add_argument("--publisher-proc", action="store_true",
+                   help="with --bot-procs 2 or more: the publishers get a bot process of "
+                        "their own (the others hold the subscribers)")
     r.add_argument("--retries", type=int, default=2,
                    help="measure a step again (up to this many times) when it broke the "
                         "limits while other processes used more than --idle-threshold")
@@ -100,6 +103,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       aiortc=args.aiortc, join_concurrency=args.join_concurrency,
                       plots=args.plots, keep_logs=args.keep_logs, wait_idle=args.wait_idle,
                       idle_threshold=args.idle_threshold, retries=args.retries,
+                      publisher_proc=args.publisher_proc,
                       target=args.target,
                       janus_event_loops=args.janus_event_loops or None)
 

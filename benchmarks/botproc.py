@@ -2,7 +2,7 @@
 
 One JSON command per line in, one JSON reply per line out (logs go to stderr):
   {"cmd": "init", "base_url": ..., "media": [MediaSpec fields...], "sample_frames": 2,
-   "decrypt_all": false, "drop_percent": 0, "target": "ours" | "janus"}
+   "decrypt_all": false, "drop_percent": 0, "target": "ours" | "janus", "run_id": ...}
   {"cmd": "add", "bots": [BotSpec fields...], "concurrency": 10}   -> {"started", "failed"}
   {"cmd": "wait", "timeout": 20}     -> once every subscriber got its first keyframe (or timeout)
   {"cmd": "snapshot"}                -> cumulative counters, the runner takes differences
@@ -40,7 +40,8 @@ class BotHost:
             spec = MediaSpec(**fields)
             media[spec.sender_id] = load_media(spec)
         self.ctx = BotContext(cmd["base_url"], media, cmd.get("sample_frames", 2),
-                              cmd.get("decrypt_all", False), cmd.get("drop_percent", 0.0))
+                              cmd.get("decrypt_all", False), cmd.get("drop_percent", 0.0),
+                              cmd.get("run_id", ""))
         if cmd.get("target", "ours") == "janus":
             from .janus.bots import JanusBotSession, open_link
 

@@ -50,7 +50,7 @@ from .sdp_client import (
     publish_offer,
     remote_transport,
 )
-from .sendlog import SendLog
+from .sendlog import SendLog, log_path
 from .signal_client import SignalClient
 from .subscriber import SubscriberBot
 
@@ -82,7 +82,9 @@ class BotContext:
     """What every bot of one process shares."""
 
     def __init__(self, base_url: str, media: dict[int, EncodedMedia], sample_frames: int = 2,
-                 decrypt_all: bool = False, drop_percent: float = 0.0) -> None:
+                 decrypt_all: bool = False, drop_percent: float = 0.0,
+                 run_id: str = "") -> None:
+        self.run_id = run_id  # names the publishers' send logs shared between bot processes
         self.loop = asyncio.get_running_loop()
         self.base_url = base_url
         self.media = media
@@ -102,6 +104,15 @@ class BotContext:
         self._lag_due = self.loop.time() + 0.01
         self._lag_timer = self.loop.call_at(self._lag_due, self._lag_tick)
 
+    def send_log(self, publisher: str) -> SendLog | None:
+        """A publisher's send log, written here or by another bot process of the run."""
+        log = self.send_logs.get(publisher)
+        if log is None:
+            log = SendLog.open(log_path(self.run_id, publisher))
+            if log is not None:
+                self.send_logs[publisher] = log
+        return log
+
     def _lag_tick(self) -> None:
         now = self.loop.time()
         lag = now - self._lag_due
@@ -116,6 +127,8 @@ class BotContext:
         self.tracker.stop()
         if self.janus is not None:
             await self.janus.close()
+        for log in self.send_logs.values():
+            log.close()  # the owner removes its file
         await self.http.close()
 
 
@@ -276,9 +289,9 @@ class PublisherBot:
         now = time.time()
         ext[5:8] = abs_send_time(now)
         packet = RTP_HEADER.pack(0x90, (0x80 if marker else 0) | pt, seq, ts, ssrc) + ext + payload
-        self.peer.send_rtp(packet)
         if self.send_log is not None:
             self.send_log.sent(kind, seq, payload, now)
+        self.peer.send_rtp(packet)
         self.packets[kind] += 1
         self.octets[kind] += len(payload)
         self.packets_sent += 1

@@ -69,7 +69,8 @@ def header(results: dict[str, Any]) -> list[str]:
         f"{m['python']}, kernel {m['kernel']}; "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + ".",
         f"Server: {_server(results)}; window {o['seconds']} s after a "
-        f"{o['warmup']} s warm-up; {o['bot_procs']} bot process(es).",
+        f"{o['warmup']} s warm-up; {o['bot_procs']} bot process(es)"
+        + (", the publishers in one of their own." if o.get("publisher_proc") else "."),
     ]
     if media:
         lines.append(f"Media per publisher: VP8 {media['width']}x{media['height']} 30 fps at "

@@ -27,6 +27,7 @@ from typing import Any
 from . import measure
 from .media import MediaSpec, load_media
 from .scenarios import Member, Scenario, over_limits
+from .sendlog import log_path
 from .server_proc import ROOT, ServerProcess, Target
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,6 +56,7 @@ class RunOptions:
     keep_logs: bool = False
     wait_idle: float = 0.0  # wait up to this long for other processes to quiet down
     idle_threshold: float = 20.0  # % of one core used by other processes that counts as quiet
+    publisher_proc: bool = False  # publishers in a bot process of their own (needs 2+)
     retries: int = 2  # windows measured again when others' load may have broken the limits
     target: str = "ours"  # or "janus": the same bots against Janus 1.1.2 (benchmarks/janus)
     janus_event_loops: int | None = 1  # Janus's event_loops; None: its default (per handle)
@@ -157,6 +159,7 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{scenario.name}-"))
     name = scenario.name if opts.target == "ours" else f"{scenario.name}-{opts.target}"
+    run_id = f"{os.getpid()}-{stamp}-{opts.target}"  # names the run's send logs (sendlog.py)
     results: dict[str, Any] = {
         "scenario": name, "target": opts.target, "description": scenario.description,
         "timestamp": stamp,
@@ -187,7 +190,8 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
         await asyncio.gather(*(p.command({
             "cmd": "init", "base_url": server.base_url, "media": [asdict(s) for s in specs],
             "sample_frames": opts.sample_frames, "decrypt_all": opts.decrypt_all,
-            "drop_percent": opts.drop_percent, "target": opts.target}, 120)
+            "drop_percent": opts.drop_percent, "target": opts.target,
+            "run_id": run_id}, 120)
             for p in procs))
         assigned = 0
         for index, step in enumerate(scenario.iter_steps()):
@@ -211,6 +215,8 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
         stopped = server.stop()
         if inspect.isawaitable(stopped):
             await stopped
+        for path in log_path(run_id, "").parent.glob(log_path(run_id, "").name + "*"):
+            path.unlink(missing_ok=True)  # left by a bot process that was killed
         if ok and not opts.keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
@@ -223,8 +229,14 @@ async def _run_step(server: Target, procs: list[BotProcess], scenario: Scenario,
                     opts: RunOptions) -> dict[str, Any]:
     join_before = [p.subscribers for p in procs]
     batches: list[list[dict[str, Any]]] = [[] for _ in procs]
+    # With --publisher-proc, publishers get bot process 0 to themselves, so that the work of
+    # hundreds of subscribers never delays their sending (bursts the server would queue).
+    own = opts.publisher_proc and len(procs) > 1
     for i, m in enumerate(members):
-        proc = (assigned + i) % len(procs)
+        if own:
+            proc = 0 if m.publish else 1 + (assigned + i) % (len(procs) - 1)
+        else:
+            proc = (assigned + i) % len(procs)
         batches[proc].append({
             "name": m.name, "token": server.token(m.room, m.identity, m.name, m.role),
             "publish": m.publish, "subscribe": m.subscribe, "sample": m.sample,

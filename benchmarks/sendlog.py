@@ -8,16 +8,22 @@ sequence numbers (from 1) and RTP timestamps (from 0) with an offset that is con
 subscriber and stream while the publisher's stream is continuous. The payload is forwarded
 untouched.
 
-So the publisher logs the send time of every packet by its own sequence number (`SendLog`), and
-a subscriber in the same bot process learns its stream's sequence offset once, by decrypting one
-packet and finding the same payload among the publisher's last packets (`SendLog.find`); from
-then on the latency is one list lookup per packet (`LoggedStream`). An offset that stops fitting
-(a run of impossible delays) is learned again.
+So the publisher logs the send time of every packet by its own sequence number (`SendLog`, a
+memory-mapped file that the subscribers of every bot process of the run can read), and a
+subscriber learns its stream's sequence offset once, by decrypting one packet and finding the
+same payload among the publisher's last packets (`SendLog.find`); from then on the latency is
+one lookup per packet (`LoggedStream`). An offset that stops fitting (a run of impossible
+delays) is learned again.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import mmap
+import os
+import re
+import struct
+import tempfile
+from pathlib import Path
 
 from .rtpstats import BUCKET_US, BUCKETS, ReceiveStream
 
@@ -27,31 +33,84 @@ ANCHOR_MAX_NS = 500_000_000  # a match sent longer ago than this is not the same
 MAX_DELAY_NS = 2_000_000_000  # a longer "delay" means the offset no longer fits
 REANCHOR_AFTER = 20  # impossible delays in a row before the offset is learned again
 
+KINDS = ("audio", "video")
+TIMES_BYTES = 65536 * 8  # one int64 send time (Unix ns) per sequence number
+ENTRY = struct.Struct(f"<IHH{KEY_BYTES}s")  # write count, sequence number, size, payload key
+COUNT = struct.Struct("<I")
+RING_BYTES = COUNT.size + RECENT * ENTRY.size
+SIZE = len(KINDS) * (TIMES_BYTES + RING_BYTES)
+SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+
+
+def log_path(run_id: str, publisher: str) -> Path:
+    """The file of one publisher's log in one run (benchmarks.runner gives the run id)."""
+    return SHM / f"bench-sendlog-{run_id}-{re.sub(r'[^A-Za-z0-9_.-]', '_', publisher)}"
+
 
 class SendLog:
     """One publisher's send times (Unix ns) by kind and sequence number, and its last payloads.
 
-    The publisher's sequence numbers index a 65,536-entry list per kind: an entry is
-    overwritten after one wrap (about 7 minutes of video), long after every packet arrived.
+    Kept in a memory-mapped file, written by the publisher's bot process and read by the
+    subscribers of every bot process (a publisher may have a bot process of its own, so that
+    hundreds of subscribers never delay its sending). The sequence numbers index 65,536 entries
+    per kind: an entry is overwritten after one wrap (about 7 minutes of video), long after
+    the packet arrived. A reader may see an entry half written: the match then fails and the
+    next packet is tried.
     """
 
-    def __init__(self) -> None:
-        self.times: dict[str, list[int]] = {"audio": [0] * 65536, "video": [0] * 65536}
-        self.recent: dict[str, deque[tuple[bytes, int, int]]] = {
-            "audio": deque(maxlen=RECENT), "video": deque(maxlen=RECENT)}
+    def __init__(self, path: Path, create: bool = False) -> None:
+        self.path = path
+        self.owner = create
+        flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if create else 0)
+        fd = os.open(path, flags, 0o600)
+        try:
+            if create:
+                os.ftruncate(fd, SIZE)
+            self._map = mmap.mmap(fd, SIZE)
+        finally:
+            os.close(fd)
+        view = memoryview(self._map)
+        self.times: dict[str, memoryview] = {}
+        self._rings: dict[str, memoryview] = {}
+        self._written = dict.fromkeys(KINDS, 0)
+        for i, kind in enumerate(KINDS):
+            base = i * (TIMES_BYTES + RING_BYTES)
+            self.times[kind] = view[base:base + TIMES_BYTES].cast("q")
+            self._rings[kind] = view[base + TIMES_BYTES:base + TIMES_BYTES + RING_BYTES]
+
+    @classmethod
+    def open(cls, path: Path) -> SendLog | None:
+        """A reader of an existing log, or None when there is none (yet)."""
+        try:
+            return cls(path)
+        except (FileNotFoundError, ValueError):
+            return None
 
     def sent(self, kind: str, seq: int, payload: bytes, unix_time: float) -> None:
         self.times[kind][seq] = int(unix_time * 1e9)
-        self.recent[kind].append((payload[:KEY_BYTES], len(payload), seq))
+        n = self._written[kind] = self._written[kind] + 1
+        ring = self._rings[kind]
+        ENTRY.pack_into(ring, COUNT.size + (n % RECENT) * ENTRY.size, n, seq, len(payload),
+                        payload[:KEY_BYTES])
+        COUNT.pack_into(ring, 0, n)
 
     def find(self, kind: str, payload: bytes) -> int | None:
         """The sequence number of the most recent packet sent with this payload (the media
         loop repeats every few seconds: an older match is an earlier lap)."""
-        key, size = payload[:KEY_BYTES], len(payload)
-        for k, n, seq in reversed(self.recent[kind]):
-            if n == size and k == key:
-                return seq
-        return None
+        key, size = payload[:KEY_BYTES].ljust(KEY_BYTES, b"\0"), len(payload)
+        ring = self._rings[kind]
+        best, best_seq = 0, None
+        for i in range(RECENT):
+            n, seq, length, k = ENTRY.unpack_from(ring, COUNT.size + i * ENTRY.size)
+            if n > best and length == size and k == key:
+                best, best_seq = n, seq
+        return best_seq
+
+    def close(self) -> None:
+        """The owner removes the file; the mapping itself lives as long as the process (the
+        subscribers' streams keep views of it)."""
+        if self.owner:
+            self.path.unlink(missing_ok=True)
 
 
 class LoggedStream(ReceiveStream):
@@ -86,6 +145,8 @@ class LoggedStream(ReceiveStream):
         offset = self.offset
         if offset >= 0:
             sent = self.log_times[((data[2] << 8 | data[3]) - offset) & 0xFFFF]  # type: ignore[index]
+            if not sent:
+                return ext  # never logged
             d = arrival_ns - sent
             if 0 <= d < MAX_DELAY_NS:
                 b = d // (BUCKET_US * 1000)

@@ -12,8 +12,7 @@ differs:
 Both write their host candidate into their SDP (Janus, unlike our server, wants it). Every bot
 of one process shares one Janus session (one HTTP long poll) with one handle per
 PeerConnection. Latency: Janus keeps none of our stamps, so publishers keep a send log that the
-subscribers of the same process read (benchmarks.sendlog); run the Janus target with one bot
-process (the default) so that every subscriber shares the publisher's process.
+subscribers of every bot process of the run read (benchmarks.sendlog).
 
 `BotSpec.token` carries `{"room": <Janus room id>}` as JSON (benchmarks.janus.target).
 Our server's helpers have no Janus counterpart: the webinar "primer" does nothing here, and a
@@ -31,7 +30,7 @@ from mediaserver.rtp.packet import payload_offset
 from ..bots import SENDER, BotContext, BotSpec, PublisherBot
 from ..rtpstats import ReceiveStream
 from ..sdp_client import ReceivedTrack
-from ..sendlog import LoggedStream, SendLog
+from ..sendlog import LoggedStream, SendLog, log_path
 from ..subscriber import SubscriberBot
 from .client import JanusError, JanusHandle, JanusPublisher, JanusSession, JanusSubscriber
 
@@ -80,7 +79,7 @@ class JanusSubscriberBot(SubscriberBot):
         self._plain: tuple[bytes, bytes | None] = (b"", None)  # last decrypted packet
 
     def _new_stream(self, t: ReceivedTrack, track_id: str) -> ReceiveStream:
-        log = self.ctx.send_logs.get(track_id)
+        log = self.ctx.send_log(track_id)
         # abs-send-time id 0: Janus's own stamp on this leg is its send time, not ours
         return LoggedStream(log, t.ssrc, t.rtx_ssrc, t.kind, t.clock_rate, t.mid, 0,
                             self.ctx.latency.counts, self.ctx.tracker, self._send_nack)
@@ -147,7 +146,8 @@ class JanusBotSession:
             return  # our server's webinar primer: Janus needs no such helper
         if self.spec.publish:
             self.publisher = PublisherBot(self, self.ctx.media[self.spec.sender_id])  # type: ignore[arg-type]
-            self.publisher.send_log = self.ctx.send_logs[self.spec.name] = SendLog()
+            log = SendLog(log_path(self.ctx.run_id, self.spec.name), create=True)
+            self.publisher.send_log = self.ctx.send_logs[self.spec.name] = log
             await self.publisher.start()
         if self.subscriber is not None:
             feeds = [(f, d) for f, d in await self.link.publishers(self.room_id)
