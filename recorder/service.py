@@ -221,6 +221,19 @@ class RecorderService:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._closing.set)
+        parent = os.getppid()
+
+        def watch_parent() -> None:
+            # The server died without stopping us: finalize and leave, as on SIGTERM. An
+            # orphan would record an idle room for ever while the next server's recorder
+            # recovers the same directories.
+            if os.getppid() != parent:
+                log.warning("the server (pid %d) is gone: finalizing and exiting", parent)
+                self._closing.set()
+            else:
+                loop.call_later(1.0, watch_parent)
+
+        watch_parent()
         ticker = asyncio.create_task(self._ticker())
         log.info("recorder listening on %s, recordings in %s", control, self.root)
         try:

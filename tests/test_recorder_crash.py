@@ -116,3 +116,38 @@ async def test_kill9_then_finalize_and_resume(tmp_path: Path) -> None:
     # The resumed part shows both people within half a second (a PLI got their key frames).
     resume_at = sum(s.duration for s in crashed.segments) + 0.5
     assert tiles_shown(Path(result["mp4"]), resume_at, 2, "speaker") == {0, 1}
+
+
+async def test_orphaned_recorder_finalizes_and_exits(tmp_path: Path) -> None:
+    """The server dies hard (its recorder is orphaned): the recorder finalizes what runs and
+    exits instead of recording an idle room for ever beside the next server's recorder."""
+    ffprobe_path()
+    people = [Participant(0, "Host", 60.0)]
+    recorder = RecorderProcess(tmp_path / "recordings", tmp_path / "o.sock", via_parent=True)
+    await recorder.start()
+    try:
+        started = await recorder.request("start", recording_id=RID, room="clinic",
+                                         mode="composite", layout="grid")
+        directory = Path(started["directory"])
+        await add_tracks(recorder, people)
+        tap = Tap(people, ("127.0.0.1", started["rtp_port"]))
+        await tap.open()
+        sending = asyncio.create_task(tap.run())
+        playlist = directory / "index.m3u8"
+        async with asyncio.timeout(30):
+            while not playlist.exists() or "#EXTINF" not in playlist.read_text():
+                await asyncio.sleep(0.05)
+        await recorder.orphan()
+        ready = await recorder.wait_event("recording.ready")  # finalized on the way out
+        async with asyncio.timeout(15):
+            while recorder.running():
+                await asyncio.sleep(0.1)
+        sending.cancel()
+        tap.close()
+    finally:
+        await recorder.close()
+    assert ready["recording_id"] == RID
+    final = parse_m3u8(playlist.read_text())
+    assert final.endlist and final.segments
+    info = ffprobe(Path(ready["mp4"]), "-show_format")
+    assert float(info["format"]["duration"]) > 0.5

@@ -13,11 +13,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# A parent between the test and the recorder: it starts the recorder, prints its PID, and
+# exits when told to (a line on its stdin), leaving the recorder orphaned.
+_PARENT = """
+import subprocess, sys
+child = subprocess.Popen(sys.argv[1:])
+print(child.pid, flush=True)
+sys.stdin.readline()
+"""
+
+
 class RecorderProcess:
-    def __init__(self, recordings: Path, control: Path, extra: list[str] | None = None) -> None:
+    def __init__(self, recordings: Path, control: Path, extra: list[str] | None = None,
+                 via_parent: bool = False) -> None:
         self.recordings = recordings
         self.control = control
         self.extra = extra or []
+        self.via_parent = via_parent  # see orphan()
+        self.pid = 0  # the recorder's own
         self.proc: asyncio.subprocess.Process | None = None
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -29,10 +42,18 @@ class RecorderProcess:
 
     async def start(self, timeout: float = 20.0) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "recorder", "serve", "--rtp-host", "127.0.0.1",
-            "--control", str(self.control), "--recordings", str(self.recordings), *self.extra,
-            cwd=str(ROOT), env=env)
+        command = [sys.executable, "-m", "recorder", "serve", "--rtp-host", "127.0.0.1",
+                   "--control", str(self.control), "--recordings", str(self.recordings),
+                   *self.extra]
+        if self.via_parent:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _PARENT, *command, cwd=str(ROOT), env=env,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            assert self.proc.stdout is not None
+            self.pid = int(await asyncio.wait_for(self.proc.stdout.readline(), timeout))
+        else:
+            self.proc = await asyncio.create_subprocess_exec(*command, cwd=str(ROOT), env=env)
+            self.pid = self.proc.pid
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -87,7 +108,21 @@ class RecorderProcess:
     def kill9(self) -> None:
         """SIGKILL this very process (by its PID), as a crash would."""
         assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
+        os.kill(self.pid, signal.SIGKILL)
+
+    async def orphan(self) -> None:
+        """(via_parent) The recorder's parent exits, as a server that dies hard would."""
+        assert self.via_parent and self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(b"exit\n")
+        await self.proc.wait()
+
+    def running(self) -> bool:
+        """Whether the recorder's PID is alive (works when it is not our child)."""
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError):
+            return False
+        return state != "Z"  # a zombie has exited; its new parent has not reaped it yet
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -101,5 +136,7 @@ class RecorderProcess:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+        if self.via_parent and self.running():  # the test failed before the recorder left
+            os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await asyncio.sleep(0)
