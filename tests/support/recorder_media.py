@@ -24,26 +24,16 @@ import numpy as np
 from benchmarks.recorder_media import FeedbackTap, Stream
 from recorder.depacketize import Frame
 
+from .av_sync import flash_times, flashing, tone_with_beeps, white_frame
 from .patterns import make_video_frame
 
 FPS = 30
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
 OPUS_SAMPLES = 960
-FLASH_SECONDS = 0.1
-BEEP_HZ = 1000.0
 MAX_PAYLOAD = 1100
 VP8_PT, OPUS_PT, H264_PT = 96, 111, 102
 LEAD = 0.05  # video encoding starts this long before the frame is due
-
-
-def flash_times(sender_id: int, duration: float) -> list[float]:
-    """Flash/beep onsets: every 2 s, senders staggered by 0.5 s, on video frame boundaries."""
-    out, t = [], 1.0 + 0.5 * sender_id
-    while t < duration - 0.5:
-        out.append(round(t * FPS) / FPS)
-        t += 2.0
-    return out
 
 
 def vp8_payloads(frame: bytes, picture_id: int) -> list[bytes]:
@@ -110,9 +100,6 @@ class Participant:
                                   "clock_rate": AUDIO_RATE, "channels": 2}})
         return out
 
-    def _flashing(self, t: float) -> bool:
-        return any(f - 1e-6 <= t < f + FLASH_SECONDS - 1e-6 for f in self.flashes)
-
     def video_packets(self, index: int) -> list[bytes]:
         if self._venc is None:
             h264 = self.video_codec == "H264"
@@ -126,8 +113,8 @@ class Participant:
                 "b": "600k"}
             self._venc = enc
         t = index / FPS
-        if self._flashing(t):
-            rgb = np.full((self.size[1], self.size[0], 3), 255, dtype=np.uint8)
+        if flashing(self.flashes, t):
+            rgb = white_frame(*self.size)
         else:
             rgb = make_video_frame(self.sender_id, index & 0xFFFF, *self.size)
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
@@ -151,14 +138,9 @@ class Participant:
             enc.sample_rate, enc.layout, enc.format = AUDIO_RATE, "mono", "s16"
             enc.time_base = Fraction(1, AUDIO_RATE)
             self._aenc = enc
-        n = np.arange(index * OPUS_SAMPLES, (index + 1) * OPUS_SAMPLES)
-        t = n / AUDIO_RATE
-        step = OPUS_SAMPLES // 20  # beep on or off per millisecond
-        beep = np.array([self._flashing(x) for x in t[::step]]).repeat(step)
-        tone = np.where(beep, 0.5 * np.sin(2 * np.pi * BEEP_HZ * t),
-                        0.05 * np.sin(2 * np.pi * self.tone_hz * t))
-        frame = av.AudioFrame.from_ndarray((tone * 32767).astype(np.int16)[None, :],
-                                           format="s16", layout="mono")
+        samples = tone_with_beeps(self.flashes, self.tone_hz, index * OPUS_SAMPLES,
+                                  OPUS_SAMPLES)
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
         frame.sample_rate = AUDIO_RATE
         frame.pts = index * OPUS_SAMPLES
         return [self.audio.packet(index * OPUS_SAMPLES, bytes(p), False)
