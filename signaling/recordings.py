@@ -173,7 +173,8 @@ class Recordings:
             result = await self.link.call("stop", recording_id=active.id, timeout=120)
         except RecorderError as exc:
             raise RequestError("internal", f"the recorder failed: {exc}") from None
-        room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id})
+        finally:  # over, whatever the recorder says: nobody is told "● Recording" any more
+            room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id})
         return await self._finished(room.name, active.id, result, sorted(active.names))
 
     async def _finished(self, room: str, rid: str, result: dict[str, Any],
@@ -185,6 +186,8 @@ class Recordings:
                                                                            False),
                  "files": {k: Path(v).name for k, v in result.items()
                            if k in ("playlist", "mp4", "poster") and v}}
+        if result.get("error"):  # it failed on the way: the VOD holds what came before
+            entry["error"] = result["error"]
         marks = await self.store.recording_chapters(rid)
         made = await asyncio.to_thread(chapters.write, self.directory / rid, marks,
                                        float(result.get("duration") or 0), entry.get("started"))
@@ -210,6 +213,8 @@ class Recordings:
     # ---- recorder events ----------------------------------------------------------------
 
     def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "recording.failed":
+            self._on_failed(event)
         if event.get("event") != "recording.ready" or not event.get("interrupted"):
             return
         # A crash interrupted it; the restarted recorder finalized what was written. One that
@@ -220,6 +225,21 @@ class Recordings:
             return
         asyncio.ensure_future(self._finished(event.get("room", ""), rid, event,
                                              event.get("participants", [])))
+
+    def _on_failed(self, event: dict[str, Any]) -> None:
+        """The recorder's compositor died (a bug): nothing more gets recorded, so stop now
+        and make the VOD of what was written rather than showing "● Recording" to the end."""
+        room = next((self.rooms.get(name) for name, a in self.active.items()
+                     if a.id == event.get("recording_id")), None)
+        log.error("recording %s failed: %s", event.get("recording_id"), event.get("error"))
+        if room is not None:
+            asyncio.ensure_future(self._stop_quietly(room))
+
+    async def _stop_quietly(self, room: Room) -> None:
+        try:
+            await self.stop(room)
+        except RequestError as exc:  # stopped meanwhile by a host, or the recorder is gone
+            log.warning("stopping the failed recording of %s: %s", room.name, exc.message)
 
     def _on_restart(self) -> None:
         """Resume the rooms that were being recorded: same id, same playlist."""

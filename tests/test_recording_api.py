@@ -159,3 +159,35 @@ async def test_player_page_live_dvr_and_jump_to_live(tmp_path: Path) -> None:
             assert errors == []
         finally:
             await bot.close()
+
+
+async def test_recorder_failure_stops_the_recording_and_keeps_what_was_written(
+        tmp_path: Path) -> None:
+    """The recorder reports `recording.failed` (its compositor died): the server stops the
+    recording by itself, everyone is told it no longer records, and the VOD holds what came
+    before. The event is the recorder's own message, sent here as it would arrive."""
+    async with running_server(tmp_path / "data") as server:
+        await server.create_room("fragile")
+        host = Client(server.base_url, server.token("fragile", "host", "Dr Host", role="host"))
+        try:
+            await host.connect()
+            await host.join()
+            await host.publish(PatternVideoTrack(1), ToneAudioTrack(440.0))
+            started = await host.request("recordStart", {"mode": "composite"})
+            rid = started["recordingId"]
+            playlist = tmp_path / "data" / "recordings" / rid / "index.m3u8"
+            async with asyncio.timeout(30):
+                while not playlist.exists() or "#EXTINF" not in playlist.read_text():
+                    await asyncio.sleep(0.05)
+            server.state.recordings._on_event({"event": "recording.failed",
+                                               "recording_id": rid, "error": "boom"})
+            changed = await host.wait_event("recordingChanged",
+                                            lambda d: d["recording"] is False, timeout=30)
+            assert changed["recordingId"] == rid
+            async with asyncio.timeout(30):
+                while (entry := await server.state.store.get_recording(rid))["state"] != "ready":
+                    await asyncio.sleep(0.05)
+            assert entry["duration"] > 0 and "mp4" in entry["files"]
+            assert "fragile" not in server.state.recordings.active
+        finally:
+            await host.close()
