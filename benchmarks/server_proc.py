@@ -195,7 +195,8 @@ class ServerProcess:
                ["-m", "signaling.cli"]), "serve", "--no-dev", "--host", "127.0.0.1",
                "--port", str(self.http_port), "--rtc-port", str(self.rtc_port),
                "--workers", str(self.workers), "--data-dir", str(self.data_dir),
-               "--jwt-secret", self.jwt_secret, "--api-key", self.api_key,
+               # "=": a random secret may start with "-", which argparse would take for a flag
+               f"--jwt-secret={self.jwt_secret}", f"--api-key={self.api_key}",
                "--log-level", "warning"]
         if self.subscribers_per_worker is not None:
             cmd += ["--subscribers-per-worker", str(self.subscribers_per_worker)]
