@@ -306,7 +306,10 @@ class Worker(asyncio.DatagramProtocol):
         transport.add_consumer(consumer)
         producer.add_consumer(consumer)
         self.consumers[consumer.id] = consumer
-        if not consumer.paused:
+        if not consumer.paused and transport.srtp is not None:
+            # Not yet connected: the request waits for DTLS (_on_dtls_connected). Sent now, its
+            # keyframe would pass before the subscriber can take it, and the throttle would hold
+            # the next request back by up to KEYFRAME_INTERVAL.
             producer.request_keyframe()
         return ConsumerInfo(consumer.id, producer.id, consumer.kind, consumer.ssrc,
                             consumer.rtx_ssrc, consumer.cname)

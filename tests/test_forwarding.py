@@ -60,7 +60,7 @@ class CaptureTransport(WebRtcTransport):
 
 
 async def setup(codec: Codec = VP8, extensions: dict[str, int] | None = None,
-                consumer_exts: dict[str, int] | None = None):
+                consumer_exts: dict[str, int] | None = None, sub_connected: bool = True):
     worker = Worker()
     worker.loop = asyncio.get_running_loop()
     router_id = worker.create_router()
@@ -68,6 +68,8 @@ async def setup(codec: Codec = VP8, extensions: dict[str, int] | None = None,
     sub = CaptureTransport(worker, "tr-sub")
     by_addr = {pub.addr: pub, sub.addr: sub}
     worker.sendto = lambda data, addr: by_addr[addr].capture(data)
+    if not sub_connected:
+        sub.srtp = None  # DTLS still to come
     for t in (pub, sub):
         t.router_id = router_id
         worker.transports[t.id] = t
@@ -232,3 +234,20 @@ async def test_receiver_report_block_counts_loss() -> None:
     assert block.highest_seq == 10
     assert block.packets_lost == 4  # 4, 7, 8, 9
     assert block.fraction_lost == (4 * 256) // 10
+
+
+def plis_to_publisher(pub: CaptureTransport) -> int:
+    return sum(isinstance(i, Pli) and i.media_ssrc == 1111
+               for p in pub.rtcp for i in parse_compound(p))
+
+
+async def test_keyframe_is_requested_when_the_subscriber_can_take_it() -> None:
+    """A consumer made before its transport's DTLS is done asks for the keyframe once DTLS
+    completes, not before: a keyframe sent earlier would pass it by, and the request throttle
+    would then hold the next one back (half a second of a browser's join time)."""
+    worker, pub, sub, producer, consumer = await setup(sub_connected=False)
+    assert plis_to_publisher(pub) == 0
+    keys = PlainSrtp()
+    keys.profile = type("Profile", (), {"openssl_name": b"TEST"})  # what the log line reads
+    sub._on_dtls_connected(keys)  # type: ignore[arg-type]
+    assert plis_to_publisher(pub) == 1 and producer.keyframe_requests == 1
