@@ -77,6 +77,10 @@ class RpcServer:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # The worker is shutting down (Ctrl-C reaches it too): the connection ends with it.
+            # Re-raised, asyncio would log the cancelled handler as an error.
+            pass
         finally:
             self._writers.discard(writer)
             writer.close()

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import sys
 from pathlib import Path
 
+from mediaserver.rpc import RpcClient
 from tests.support.client import Client
-from tests.support.server import running_server
+from tests.support.server import free_port, running_server
 from tests.support.tracks import FrameChecker, PatternVideoTrack
 
 
@@ -113,3 +116,28 @@ async def test_killed_worker_clients_reconnect_others_continue(tmp_path: Path) -
 async def _restarted(handle) -> None:
     while handle.control is None:  # the pool's watcher brings the worker back
         await asyncio.sleep(0.05)
+
+
+async def test_worker_leaves_quietly_on_ctrl_c(tmp_path: Path) -> None:
+    """Ctrl-C in `make run` reaches the workers too: with its control connection open, a
+    worker exits 0 without logging an error (a cancelled RPC handler used to)."""
+    rpc_path = tmp_path / "w.sock"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mediaserver.worker_main", "--port",
+        str(free_port(socket.SOCK_DGRAM)), "--rpc", str(rpc_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        ready = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert ready.startswith(b"ready ")
+        client = RpcClient(lambda event: None)
+        await client.connect(str(rpc_path))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 20)
+        await client.close()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, stderr.decode()
+    assert b"ERROR" not in stderr and b"Traceback" not in stderr, stderr.decode()
