@@ -41,6 +41,7 @@ def _connect(worker: Worker, transport_id: str, addr: tuple, profile: bytes) -> 
     t.addr = addr
     t.addrs.add(addr)
     t.state = "connected"
+    t._update_destination()  # as ICE and DTLS would: the fan-out's sendmmsg target
     worker.register_addr(addr, t)
     return material
 

@@ -116,6 +116,11 @@ class Consumer:
             ext = self.writer.render(abs_time, tcc, level)
         else:
             ext = b""
+        worker = transport.worker
+        batch, dest = worker.batch, transport.destination
+        batched = batch.active and dest is not None
+        if batched and dest.generation == batch.generation:  # type: ignore[union-attr]
+            batch.flush()  # this transport's SRTP buffer still holds a queued packet
         # Header, extensions and payload go straight into the SRTP buffer (transport.send_rtp
         # inlined): this runs once per packet per subscriber.
         try:
@@ -128,7 +133,10 @@ class Consumer:
         self.bytes += len(protected)
         transport.packets_out += 1
         transport.bytes_out += len(protected)
-        transport.worker.sendto(protected, addr)
+        if batched:
+            batch.add(dest, len(protected))  # type: ignore[arg-type]  # sent after the fan-out
+        else:
+            worker.sendto(protected, addr)
 
     def _start(self, seq: int, ts: int, now: float) -> None:
         """Map the producer's numbering onto ours so our output stays continuous."""

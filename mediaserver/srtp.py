@@ -41,7 +41,7 @@ class SrtpPair:
     """Inbound and outbound SRTP sessions of one transport."""
 
     __slots__ = ("profile", "protect", "protect_rtcp", "unprotect", "unprotect_rtcp",
-                 "protect_parts")
+                 "protect_parts", "tx_buffer")
 
     def __init__(self, profile: SrtpProfile, tx_key: bytes, rx_key: bytes) -> None:
         self.profile = profile
@@ -50,6 +50,7 @@ class SrtpPair:
         # Bound methods cached as attributes: one attribute lookup per packet, not two.
         self.protect = tx.protect
         self.protect_parts = tx.protect_parts
+        self.tx_buffer = tx._buf  # where protect_parts leaves its packet (sendbatch.py)
         self.protect_rtcp = tx.protect_rtcp
         self.unprotect = rx.unprotect
         self.unprotect_rtcp = rx.unprotect_rtcp

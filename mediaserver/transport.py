@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import struct
 import time
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ from .rtp.rtcp import (
     ntp_to_middle32,
     parse_compound,
 )
+from .sendbatch import Destination
 from .srtp import SrtpError, SrtpPair
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ class WebRtcTransport:
         self.created = self.last_stun = time.monotonic()
         self.dtls: DtlsEndpoint | None = None
         self.srtp: SrtpPair | None = None
+        # addr + outbound SRTP buffer as a sendmmsg message (set once both are known)
+        self.destination: Destination | None = None
         self._early_dtls: list[bytes] = []
         self.rtcp_ssrc = random.getrandbits(32) or 1
         self.rtcp_cname = f"ms-{transport_id}"
@@ -176,6 +180,7 @@ class WebRtcTransport:
         if "USE-CANDIDATE" in request.attributes or self.addr is None:
             first = self.addr is None
             self.addr = addr
+            self._update_destination()
             if first and self.dtls is not None and self.dtls.role == "client":
                 self.dtls.start()
 
@@ -344,10 +349,19 @@ class WebRtcTransport:
     def _on_dtls_connected(self, srtp: SrtpPair) -> None:
         self.srtp = srtp
         self.state = "connected"
+        self._update_destination()
         log.info("transport %s connected (%s)", self.id, srtp.profile.openssl_name.decode())
         for consumer in self.consumers.values():
             if consumer.waiting_keyframe:
                 consumer.producer.request_keyframe()
+
+    def _update_destination(self) -> None:
+        if self.srtp is None or self.addr is None:
+            return
+        try:
+            self.destination = Destination(self.addr, self.srtp.tx_buffer)
+        except (OSError, ValueError, TypeError, struct.error):
+            self.destination = None  # not an IP address (a test's capture): plain sendto
 
     def _on_dtls_failed(self, reason: str) -> None:
         log.warning("transport %s DTLS failed: %s", self.id, reason)

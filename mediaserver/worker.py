@@ -32,6 +32,7 @@ from .pipe import PipeConsumer, PipeTransport
 from .producer import Producer
 from .router import Router
 from .rtp.rtcp import ntp_now
+from .sendbatch import SendBatch
 from .stats import consumer_counters, producer_counters, transport_counters
 from .transport import WebRtcTransport
 
@@ -59,6 +60,7 @@ class Worker(asyncio.DatagramProtocol):
         self._by_ufrag: dict[str, WebRtcTransport] = {}
         self._by_addr: dict[tuple, WebRtcTransport] = {}
         self.nack_pending: set[Producer] = set()
+        self.batch = SendBatch()  # the sends of one fan-out (sendbatch.py)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._udp: asyncio.DatagramTransport | None = None
         # the socket's own sendto, bound once: the packet path calls it directly
@@ -84,6 +86,7 @@ class Worker(asyncio.DatagramProtocol):
         sock.setblocking(False)
         self._udp, _ = await self.loop.create_datagram_endpoint(lambda: self, sock=sock)
         self.sendto = self._udp.sendto
+        self.batch.fd = sock.fileno()
         self.port = sock.getsockname()[1]
         self._schedule_reports()
         self._schedule(self.config.nack_interval, self._nack_tick)
@@ -101,6 +104,7 @@ class Worker(asyncio.DatagramProtocol):
             timer.cancel()
         self._timers.clear()
         if self._udp is not None:
+            self.batch.fd = -1
             self._udp.close()
             self._udp = None
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from pylibsrtp._binding import ffi as srtp_ffi
+
 from mediaserver.params import Codec, ConsumerParams, ProducerParams
 from mediaserver.rtp.packet import (
     EXT_ABS_SEND_TIME,
@@ -249,5 +251,6 @@ async def test_keyframe_is_requested_when_the_subscriber_can_take_it() -> None:
     assert plis_to_publisher(pub) == 0
     keys = PlainSrtp()
     keys.profile = type("Profile", (), {"openssl_name": b"TEST"})  # what the log line reads
+    keys.tx_buffer = srtp_ffi.new("unsigned char[]", 16)  # what a sendmmsg message points at
     sub._on_dtls_connected(keys)  # type: ignore[arg-type]
     assert plis_to_publisher(pub) == 1 and producer.keyframe_requests == 1
