@@ -203,6 +203,12 @@ class Compositor:
         if op == "add":
             _, track_id, kind, codec, name, key = msg
             dec = av.CodecContext.create(_DECODERS[codec.upper().rpartition("/")[2]], "r")
+            if kind == "video":
+                # FFmpeg's own threads decode (frame threading, a frame of delay per thread,
+                # well inside `latency`): with many inputs, decoding alone is most of a core,
+                # and this keeps it off the compositor thread.
+                dec.thread_type = "AUTO"
+                dec.thread_count = 2
             track = _Track(kind, key, name, dec)
             if kind == "audio":
                 dec.sample_rate, dec.layout = AUDIO_RATE, "stereo"
