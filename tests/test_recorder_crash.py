@@ -27,6 +27,23 @@ async def add_tracks(recorder: RecorderProcess, people: list[Participant]) -> No
             await recorder.request("add_track", recording_id=RID, **track)
 
 
+async def record_until(recorder: RecorderProcess, people: list[Participant], room: str,
+                       layout: str, segments: int) -> tuple[Path, Tap, asyncio.Task]:
+    """Start a composite recording fed by a tap; return once the playlist lists `segments`."""
+    started = await recorder.request("start", recording_id=RID, room=room, mode="composite",
+                                     layout=layout)
+    directory = Path(started["directory"])
+    await add_tracks(recorder, people)
+    tap = Tap(people, ("127.0.0.1", started["rtp_port"]))
+    await tap.open()
+    sending = asyncio.create_task(tap.run())
+    playlist = directory / "index.m3u8"
+    async with asyncio.timeout(30):
+        while not playlist.exists() or playlist.read_text().count("#EXTINF") < segments:
+            await asyncio.sleep(0.05)
+    return directory, tap, sending
+
+
 def decodes_cleanly(directory: Path, init: str, segments: list[str], work: Path) -> None:
     joined = work / "joined.mp4"
     joined.write_bytes(b"".join((directory / n).read_bytes() for n in [init, *segments]))
@@ -42,17 +59,8 @@ async def test_kill9_then_finalize_and_resume(tmp_path: Path) -> None:
     first = RecorderProcess(root, tmp_path / "a.sock")
     await first.start()
     try:
-        started = await first.request("start", recording_id=RID, room="webinar", mode="composite",
-                                      layout="speaker")
-        directory = Path(started["directory"])
-        await add_tracks(first, people)
-        tap = Tap(people, ("127.0.0.1", started["rtp_port"]))
-        await tap.open()
-        sending = asyncio.create_task(tap.run())
+        directory, tap, sending = await record_until(first, people, "webinar", "speaker", 2)
         playlist = directory / "index.m3u8"
-        async with asyncio.timeout(30):
-            while not playlist.exists() or playlist.read_text().count("#EXTINF") < 2:
-                await asyncio.sleep(0.05)
         first.kill9()  # mid-segment: media is still flowing
         assert first.proc is not None
         assert await first.proc.wait() == -9
@@ -126,17 +134,8 @@ async def test_orphaned_recorder_finalizes_and_exits(tmp_path: Path) -> None:
     recorder = RecorderProcess(tmp_path / "recordings", tmp_path / "o.sock", via_parent=True)
     await recorder.start()
     try:
-        started = await recorder.request("start", recording_id=RID, room="clinic",
-                                         mode="composite", layout="grid")
-        directory = Path(started["directory"])
-        await add_tracks(recorder, people)
-        tap = Tap(people, ("127.0.0.1", started["rtp_port"]))
-        await tap.open()
-        sending = asyncio.create_task(tap.run())
+        directory, tap, sending = await record_until(recorder, people, "clinic", "grid", 1)
         playlist = directory / "index.m3u8"
-        async with asyncio.timeout(30):
-            while not playlist.exists() or "#EXTINF" not in playlist.read_text():
-                await asyncio.sleep(0.05)
         await recorder.orphan()
         ready = await recorder.wait_event("recording.ready")  # finalized on the way out
         async with asyncio.timeout(15):

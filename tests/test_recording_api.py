@@ -47,11 +47,12 @@ async def test_record_meeting_to_vod_with_grants_and_webhook(tmp_path: Path) -> 
         await server.create_room("adboard")
         bots = []
         try:
+            videos = [PatternVideoTrack(1), PatternVideoTrack(2)]
             for i, freq in ((1, 440.0), (2, 660.0)):
                 c = Client(server.base_url, server.token("adboard", f"bot{i}", f"Dr {i}"))
                 await c.connect()
                 await c.join()
-                await c.publish(PatternVideoTrack(i), ToneAudioTrack(freq))
+                await c.publish(videos[i - 1], ToneAudioTrack(freq))
                 bots.append(c)
             async with aiohttp.ClientSession() as s:
                 async with s.post(server.base_url + "/api/rooms/adboard/recordings",
@@ -60,7 +61,9 @@ async def test_record_meeting_to_vod_with_grants_and_webhook(tmp_path: Path) -> 
                     rid = (await r.json())["recordingId"]
                 event = await bots[0].wait_event("recordingChanged", timeout=10)
                 assert event["recording"] is True
-                await asyncio.sleep(6)  # record six seconds of the meeting (a real-time source)
+                # six more seconds of the meeting, counted in the cameras' own frames
+                await asyncio.wait_for(asyncio.gather(
+                    *(v.sent(v.frames_sent + 6 * v.fps) for v in videos)), 30)
                 async with s.post(server.base_url + "/api/rooms/adboard/recordings/stop",
                                   headers=AUTH) as r:
                     assert r.status == 200, await r.text()

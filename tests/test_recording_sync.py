@@ -30,12 +30,6 @@ SECONDS = 20.0
 FPS = 30
 
 
-async def frames_sent(track: PatternVideoTrack, count: int) -> None:
-    """The media itself is the clock of this test: wait until `count` frames went out."""
-    while track.frames_sent < count:
-        await asyncio.sleep(0.1)
-
-
 async def test_recorded_meeting_keeps_patterns_and_lip_sync(tmp_path: Path) -> None:
     async with running_server(tmp_path / "data") as server:
         await server.create_room("sync")
@@ -61,7 +55,7 @@ async def test_recorded_meeting_keeps_patterns_and_lip_sync(tmp_path: Path) -> N
                     bots.append(c)
                     videos.append(video)
                 await asyncio.wait_for(
-                    asyncio.gather(*(frames_sent(v, int(SECONDS * FPS)) for v in videos)),
+                    asyncio.gather(*(v.sent(int(SECONDS * FPS)) for v in videos)),
                     SECONDS + 30)
                 async with s.post(server.base_url + "/api/rooms/sync/recordings/stop",
                                   headers=AUTH) as r:

@@ -65,13 +65,25 @@ class PatternVideoTrack(_PacedTrack):
         self.fps = fps
         # flash_until > 0: white frames on the av_sync schedule, for lip-sync checks
         self.flashes = flash_times(sender_id, flash_until) if flash_until else []
+        self._waiters: list[tuple[int, asyncio.Future]] = []
 
     @property
     def frames_sent(self) -> int:
         return self._index
 
+    async def sent(self, count: int) -> None:
+        """Until `count` frames went out: the media itself is the clock of a recording test."""
+        if self._index < count:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append((count, waiter))
+            await waiter
+
     async def recv(self) -> av.VideoFrame:
         index = await self._next_index(1 / self.fps)
+        for count, waiter in [w for w in self._waiters if w[0] <= self._index]:
+            self._waiters.remove((count, waiter))
+            if not waiter.done():
+                waiter.set_result(None)
         if self.flashes and flashing(self.flashes, index / self.fps):
             rgb = white_frame(self.width, self.height)
         else:
