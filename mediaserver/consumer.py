@@ -37,6 +37,7 @@ class Consumer:
         self.id = consumer_id
         self.producer = producer
         self.transport = transport
+        self._batch = transport.worker.batch  # the worker's, for the whole life of both
         self.params = params
         self.kind = producer.kind
         self.mid = params.mid
@@ -116,8 +117,7 @@ class Consumer:
             ext = self.writer.render(abs_time, tcc, level)
         else:
             ext = b""
-        worker = transport.worker
-        batch, dest = worker.batch, transport.destination
+        batch, dest = self._batch, transport.destination
         batched = batch.active and dest is not None
         if batched and dest.generation == batch.generation:  # type: ignore[union-attr]
             batch.flush()  # this transport's SRTP buffer still holds a queued packet
@@ -129,14 +129,15 @@ class Consumer:
                                            data[offset:])
         except (SrtpError, ValueError):
             return
+        size = len(protected)
         self.packets += 1
-        self.bytes += len(protected)
+        self.bytes += size
         transport.packets_out += 1
-        transport.bytes_out += len(protected)
+        transport.bytes_out += size
         if batched:
-            batch.add(dest, len(protected))  # type: ignore[arg-type]  # sent after the fan-out
+            batch.add(dest, size)  # type: ignore[arg-type]  # sent after the fan-out
         else:
-            worker.sendto(protected, addr)
+            transport.worker.sendto(protected, addr)
 
     def _start(self, seq: int, ts: int, now: float) -> None:
         """Map the producer's numbering onto ours so our output stays continuous."""

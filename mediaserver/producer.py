@@ -41,6 +41,7 @@ class Producer:
                  router_id: str) -> None:
         self.id = producer_id
         self.transport = transport
+        self._batch = transport.worker.batch  # the fan-out's sendmmsg (sendbatch.py)
         self.router_id = router_id
         self.params = params
         self.kind = params.kind
@@ -117,7 +118,7 @@ class Producer:
         offset = payload_offset(data)
         abs_time = find_extension(data, self._abs_id) if self._abs_id else None
         level = find_extension(data, self._level_id) if self._level_id else None
-        batch = self.transport.worker.batch
+        batch = self._batch
         batch.active = batch.fd >= 0 and len(consumers) > 1  # one copy: a plain sendto is cheaper
         try:
             for consumer in consumers:

@@ -50,12 +50,16 @@ class PlainSrtp:
 class CaptureTransport(WebRtcTransport):
     """A connected transport whose datagrams land in lists instead of a socket."""
 
+    ports = 0
+
     def __init__(self, worker: Worker, transport_id: str) -> None:
         super().__init__(worker, transport_id, "rt-test")
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
         self.srtp = PlainSrtp()  # type: ignore[assignment]
-        self.addr = ("capture", transport_id)
+        # an address of its own, never sent to: worker.sendto is replaced by the capture
+        CaptureTransport.ports += 1
+        self.addr = ("127.0.0.1", CaptureTransport.ports)
 
     def capture(self, data: bytes) -> None:
         (self.rtcp if 191 < data[1] < 224 else self.rtp).append(data)
