@@ -66,10 +66,7 @@ class Recordings:
         for room_name in list(self.active):
             room = self.rooms.get(room_name)
             if room is not None:
-                try:
-                    await self.stop(room)
-                except RequestError:
-                    log.exception("stopping the recording of %s", room_name)
+                await self._stop_quietly(room)
         if self.link.process is not None:
             await self.link.stop()
         await self.webhooks.drain()
@@ -239,7 +236,7 @@ class Recordings:
         try:
             await self.stop(room)
         except RequestError as exc:  # stopped meanwhile by a host, or the recorder is gone
-            log.warning("stopping the failed recording of %s: %s", room.name, exc.message)
+            log.warning("stopping the recording of %s: %s", room.name, exc.message)
 
     def _on_restart(self) -> None:
         """Resume the rooms that were being recorded: same id, same playlist."""
