@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_DEBS := chromium ffmpeg redis-server janus iproute2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test setup test-setup system-test-deps lint clean
+.PHONY: run test fuzz setup test-setup system-test-deps lint clean
 
 run: setup
 	$(VENV)/bin/mediaserver serve --dev
@@ -15,6 +15,11 @@ run: setup
 test: test-setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# Before a release: every property-based test (parsers, WebSocket methods, HTTP bodies) with
+# 100,000 cases each, against the same code as `make test` (docs/operations.md, "Fuzzing").
+fuzz: test-setup
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -p no:cacheprovider -m fuzz --timeout=0 -q
 
 # hls.js for the recording player, from the npm registry (never fetched at run time)
 HLS_JS := web_client/vendor/hls.min.js
