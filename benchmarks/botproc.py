@@ -77,11 +77,8 @@ class BotHost:
             await asyncio.sleep(0.1)
         return {"waiting": self._waiting()}
 
-    def _measured(self) -> list[Any]:
-        return [s for s in self.sessions if s.spec.count]
-
     def _subscribers(self) -> list[Any]:
-        return [s for s in self._measured() if s.subscriber and not s.spec.aux_subscriber]
+        return [s for s in self.sessions if s.subscriber and not s.spec.aux_subscriber]
 
     def _waiting(self) -> int:
         return sum(1 for s in self._subscribers() if not s.closed and s.subscriber
@@ -90,7 +87,7 @@ class BotHost:
     def snapshot(self) -> dict[str, Any]:
         assert self.ctx is not None
         subs = [s.subscriber for s in self._subscribers() if s.subscriber is not None]
-        pubs = [s.publisher for s in self._measured() if s.publisher is not None]
+        pubs = [s.publisher for s in self.sessions if s.publisher is not None]
         streams = [st for sub in subs for st in sub.streams.values()]
         peers = [p for p in [*(sub.peer for sub in subs), *(pub.peer for pub in pubs)] if p]
         samplers = [sm for sub in subs for sm in sub.samplers.values()]
@@ -103,11 +100,11 @@ class BotHost:
         failures = self.failures + [f"{s.spec.name}: {s.subscriber.failure}" for s in
                                     self.sessions if s.subscriber and s.subscriber.failure]
         failures += [f"{s.spec.name}: socket closed ({s.close_code} {s.close_reason})"
-                     for s in self._measured() if s.closed]
+                     for s in self.sessions if s.closed]
         return {
             "time": time.time(), "cpu": times.user + times.system,
             "bots": len(self.sessions),
-            "closed": sum(1 for s in self._measured() if s.closed),
+            "closed": sum(1 for s in self.sessions if s.closed),
             "subscribers": len(subs), "publishers": len(pubs),
             "sub": {"packets": total(streams, "packets"), "bytes": total(streams, "bytes"),
                     "video_packets": sum(st.packets for st in streams if st.kind == "video"),

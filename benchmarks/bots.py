@@ -71,11 +71,10 @@ class BotSpec:
     subscribe: bool = False
     sample: bool = False  # decode a sample of each video stream about once a second
     sender_id: int = 0
-    count: bool = True  # False: a helper, left out of every statistic
-    # True: the subscribe side exists only so that its transport connects (the server ends
-    # a session whose subscribe transport never does); left out of subscriber statistics
+    # True: a presenter's own subscribe side (it sees the other presenters, as in a real
+    # webinar); left out of the audience's statistics, and with one presenter it never gets
+    # an offer (nothing to receive), which the server holds open indefinitely
     aux_subscriber: bool = False
-    leave_after: float = 0.0  # > 0: leave this many seconds after starting
 
 
 class BotContext:
@@ -168,9 +167,6 @@ class BotSession:
         if self.spec.publish:
             self.publisher = PublisherBot(self, self.ctx.media[self.spec.sender_id])
             await self.publisher.start()
-        if self.spec.leave_after > 0:
-            self.ctx.loop.call_later(self.spec.leave_after,
-                                     lambda: asyncio.ensure_future(self.close()))
 
     def sender_of(self, track_id: str) -> int:
         found = SENDER.search(self.names.get(self.track_owner.get(track_id, ""), ""))

@@ -240,9 +240,8 @@ async def _run_step(server: Target, procs: list[BotProcess], scenario: Scenario,
         batches[proc].append({
             "name": m.name, "token": server.token(m.room, m.identity, m.name, m.role),
             "publish": m.publish, "subscribe": m.subscribe, "sample": m.sample,
-            "sender_id": m.sender_id, "count": m.count, "aux_subscriber": m.aux_subscriber,
-            "leave_after": m.leave_after})
-        if m.count and m.subscribe and not m.aux_subscriber:
+            "sender_id": m.sender_id, "aux_subscriber": m.aux_subscriber})
+        if m.subscribe and not m.aux_subscriber:
             procs[proc].subscribers += 1
     # Publishers first, so subscribers find the tracks when they join.
     started = time.monotonic()
@@ -252,9 +251,6 @@ async def _run_step(server: Target, procs: list[BotProcess], scenario: Scenario,
             "concurrency": max(1, opts.join_concurrency // len(procs)),
             "timeout": opts.join_timeout}, timeout=opts.join_timeout * (1 + len(batch)))
             for p, batch in zip(procs, batches, strict=True)))
-        if publishers and any(m.leave_after for m in members):
-            # helpers that leave again (the webinar primer) are gone before attendees come
-            await asyncio.sleep(max(m.leave_after for m in members) + 1)
     waits = await asyncio.gather(*(p.command({"cmd": "wait", "timeout": opts.join_timeout},
                                              timeout=opts.join_timeout + 30) for p in procs))
     joined_in = time.monotonic() - started

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 MAX_SENDERS = 16  # the video pattern carries a 4-bit sender id
 
-PRIMER_SECONDS = 3.0
 LOSS_LIMIT = 1.0  # percent
 P99_LIMIT = 50.0  # ms
 
@@ -32,9 +31,7 @@ class Member:
     subscribe: bool
     sample: bool
     sender_id: int = 0
-    count: bool = True  # see benchmarks.bots.BotSpec
-    aux_subscriber: bool = False
-    leave_after: float = 0.0
+    aux_subscriber: bool = False  # see benchmarks.bots.BotSpec
 
 
 @dataclass
@@ -94,15 +91,11 @@ def rooms(count: int, size: int, sample_every: int = 10) -> Scenario:
 def webinar(attendees: list[int], sample_every: int = 10, presenters: int = 1,
             room: str = "webinar-1") -> Scenario:
     """One step per attendee count in `attendees` (increasing); each adds the difference."""
-    # Presenters subscribe too (as in a real webinar, they see each other). With one presenter
-    # nobody else publishes, its subscribe transport would never connect and the server ends
-    # such a session after its 30 s ICE consent timeout; a short-lived "primer" publisher gives
-    # it an offer to connect on, then leaves. Neither is counted in the statistics.
+    # Presenters subscribe too (as in a real webinar, they see each other), outside the
+    # audience's statistics. With one presenter nobody else publishes: its subscribe side gets
+    # no offer and simply waits, however long the run.
     first = [Member(room, f"pres-s{i}-{i}", f"{room}-pres{i}", "host", True, True, False, i,
                     aux_subscriber=True) for i in range(presenters)]
-    if presenters == 1:
-        first.append(Member(room, "primer", f"{room}-primer", "host", True, False, False, 0,
-                            count=False, leave_after=PRIMER_SECONDS))
     steps = []
     have = 0
     for target in attendees:

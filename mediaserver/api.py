@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from .params import ConsumerInfo, ConsumerParams, ProducerParams, RemoteParams, TransportInfo
 from .stats import worker_stats
-from .worker import MediaError, Worker
+from .worker import CONSENT_EXPIRED, MediaError, Worker
 
-__all__ = ["MediaControl", "LocalMediaControl", "MediaError"]
+__all__ = ["CONSENT_EXPIRED", "MediaControl", "LocalMediaControl", "MediaError"]
 
 
 class MediaControl(Protocol):

@@ -60,7 +60,10 @@ class WebRtcTransport:
         self.addrs: set[tuple] = set()
         self.addr: tuple | None = None
         self.state = "new"  # new -> connected (DTLS done) -> closed
-        self.created = self.last_stun = time.monotonic()
+        # When the last authenticated check arrived; None until the first one. Consent
+        # freshness (RFC 7675) is about a connection that was up: one that never saw a check
+        # (its peer has nothing to send or receive yet) has no consent to lose.
+        self.last_stun: float | None = None
         self.dtls: DtlsEndpoint | None = None
         self.srtp: SrtpPair | None = None
         # addr + outbound SRTP buffer as a sendmmsg message (set once both are known)

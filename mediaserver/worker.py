@@ -43,6 +43,11 @@ class MediaError(Exception):
     """A control call that cannot be carried out (unknown id, bad state)."""
 
 
+# Why a transport closed, as its listeners are told; signalling tells the first (a connection
+# that was up and went silent: come back) from the others.
+CONSENT_EXPIRED = "ice consent expired"
+
+
 def new_id(prefix: str, owner: str = "") -> str:
     """Ids carry their worker's prefix ("w1.") so a pool of workers can route calls by id."""
     return f"{owner}{prefix}-{secrets.token_hex(6)}"
@@ -90,7 +95,8 @@ class Worker(asyncio.DatagramProtocol):
         self.port = sock.getsockname()[1]
         self._schedule_reports()
         self._schedule(self.config.nack_interval, self._nack_tick)
-        self._schedule(1.0, self._consent_tick)
+        # a few ticks per consent period, at most one a second
+        self._schedule(min(1.0, self.config.consent_timeout / 4), self._consent_tick)
         log.info("media worker on udp %s:%d", self.config.host, self.port)
 
     async def stop(self) -> None:
@@ -231,10 +237,15 @@ class Worker(asyncio.DatagramProtocol):
                 self.nack_pending.discard(producer)
 
     def _consent_tick(self) -> None:
+        """RFC 7675: a connection that was up and has had no authenticated check for
+        consent_timeout is closed. A transport that never saw a check is left alone: it
+        belongs to a session that is waiting (nothing to carry yet, a client still setting
+        up) and closes with that session, never by a timer."""
         limit = time.monotonic() - self.config.consent_timeout
         for transport in list(self.transports.values()):
-            if transport.last_stun < limit:
-                transport.close("ice consent expired")
+            last = transport.last_stun
+            if last is not None and last < limit:
+                transport.close(CONSENT_EXPIRED)
 
     # ---- control (called through mediaserver.api) ---------------------------------------
 

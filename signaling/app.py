@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from mediaserver.api import LocalMediaControl, MediaControl
+from mediaserver.api import CONSENT_EXPIRED, LocalMediaControl, MediaControl
 from mediaserver.config import MediaConfig
 from mediaserver.pool import WorkerPool
 from mediaserver.worker import Worker
@@ -88,10 +88,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     def on_transport_closed(transport_id: str, reason: str) -> None:
         if reason == "closed by signalling":
             return  # we closed it ourselves (leave, move to a group)
-        # ICE consent lost or DTLS failed: the participant's media is gone; end the session so
-        # the client reconnects instead of sitting in a silent call.
         for participant in list(state.sessions):
-            if participant.owns_transport(transport_id) and participant.joined:
+            if not (participant.owns_transport(transport_id) and participant.joined):
+                continue
+            if reason == CONSENT_EXPIRED:
+                # A connection that was up went silent (the worker never expires one that
+                # has not connected yet): the client comes back and keeps its place.
+                participant.media_lost()
+            else:  # DTLS failed: the peer cannot do media with us; end with the reason
                 asyncio.ensure_future(participant.close(f"media transport closed: {reason}"))
 
     state.media.on_transport_closed(on_transport_closed)

@@ -45,10 +45,22 @@ def _group_param(room: Room, params: dict[str, Any], allow_none: bool) -> str | 
     return group
 
 
-async def _place(room: Room, participant: Participant) -> None:
+async def _place(room: Room, *participants: Participant) -> None:
     """While the groups are open, a participant's media follows their assignment."""
     if room.breakouts.open:
-        await participant.move_to(room.breakouts.assignments.get(participant.identity))
+        await _move(room, [(p, room.breakouts.assignments.get(p.identity))
+                           for p in participants])
+
+
+async def _move(room: Room, moves: list[tuple[Participant, str | None]]) -> None:
+    """Move several people at once: every mover's old connections are retired before anyone
+    leaves, so nobody is offered a change on a connection that their own move replaces."""
+    moves = [(p, g) for p, g in moves if p.joined and p.group != g]
+    for participant, _ in moves:
+        participant.begin_move()
+    for participant, group in moves:
+        if participant.joined:  # one may have left while the others moved
+            await participant.move_to(group)
 
 
 async def create(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
@@ -92,13 +104,15 @@ async def auto(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     sizes = {g: 0 for g in b.groups}
     for g in b.assignments.values():
         sizes[g] = sizes.get(g, 0) + 1
+    spread = []
     for participant in room.participants.values():
         if participant.joined and participant.role != "host" and \
                 participant.identity not in b.assignments:
             group = min(sizes, key=lambda g: (sizes[g], list(b.groups).index(g)))
             b.assignments[participant.identity] = group
             sizes[group] += 1
-            await _place(room, participant)
+            spread.append(participant)
+    await _place(room, *spread)
     return _changed(room)
 
 
@@ -129,9 +143,7 @@ async def open_groups(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
         if group.router_id is None:
             group.router_id = await p.media.create_router()
     b.open = True
-    for participant in list(room.participants.values()):
-        if participant.joined:
-            await _place(room, participant)
+    await _place(room, *room.participants.values())
     return _changed(room)
 
 
@@ -167,9 +179,7 @@ async def _close_room_groups(room: Room) -> dict[str, Any]:
     if room.breakout_timer is not None:
         room.breakout_timer.cancel()
         room.breakout_timer = None
-    for participant in list(room.participants.values()):
-        if participant.joined and participant.group is not None:
-            await participant.move_to(None)
+    await _move(room, [(p, None) for p in room.participants.values()])
     media = next((p.media for p in room.participants.values()), None)
     for group in b.groups.values():
         if group.router_id is not None and media is not None:

@@ -2,7 +2,9 @@
 
 Publish connection: the client offers, each new sendonly m-line becomes a Producer and a Track.
 Subscribe connection: one m-line (Slot) per remote track; the server offers whenever tracks
-come or go and creates the Consumers once the client's answer says what it accepted.
+come or go and creates the Consumers once the client's answer says what it accepted. Its
+transport is created with the first offer: someone alone in a room, or an attendee waiting for
+the presenter, has no subscribe transport at all, so nothing of theirs can time out meanwhile.
 """
 
 from __future__ import annotations
@@ -61,9 +63,14 @@ class Participant:
         self._offer_pending = False
         self._offer_dirty = False
         self._offer_id = 0  # answers may name the offer they answer; older ones are refused
+        # Bumped when both connections are replaced (a move between groups): work begun for
+        # the old connections (an offer on its way) sees the change and is dropped.
+        self._epoch = 0
+        self._moving = False  # slots are rebuilt when the move ends; no offers meanwhile
         self._negotiating = asyncio.Lock()
         self.on_closed: Callable[[str, int], None] | None = None
         self.suspended = False
+        self.keep_place = False  # the socket ends but the place is kept (media_lost)
         self.buckets: dict[str, Any] = {}  # per-action rate limits (engagement.LIMITS)
         self._grace_timer: asyncio.TimerHandle | None = None
 
@@ -120,7 +127,6 @@ class Participant:
             self.group = room.breakouts.assignments.get(self.identity)
         self.subscribe_router = (await self.rooms.subscriber_router(room) if self.group is None
                                  else room.router_of_group(self.group))
-        self.subscribe_transport = (await self.media.create_transport(self.subscribe_router)).id
         self.joined = True
         await self.rooms.announce(room, {"t": "participant", "op": "add", "participant": {
             **self.public(), "identity": self.identity}})
@@ -167,6 +173,17 @@ class Participant:
         loop = asyncio.get_running_loop()
         self._grace_timer = loop.call_later(
             grace, lambda: asyncio.ensure_future(self.close("grace period over")))
+
+    def media_lost(self) -> None:
+        """A media connection that was up went silent (ICE consent, RFC 7675) while the
+        socket stayed: the client must build its connections again. It keeps its place for
+        the grace period, as after a dropped socket, and is asked to come back at once
+        (4503): its rejoin takes the place over, so the others see no one leave."""
+        if self.on_closed is None or not self.joined:
+            return
+        self.keep_place = True
+        callback, self.on_closed = self.on_closed, None
+        callback("media_lost", 4503)
 
     def cancel_grace(self) -> None:
         if self._grace_timer is not None:
@@ -344,10 +361,14 @@ class Participant:
     def on_track_published(self, track: Track) -> None:
         if self.room is not None and not self.room.sees_media(self):
             return  # backstage: not for the audience yet
+        if self._moving:
+            return  # the slots are rebuilt from the room's tracks when the move ends
         self._add_slot(track)
         self._schedule_offer()
 
     def on_track_unpublished(self, track: Track) -> None:
+        if self._moving:
+            return  # its consumer went with the old connection
         consumer_id = self.consumers.pop(track.id, None)
         if consumer_id is not None:
             asyncio.ensure_future(self.media.close_consumer(consumer_id))
@@ -368,7 +389,7 @@ class Participant:
             cname=track.cname))
 
     def _schedule_offer(self) -> None:
-        if not self.joined or self.subscribe_transport is None:
+        if not self.joined or self._moving or self.subscribe_router is None:
             return
         if self._offer_pending:
             self._offer_dirty = True
@@ -377,19 +398,33 @@ class Participant:
             return  # nothing to offer on this connection (yet)
         self._offer_pending = True
         self._offer_dirty = False
-        asyncio.ensure_future(self._send_offer(self.subscribe_transport))
+        asyncio.ensure_future(self._send_offer(self._epoch))
 
-    async def _send_offer(self, transport_id: str) -> None:
+    async def _send_offer(self, epoch: int) -> None:
         try:
-            info = await self._transport_info(transport_id)
+            info = await self._subscribe_transport_info(epoch)
         except MediaError:
+            if epoch == self._epoch:
+                self._offer_pending = False  # the next change tries again
             return
-        if transport_id != self.subscribe_transport:
-            return  # moved to another group meanwhile: that connection is gone
+        if info is None or epoch != self._epoch or not self.joined:
+            return  # moved to another group or left meanwhile: that connection is gone
         tracks = {s.mid: s.track for s in self.slots if s.track}
         self._offer_id += 1
         self.send_event("subscriberOffer", {"sdp": sdp.subscribe_offer(self.slots, info),
                                             "tracks": tracks, "offerId": self._offer_id})
+
+    async def _subscribe_transport_info(self, epoch: int) -> TransportInfo | None:
+        """The subscribe transport's parameters; created here with the first offer."""
+        if self.subscribe_transport is not None:
+            return await self.media.transport_info(self.subscribe_transport)
+        assert self.subscribe_router is not None
+        info = await self.media.create_transport(self.subscribe_router)
+        if epoch != self._epoch or not self.joined:
+            await self.media.close_transport(info.id)  # not wanted any more
+            return None
+        self.subscribe_transport = info.id
+        return info
 
     async def _transport_info(self, transport_id: str | None) -> TransportInfo:
         if transport_id is None:
@@ -414,35 +449,48 @@ class Participant:
             if other is not self:
                 other.on_track_unpublished(track)
 
+    def begin_move(self) -> None:
+        """From now on the current connections are on their way out: no offer is sent for
+        them (moves of several people at once start all of theirs first, so nobody gets an
+        offer for a connection that `moved` is about to replace)."""
+        self._epoch += 1
+        self._moving = True
+        self._offer_pending = self._offer_dirty = False
+        self._offer_id += 1  # an answer to an offer of the old connection is now superseded
+
     async def move_to(self, group: str | None) -> None:
         """Switch our media to a breakout group (None: the main room) without a reload:
-        our tracks go, both connections are replaced, and the client is told to renegotiate."""
+        our tracks go, both connections are replaced, and the client is told to renegotiate.
+        `moved` is the boundary: no offer for the old connections follows it, and one offer
+        for the new subscribe connection comes once there is something to receive."""
         room = self._room()
         if group == self.group:
             return
-        for track in list(self.published.values()):
-            await self._unpublish(track, room)
-        old = (self.publish_transport, self.subscribe_transport)
-        self.publish_transport = self.subscribe_transport = None  # not ours any more
-        for transport in old:
-            if transport is not None:
-                await self.media.close_transport(transport)
-        if self.subscribe_router is not None and self.group is None:
-            self.rooms.release_subscriber(room, self.subscribe_router)
-        self.group = group
-        self._publish_ufrag = ""
-        self.retired_mids.clear()
-        self.slots, self.consumers = [], {}
-        self._offer_pending = self._offer_dirty = False
-        self.subscribe_router = (await self.rooms.subscriber_router(room) if group is None
-                                 else room.router_of_group(group))
-        self.subscribe_transport = (await self.media.create_transport(self.subscribe_router)).id
-        self.send_event("moved", {"groupId": group,
-                                  "tracks": [t.public() for t in room.tracks_in(group)]})
-        for track in room.tracks_in(group):
+        self.begin_move()
+        try:
+            for track in list(self.published.values()):
+                await self._unpublish(track, room)
+            old = (self.publish_transport, self.subscribe_transport)
+            self.publish_transport = self.subscribe_transport = None  # not ours any more
+            self.slots, self.consumers = [], {}
+            for transport in old:
+                if transport is not None:
+                    await self.media.close_transport(transport)
+            if self.subscribe_router is not None and self.group is None:
+                self.rooms.release_subscriber(room, self.subscribe_router)
+            self.group = group
+            self._publish_ufrag = ""
+            self.retired_mids.clear()
+            self.subscribe_router = (await self.rooms.subscriber_router(room) if group is None
+                                     else room.router_of_group(group))
+        finally:
+            self._moving = False
+        visible = room.tracks_in(group) if room.sees_media(self) else []
+        self.send_event("moved", {"groupId": group, "tracks": [t.public() for t in visible]})
+        self.slots = []  # what arrived while moving is in `visible` too
+        for track in visible:
             self._add_slot(track)
-        if self.slots:
-            self._schedule_offer()
+        self._schedule_offer()
 
     async def _close_probe(self) -> None:
         if self._probe_timer is not None:

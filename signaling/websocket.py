@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 SEND_QUEUE = 1000
 CLOSE_TOKEN = 4401
 CLOSE_POLICY = 1008
-MAX_REJECTED = 200  # rate-limited messages tolerated before the socket is closed
+# Rate-limited messages tolerated within REJECT_WINDOW before the socket is closed: a burst
+# now and then over a two-hour meeting is refused message by message, only a flood ends it.
+MAX_REJECTED = 200
+REJECT_WINDOW = 60.0
 
 
 async def handle(request: web.Request) -> web.WebSocketResponse:
@@ -63,7 +66,8 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     participant.on_closed = on_closed
     writer = asyncio.create_task(_writer(ws, out))
     bucket = TokenBucket(config.messages_per_second, 2 * config.messages_per_second)
-    rejected = 0
+    rejected, window_start = 0, 0.0
+    loop = asyncio.get_running_loop()
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -71,6 +75,8 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
                     out.send({"error": {"code": "bad_request", "message": "text frames only"}})
                 continue
             if not bucket.take():
+                if loop.time() - window_start > REJECT_WINDOW:
+                    rejected, window_start = 0, loop.time()
                 rejected += 1
                 out.send({"error": {"code": "rate_limited", "message": "too many messages"}})
                 if rejected > MAX_REJECTED:
@@ -85,9 +91,11 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     finally:
         state.sessions.discard(participant)
         try:
-            if not out.ended and participant.joined and config.grace_period > 0:
-                # The client vanished without leaving (network switch, closed laptop): keep
-                # its place; a new session with the same identity takes it back.
+            if (not out.ended or participant.keep_place) and participant.joined and \
+                    config.grace_period > 0:
+                # The client vanished without leaving (network switch, closed laptop), or its
+                # media went silent: keep its place; a new session with the same identity
+                # takes it back.
                 participant.suspend(config.grace_period)
             else:
                 await participant.close(out.reason or "connection closed")

@@ -123,3 +123,26 @@ async def test_consent_expiry_closes_silent_transport() -> None:
     finally:
         peer.close()
         await worker.stop()
+
+
+async def test_transport_that_never_connected_outlives_consent_periods() -> None:
+    """Consent freshness is for connections that were up: a transport nobody has checked yet
+    (a subscriber with nothing to receive, a client still setting up) is never expired."""
+    worker = await started_worker(consent_timeout=0.5)
+    peer = Peer()
+    closed: asyncio.Queue = asyncio.Queue()
+    worker.transport_closed_listeners.append(lambda tid, reason: closed.put_nowait((tid, reason)))
+    try:
+        router = worker.create_router()
+        waiting = worker.create_transport(router)
+        for _ in range(4):  # four consent periods, each ended by a checked transport expiring
+            checked = worker.create_transport(router)
+            await peer.check(worker, checked.ice_ufrag, checked.ice_pwd, nominate=True)
+            assert await asyncio.wait_for(closed.get(), 5) == (checked.id, "ice consent expired")
+            assert waiting.id in worker.transports
+        # and once its peer does connect, the ordinary rule applies to it too
+        await peer.check(worker, waiting.ice_ufrag, waiting.ice_pwd, nominate=True)
+        assert await asyncio.wait_for(closed.get(), 5) == (waiting.id, "ice consent expired")
+    finally:
+        peer.close()
+        await worker.stop()

@@ -15,8 +15,7 @@ PeerConnection. Latency: Janus keeps none of our stamps, so publishers keep a se
 subscribers of every bot process of the run read (benchmarks.sendlog).
 
 `BotSpec.token` carries `{"room": <Janus room id>}` as JSON (benchmarks.janus.target).
-Our server's helpers have no Janus counterpart: the webinar "primer" does nothing here, and a
-presenter's auxiliary subscribe side is not opened.
+A presenter's auxiliary subscribe side (benchmarks.bots.BotSpec) is not opened here.
 """
 
 from __future__ import annotations
@@ -142,8 +141,6 @@ class JanusBotSession:
 
     async def start(self) -> None:
         self.opened_at = time.time()
-        if not self.spec.count and self.spec.leave_after > 0:
-            return  # our server's webinar primer: Janus needs no such helper
         if self.spec.publish:
             self.publisher = PublisherBot(self, self.ctx.media[self.spec.sender_id])  # type: ignore[arg-type]
             log = SendLog(log_path(self.ctx.run_id, self.spec.name), create=True)

@@ -85,9 +85,10 @@ function attachFeatures(m, res) {
 }
 
 function onEnded({ left, error }) {
-  if (error?.code === 'media_restart' || (!left && meeting?.selfId && error?.code === 'closed')) {
-    // The media worker carrying our call restarted, or the connection dropped (network
-    // switch, sleep): the server keeps our place for a grace period, so come straight back.
+  if (error?.closeCode === 4503 || (!left && meeting?.selfId && error?.code === 'closed')) {
+    // The media worker carrying our call restarted (media_restart), our media connection went
+    // silent (media_lost), or the socket dropped (network switch, sleep): the server keeps our
+    // place for a grace period, so come straight back.
     showStatus('Connection lost: reconnecting…', 'warn');
     setTimeout(rejoin, 1000);
     return;
