@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 def media_config(config: ServerConfig) -> MediaConfig:
     return MediaConfig(host=config.rtc_host or config.host, port=config.rtc_port,
-                       announced_ip=config.announced_ip)
+                       announced_ip=config.announced_ip,
+                       consent_timeout=config.ice_consent_timeout)
 
 
 def make_app(config: ServerConfig) -> web.Application:

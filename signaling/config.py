@@ -26,6 +26,8 @@ class ServerConfig:
     webhook_url: str = ""  # where recording.ready and other events are POSTed
     webhook_secret: str = ""  # HMAC-SHA256 key of X-Mediaserver-Signature; default JWT secret
     grace_period: float = 30.0  # a dropped participant keeps their place this long
+    # RFC 7675: a media connection that was up and has had no ICE check this long is gone
+    ice_consent_timeout: float = 30.0
     max_message: int = 64 * 1024  # largest WebSocket message accepted
     messages_per_second: float = 50.0  # per session, with a burst of twice that
     web_root: Path = Path(__file__).resolve().parent.parent / "web_client"

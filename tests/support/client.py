@@ -228,7 +228,14 @@ class Client:
             try:
                 await self.request("subscriberAnswer", {"sdp": pc.localDescription.sdp,
                                                         "offerId": offer.get("offerId")})
-            except (RequestFailed, ConnectionError):
+            except RequestFailed as exc:
+                # `conflict`: the offer was superseded (a move began meanwhile); the protocol
+                # says to drop it and go on. Anything else is recorded for the test to see.
+                self.events.append({"event": "_answer_failed",
+                                    "data": {"code": exc.code, "error": str(exc)}})
+                if exc.code != "conflict":
+                    return
+            except ConnectionError:
                 return
 
     async def publish(self, *tracks: MediaStreamTrack, video_codec: str | None = None

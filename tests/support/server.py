@@ -55,7 +55,8 @@ class RunningServer:
 @asynccontextmanager
 async def running_server(data_dir: Path, dev: bool = False, rtc_port: int | None = None,
                          workers: int = 0, subscribers_per_worker: int = 0,
-                         grace_period: float = 30.0, store: str = "", node: str = ""
+                         grace_period: float = 30.0, store: str = "", node: str = "",
+                         ice_consent_timeout: float = 30.0
                          ) -> AsyncIterator[RunningServer]:
     """In-process server; with workers > 0, media workers are real child processes."""
     if rtc_port is None:
@@ -63,7 +64,8 @@ async def running_server(data_dir: Path, dev: bool = False, rtc_port: int | None
     config = ServerConfig(host="127.0.0.1", http_port=free_port(), rtc_port=rtc_port,
                           data_dir=data_dir, dev=dev, api_key=API_KEY, jwt_secret=JWT_SECRET,
                           workers=workers, subscribers_per_worker=subscribers_per_worker,
-                          grace_period=grace_period, store=store, node=node)
+                          grace_period=grace_period, store=store, node=node,
+                          ice_consent_timeout=ice_consent_timeout)
     runner = web.AppRunner(make_app(config))
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.http_port)
