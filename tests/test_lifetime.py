@@ -240,3 +240,43 @@ async def test_silent_media_keeps_the_place(server: RunningServer) -> None:
             assert not left_ids(nurse)
         await nurse.client.wait_event("participantLeft", lambda d: d["participantId"] == old_id)
         assert left_ids(nurse) == [old_id]  # only when it really left, at the end
+
+
+async def test_bursts_over_a_long_session_are_refused_not_fatal(
+        server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A participant who now and then sends more than the rate allows (clicking reactions in a
+    two-hour event) gets `rate_limited` for those messages only; the refusals do not add up
+    over the session into a disconnection. A real flood within one window still closes."""
+    from signaling import websocket
+
+    monkeypatch.setattr(websocket, "MAX_REJECTED", 30)
+    monkeypatch.setattr(websocket, "REJECT_WINDOW", 1.0)
+    await server.create_room("clicky")
+    async with person(server, "clicky", "clicker") as clicker:
+        client, ws = clicker.client, clicker.client.ws
+        assert ws is not None
+        burst = int(2 * server.state.config.messages_per_second)  # what the bucket holds
+
+        def replies() -> list[dict]:
+            return [e["data"] for e in client.events if e["event"] == "_unmatched"]
+
+        async def send(count: int) -> list[dict]:
+            """`count` pings at once (ids the client does not wait for); their replies."""
+            seen = len(replies())
+            for i in range(count):
+                await ws.send_json({"id": f"burst-{i}", "method": "ping"})
+            while len(replies()) < seen + count and not client.closed.is_set():
+                await asyncio.sleep(0.01)  # replies arrive as fast as loopback carries them
+            return replies()[seen:]
+
+        refused = 0
+        for _ in range(4):  # 4 x 20 refusals: past MAX_REJECTED in all, never in one window
+            got = await send(burst + 20)
+            refused += sum(1 for r in got if r.get("error", {}).get("code") == "rate_limited")
+            clicker.still_in()
+            await asyncio.sleep(2.0 + websocket.REJECT_WINDOW)  # the bucket refills
+        assert refused >= 4 * 20 > websocket.MAX_REJECTED
+        assert (await client.request("ping"))["pong"] is True
+        await send(burst + websocket.MAX_REJECTED + 10)  # a flood
+        await asyncio.wait_for(client.closed.wait(), 5)
+        assert client.close_code == 1008
