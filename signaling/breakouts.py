@@ -11,14 +11,12 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import schemas
 from .errors import RequestError
 from .rooms import Group, Room, new_id
 
 if TYPE_CHECKING:
     from .participant import Participant
-
-MAX_GROUPS = 20
-MAX_TIMER = 4 * 3600
 
 
 def view(room: Room) -> dict[str, Any]:
@@ -36,11 +34,9 @@ def _changed(room: Room) -> dict[str, Any]:
     return {"breakouts": state}
 
 
-def _group_param(room: Room, params: dict[str, Any], allow_none: bool) -> str | None:
-    group = params.get("groupId")
-    if group is None and allow_none:
-        return None
-    if not isinstance(group, str) or group not in room.breakouts.groups:
+def _group(room: Room, group: str | None) -> str | None:
+    """The group named by a request (None: the main room, where the params allow it)."""
+    if group is not None and group not in room.breakouts.groups:
         raise RequestError("not_found", "no such group")
     return group
 
@@ -63,30 +59,22 @@ async def _move(room: Room, moves: list[tuple[Participant, str | None]]) -> None
             await participant.move_to(group)
 
 
-async def create(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def create(p: Participant, params: schemas.BreakoutCreate) -> dict[str, Any]:
     room = p.room_or_fail()
     if room.breakouts.open:
         raise RequestError("conflict", "close the open groups first")
-    names = params.get("names")
-    if names is None:
-        count = params.get("count")
-        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_GROUPS:
-            raise RequestError("bad_request", f"count must be 1 to {MAX_GROUPS}")
-        names = [f"Group {i + 1}" for i in range(count)]
-    if (not isinstance(names, list) or not 1 <= len(names) <= MAX_GROUPS
-            or not all(isinstance(n, str) and 0 < len(n) <= 60 for n in names)):
-        raise RequestError("bad_request", f"names: 1 to {MAX_GROUPS} short names")
-    room.breakouts.groups = {g.id: g for g in (Group(new_id("g"), n) for n in names)}
+    room.breakouts.groups = {g.id: g for g in (Group(new_id("g"), n)
+                                               for n in params.group_names())}
     room.breakouts.assignments = {}
     return _changed(room)
 
 
-async def assign(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def assign(p: Participant, params: schemas.BreakoutAssign) -> dict[str, Any]:
     room = p.room_or_fail()
-    target = room.participants.get(params.get("participantId"))  # type: ignore[arg-type]
+    target = room.participants.get(params.participant_id)
     if target is None or not target.joined:
         raise RequestError("not_found", "no such participant")
-    group = _group_param(room, params, allow_none=True)
+    group = _group(room, params.group_id)
     if group is None:
         room.breakouts.assignments.pop(target.identity, None)
     else:
@@ -95,7 +83,7 @@ async def assign(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     return _changed(room)
 
 
-async def auto(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def auto(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     """Spread the unassigned non-hosts evenly, filling the emptiest group first."""
     room = p.room_or_fail()
     b = room.breakouts
@@ -116,25 +104,23 @@ async def auto(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     return _changed(room)
 
 
-async def allow_choose(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    allowed = params.get("allowed")
-    if not isinstance(allowed, bool):
-        raise RequestError("bad_request", "allowed must be true or false")
+async def allow_choose(p: Participant, params: schemas.AllowChoose) -> dict[str, Any]:
     room = p.room_or_fail()
-    room.breakouts.allow_choose = allowed
+    room.breakouts.allow_choose = params.allowed
     return _changed(room)
 
 
-async def choose(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def choose(p: Participant, params: schemas.GroupChoice) -> dict[str, Any]:
     room = p.room_or_fail()
     if not room.breakouts.allow_choose:
         raise RequestError("conflict", "the host assigns the groups (choosing is off)")
-    room.breakouts.assignments[p.identity] = _group_param(room, params, allow_none=False)  # type: ignore[assignment]
+    _group(room, params.group_id)
+    room.breakouts.assignments[p.identity] = params.group_id
     await _place(room, p)
     return _changed(room)
 
 
-async def open_groups(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def open_groups(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     room = p.room_or_fail()
     b = room.breakouts
     if not b.groups:
@@ -147,18 +133,13 @@ async def open_groups(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     return _changed(room)
 
 
-async def broadcast(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    text = params.get("text")
-    if not isinstance(text, str) or not 0 < len(text.strip()) <= 500:
-        raise RequestError("bad_request", "text must be 1 to 500 characters")
-    p.room_or_fail().broadcast("breakoutMessage", {"text": text.strip(), "name": p.name})
+async def broadcast(p: Participant, params: schemas.Broadcast) -> dict[str, Any]:
+    p.room_or_fail().broadcast("breakoutMessage", {"text": params.text, "name": p.name})
     return {}
 
 
-async def timer(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    seconds = params.get("seconds")
-    if not isinstance(seconds, int) or isinstance(seconds, bool) or not 0 <= seconds <= MAX_TIMER:
-        raise RequestError("bad_request", f"seconds must be 0 to {MAX_TIMER}")
+async def timer(p: Participant, params: schemas.Timer) -> dict[str, Any]:
+    seconds = params.seconds
     room = p.room_or_fail()
     b = room.breakouts
     if room.breakout_timer is not None:
@@ -188,13 +169,13 @@ async def _close_room_groups(room: Room) -> dict[str, Any]:
     return _changed(room)
 
 
-async def close(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def close(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return await _close_room_groups(p.room_or_fail())
 
 
-async def visit(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def visit(p: Participant, params: schemas.GroupVisit) -> dict[str, Any]:
     room = p.room_or_fail()
-    group = _group_param(room, params, allow_none=True)
+    group = _group(room, params.group_id)
     if group is not None and not room.breakouts.open:
         raise RequestError("conflict", "the groups are not open")
     await p.move_to(group)

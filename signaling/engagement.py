@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import schemas
 from .chapters import title
 from .errors import RequestError
 from .ratelimit import TokenBucket
@@ -17,11 +18,6 @@ from .store import AlreadyVoted, NotFound, NotOpen
 if TYPE_CHECKING:
     from .participant import Participant
 
-MAX_QUESTION = 500
-MAX_POLL_TEXT = 200
-MAX_OPTIONS = 10
-MAX_PRIVATE = 2000
-REACTIONS = frozenset({"👍", "👏", "❤️", "😂", "😮", "🎉"})
 # (steady rate per second, burst) per kind of action
 LIMITS = {"chat": (1.0, 5), "question": (0.2, 3), "vote": (2.0, 10), "reaction": (2.0, 6),
           "private": (1.0, 5)}
@@ -35,20 +31,6 @@ def throttle(p: Participant, kind: str) -> None:
         bucket = p.buckets[kind] = TokenBucket(rate, burst)
     if not bucket.take():
         raise RequestError("rate_limited", f"too many {kind} actions, slow down")
-
-
-def _text(params: dict[str, Any], key: str, limit: int) -> str:
-    value = params.get(key)
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise RequestError("bad_request", f"{key} must be 1 to {limit} characters")
-    return value.strip()
-
-
-def _int(params: dict[str, Any], key: str) -> int:
-    value = params.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise RequestError("bad_request", f"{key} must be an integer")
-    return value
 
 
 def _store_errors(exc: Exception) -> RequestError:
@@ -68,32 +50,30 @@ async def chapter(p: Participant, prefix: str, text: str) -> None:
 
 # ---- Q&A ----------------------------------------------------------------------------------
 
-async def qa_ask(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    text = _text(params, "text", MAX_QUESTION)
+async def qa_ask(p: Participant, params: schemas.Question) -> dict[str, Any]:
     throttle(p, "question")
     room = p.room_or_fail()
-    question = await p.store.add_question(room.name, p.id, p.name, text)
+    question = await p.store.add_question(room.name, p.id, p.name, params.text)
     room.broadcast("questionAdded", {"question": question})
     return {"question": question}
 
 
-async def qa_upvote(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    qid = _int(params, "questionId")
+async def qa_upvote(p: Participant, params: schemas.QuestionRef) -> dict[str, Any]:
     throttle(p, "vote")
     room = p.room_or_fail()
     try:
-        question = await p.store.upvote_question(room.name, qid, p.identity)
+        question = await p.store.upvote_question(room.name, params.question_id, p.identity)
     except (AlreadyVoted, NotFound) as exc:
         raise _store_errors(exc) from None
     room.broadcast("questionUpdated", {"question": question})
     return {"question": question}
 
 
-async def _qa_state(p: Participant, params: dict[str, Any], state: str) -> dict[str, Any]:
-    qid = _int(params, "questionId")
+async def _qa_state(p: Participant, params: schemas.QuestionRef, state: str
+                    ) -> dict[str, Any]:
     room = p.room_or_fail()
     try:
-        question = await p.store.set_question_state(room.name, qid, state)
+        question = await p.store.set_question_state(room.name, params.question_id, state)
     except NotFound as exc:
         raise _store_errors(exc) from None
     room.broadcast("questionUpdated", {"question": question})
@@ -102,37 +82,30 @@ async def _qa_state(p: Participant, params: dict[str, Any], state: str) -> dict[
     return {"question": question}
 
 
-async def qa_answer(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def qa_answer(p: Participant, params: schemas.QuestionRef) -> dict[str, Any]:
     return await _qa_state(p, params, "answered")
 
 
-async def qa_dismiss(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def qa_dismiss(p: Participant, params: schemas.QuestionRef) -> dict[str, Any]:
     return await _qa_state(p, params, "dismissed")
 
 
-async def qa_list(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def qa_list(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return {"questions": await p.store.questions(p.room_or_fail().name)}
 
 
 # ---- polls --------------------------------------------------------------------------------
 
-async def poll_create(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    question = _text(params, "question", MAX_POLL_TEXT)
-    options = params.get("options")
-    if (not isinstance(options, list) or not 2 <= len(options) <= MAX_OPTIONS
-            or not all(isinstance(o, str) and o.strip() and len(o) <= MAX_POLL_TEXT
-                       for o in options)):
-        raise RequestError("bad_request", f"options: 2 to {MAX_OPTIONS} short texts")
-    poll = await p.store.create_poll(p.room_or_fail().name, question,
-                                     [o.strip() for o in options])
+async def poll_create(p: Participant, params: schemas.PollCreate) -> dict[str, Any]:
+    poll = await p.store.create_poll(p.room_or_fail().name, params.question,
+                                     list(params.options))
     return {"poll": poll}
 
 
-async def _poll_state(p: Participant, params: dict[str, Any], state: str) -> dict[str, Any]:
-    pid = _int(params, "pollId")
+async def _poll_state(p: Participant, params: schemas.PollRef, state: str) -> dict[str, Any]:
     room = p.room_or_fail()
     try:
-        poll = await p.store.set_poll_state(room.name, pid, state)
+        poll = await p.store.set_poll_state(room.name, params.poll_id, state)
     except NotFound as exc:
         raise _store_errors(exc) from None
     room.broadcast("pollUpdated", {"poll": poll})
@@ -141,27 +114,26 @@ async def _poll_state(p: Participant, params: dict[str, Any], state: str) -> dic
     return {"poll": poll}
 
 
-async def poll_open(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def poll_open(p: Participant, params: schemas.PollRef) -> dict[str, Any]:
     return await _poll_state(p, params, "open")
 
 
-async def poll_close(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def poll_close(p: Participant, params: schemas.PollRef) -> dict[str, Any]:
     return await _poll_state(p, params, "closed")
 
 
-async def poll_vote(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    pid, option = _int(params, "pollId"), _int(params, "option")
+async def poll_vote(p: Participant, params: schemas.PollVote) -> dict[str, Any]:
     throttle(p, "vote")
     room = p.room_or_fail()
     try:
-        poll = await p.store.vote_poll(room.name, pid, p.identity, option)
+        poll = await p.store.vote_poll(room.name, params.poll_id, p.identity, params.option)
     except (AlreadyVoted, NotFound, NotOpen) as exc:
         raise _store_errors(exc) from None
     room.broadcast("pollUpdated", {"poll": poll})
     return {"poll": poll}
 
 
-async def poll_list(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
+async def poll_list(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     polls = await p.store.polls(p.room_or_fail().name)
     if p.role not in MODERATORS:
         polls = [poll for poll in polls if poll["state"] != "draft"]
@@ -170,10 +142,8 @@ async def poll_list(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
 
 # ---- chat control, private messages, reactions ----------------------------------------------
 
-async def set_chat(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    enabled = params.get("enabled")
-    if not isinstance(enabled, bool):
-        raise RequestError("bad_request", "enabled must be true or false")
+async def set_chat(p: Participant, params: schemas.SetChat) -> dict[str, Any]:
+    enabled = params.enabled
     room = p.room_or_fail()
     settings = await p.store.update_settings(room.name, {"chat": enabled})
     room.chat_enabled = enabled
@@ -181,28 +151,23 @@ async def set_chat(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
     return {"settings": settings}
 
 
-async def private_message(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    text = _text(params, "text", MAX_PRIVATE)
-    target_id = params.get("participantId")
+async def private_message(p: Participant, params: schemas.PrivateMessage) -> dict[str, Any]:
     room = p.room_or_fail()
-    target = room.participants.get(target_id) if isinstance(target_id, str) else None
+    target = room.participants.get(params.participant_id)
     if target is None or not target.joined or target is p:
         raise RequestError("not_found", "no such participant")
     if p.role != "host" and target.role != "host":
         raise RequestError("forbidden", "private messages go between hosts and participants")
     throttle(p, "private")
-    message = {"from": p.id, "name": p.name, "to": target.id, "text": text,
+    message = {"from": p.id, "name": p.name, "to": target.id, "text": params.text,
                "ts": int(time.time() * 1000)}
     target.send_event("privateMessage", {"message": message})
     return {"message": message}
 
 
-async def reaction(p: Participant, params: dict[str, Any]) -> dict[str, Any]:
-    emoji = params.get("emoji")
-    if emoji not in REACTIONS:
-        raise RequestError("bad_request", "emoji must be one of " + " ".join(sorted(REACTIONS)))
+async def reaction(p: Participant, params: schemas.Reaction) -> dict[str, Any]:
     throttle(p, "reaction")
-    p.room_or_fail().broadcast("reaction", {"participantId": p.id, "emoji": emoji})
+    p.room_or_fail().broadcast("reaction", {"participantId": p.id, "emoji": params.emoji})
     return {}
 
 

@@ -13,13 +13,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mediaserver.api import MediaControl, MediaError
 from mediaserver.params import ConsumerParams, ProducerParams, TransportInfo
 
-from . import breakouts, engagement, features, sdp
+from . import breakouts, engagement, features, schemas, sdp
 from .cluster import track_to_wire
 from .errors import RequestError
 from .permissions import allowed
@@ -29,7 +29,9 @@ from .tokens import Grant
 
 log = logging.getLogger(__name__)
 
-MAX_CHAT = 2000
+# A method's handler: the participant and its validated params (schemas.PARAMS) to a result.
+Handler = Callable[[Any, Any], Awaitable[dict[str, Any]]]
+
 PROBE_LIFETIME = 20.0
 
 
@@ -85,24 +87,26 @@ class Participant:
 
     # ---- dispatch -------------------------------------------------------------------------
 
-    async def handle(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def handler_for(self, method: str) -> Handler:
+        """The handler of `method` if we may call it now; unknown_method, not_joined or
+        forbidden otherwise. Its params are validated after this (websocket._dispatch)."""
         handler = self.METHODS.get(method)
         if handler is None:
-            raise RequestError("unknown_method", f"unknown method {method!r}")
+            raise RequestError("unknown_method", f"unknown method {method[:64]!r}")
         if method not in self.BEFORE_JOIN and not self.joined:
             raise RequestError("not_joined", "join first")
         room_type = self.room.type if self.room is not None else "meeting"
         if not allowed(method, self.role, room_type, self.on_stage):
             raise RequestError("forbidden", f"{method} is not allowed for role {self.role}"
                                + (" off stage" if room_type == "webinar" else ""))
-        return await handler(self, params)
+        return handler
 
     # ---- methods ------------------------------------------------------------------------
 
-    async def ping(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def ping(self, params: schemas.Empty) -> dict[str, Any]:
         return {"pong": True, "time": int(time.time() * 1000)}
 
-    async def join(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def join(self, params: schemas.Join) -> dict[str, Any]:
         if self.joined:
             raise RequestError("already_joined", "already joined")
         if await self.store.get_room(self.grant.room) is None:
@@ -140,8 +144,8 @@ class Participant:
             self._add_slot(track)
         if self.slots:
             asyncio.get_running_loop().call_soon(self._schedule_offer)
-        since = params.get("sinceChatId")
-        missed = [m for m in chat if isinstance(since, int) and m["id"] > since]
+        since = params.since_chat_id
+        missed = [m for m in chat if since is not None and m["id"] > since]
         return {"self": self.public(), "participants": others, "tracks": tracks, "chat": chat,
                 "missedChat": missed, "resumed": previous is not None,
                 "room": room.name, "roomType": room.type, "hands": room.hand_ids(),
@@ -190,12 +194,10 @@ class Participant:
             self._grace_timer.cancel()
             self._grace_timer = None
 
-    async def publish(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def publish(self, params: schemas.Publish) -> dict[str, Any]:
         room = self._room()
-        offer = sdp.parse(_str(params, "sdp"))
-        names = params.get("names") or {}
-        if not isinstance(names, dict):
-            raise RequestError("bad_request", "names must be an object")
+        offer = sdp.parse(params.sdp)
+        names = params.names or {}
         remote = sdp.remote_params(offer, is_offer=True)
         if self.publish_transport is None:
             router = room.router_of_group(self.group)
@@ -220,10 +222,8 @@ class Participant:
                 producer_id = await self.media.produce(self.publish_transport, params_)
             except MediaError as exc:
                 raise RequestError("bad_sdp", str(exc)) from None
-            name = names.get(m.mid)
-            track = Track(new_id("t"), self.id, m.kind,
-                          name if isinstance(name, str) else m.kind, producer_id, m.codec,
-                          params_.cname, group=self.group)
+            track = Track(new_id("t"), self.id, m.kind, names.get(m.mid, m.kind), producer_id,
+                          m.codec, params_.cname, group=self.group)
             self.published[m.mid] = track
             if track.group is None:
                 await self.rooms.track_published(room, track)  # mirrored to edge workers
@@ -247,19 +247,15 @@ class Participant:
                     other.on_track_published(track)
         return {"sdp": answer, "tracks": [t.public() for t in self.published.values()]}
 
-    async def unpublish(self, params: dict[str, Any]) -> dict[str, Any]:
-        await self.unpublish_track(self._own_track(_str(params, "trackId")))
+    async def unpublish(self, params: schemas.TrackRef) -> dict[str, Any]:
+        await self.unpublish_track(self._own_track(params.track_id))
         return {}
 
     async def unpublish_track(self, track: Track) -> None:
         await self._unpublish(track)
 
-    async def mute(self, params: dict[str, Any]) -> dict[str, Any]:
-        track = self._own_track(_str(params, "trackId"))
-        muted = params.get("muted")
-        if not isinstance(muted, bool):
-            raise RequestError("bad_request", "muted must be true or false")
-        await self.set_muted(track, muted)
+    async def mute(self, params: schemas.Mute) -> dict[str, Any]:
+        await self.set_muted(self._own_track(params.track_id), params.muted)
         return {}
 
     async def set_muted(self, track: Track, muted: bool) -> None:
@@ -273,14 +269,14 @@ class Participant:
             self._room().broadcast_group(track.group, "trackMuted", {
                 "trackId": track.id, "participantId": self.id, "muted": muted})
 
-    async def subscriber_answer(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def subscriber_answer(self, params: schemas.SubscriberAnswer) -> dict[str, Any]:
+        if params.offer_id is not None and params.offer_id != self._offer_id:
+            # answered an offer of a connection that was replaced (a move between groups),
+            # whether or not a newer offer is waiting
+            raise RequestError("conflict", "that offer was superseded")
         if not self._offer_pending or self.subscribe_transport is None:
             raise RequestError("bad_request", "no subscriber offer is waiting for an answer")
-        offer_id = params.get("offerId")
-        if offer_id is not None and offer_id != self._offer_id:
-            # answered an offer of a connection that was replaced (a move between groups)
-            raise RequestError("conflict", "that offer was superseded")
-        answer = sdp.parse(_str(params, "sdp"))
+        answer = sdp.parse(params.sdp)
         remote = sdp.remote_params(answer, is_offer=False)
         await self.media.connect_transport(self.subscribe_transport, remote)
         by_mid = {m.mid: m for m in answer.media}
@@ -306,32 +302,29 @@ class Participant:
             self._schedule_offer()
         return {}
 
-    async def request_keyframe(self, params: dict[str, Any]) -> dict[str, Any]:
-        track = self._room().tracks.get(_str(params, "trackId"))
+    async def request_keyframe(self, params: schemas.TrackRef) -> dict[str, Any]:
+        track = self._room().tracks.get(params.track_id)
         if track is None:
             raise RequestError("not_found", "no such track")
         await self.media.request_keyframe(track.producer_id)
         return {}
 
-    async def chat(self, params: dict[str, Any]) -> dict[str, Any]:
-        text = _str(params, "text").strip()
-        if not text or len(text) > MAX_CHAT:
-            raise RequestError("bad_request", f"chat text must be 1 to {MAX_CHAT} characters")
+    async def chat(self, params: schemas.Chat) -> dict[str, Any]:
         room = self._room()
         if not room.chat_enabled and self.role not in ("host", "presenter"):
             raise RequestError("chat_disabled", "the host turned the chat off")
         engagement.throttle(self, "chat")
-        message = await self.store.add_chat(room.name, self.id, self.name, text)
+        message = await self.store.add_chat(room.name, self.id, self.name, params.text)
         room.broadcast("chat", {"message": message})
         return {"message": message}
 
-    async def leave(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def leave(self, params: schemas.Empty) -> dict[str, Any]:
         await self.close("left")
         return {}
 
-    async def probe(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def probe(self, params: schemas.Probe) -> dict[str, Any]:
         """A short-lived transport to test ICE and DTLS to the media port before joining."""
-        offer = sdp.parse(_str(params, "sdp"))
+        offer = sdp.parse(params.sdp)
         remote = sdp.remote_params(offer, is_offer=True)
         await self._close_probe()
         self._probe_router = await self.media.create_router()
@@ -344,7 +337,7 @@ class Participant:
                                             lambda: asyncio.ensure_future(self._close_probe()))
         return {"sdp": answer}
 
-    async def probe_done(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def probe_done(self, params: schemas.Empty) -> dict[str, Any]:
         await self._close_probe()
         return {}
 
@@ -547,10 +540,3 @@ class Participant:
             if track.id == track_id:
                 return track
         raise RequestError("not_found", "no such track of yours")
-
-
-def _str(params: dict[str, Any], key: str) -> str:
-    value = params.get(key)
-    if not isinstance(value, str):
-        raise RequestError("bad_request", f"{key} must be a string")
-    return value

@@ -20,6 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from mediaserver.api import MediaError
 
+from . import safe_json, schemas
 from .errors import RequestError
 from .participant import Participant
 from .ratelimit import TokenBucket
@@ -38,6 +39,8 @@ CLOSE_POLICY = 1008
 # now and then over a two-hour meeting is refused message by message, only a flood ends it.
 MAX_REJECTED = 200
 REJECT_WINDOW = 60.0
+# A request id is echoed in the reply: an integer JavaScript holds exactly, or a short string.
+MAX_ID_LENGTH = 128
 
 
 async def handle(request: web.Request) -> web.WebSocketResponse:
@@ -166,14 +169,15 @@ async def _writer(ws: web.WebSocketResponse, out: Outbox) -> None:
 
 async def _dispatch(participant: Participant, text: str) -> dict[str, Any] | None:
     try:
-        message = json.loads(text)
-    except ValueError:
-        return {"error": {"code": "bad_json", "message": "message is not valid JSON"}}
+        message = safe_json.loads(text)
+    except safe_json.BadJson as exc:
+        return {"error": {"code": "bad_json", "message": str(exc)}}
     if not isinstance(message, dict):
         return {"error": {"code": "bad_request", "message": "message must be a JSON object"}}
     request_id = message.get("id")
-    if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
-        return {"error": {"code": "bad_request", "message": "id must be an integer or string"}}
+    if not _valid_id(request_id):
+        return {"error": {"code": "bad_request", "message": "id must be an integer of at most "
+                          f"{schemas.MAX_ID} or a string of at most {MAX_ID_LENGTH} characters"}}
     method = message.get("method")
     params = message.get("params", {})
     if not isinstance(method, str):
@@ -183,7 +187,10 @@ async def _dispatch(participant: Participant, text: str) -> dict[str, Any] | Non
     if not isinstance(params, dict):
         return _error(request_id, "bad_request", "params must be an object")
     try:
-        result = await participant.handle(method, params)
+        # Who may call it first, then what it was given: a caller that may not use a method
+        # learns nothing about its params.
+        handler = participant.handler_for(method)
+        result = await handler(participant, schemas.params(method, params))
     except RequestError as exc:
         reply = _error(request_id, exc.code, exc.message)
         if exc.data is not None:
@@ -197,6 +204,13 @@ async def _dispatch(participant: Participant, text: str) -> dict[str, Any] | Non
         log.exception("internal error in %s from %s", method, participant.id)
         return _error(request_id, "internal", "internal error")
     return {"id": request_id, "result": result}
+
+
+def _valid_id(request_id: Any) -> bool:
+    if isinstance(request_id, str):
+        return len(request_id) <= MAX_ID_LENGTH
+    return isinstance(request_id, int) and not isinstance(request_id, bool) and \
+        abs(request_id) <= schemas.MAX_ID
 
 
 def _error(request_id: Any, code: str, message: str) -> dict[str, Any]:
