@@ -1,15 +1,30 @@
-"""Access tokens: JWT (RFC 7519) signed with HMAC-SHA256, checked without third-party code."""
+"""Access tokens: JWT (RFC 7519) signed with HMAC-SHA256, through PyJWT.
+
+Verification pins the algorithm to HS256 (the header never chooses it: `alg: none` or any other
+algorithm is refused), requires the claims the server uses and checks their types strictly.
+Expiry is compared with the server's clock with no leeway (LEEWAY): the tokens are minted by
+this server's API, on the same clock, and a caller may pass the clock (`now`) to check against.
+The JWT header is read before its signature is checked, so its nesting depth is bounded first
+(safe_json), and the token must be ASCII (base64url and dots) of bounded length.
+"""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
 import time
 from dataclasses import dataclass
+from typing import Literal
+
+import jwt
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .safe_json import depth_ok
 
 ROLES = ("host", "presenter", "attendee", "service")
+ALGORITHM = "HS256"
+LEEWAY = 0  # seconds of grace after `exp`
+MAX_TOKEN = 4096  # characters; a minted token is a few hundred
+REQUIRED = ("exp", "room", "sub", "role")
 
 
 class TokenError(Exception):
@@ -30,12 +45,17 @@ class Grant:
     invite: bool = False  # a shared invitation: each holder picks an identity of their own
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+class Claims(BaseModel):
+    """The claims the server reads; others are ignored."""
 
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    model_config = ConfigDict(strict=True, extra="ignore")
+    room: str
+    sub: str
+    role: Literal[ROLES]  # type: ignore[valid-type]
+    exp: int
+    iat: int | None = None
+    name: str | None = None  # the identity when missing
+    inv: bool = False
 
 
 def mint(secret: str, room: str, identity: str, name: str, role: str, ttl: int = 3600,
@@ -43,48 +63,39 @@ def mint(secret: str, room: str, identity: str, name: str, role: str, ttl: int =
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     issued = int(now if now is not None else time.time())
-    header = {"alg": "HS256", "typ": "JWT"}
-    claims = {"room": room, "sub": identity, "name": name, "role": role,
-              "iat": issued, "exp": issued + int(ttl)}
+    claims: dict[str, object] = {"room": room, "sub": identity, "name": name, "role": role,
+                                 "iat": issued, "exp": issued + int(ttl)}
     if invite:
         claims["inv"] = True
-    signing_input = (_b64(json.dumps(header, separators=(",", ":")).encode()) + "." +
-                     _b64(json.dumps(claims, separators=(",", ":")).encode()))
-    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return signing_input + "." + _b64(signature)
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def _header_nesting_ok(token: str) -> bool:
+    header = token.split(".", 1)[0]
+    try:
+        text = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+    except ValueError:
+        return True  # not base64: PyJWT refuses it as malformed
+    return depth_ok(text.decode("utf-8", "replace"))
 
 
 def verify(secret: str, token: str | None, now: float | None = None) -> Grant:
     if not token:
         raise TokenError("token_missing", "a token is required")
-    parts = token.split(".")
-    if len(parts) != 3:
+    if len(token) > MAX_TOKEN or not token.isascii() or not _header_nesting_ok(token):
         raise TokenError("token_invalid", "malformed token")
     try:
-        header = json.loads(_unb64(parts[0]))
-        signature = _unb64(parts[2])
-    except (ValueError, UnicodeDecodeError):
-        raise TokenError("token_invalid", "malformed token") from None
-    # Only HS256: never let the token choose the algorithm ("alg": "none" attacks).
-    if not isinstance(header, dict) or header.get("alg") != "HS256":
-        raise TokenError("token_invalid", "unsupported token algorithm")
-    expected = hmac.new(secret.encode(), f"{parts[0]}.{parts[1]}".encode(),
-                        hashlib.sha256).digest()
-    if not hmac.compare_digest(signature, expected):
-        raise TokenError("token_invalid", "bad token signature")
+        payload = jwt.decode(token, secret, algorithms=[ALGORITHM], options={
+            "require": list(REQUIRED), "verify_exp": False, "verify_iat": False,
+            "verify_nbf": False})
+    except jwt.InvalidTokenError as exc:
+        raise TokenError("token_invalid", f"invalid token: {exc}") from None
     try:
-        claims = json.loads(_unb64(parts[1]))
-    except (ValueError, UnicodeDecodeError):
-        raise TokenError("token_invalid", "malformed token claims") from None
-    if not isinstance(claims, dict):
-        raise TokenError("token_invalid", "malformed token claims")
-    exp = claims.get("exp")
-    if not isinstance(exp, int):
-        raise TokenError("token_invalid", "token has no expiry")
-    if exp <= (now if now is not None else time.time()):
+        claims = Claims.model_validate(payload)
+    except ValidationError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
+        raise TokenError("token_invalid", f"token claims of the wrong type: {fields}") from None
+    if claims.exp <= (now if now is not None else time.time()) - LEEWAY:
         raise TokenError("token_expired", "token has expired")
-    room, sub, role = claims.get("room"), claims.get("sub"), claims.get("role")
-    if not (isinstance(room, str) and isinstance(sub, str) and role in ROLES):
-        raise TokenError("token_invalid", "token lacks room, identity or role")
-    name = claims.get("name") if isinstance(claims.get("name"), str) else sub
-    return Grant(room, sub, name[:100], role, exp, claims.get("inv") is True)
+    name = claims.name if claims.name is not None else claims.sub
+    return Grant(claims.room, claims.sub, name[:100], claims.role, claims.exp, claims.inv)

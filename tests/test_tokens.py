@@ -1,4 +1,5 @@
-"""Access tokens: HS256 JWTs (RFC 7515, RFC 7519) minted and verified by signaling.tokens."""
+"""Access tokens: HS256 JWTs (RFC 7515, RFC 7519) minted and verified by signaling.tokens
+(PyJWT underneath), checked here against tokens built independently of it."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import hmac
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signaling.tokens import ROLES, Grant, TokenError, mint, verify
+from tests.support.fuzz import fuzz_examples
+
+# The test secrets are short on purpose (RFC 7515 examples); PyJWT warns about it each time.
+pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
 SECRET = "s3cret-signing-key"
 NOW = 1_700_000_000
@@ -269,3 +274,75 @@ def test_token_error_carries_code_and_message() -> None:
     error = TokenError("token_invalid", "bad token signature")
     assert error.code == "token_invalid"
     assert str(error) == "bad token signature"
+
+
+# --- hostile tokens (PyJWT underneath; header read before the signature) -----------------------
+
+
+def test_deeply_nested_header_is_invalid_without_recursion() -> None:
+    for depth in (33, 1000, 3000):
+        header = b'{"alg":"HS256","x":' + b"[" * depth + b"]" * depth + b"}"
+        token = sign(SECRET, header, claims())
+        assert code_of(SECRET, token) == "token_invalid"
+
+
+def test_oversized_token_is_invalid() -> None:
+    token = sign(SECRET, {"alg": "HS256"}, claims(name="x" * 10_000))
+    assert code_of(SECRET, token) == "token_invalid"
+
+
+@pytest.mark.parametrize("overrides", [{"exp": 10**30}, {"exp": True}, {"iat": "now"},
+                                       {"inv": "yes"}, {"name": 5}, {"room": "\ud800"}])
+def test_claims_of_odd_types_never_raise_anything_else(overrides: dict[str, object]) -> None:
+    token = sign(SECRET, {"alg": "HS256"}, claims(**overrides))
+    try:
+        verify(SECRET, token, now=NOW)
+    except TokenError as exc:
+        assert exc.code == "token_invalid"
+
+
+@st.composite
+def mutated_token(draw: st.DrawFn) -> str:
+    """A valid token with parts swapped, cut, re-encoded or replaced by hostile JSON."""
+    token = mint(SECRET, "r", "id", "n", draw(st.sampled_from(ROLES)), now=NOW)
+    header, payload, signature = token.split(".")
+    how = draw(st.sampled_from(["header", "payload", "chars", "parts", "cut"]))
+    junk = st.one_of(
+        st.builds(lambda d: b'{"alg":"HS256","a":' + b"[" * d + b"]" * d + b"}",
+                  st.integers(0, 3000)),
+        st.sampled_from([b'{"alg":"none"}', b'{"alg":"HS512"}', b'{"alg":null}', b"[]",
+                         b'{"alg":"HS256","b64":false}', b'{"alg":"HS256","crit":["b64"]}',
+                         b'{"alg":"HS256","kid":"../../x"}', b"\xff", b"null", b'"HS256"',
+                         b'{"alg":["HS256"]}', b'{"alg":"HS256"}' + b" " * 5000]),
+        st.binary(max_size=40),
+    )
+    if how == "header":
+        header = b64url(draw(junk))
+    elif how == "payload":
+        payload = b64url(draw(junk))
+    elif how == "chars":
+        chars = list(f"{header}.{payload}.{signature}")
+        for _ in range(draw(st.integers(1, 5))):
+            at = draw(st.integers(0, len(chars) - 1))
+            chars[at] = draw(st.sampled_from(list("A-_.=+/\x00é") + ["\ud800"]))
+        return "".join(chars)
+    elif how == "parts":
+        parts = [header, payload, signature]
+        return ".".join(draw(st.lists(st.sampled_from(parts) | st.text(max_size=10),
+                                      max_size=6)))
+    else:
+        return token[:draw(st.integers(0, len(token)))]
+    return f"{header}.{payload}.{signature}"
+
+
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(300))
+@given(st.one_of(mutated_token(), st.text(max_size=300), st.text(st.sampled_from(
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.-_="), max_size=300)))
+def test_random_and_mutated_tokens_raise_only_token_errors(token: str) -> None:
+    try:
+        grant = verify(SECRET, token, now=NOW)
+    except TokenError as exc:
+        assert exc.code in ("token_invalid", "token_missing", "token_expired")
+    else:
+        assert grant.role in ROLES  # a mutation that left the token valid
