@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+
+_RECORDING = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_EXPIRES = re.compile(r"[0-9]{1,12}")  # seconds since 1970: 12 digits reach the year 33658
+_SIGNATURE = re.compile(r"[0-9a-f]{32}")
 
 
 def _signature(secret: str, recording_id: str, expires: int) -> str:
@@ -24,6 +29,13 @@ def grant_path(secret: str, recording_id: str, ttl: int = 3600, now: float | Non
 
 def check(secret: str, recording_id: str, expires: str, signature: str,
           now: float | None = None) -> bool:
-    if not expires.isdigit() or int(expires) < (now if now is not None else time.time()):
+    """Whether the path's grant is valid now. Anything not shaped like a grant we make (a
+    recording id of letters, digits, '-', '_' and '.', an expiry of 1 to 12 ASCII digits, a
+    signature of 32 lowercase hex digits) is simply not one: never an exception, whatever the
+    path holds."""
+    if not (_RECORDING.fullmatch(recording_id) and _EXPIRES.fullmatch(expires)
+            and _SIGNATURE.fullmatch(signature)):
+        return False
+    if int(expires) < (now if now is not None else time.time()):
         return False
     return hmac.compare_digest(signature, _signature(secret, recording_id, int(expires)))

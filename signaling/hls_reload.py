@@ -20,6 +20,8 @@ from pathlib import Path
 
 READY, WAIT, TOO_FAR = "ready", "wait", "too_far"
 _URI = re.compile(r'URI="([^"]+)"')
+MAX_DIRECTIVE_DIGITS = 10  # a media sequence number is a 32-bit unsigned integer at most
+_DIRECTIVE = re.compile(rf"[0-9]{{1,{MAX_DIRECTIVE_DIGITS}}}")
 
 
 class BadDirective(ValueError):
@@ -83,8 +85,9 @@ def directives(query: dict[str, str]) -> tuple[int, int | None] | None:
         if part is not None:
             raise BadDirective("_HLS_part without _HLS_msn")
         return None
-    if not msn.isdigit() or (part is not None and not part.isdigit()):
-        raise BadDirective("_HLS_msn and _HLS_part are decimal integers")
+    if not _DIRECTIVE.fullmatch(msn) or (part is not None and not _DIRECTIVE.fullmatch(part)):
+        raise BadDirective("_HLS_msn and _HLS_part are decimal integers of at most "
+                           f"{MAX_DIRECTIVE_DIGITS} digits")
     return int(msn), None if part is None else int(part)
 
 

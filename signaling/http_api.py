@@ -3,41 +3,58 @@
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import secrets
-from typing import Any
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from . import safe_json, schemas
 from .errors import RequestError
 from .pages import page_response
 from .recording_files import add_recording_routes
 from .state import STATE
-from .tokens import ROLES, mint
+from .tokens import mint
 
-ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_BODY = 16 * 1024
+_PLAIN_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
+STATIC_NAME = re.compile(rf"(?:{_PLAIN_NAME}/){{0,3}}{_PLAIN_NAME}")  # the web client's files
+Body = TypeVar("Body", bound=schemas.Params)
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+def _bad_body(code: str, message: str, data: dict[str, Any] | None = None) -> web.HTTPBadRequest:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return web.HTTPBadRequest(text=json.dumps({"error": error}),
+                              content_type="application/json")
+
+
+async def _body(request: web.Request, model: type[Body]) -> Body:
+    """The request's JSON body checked against `model` (schemas.py); no body is {}.
+    Raises 400 `bad_json` or `bad_request` naming the fields at fault, or 413."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-    if not request.can_read_body:
-        return {}
+    raw = await request.read() if request.can_read_body else b""
+    if len(raw) > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
     try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error":{"code":"bad_json","message":"invalid JSON"}}',
-                                 content_type="application/json") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text='{"error":{"code":"bad_request","message":"body must be an object"}}',
-            content_type="application/json")
-    return body
+        data = safe_json.loads(raw) if raw else {}
+    except safe_json.BadJson as exc:
+        raise _bad_body("bad_json", str(exc)) from None
+    if not isinstance(data, dict):
+        raise _bad_body("bad_request", "body must be a JSON object")
+    try:
+        return schemas.validate(model, data, where="body")
+    except RequestError as exc:
+        raise _bad_body(exc.code, exc.message, exc.data) from None
 
 
 def _authorized(request: web.Request) -> bool:
@@ -64,18 +81,13 @@ async def health(request: web.Request) -> web.Response:
 
 @require_key
 async def create_room(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    name = body.get("name") or f"room-{secrets.token_hex(4)}"
-    if not isinstance(name, str) or not ROOM_NAME.match(name):
-        return _error(400, "bad_request", "room name: 1-64 letters, digits, '-', '_' or '.'")
-    room_type = body.get("type", "meeting")
-    if room_type not in ("meeting", "webinar"):
-        return _error(400, "bad_request", "type must be meeting or webinar")
-    lobby, backstage = body.get("lobby", False), body.get("backstage", False)
-    if not isinstance(lobby, bool) or not isinstance(backstage, bool):
-        return _error(400, "bad_request", "lobby and backstage must be true or false")
+    body = await _body(request, schemas.CreateRoom)
+    settings: dict[str, Any] = {"type": body.type, "lobby": body.lobby,
+                                "backstage": body.backstage}
+    if body.auto_record:
+        settings["autoRecord"] = True
     room, created = await request.app[STATE].store.create_room(
-        name, {"type": room_type, "lobby": lobby, "backstage": backstage})
+        body.name or f"room-{secrets.token_hex(4)}", settings)
     return web.json_response({"room": room}, status=201 if created else 200)
 
 
@@ -91,46 +103,31 @@ async def get_room(request: web.Request) -> web.Response:
     return web.json_response({"room": room, "participants": participants})
 
 
-async def _token_request(request: web.Request, default_ttl: int, max_ttl: int
-                         ) -> tuple[str, dict[str, Any], str, int] | web.Response:
-    """Room name, body, role and ttl of a token or invitation request, or the error reply."""
-    name = request.match_info["room"]
-    if await request.app[STATE].store.get_room(name) is None:
-        return _error(404, "not_found", "no such room")
-    body = await _json_body(request)
-    role, ttl = body.get("role", "attendee"), body.get("ttl", default_ttl)
-    if role not in ROLES:
-        return _error(400, "bad_request", f"role must be one of {', '.join(ROLES)}")
-    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= max_ttl:
-        return _error(400, "bad_request", f"ttl must be 1 to {max_ttl} seconds")
-    return name, body, role, ttl
+async def _room_exists(request: web.Request) -> bool:
+    return await request.app[STATE].store.get_room(request.match_info["room"]) is not None
 
 
 @require_key
 async def create_token(request: web.Request) -> web.Response:
-    parsed = await _token_request(request, 3600, 7 * 86400)
-    if isinstance(parsed, web.Response):
-        return parsed
-    name, body, role, ttl = parsed
-    identity = body.get("identity") or f"user-{secrets.token_hex(4)}"
-    display = body.get("name") or identity
-    if not (isinstance(identity, str) and isinstance(display, str) and 0 < len(identity) <= 128
-            and 0 < len(display) <= 100):
-        return _error(400, "bad_request", "identity and name must be short strings")
-    token = mint(request.app[STATE].config.effective_jwt_secret, name, identity, display, role,
-                 ttl)
+    if not await _room_exists(request):
+        return _error(404, "not_found", "no such room")
+    body = await _body(request, schemas.TokenRequest)
+    name = request.match_info["room"]
+    identity = body.identity or f"user-{secrets.token_hex(4)}"
+    token = mint(request.app[STATE].config.effective_jwt_secret, name, identity,
+                 body.name or identity[:schemas.MAX_NAME], body.role, body.ttl)
     return web.json_response({"token": token, "url": f"/r/{name}?token={token}"})
 
 
 @require_key
 async def create_invite(request: web.Request) -> web.Response:
     """A link many people can use (e.g. the attendee link of a webinar)."""
-    parsed = await _token_request(request, 7 * 86400, 30 * 86400)
-    if isinstance(parsed, web.Response):
-        return parsed
-    name, _, role, ttl = parsed
-    token = mint(request.app[STATE].config.effective_jwt_secret, name, "*", "Guest", role, ttl,
-                 invite=True)
+    if not await _room_exists(request):
+        return _error(404, "not_found", "no such room")
+    body = await _body(request, schemas.InviteRequest)
+    name = request.match_info["room"]
+    token = mint(request.app[STATE].config.effective_jwt_secret, name, "*", "Guest", body.role,
+                 body.ttl, invite=True)
     return web.json_response({"token": token, "url": f"/r/{name}?token={token}"})
 
 
@@ -139,20 +136,11 @@ async def dev_token(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if not state.config.dev:
         return _error(404, "not_found", "dev tokens are disabled in production mode")
-    body = await _json_body(request)
-    room, name = body.get("room"), body.get("name") or "guest"
-    if not isinstance(room, str) or not ROOM_NAME.match(room):
-        return _error(400, "bad_request", "room name: 1-64 letters, digits, '-', '_' or '.'")
-    if not isinstance(name, str) or not 0 < len(name) <= 100:
-        return _error(400, "bad_request", "name must be 1 to 100 characters")
-    room_type = body.get("type", "meeting")
-    if room_type not in ("meeting", "webinar"):
-        return _error(400, "bad_request", "type must be meeting or webinar")
-    await state.store.create_room(room, {"type": room_type})
-    identity = body.get("identity")
-    if not isinstance(identity, str) or not 0 < len(identity) <= 128:
-        identity = f"dev-{secrets.token_hex(4)}"
-    token = mint(state.config.effective_jwt_secret, room, identity, name, "host", 12 * 3600)
+    body = await _body(request, schemas.DevToken)
+    await state.store.create_room(body.room, {"type": body.type})
+    identity = body.identity or f"dev-{secrets.token_hex(4)}"
+    token = mint(state.config.effective_jwt_secret, body.room, identity, body.name or "guest",
+                 "host", 12 * 3600)
     return web.json_response({"token": token})
 
 
@@ -162,12 +150,10 @@ async def start_recording(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     if await state.store.get_room(name) is None:
         return _error(404, "not_found", "no such room")
-    body = await _json_body(request)
+    body = await _body(request, schemas.RecordingOptions)
     room = await state.rooms.open(name)
     try:
-        result = await state.recordings.start(room, body.get("mode", "composite"),
-                                              body.get("layout", "grid"),
-                                              body.get("lowLatency", False))
+        result = await state.recordings.start(room, body.mode, body.layout, body.low_latency)
     except RequestError as exc:
         await state.rooms.release_if_empty(room)
         return _error(409 if exc.code == "conflict" else 400, exc.code, exc.message)
@@ -216,6 +202,23 @@ async def index_page(request: web.Request) -> web.Response:
     return page_response(request.app[STATE].config.web_root, "index.html")
 
 
+def static_files(web_root: Any) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The web client's files. A name is checked before the file system sees it (one too long,
+    with NUL or with '..' is simply not one of ours); links never lead out of `web_root`."""
+    root = Path(web_root).resolve()
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["path"]
+        if not STATIC_NAME.fullmatch(name):
+            return _error(404, "not_found", "no such file")
+        target = (root / name).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return _error(404, "not_found", "no such file")
+        return web.FileResponse(target)
+
+    return static_file
+
+
 def add_routes(app: web.Application, web_root: Any) -> None:
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/rooms", create_room)
@@ -231,4 +234,4 @@ def add_routes(app: web.Application, web_root: Any) -> None:
     app.router.add_get("/r/{room}", room_page)
     app.router.add_get("/play", player_page)
     app.router.add_get("/", index_page)
-    app.router.add_static("/static/", web_root, show_index=False, follow_symlinks=False)
+    app.router.add_get("/static/{path:.+}", static_files(web_root))

@@ -8,6 +8,7 @@ that part exists (hls_reload.py). Segments and parts never change once written.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -28,10 +29,22 @@ CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.se
                  ".mp4": "video/mp4", ".vtt": "text/vtt", ".jpg": "image/jpeg",
                  ".png": "image/png", ".webm": "video/webm", ".json": "application/json"}
 WATCHER = web.AppKey("hls_watcher", PlaylistWatcher)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _bad_name(path: str) -> web.Response | None:
+    """400 for a file name with control characters, 404 for one no recording file can have
+    (a recording's files are plain names in its directory: no '..', no hidden files)."""
+    if _CONTROL.search(path):
+        return _error(400, "bad_request", "file name: must not contain control characters")
+    if not _FILE_NAME.fullmatch(path):
+        return _error(404, "not_found", "no such file")
+    return None
 
 
 def _headers(target: Path) -> dict[str, str]:
@@ -46,9 +59,12 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     if not check(state.config.effective_jwt_secret, rid, request.match_info["expires"],
                  request.match_info["sig"]):
         return _error(403, "forbidden", "no valid grant for this recording")
+    refused = _bad_name(path)  # before the file system sees the name
+    if refused is not None:
+        return refused
     root = (state.recordings.directory / rid).resolve()
     target = (root / path).resolve()
-    if not target.is_relative_to(root):
+    if not target.is_relative_to(root):  # a link pointing out
         return _error(404, "not_found", "no such file")
     watcher = request.app[WATCHER]
     if target.suffix == ".m3u8" and target.is_file():
@@ -80,4 +96,4 @@ async def _close_watcher(app: web.Application) -> None:
 def add_recording_routes(app: web.Application) -> None:
     app[WATCHER] = PlaylistWatcher()
     app.on_cleanup.append(_close_watcher)
-    app.router.add_get("/recordings/{id}/g/{expires}/{sig}/{path:.+}", recording_file)
+    app.router.add_get("/recordings/{id}/g/{expires}/{sig}/{path:[^/]+}", recording_file)
