@@ -44,6 +44,18 @@ class NotOpen(Exception):
     pass
 
 
+MAX_STORED_ID = 2**63 - 1  # SQLite's INTEGER; Redis keys hold the same ids
+
+
+def stored_id(what: str, value: int) -> int:
+    """`value` if it can be the id of a stored question or poll; NotFound otherwise (an id
+    past 64 bits would raise OverflowError in SQLite: refused here, whatever the caller)."""
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not 0 <= value <= MAX_STORED_ID:
+        raise NotFound(f"no such {what}")
+    return value
+
+
 def question_order(q: dict[str, Any]) -> tuple:
     """Open questions first, most votes first, then oldest first."""
     return (q["state"] != "open", -q["votes"], q["ts"], q["id"])
@@ -67,6 +79,7 @@ class SqliteEngagement:
     async def _run(self, fn: Any, *args: Any) -> Any: ...  # pragma: no cover
 
     def _question(self, db: sqlite3.Connection, room: str, qid: int) -> dict[str, Any]:
+        stored_id("question", qid)
         row = db.execute("SELECT * FROM questions WHERE id = ? AND room = ?",
                          (qid, room)).fetchone()
         if row is None:
@@ -122,6 +135,7 @@ class SqliteEngagement:
         return await self._run(work)
 
     def _poll(self, db: sqlite3.Connection, room: str, pid: int) -> dict[str, Any]:
+        stored_id("poll", pid)
         row = db.execute("SELECT * FROM polls WHERE id = ? AND room = ?", (pid, room)).fetchone()
         if row is None:
             raise NotFound("no such poll")

@@ -15,7 +15,14 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .store import NotesConflict
-from .store_engagement import AlreadyVoted, NotFound, NotOpen, poll_view, question_order
+from .store_engagement import (
+    AlreadyVoted,
+    NotFound,
+    NotOpen,
+    poll_view,
+    question_order,
+    stored_id,
+)
 
 SET_NOTES = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -119,6 +126,7 @@ class RedisStore:
     # ---- Q&A: q:<room>:<id> hash, qvotes:<room>:<id> set, qs:<room> list of ids ----------
 
     async def _question(self, room: str, qid: int) -> dict[str, Any]:
+        stored_id("question", qid)
         data = await self.redis.hgetall(self._k("q", room, str(qid)))
         if not data:
             raise NotFound("no such question")
@@ -154,6 +162,7 @@ class RedisStore:
     # ---- polls: poll:<room>:<id> hash, pvotes:<room>:<id> hash identity -> option ---------
 
     async def _poll(self, room: str, pid: int) -> dict[str, Any]:
+        stored_id("poll", pid)
         data = await self.redis.hgetall(self._k("poll", room, str(pid)))
         if not data:
             raise NotFound("no such poll")
