@@ -9,6 +9,7 @@ import random
 import socket
 
 import aiohttp
+import pytest
 from aioice import stun
 
 from tests.support.client import Client, RequestFailed
@@ -222,5 +223,70 @@ async def test_request_errors_surface_in_client(server) -> None:
             assert exc.code == "not_joined"
         else:
             raise AssertionError("publish before join succeeded")
+    finally:
+        await c.close()
+
+
+async def test_each_class_of_bad_params_is_refused_and_the_socket_stays(server) -> None:
+    """The classes of the fuzzer's findings over a real socket: deep nesting is bad_json (no id)
+    with the socket kept open; wrong types, integers past 64 bits, NUL and lone surrogates are
+    bad_request naming the fields in the message and in data.fields; the session goes on."""
+    await server.create_room("classes", type="webinar")
+    ws = await raw_socket(server, server.token("classes", "ann"))
+    try:
+        async def reply_to(text: str) -> dict:
+            await ws.send_str(text)
+            while True:
+                msg = await ws.receive_json(timeout=5)
+                if "event" not in msg:
+                    return msg
+
+        assert "result" in await reply_to('{"id": 1, "method": "join"}')
+        deep = '{"id": 2, "method": "chat", "params": ' + "[" * 20_000 + "]" * 20_000 + "}"
+        reply = await reply_to(deep)
+        assert reply["error"]["code"] == "bad_json" and "id" not in reply
+        assert "nested deeper than 32" in reply["error"]["message"]
+        assert "result" in await reply_to('{"id": 3, "method": "ping"}')  # still open
+
+        cases = [
+            ({"trackId": {"a": 1}}, "unpublish", ["params.trackId"]),
+            ({"questionId": [1]}, "qaUpvote", ["params.questionId"]),
+            ({"questionId": 2**64 + 1}, "qaAnswer", ["params.questionId"]),
+            ({"pollId": 10**300, "option": 0}, "pollVote", ["params.pollId"]),
+            ({"text": "hi\u0000"}, "chat", ["params.text"]),
+            ({"text": "\ud800"}, "qaAsk", ["params.text"]),
+            ({"participantId": "p-x", "kind": ["audio"]}, "muteParticipant", ["params.kind"]),
+            ({"seconds": True}, "breakoutTimer", ["params.seconds"]),
+        ]
+        for n, (params, method, fields) in enumerate(cases, start=10):
+            reply = await reply_to(json.dumps({"id": n, "method": method, "params": params}))
+            assert reply["id"] == n
+            error = reply["error"]
+            assert error["code"] == "bad_request", (method, error)
+            assert error["data"] == {"fields": fields}, (method, error)
+            assert error["message"].startswith(f"{fields[0]}: "), error
+        reply = await reply_to('{"id": 30, "method": "qaAsk", "params": {"text": "still?"}}')
+        assert reply["result"]["question"]["text"] == "still?"
+        reply = await reply_to('{"id": 31, "method": "qaUpvote", "params": {"questionId": '
+                               f'{reply["result"]["question"]["id"]}}}}}')
+        assert reply["result"]["question"]["votes"] == 1
+        assert (await reply_to('{"id": 2e400, "method": "ping"}'))["error"]["code"] == \
+            "bad_request"
+    finally:
+        await close_raw(ws)
+
+
+async def test_permission_is_checked_before_params(server) -> None:
+    """A caller that may not use a method learns nothing about its params: forbidden, whatever
+    they are (docs/protocol.md, "Validation")."""
+    await server.create_room("perm-first", type="webinar")
+    c = Client(server.base_url, server.token("perm-first", "att", role="attendee"))
+    await c.connect()
+    try:
+        await c.join()
+        for params in ({}, {"seconds": "x"}, {"seconds": 10}):
+            with pytest.raises(RequestFailed) as refused:
+                await c.request("breakoutTimer", params)
+            assert refused.value.code == "forbidden"
     finally:
         await c.close()
