@@ -26,6 +26,10 @@ from .rtp.packet import (
 from .rtp.rtcp import build_sr
 from .srtp import SrtpError
 
+# Sequence numbers one NACK may ask for: what a subscriber lists after a burst of loss is far
+# fewer; the cap keeps one small RTCP packet from turning into the whole cache resent.
+MAX_NACK_SEQS = 256
+
 if TYPE_CHECKING:
     from .producer import Producer
     from .transport import WebRtcTransport
@@ -176,7 +180,7 @@ class Consumer:
         if buffer is None or not self.started:
             return
         now = time.monotonic()
-        for out_seq in seqs:
+        for out_seq in seqs[:MAX_NACK_SEQS]:
             in_seq = (out_seq - self.seq_offset) & 0xFFFF
             if ((in_seq - self.start_seq) & 0xFFFF) >= 0x8000:
                 continue

@@ -6,7 +6,88 @@ in-process or over a local RPC to a worker process.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
+
+# What the media plane accepts; signalling's SDP parser checks the same bounds when it reads
+# an offer, so a value it lets through is never refused here.
+MAX_U32 = 0xFFFFFFFF  # SSRCs (RFC 3550 section 5.1)
+MAX_PAYLOAD_TYPE = 127  # 7 bits (RFC 3550 section 5.1)
+# No RTP clock runs faster than 192 kHz audio or 90 kHz video; 10 MHz only refuses nonsense
+# (0, 2^32) while any codec a browser might list still parses.
+MAX_CLOCK_RATE = 10_000_000
+MAX_CHANNELS = 255  # multi-channel Opus (RFC 7587 section 7) stays far below
+# One-byte header extensions (RFC 8285 section 4.2): the only form the forwarder reads
+# (`find_extension`) and writes without negotiating two-byte headers.
+MAX_EXTENSION_ID = 14
+MAX_CNAME = 255  # an SDES item's length is one octet (RFC 3550 section 6.5)
+MAX_MID = 64
+MAX_CODEC_NAME = 32
+MAX_FMTP = 1024
+MAX_URI = 256
+
+# token-char of RFC 8866 section 9 (mid, encoding names, msid parts...)
+TOKEN = re.compile(r"[\x21\x23-\x27\x2A\x2B\x2D\x2E\x30-\x39\x41-\x5A\x5E-\x7E]+")
+VISIBLE = re.compile(r"[\x21-\x7E]+")  # printable ASCII without space
+PRINTABLE = re.compile(r"[\x20-\x7E]*")  # printable ASCII, space included
+ICE_CHARS = re.compile(r"[A-Za-z0-9+/]+")  # ice-char (RFC 8839 section 5.4)
+
+
+class MediaError(Exception):
+    """A control call that cannot be carried out (unknown id, bad state, bad parameters)."""
+
+
+class ParamsError(MediaError, ValueError):
+    """A control call's parameters out of range or of the wrong type."""
+
+
+def check_int(value: Any, lo: int, hi: int, what: str) -> int:
+    """An int (not a bool) in lo..hi, or ParamsError naming the field."""
+    if type(value) is not int or not lo <= value <= hi:
+        raise ParamsError(f"{what} must be an integer {lo}..{hi}, not {_show(value)}")
+    return value
+
+
+def check_optional_int(value: Any, lo: int, hi: int, what: str) -> None:
+    if value is not None:
+        check_int(value, lo, hi, what)
+
+
+def check_text(value: Any, grammar: re.Pattern[str], max_len: int, what: str,
+               min_len: int = 1) -> str:
+    """A str of min_len..max_len characters, all of them matching grammar."""
+    if not isinstance(value, str) or not min_len <= len(value) <= max_len or \
+            (value and grammar.fullmatch(value) is None):
+        raise ParamsError(f"{what} must be {min_len} to {max_len} characters of "
+                          f"{GRAMMAR_NAMES.get(grammar, 'its grammar')}, not {_show(value)}")
+    return value
+
+
+def check_bool(value: Any, what: str) -> None:
+    if not isinstance(value, bool):
+        raise ParamsError(f"{what} must be true or false, not {_show(value)}")
+
+
+def check_extensions(value: Any, what: str) -> None:
+    """URI -> one-byte extension id, every id used once."""
+    if not isinstance(value, dict):
+        raise ParamsError(f"{what} must be an object of URI -> id")
+    for uri, ident in value.items():
+        check_text(uri, VISIBLE, MAX_URI, f"{what} URI")
+        check_int(ident, 1, MAX_EXTENSION_ID, f"{what} id of {uri}")
+    if len(set(value.values())) != len(value):
+        raise ParamsError(f"{what}: one id for two extensions")
+
+
+# for error messages; signalling's SDP parser adds its own grammars
+GRAMMAR_NAMES = {TOKEN: "token characters", VISIBLE: "printable ASCII without spaces",
+                 PRINTABLE: "printable ASCII", ICE_CHARS: "ice-char"}
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)
@@ -23,6 +104,18 @@ class Codec:
     remb: bool = False
     transport_cc: bool = False
 
+    def __post_init__(self) -> None:
+        check_text(self.name, TOKEN, MAX_CODEC_NAME, "codec name")
+        if "/" in self.name:
+            raise ParamsError("codec name must not contain '/'")
+        check_int(self.payload_type, 0, MAX_PAYLOAD_TYPE, "payload_type")
+        check_int(self.clock_rate, 1, MAX_CLOCK_RATE, "clock_rate")
+        check_int(self.channels, 1, MAX_CHANNELS, "channels")
+        check_text(self.fmtp, PRINTABLE, MAX_FMTP, "fmtp", min_len=0)
+        check_optional_int(self.rtx_payload_type, 0, MAX_PAYLOAD_TYPE, "rtx_payload_type")
+        for flag in ("nack", "pli", "fir", "remb", "transport_cc"):
+            check_bool(getattr(self, flag), flag)
+
     @property
     def kind(self) -> str:
         return "audio" if self.name.lower() == "opus" else "video"
@@ -38,6 +131,17 @@ class ProducerParams:
     extensions: dict[str, int] = field(default_factory=dict)  # URI -> id as negotiated
     cname: str = ""
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("audio", "video"):
+            raise ParamsError(f"kind must be audio or video, not {_show(self.kind)}")
+        check_text(self.mid, TOKEN, MAX_MID, "mid", min_len=0)
+        if not isinstance(self.codec, Codec):
+            raise ParamsError("codec must be a Codec")
+        check_optional_int(self.ssrc, 0, MAX_U32, "ssrc")
+        check_optional_int(self.rtx_ssrc, 0, MAX_U32, "rtx_ssrc")
+        check_extensions(self.extensions, "extensions")
+        check_text(self.cname, VISIBLE, MAX_CNAME, "cname", min_len=0)
+
 
 @dataclass(frozen=True)
 class ConsumerParams:
@@ -47,6 +151,15 @@ class ConsumerParams:
     ssrc: int = 0  # chosen by signalling, announced in its SDP offer (0: pick one here)
     rtx_ssrc: int | None = None
     paused: bool = False
+
+    def __post_init__(self) -> None:
+        check_text(self.mid, TOKEN, MAX_MID, "mid", min_len=0)
+        if not isinstance(self.codec, Codec):
+            raise ParamsError("codec must be a Codec")
+        check_extensions(self.extensions, "extensions")
+        check_int(self.ssrc, 0, MAX_U32, "ssrc")
+        check_optional_int(self.rtx_ssrc, 0, MAX_U32, "rtx_ssrc")
+        check_bool(self.paused, "paused")
 
 
 @dataclass(frozen=True)
@@ -85,3 +198,13 @@ class RemoteParams:
     ice_pwd: str
     fingerprints: list[tuple[str, str]]
     dtls_role: str  # our role: "server" or "client"
+
+    def __post_init__(self) -> None:
+        check_text(self.ice_ufrag, ICE_CHARS, 256, "ice_ufrag")
+        check_text(self.ice_pwd, ICE_CHARS, 256, "ice_pwd")
+        if not isinstance(self.fingerprints, list) or len(self.fingerprints) > 8 or not all(
+                isinstance(f, tuple) and len(f) == 2 and all(isinstance(x, str) for x in f)
+                for f in self.fingerprints):
+            raise ParamsError("fingerprints must be at most 8 (algorithm, value) pairs")
+        if self.dtls_role not in ("server", "client"):
+            raise ParamsError(f"dtls_role must be server or client, not {_show(self.dtls_role)}")

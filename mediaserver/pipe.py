@@ -10,11 +10,13 @@ back through the same socket. Loopback or a private network only: it is not encr
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import time
 from typing import TYPE_CHECKING
 
-from .params import ProducerParams
+from .consumer import MAX_NACK_SEQS
+from .params import ParamsError, ProducerParams, check_int
 from .rtp.packet import payload_offset
 from .rtp.rtcp import Nack, Pli, SenderReport, build_nack, build_pli, build_sr, parse_compound
 
@@ -58,7 +60,7 @@ class PipeConsumer:
         buffer = self.producer.buffer
         if buffer is None:
             return
-        for seq in seqs:
+        for seq in seqs[:MAX_NACK_SEQS]:
             data = buffer.get(seq)
             if data is not None:
                 self.retransmitted += 1
@@ -109,6 +111,11 @@ class PipeTransport(asyncio.DatagramProtocol):
         return self.port
 
     def connect(self, ip: str, port: int) -> None:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ParamsError(f"pipe address must be an IP address, not {ip!r:.40}") from None
+        check_int(port, 1, 65535, "pipe port")
         self.remote = (ip, port)
 
     # ---- packets ------------------------------------------------------------------------
@@ -131,6 +138,8 @@ class PipeTransport(asyncio.DatagramProtocol):
             producer.receive(data, time.monotonic())
         except ValueError:
             self.worker.dropped += 1
+        except Exception:  # as in Worker.datagram_received: counted, never raised
+            self.worker.errors += 1
 
     def _on_rtcp(self, data: bytes) -> None:
         self.rtcp_in += 1

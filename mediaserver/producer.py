@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 # A gap larger than this is a stream restart (new encoder, reset sequence), not loss worth NACKing.
 MAX_NACK_GAP = 256
+# Sequence numbers waiting for a NACK at once: gaps add up (each ages out after NACK_MAX_AGE),
+# and past this many the publisher is asked for a keyframe instead, as for one huge gap.
+MAX_MISSING = 512
 # Keyframe requests closer together than this are merged (a browser answers each PLI with a
 # full keyframe, several times the size of a delta frame).
 KEYFRAME_INTERVAL = 0.5
@@ -146,7 +149,8 @@ class Producer:
         self.receive(original, now, retransmitted=True)
 
     def _note_gap(self, first: int, last_exclusive: int, now: float) -> None:
-        if last_exclusive - first > MAX_NACK_GAP:
+        if last_exclusive - first > MAX_NACK_GAP or \
+                len(self.missing) + last_exclusive - first > MAX_MISSING:
             self.missing.clear()
             self.request_keyframe()
             return

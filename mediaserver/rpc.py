@@ -24,28 +24,42 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 1 << 20
 
+
+def _typed(kind: type) -> Callable[[Any], Any]:
+    """A decoder that takes a JSON value of exactly this type (no bool for int)."""
+
+    def decode(value: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    return decode
+
+
+STR, BOOL, INT = _typed(str), _typed(bool), _typed(int)
+
 # method -> how to decode its params from JSON (name -> decoder), and how to encode its result
 ARGS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "create_router": {},
-    "close_router": {"router_id": str},
-    "create_transport": {"router_id": str},
-    "transport_info": {"transport_id": str},
-    "connect_transport": {"transport_id": str, "remote": wire.remote_params},
-    "restart_ice": {"transport_id": str},
-    "close_transport": {"transport_id": str},
-    "produce": {"transport_id": str, "params": wire.producer_params},
-    "close_producer": {"producer_id": str},
-    "pause_producer": {"producer_id": str, "paused": bool},
-    "consume": {"transport_id": str, "producer_id": str, "params": wire.consumer_params},
-    "pause_consumer": {"consumer_id": str, "paused": bool},
-    "close_consumer": {"consumer_id": str},
-    "request_keyframe": {"producer_id": str},
+    "close_router": {"router_id": STR},
+    "create_transport": {"router_id": STR},
+    "transport_info": {"transport_id": STR},
+    "connect_transport": {"transport_id": STR, "remote": wire.remote_params},
+    "restart_ice": {"transport_id": STR},
+    "close_transport": {"transport_id": STR},
+    "produce": {"transport_id": STR, "params": wire.producer_params},
+    "close_producer": {"producer_id": STR},
+    "pause_producer": {"producer_id": STR, "paused": BOOL},
+    "consume": {"transport_id": STR, "producer_id": STR, "params": wire.consumer_params},
+    "pause_consumer": {"consumer_id": STR, "paused": BOOL},
+    "close_consumer": {"consumer_id": STR},
+    "request_keyframe": {"producer_id": STR},
     "stats": {},
-    "create_pipe_transport": {"router_id": str},
-    "connect_pipe_transport": {"pipe_id": str, "ip": str, "port": int},
-    "close_pipe_transport": {"pipe_id": str},
-    "pipe_consume": {"pipe_id": str, "producer_id": str},
-    "pipe_produce": {"pipe_id": str, "params": wire.producer_params},
+    "create_pipe_transport": {"router_id": STR},
+    "connect_pipe_transport": {"pipe_id": STR, "ip": STR, "port": INT},
+    "close_pipe_transport": {"pipe_id": STR},
+    "pipe_consume": {"pipe_id": STR, "producer_id": STR},
+    "pipe_produce": {"pipe_id": STR, "params": wire.producer_params},
 }
 
 
@@ -86,13 +100,20 @@ class RpcServer:
             writer.close()
 
     async def _handle(self, line: bytes) -> dict[str, Any]:
+        request_id = None
         try:
             request = json.loads(line)
             request_id, method = request["id"], request["method"]
             decoders = ARGS[method]
+            # Decoding builds the params dataclasses, whose checks refuse out-of-range values
+            # (ParamsError): the caller's call fails with MediaError, under its own id.
             params = {k: decoders[k](v) for k, v in request.get("params", {}).items()}
-        except (ValueError, KeyError, TypeError) as exc:
-            return {"id": None, "error": {"type": "bad_request", "message": str(exc)}}
+            if params.keys() != decoders.keys():
+                raise TypeError(f"{method} takes {', '.join(decoders) or 'no params'}")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if not isinstance(request_id, (int, str)):
+                request_id = None
+            return {"id": request_id, "error": {"type": "bad_request", "message": str(exc)}}
         try:
             result = await getattr(self.control, method)(**params)
         except MediaError as exc:

@@ -42,5 +42,5 @@ def worker_stats(worker: Worker) -> dict[str, int]:
     out = dict(totals)
     out.update(transports=len(worker.transports), producers=len(worker.producers),
                consumers=len(worker.consumers), datagrams_in=worker.datagrams_in,
-               dropped=worker.dropped, errors=worker.errors)
+               dropped=worker.dropped, errors=worker.errors, timer_errors=worker.timer_errors)
     return out

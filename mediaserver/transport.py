@@ -35,6 +35,7 @@ from .rtp.rtcp import (
     build_sdes_cname,
     ntp_now,
     ntp_to_middle32,
+    pack_block,
     parse_compound,
 )
 from .sendbatch import Destination
@@ -48,6 +49,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_EARLY_DTLS = 8  # DTLS records kept while the peer's SDP answer is still on its way
+MAX_EARLY_DTLS_BYTES = 16 * 1024  # a ClientHello flight is a few hundred bytes to a few KiB
+# Remote addresses one transport answers from at once. A browser checks from each of its
+# candidates that reaches us (host addresses of each interface, server reflexive, relayed):
+# a handful. Past this the least recently checked address (never the nominated one) is
+# forgotten, so a peer that passes checks from thousands of source addresses grows nothing.
+MAX_ADDRS = 16
 
 
 class WebRtcTransport:
@@ -58,6 +65,7 @@ class WebRtcTransport:
         self.local_ufrag, self.local_pwd = ice.new_credentials()
         self.remote: RemoteParams | None = None
         self.addrs: set[tuple] = set()
+        self._addr_checked: dict[tuple, float] = {}  # addrs -> time of its last valid check
         self.addr: tuple | None = None
         self.state = "new"  # new -> connected (DTLS done) -> closed
         # When the last authenticated check arrived; None until the first one. Consent
@@ -69,6 +77,7 @@ class WebRtcTransport:
         # addr + outbound SRTP buffer as a sendmmsg message (set once both are known)
         self.destination: Destination | None = None
         self._early_dtls: list[bytes] = []
+        self._early_dtls_bytes = 0
         self.rtcp_ssrc = random.getrandbits(32) or 1
         self.rtcp_cname = f"ms-{transport_id}"
         self.producers: dict[str, Producer] = {}
@@ -98,7 +107,8 @@ class WebRtcTransport:
         self.remote = remote
         if restart:
             # ICE restart (RFC 8445 9): the peer may move; DTLS and SRTP continue.
-            self.addrs.clear()
+            for addr in list(self.addrs):
+                self.forget_addr(addr)
             return
         if self.dtls is not None:
             return
@@ -112,7 +122,7 @@ class WebRtcTransport:
         )
         if remote.dtls_role == "server" or self.addr is not None:
             self.dtls.start()
-        early, self._early_dtls = self._early_dtls, []
+        early, self._early_dtls, self._early_dtls_bytes = self._early_dtls, [], 0
         for data in early:
             self.dtls.receive(data)
 
@@ -172,10 +182,8 @@ class WebRtcTransport:
         if not ice.check_request(request, self.local_ufrag, remote_ufrag, self.local_pwd):
             self.worker.send_to(ice.error_response(request, 401, "Unauthorized"), addr)
             return
-        self.last_stun = time.monotonic()
-        if addr not in self.addrs:
-            self.addrs.add(addr)
-            self.worker.register_addr(addr, self)
+        now = self.last_stun = time.monotonic()
+        self._learn_addr(addr, now)
         self.worker.send_to(ice.success_response(request, addr, self.local_pwd), addr)
         # RFC 8445 7.3.1.5: the controlling agent nominates with USE-CANDIDATE; until it does,
         # the first address that passed a check is the best we know.
@@ -186,10 +194,32 @@ class WebRtcTransport:
             if first and self.dtls is not None and self.dtls.role == "client":
                 self.dtls.start()
 
+    def _learn_addr(self, addr: tuple, now: float) -> None:
+        checked = self._addr_checked
+        checked.pop(addr, None)
+        checked[addr] = now  # most recently checked last
+        if addr in self.addrs:
+            return
+        if len(self.addrs) >= MAX_ADDRS:
+            oldest = next((a for a in checked if a != self.addr and a != addr and
+                           a in self.addrs), None)
+            if oldest is None:  # only reached if addrs was filled by hand (tests, benchmarks)
+                oldest = next(a for a in self.addrs if a != self.addr)
+            self.forget_addr(oldest)
+        self.addrs.add(addr)
+        self.worker.register_addr(addr, self)
+
+    def forget_addr(self, addr: tuple) -> None:
+        self.addrs.discard(addr)
+        self._addr_checked.pop(addr, None)
+        self.worker.unregister_addr(addr, self)
+
     def on_dtls(self, data: bytes) -> None:
         if self.dtls is None:
-            if len(self._early_dtls) < MAX_EARLY_DTLS:
+            size = self._early_dtls_bytes + len(data)
+            if len(self._early_dtls) < MAX_EARLY_DTLS and size <= MAX_EARLY_DTLS_BYTES:
                 self._early_dtls.append(data)
+                self._early_dtls_bytes = size
             return
         self.dtls.receive(data)
 
@@ -331,20 +361,35 @@ class WebRtcTransport:
         self.send_rtcp(build_rr(self.rtcp_ssrc) + build_nack(self.rtcp_ssrc, producer.ssrc, seqs))
 
     def send_reports(self, now: float, ntp: int) -> None:
-        """Periodic RTCP (RFC 3550 6.2): RR (+REMB) towards publishers, SR towards subscribers."""
+        """Periodic RTCP (RFC 3550 6.2): RR (+REMB) towards publishers, SR towards subscribers.
+
+        Each producer's block and each consumer's SR is built on its own: one that raises is
+        counted by the worker and left out, the others still go."""
         if self.srtp is None:
             return
+        fault = self.worker.fault
         if self.producers:
-            blocks = [b for p in self.producers.values() if (b := p.report_block(now))]
+            blocks = []
+            for p in list(self.producers.values()):
+                try:
+                    block = p.report_block(now)
+                    if block is not None:
+                        pack_block(block)  # a block that cannot be packed stays out
+                        blocks.append(block)
+                except Exception:
+                    fault("receiver report block", p.id)
             packet = build_rr(self.rtcp_ssrc, blocks)
             remb_ssrcs = [p.ssrc for p in self.producers.values() if p.codec.remb and p.ssrc]
             if remb_ssrcs:
                 packet += build_remb(self.rtcp_ssrc, self.max_bitrate, remb_ssrcs)
             self.send_rtcp(packet + build_sdes_cname(self.rtcp_ssrc, self.rtcp_cname))
-        for consumer in self.consumers.values():
-            sr = consumer.sender_report(now, ntp)
-            if sr is not None:
-                self.send_rtcp(sr + build_sdes_cname(consumer.ssrc, consumer.cname))
+        for consumer in list(self.consumers.values()):
+            try:
+                sr = consumer.sender_report(now, ntp)
+                if sr is not None:
+                    self.send_rtcp(sr + build_sdes_cname(consumer.ssrc, consumer.cname))
+            except Exception:
+                fault("sender report", consumer.id)
 
     # ---- DTLS results ---------------------------------------------------------------------
 

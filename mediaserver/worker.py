@@ -24,6 +24,7 @@ from .params import (
     ConsumerInfo,
     ConsumerParams,
     IceCandidate,
+    MediaError,
     ProducerParams,
     RemoteParams,
     TransportInfo,
@@ -39,13 +40,13 @@ from .transport import WebRtcTransport
 log = logging.getLogger(__name__)
 
 
-class MediaError(Exception):
-    """A control call that cannot be carried out (unknown id, bad state)."""
-
+__all__ = ["CONSENT_EXPIRED", "MediaError", "Worker"]
 
 # Why a transport closed, as its listeners are told; signalling tells the first (a connection
 # that was up and went silent: come back) from the others.
 CONSENT_EXPIRED = "ice consent expired"
+# A timer step that raises is logged at most this often (with the count of those not logged).
+FAULT_LOG_INTERVAL = 10.0
 
 
 def new_id(prefix: str, owner: str = "") -> str:
@@ -79,6 +80,11 @@ class Worker(asyncio.DatagramProtocol):
         self.dropped = 0
         self.errors = 0
         self.stun_in = 0
+        # timer steps (one transport's reports, one producer's NACKs...) that raised: each is
+        # isolated, so the worker's other transports still get theirs
+        self.timer_errors = 0
+        self._fault_logged = -FAULT_LOG_INTERVAL
+        self._faults_unlogged = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -166,8 +172,12 @@ class Worker(asyncio.DatagramProtocol):
     def register_addr(self, addr: tuple, transport: WebRtcTransport) -> None:
         previous = self._by_addr.get(addr)
         if previous is not None and previous is not transport:
-            previous.addrs.discard(addr)
+            previous.forget_addr(addr)
         self._by_addr[addr] = transport
+
+    def unregister_addr(self, addr: tuple, transport: WebRtcTransport) -> None:
+        if self._by_addr.get(addr) is transport:
+            del self._by_addr[addr]
 
     def register_ufrag(self, transport: WebRtcTransport) -> None:
         self._by_ufrag[transport.local_ufrag] = transport
@@ -180,13 +190,15 @@ class Worker(asyncio.DatagramProtocol):
             self.retired.update(transport_counters(transport))
         self._by_ufrag.pop(transport.local_ufrag, None)
         for addr in transport.addrs:
-            if self._by_addr.get(addr) is transport:
-                del self._by_addr[addr]
+            self.unregister_addr(addr, transport)
         router = self.routers.get(transport.router_id)
         if router is not None:
             router.transports.pop(transport.id, None)
         for listener in self.transport_closed_listeners:
-            listener(transport.id, reason)
+            try:
+                listener(transport.id, reason)
+            except Exception:
+                self.fault("transport-closed listener", transport.id)
 
     # ---- timers -------------------------------------------------------------------------
 
@@ -217,24 +229,46 @@ class Worker(asyncio.DatagramProtocol):
         handle = self.loop.call_later(delay, run)
         self._timers.append(handle)
 
+    def fault(self, step: str, owner: str) -> None:
+        """Count and (rate-limited) log the exception of one isolated step (a timer's work for
+        one transport or producer), called from its `except`: that owner lost this round, every
+        other one still runs."""
+        self.timer_errors += 1
+        now = time.monotonic()
+        if now - self._fault_logged < FAULT_LOG_INTERVAL:
+            self._faults_unlogged += 1
+            return
+        log.exception("%s of %s failed (%d timer errors so far, %d not logged)", step, owner,
+                      self.timer_errors, self._faults_unlogged)
+        self._fault_logged = now
+        self._faults_unlogged = 0
+
     def _report_tick(self) -> None:
         now, ntp = time.monotonic(), ntp_now()
         for transport in list(self.transports.values()):
-            transport.send_reports(now, ntp)
+            try:
+                transport.send_reports(now, ntp)
+            except Exception:
+                self.fault("RTCP reports", transport.id)
 
     def _nack_tick(self) -> None:
         if not self.nack_pending:
             return
         now = time.monotonic()
         for producer in list(self.nack_pending):
-            if producer.closed:
-                self.nack_pending.discard(producer)
-                continue
-            seqs = producer.due_nacks(now)
-            if seqs:
-                producer.transport.send_nacks(producer, seqs)
-            if not producer.missing:
-                self.nack_pending.discard(producer)
+            try:
+                if producer.closed:
+                    self.nack_pending.discard(producer)
+                    continue
+                seqs = producer.due_nacks(now)
+                if seqs:
+                    producer.transport.send_nacks(producer, seqs)
+                if not producer.missing:
+                    self.nack_pending.discard(producer)
+            except Exception:
+                self.nack_pending.discard(producer)  # its gaps are given up, not retried
+                producer.missing.clear()
+                self.fault("NACKs", producer.id)
 
     def _consent_tick(self) -> None:
         """RFC 7675: a connection that was up and has had no authenticated check for
@@ -245,7 +279,12 @@ class Worker(asyncio.DatagramProtocol):
         for transport in list(self.transports.values()):
             last = transport.last_stun
             if last is not None and last < limit:
-                transport.close(CONSENT_EXPIRED)
+                try:
+                    transport.close(CONSENT_EXPIRED)
+                except Exception:
+                    self.fault("consent expiry", transport.id)
+                    if self.transports.get(transport.id) is transport:
+                        self.on_transport_closed(transport, CONSENT_EXPIRED)  # gone all the same
 
     # ---- control (called through mediaserver.api) ---------------------------------------
 
@@ -290,8 +329,12 @@ class Worker(asyncio.DatagramProtocol):
     def produce(self, transport_id: str, params: ProducerParams) -> str:
         transport = self._transport(transport_id)
         router = self._router(transport.router_id)
-        if params.ssrc is not None and params.ssrc in transport.producers_by_ssrc:
-            raise MediaError(f"ssrc {params.ssrc} is already produced on this transport")
+        for ssrc in (params.ssrc, params.rtx_ssrc):
+            if ssrc is not None and (ssrc in transport.producers_by_ssrc or
+                                     ssrc in transport.rtx_by_ssrc):
+                raise MediaError(f"ssrc {ssrc} is already produced on this transport")
+        if params.ssrc is not None and params.ssrc == params.rtx_ssrc:
+            raise MediaError(f"ssrc {params.ssrc} given for both media and retransmissions")
         producer = Producer(new_id("pr", self.config.id_prefix), transport, params, router.id)
         transport.add_producer(producer)
         router.producers[producer.id] = producer

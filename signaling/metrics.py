@@ -29,6 +29,8 @@ COUNTERS = {
     "rtx_received": "retransmitted packets received from publishers",
     "srtp_errors": "packets that failed SRTP authentication",
     "dropped": "datagrams dropped as unroutable or malformed",
+    "timer_errors": "timer steps (one transport's reports, one producer's NACKs) that raised; "
+                    "the other transports' steps still ran",
     "worker_restarts": "media worker processes restarted after dying",
 }
 
