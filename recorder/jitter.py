@@ -23,6 +23,10 @@ from .depacketize import Depacketizer, Frame
 log = logging.getLogger(__name__)
 MAX_GAP = 1000  # a jump this large is a new stream (sender restart), not loss
 MAX_PACKETS = 4000  # hard bound on what one buffer holds
+MAX_MISSING = 2000  # holes waiting for a retransmission; past this the oldest are given up
+# One frame's packets: a 4K key frame at a high bitrate is a few hundred. A longer run of one
+# timestamp with no marker (a broken or hostile sender) is dropped, not held for ever.
+MAX_FRAME_PACKETS = 1024
 
 
 @dataclass(slots=True)
@@ -163,7 +167,8 @@ class JitterBuffer:
 
     def _expired(self, ext: int, now: float) -> bool:
         noticed = self._missing.get(ext, (now, 0))[0]
-        return now - noticed >= self.max_delay or len(self._packets) > MAX_PACKETS
+        return now - noticed >= self.max_delay or len(self._packets) > MAX_PACKETS or \
+            len(self._missing) > MAX_MISSING
 
     def _drain(self, now: float, final: bool = False) -> None:
         assert self._head is not None or not self._packets
@@ -185,6 +190,13 @@ class JitterBuffer:
                     self._consume(head, head)  # tail of a frame whose start was lost
                     continue
             end = self._frame_end(head)
+            if end == -1:  # no frame end in MAX_FRAME_PACKETS: drop them, resynchronise
+                self.stats.dropped_frames += 1
+                self._consume(head, head + MAX_FRAME_PACKETS - 1)
+                self._synced = False
+                if self.video:
+                    self._want_keyframe(now)
+                continue
             if end is None:
                 hole = self._first_hole(head)
                 if not (final or (hole is not None and self._expired(hole, now))):
@@ -218,7 +230,8 @@ class JitterBuffer:
             self.on_frame(frame)
 
     def _frame_end(self, head: int) -> int | None:
-        """Last sequence number of the frame starting at head, if every packet is here."""
+        """Last sequence number of the frame starting at head, if every packet is here; -1 when
+        MAX_FRAME_PACKETS are here and none ends the frame."""
         s = head
         ts = self._packets[head].ts
         while True:
@@ -231,6 +244,8 @@ class JitterBuffer:
             if nxt.ts != ts:
                 return s
             s += 1
+            if s - head >= MAX_FRAME_PACKETS:
+                return -1
 
     def _first_hole(self, head: int) -> int | None:
         s = head

@@ -21,7 +21,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from mediaserver.params import (
+    MAX_CHANNELS,
+    MAX_CLOCK_RATE,
+    MAX_PAYLOAD_TYPE,
+    MAX_U32,
+    check_int,
+)
 from mediaserver.rtp.packet import RTP_HEADER, is_rtcp, payload_end, payload_offset
 from mediaserver.rtp.rtcp import SenderReport, build_nack, build_pli, ntp_to_seconds, parse_compound
 
@@ -35,9 +43,16 @@ from .pertrack import PerTrackSink, TrackMeta
 from .sync import GroupClock, TrackClock
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STATE = "state.json"
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 HOLD_PACKETS = 512  # per unknown SSRC
+# What arrives for an SSRC not announced (yet) is kept HOLD_SECONDS for an add_track that may
+# follow, for at most HOLD_SSRCS such SSRCs (the oldest is dropped first): an SSRC that never
+# gets announced is garbage and must not hold memory.
+HOLD_SECONDS = 2.0
+HOLD_SSRCS = 32
+MAX_TRACKS = 256  # per recording
 
 
 def read_state(directory: Path) -> dict | None:
@@ -133,8 +148,11 @@ class Recording(asyncio.DatagramProtocol):
 
     def add_track(self, ssrc: int, kind: str, codec: dict, participant_name: str,
                   participant: str | None = None) -> str:
+        check_int(ssrc, 0, MAX_U32, "ssrc")
         if ssrc in self.tracks:
             raise ValueError(f"ssrc {ssrc} already added")
+        if len(self.tracks) >= MAX_TRACKS:
+            raise ValueError(f"a recording takes at most {MAX_TRACKS} tracks")
         if kind not in ("audio", "video"):
             raise ValueError("kind must be audio or video")
         name = str(codec["name"]).upper().rpartition("/")[2]
@@ -145,12 +163,16 @@ class Recording(asyncio.DatagramProtocol):
         track_id = f"{ssrc}-{self._seq}"
         key = participant or participant_name
         group = self.groups.setdefault(key, GroupClock())
-        clock_rate = int(codec.get("clock_rate", 90000 if kind == "video" else 48000))
+        clock_rate = check_int(codec.get("clock_rate", 90000 if kind == "video" else 48000),
+                               1, MAX_CLOCK_RATE, "clock_rate")
+        payload_type = check_int(codec.get("payload_type", -1), -1, MAX_PAYLOAD_TYPE,
+                                 "payload_type")
+        channels = check_int(codec.get("channels", 2), 1, MAX_CHANNELS, "channels")
         jitter = JitterBuffer(
             depacketizer, lambda f: self._on_frame(track_id, ssrc, f),
             send_nack=lambda seqs: self._send_nack(ssrc, seqs),
             request_keyframe=lambda: self._send_pli(ssrc), max_delay=self.max_delay)
-        track = Track(track_id, ssrc, kind, name, int(codec.get("payload_type", -1)), clock_rate,
+        track = Track(track_id, ssrc, kind, name, payload_type, clock_rate,
                       key, participant_name, jitter, TrackClock(clock_rate, group))
         self.tracks[ssrc] = track
         if participant_name not in self.participants:
@@ -161,8 +183,7 @@ class Recording(asyncio.DatagramProtocol):
             self.compositor.add_track(track_id, kind, name, participant_name, key)
         if self.sink is not None:
             self.sink.add_track(TrackMeta(track_id, ssrc, kind, name, clock_rate,
-                                          int(codec.get("channels", 2)), key, participant_name,
-                                          track.clock))
+                                          channels, key, participant_name, track.clock))
         if held_sr := self._held_sr.pop(ssrc, None):
             self._on_sr(track, *held_sr)
         for data, addr, now in self._held.pop(ssrc, ()):
@@ -238,10 +259,13 @@ class Recording(asyncio.DatagramProtocol):
     def tick(self, now: float) -> None:
         for track in list(self.tracks.values()):
             track.jitter.poll(now)
-        cutoff = now - 2.0
+        cutoff = now - HOLD_SECONDS
         for ssrc, held in list(self._held.items()):
             if held and held[-1][2] < cutoff:
                 del self._held[ssrc]
+        for ssrc, (_, arrival) in list(self._held_sr.items()):
+            if arrival < cutoff:
+                del self._held_sr[ssrc]
 
     # ---- packets --------------------------------------------------------------------------
 
@@ -255,14 +279,16 @@ class Recording(asyncio.DatagramProtocol):
                     if isinstance(item, SenderReport):
                         track = self.tracks.get(item.ssrc)
                         if track is None:
-                            self._held_sr[item.ssrc] = (item, now)
+                            _hold(self._held_sr, item.ssrc, (item, now))
                         else:
                             self._on_sr(track, item, now)
                 return
             ssrc = int.from_bytes(data[8:12], "big")
             track = self.tracks.get(ssrc)
             if track is None:
-                held = self._held.setdefault(ssrc, deque(maxlen=HOLD_PACKETS))
+                held = self._held.get(ssrc)
+                if held is None:
+                    held = _hold(self._held, ssrc, deque(maxlen=HOLD_PACKETS))
                 held.append((data, addr, now))
                 return
             self._on_rtp(track, data, addr, now)
@@ -314,3 +340,13 @@ class Recording(asyncio.DatagramProtocol):
         ssrc = int(track_id.split("-")[0])
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._send_pli, ssrc)
+
+
+def _hold(table: dict, ssrc: int, value: T) -> T:
+    """Keep `value` for an SSRC not announced yet; the oldest SSRC goes when HOLD_SSRCS are
+    held already (dicts keep insertion order)."""
+    table.pop(ssrc, None)
+    while len(table) >= HOLD_SSRCS:
+        del table[next(iter(table))]
+    table[ssrc] = value
+    return value

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mediaserver.rtp.codecs import is_h264_keyframe, is_keyframe, is_vp8_keyframe
+from tests.support.fuzz import fuzz_examples
 
 # VP8 payload header byte 0 (RFC 7741 4.3): Size0=0, H=1 (show frame), VER=0, P as given.
 VP8_KEY = b"\x10\x02\x00\x9d\x01\x2a"  # P=0, then the rest of the key frame header
@@ -136,6 +137,8 @@ def test_dispatch() -> None:
     assert is_vp8_keyframe(bytearray(b"\x10" + VP8_KEY))
 
 
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(300))
 @given(st.binary(max_size=64), st.sampled_from(["VP8", "H264", "vp9", "AV1", ""]))
 def test_garbage_never_raises(payload: bytes, codec: str) -> None:
     assert isinstance(is_keyframe(codec, payload), bool)

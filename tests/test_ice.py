@@ -7,10 +7,11 @@ import struct
 
 import pytest
 from aioice import stun
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mediaserver import ice
+from tests.support.fuzz import fuzz_examples
 
 LOCAL_UFRAG = "serverufrag"
 REMOTE_UFRAG = "clientufrag"
@@ -148,6 +149,8 @@ KNOWN_ATTRIBUTE = st.sampled_from([entry[0] for entry in stun.ATTRIBUTES])
 RAW_ATTRIBUTE = st.tuples(KNOWN_ATTRIBUTE | st.integers(0, 0xFFFF), st.binary(max_size=24))
 
 
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(300))
 @given(st.lists(RAW_ATTRIBUTE, max_size=6))
 def test_parse_request_never_raises_on_random_attributes(
     attributes: list[tuple[int, bytes]],
@@ -161,6 +164,8 @@ def test_parse_request_never_raises_on_random_attributes(
     assert result is None or "FINGERPRINT" in result.attributes
 
 
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(300))
 @given(st.binary(max_size=200))
 def test_parse_request_never_raises_on_random_bytes(data: bytes) -> None:
     result = ice.parse_request(data)

@@ -43,6 +43,7 @@ from mediaserver.rtp.rtcp import (
     build_sr,
     parse_compound,
 )
+from tests.support.fuzz import fuzz_examples
 
 BLOCK = ReportBlock(0x11223344, 25, -3, 0x0001FFFF, 1234, 0xAABBCCDD, 65536)
 BLOCK2 = ReportBlock(0x55667788, 0, 0x7FFFFF, 70000, 0, 0, 0)
@@ -284,7 +285,8 @@ def test_empty_is_empty() -> None:
     assert parse_compound(b"") == []
 
 
-@settings(max_examples=500, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(500), deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_only_raise_value_error(data: bytes) -> None:
     try:
@@ -293,7 +295,8 @@ def test_random_bytes_only_raise_value_error(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(300), deadline=None)
 @given(st.binary(max_size=120), st.sampled_from([200, 201, 202, 203, 205, 206]), st.integers(0, 31))
 def test_random_bodies_with_valid_headers(body: bytes, pt: int, count: int) -> None:
     body = body[: len(body) - len(body) % 4]
