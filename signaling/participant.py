@@ -24,6 +24,7 @@ from .cluster import track_to_wire
 from .errors import RequestError
 from .permissions import allowed
 from .rooms import Room, RoomRegistry, Track, new_id
+from .session_token import TokenRefresher
 from .store import Store
 from .tokens import Grant
 
@@ -75,6 +76,8 @@ class Participant:
         self.keep_place = False  # the socket ends but the place is kept (media_lost)
         self.buckets: dict[str, Any] = {}  # per-action rate limits (engagement.LIMITS)
         self._grace_timer: asyncio.TimerHandle | None = None
+        # fresh tokens for coming back (session_token.py); set by the WebSocket endpoint
+        self.tokens: TokenRefresher | None = None
 
     def public(self) -> dict[str, Any]:
         hand = self.room is not None and self.identity in self.room.hands
@@ -117,7 +120,8 @@ class Participant:
             self.room = room
             room.waiting[self.id] = self
             room.tell_hosts("lobbyRequest", {"participant": self.public()})
-            return {"lobby": True, "self": self.public(), "room": room.name}
+            return {"lobby": True, "self": self.public(), "room": room.name,
+                    "token": self._session_token()}
         room.waiting.pop(self.id, None)
         # Same identity twice (a reconnect within the grace period, a reload, a second tab):
         # the newer session takes the place over instead of appearing twice.
@@ -152,7 +156,12 @@ class Participant:
                 "groupId": self.group, "breakouts": breakouts.view(room),
                 "settings": {"chat": room.chat_enabled, "lobby": room.lobby},
                 "live": room.live, "recording": self.rooms.recordings is not None
-                and room.name in self.rooms.recordings.active}
+                and room.name in self.rooms.recordings.active,
+                "token": self._session_token()}
+
+    def _session_token(self) -> str | None:
+        """A token to come back with, refreshed while we are connected (session_token.py)."""
+        return self.tokens.start() if self.tokens is not None else None
 
     async def _take_over(self, previous: Participant) -> None:
         """Become `previous` for the others: same participant id, stage and hand; its media
@@ -174,6 +183,8 @@ class Participant:
     def suspend(self, grace: float) -> None:
         """Keep our place for `grace` seconds after the socket dropped."""
         self.suspended = True
+        if self.tokens is not None:
+            self.tokens.stop()
         loop = asyncio.get_running_loop()
         self._grace_timer = loop.call_later(
             grace, lambda: asyncio.ensure_future(self.close("grace period over")))
@@ -498,6 +509,8 @@ class Participant:
 
         `code` is the WebSocket close code the client gets (4503: come back, media moved)."""
         self.cancel_grace()
+        if self.tokens is not None:
+            self.tokens.stop()
         await self._close_probe()
         room, was_joined = self.room, self.joined
         if room is not None and room.waiting.pop(self.id, None) is not None:

@@ -25,6 +25,7 @@ from .errors import RequestError
 from .participant import Participant
 from .ratelimit import TokenBucket
 from .sdp import SdpError
+from .session_token import TokenRefresher
 from .state import STATE
 from .tokens import Grant, TokenError, verify
 
@@ -59,6 +60,8 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
 
     out = Outbox()
     participant = Participant(grant, state.rooms, state.store, state.media, out.send)
+    participant.tokens = TokenRefresher(config.effective_jwt_secret, grant,
+                                        participant.send_event)
     state.sessions.add(participant)
 
     def on_closed(reason: str, code: int) -> None:

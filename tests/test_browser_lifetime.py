@@ -1,18 +1,23 @@
-"""A Chromium page alone in a room past the default ICE consent timeout (30 s), then joined by
-a second page: the first is still in the meeting, with the same place, and both decode each
-other. Runs with every timer at its default, as `make run` starts the server."""
+"""Chromium pages on long timelines, every timer at its default as `make run` starts the server.
+
+A page alone in a room past the default ICE consent timeout (30 s), then joined by a second
+page: the first is still in the meeting, with the same place, and both decode each other. A
+page whose link token expired during the meeting comes back after losing its media."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
+from signaling.tokens import verify
 from tests.support import canary
 from tests.support.browser import WAIT_MS, chromium, wait_decoding, watch_stats
-from tests.support.server import running_server
+from tests.support.server import JWT_SECRET, running_server
 
 DEFAULT_CONSENT = 30.0
 
-IN_MEETING = "window.__meeting && window.__meeting.joined && !window.__meeting.ended"
+IN_MEETING = "window.__meeting && window.__meeting.joined"
 
 
 async def test_alone_past_the_consent_timeout_then_joined(tmp_path: Path) -> None:
@@ -47,4 +52,39 @@ async def test_alone_past_the_consent_timeout_then_joined(tmp_path: Path) -> Non
             stats = await wait_decoding(page, 30)
             assert stats["decodingVideos"] == 1 and stats["audioEnergy"] > 0, stats
         assert await doctor.evaluate("window.__meeting.selfId") == first_id
+        assert not errors, errors
+
+
+async def test_page_comes_back_after_its_link_token_expired(tmp_path: Path) -> None:
+    """A portal link's token expires during the meeting; then the page's media goes silent
+    (4503 media_lost). The page comes back by itself with the token the server kept fresh for
+    it, into the same place, and decodes a colleague who joins after."""
+    async with running_server(tmp_path / "data") as server, chromium() as browser:
+        await server.create_room("ward-round")
+        link = server.token("ward-round", "dr-lee", "Dr. Lee", role="host", ttl=4)
+        errors: list[str] = []
+        doctor = await (await browser.new_context()).new_page()
+        doctor.on("pageerror", lambda exc: errors.append(str(exc)))
+        await doctor.goto(f"{server.base_url}/r/ward-round?token={link}&autojoin=1")
+        await doctor.wait_for_function(IN_MEETING, timeout=WAIT_MS)
+        first_id = await doctor.evaluate("window.__meeting.selfId")
+        joins = await doctor.evaluate("window.__meeting.joins")
+        exp = verify(JWT_SECRET, link).expires
+        await asyncio.sleep(max(0.0, exp - time.time()) + 0.5)  # the link's token is dead
+        session = next(p for p in server.state.sessions if p.id == first_id)
+        session.media_lost()  # as when its ICE consent expires (tests/test_lifetime.py)
+        await doctor.wait_for_function(
+            f"{IN_MEETING} && window.__meeting.joins > {joins}", timeout=WAIT_MS)
+        assert await doctor.evaluate("window.__meeting.selfId") == first_id  # resumed
+
+        nurse = await (await browser.new_context()).new_page()
+        nurse.on("pageerror", lambda exc: errors.append(str(exc)))
+        token = server.token("ward-round", "nurse-kim", "Nurse Kim", role="presenter")
+        await nurse.goto(f"{server.base_url}/r/ward-round?token={token}&autojoin=1")
+        await nurse.wait_for_function(IN_MEETING, timeout=WAIT_MS)
+        for page in (doctor, nurse):
+            await watch_stats(page)
+        for page in (doctor, nurse):
+            stats = await wait_decoding(page, 30)
+            assert stats["decodingVideos"] == 1, stats
         assert not errors, errors

@@ -37,6 +37,9 @@ export class Meeting {
     this.publishing = null; // the startPublishing in progress
     this.leaving = false;
     this.ended = false;
+    // A token to come back with, kept fresh by the server while we are connected: the link's
+    // own token may have expired by the time a long meeting needs a reconnect.
+    this.sessionToken = null;
   }
 
   get publishPc() { return this.publisher?.pc ?? null; }
@@ -91,6 +94,7 @@ export class Meeting {
     this.on('stageChanged', this.onStageChanged);
     this.on('breakoutsChanged', (d) => { this.breakouts = d.breakouts; r.refreshAll(); this.changed(); });
     this.on('moved', this.onMoved);
+    this.on('tokenRefreshed', (d) => { this.sessionToken = d.token; });
     // Always answered on the connection current when the offer arrives.
     this.on('subscriberOffer', (d) => this.subscriber.queueOffer(d));
 
@@ -98,10 +102,13 @@ export class Meeting {
     this.subscriber = this.newSubscriber();
     this.view.reset(); // now: a participantJoined may come before the join result
     let res = await this.sig.request('join');
+    this.sessionToken = res.token || this.sessionToken;
     if (res.lobby) res = await this.waitInLobby();
+    this.sessionToken = res.token || this.sessionToken;
     this.applyJoin(res);
     this.onJoined?.(this, res);
     state.joined = true;
+    state.joins += 1;
     this.changed();
     if (this.canPublish()) {
       await this.startPublishing();

@@ -54,7 +54,17 @@ function initialName() {
   return (urlToken && tokenClaims(urlToken).name) || params.get('name') || '';
 }
 
+/** A token of a session we are coming back from, while it is valid for a little longer. */
+function returnTokenOf(previous) {
+  const token = previous?.sessionToken;
+  const exp = token ? tokenClaims(token).exp : 0;
+  return exp * 1000 > Date.now() + 10_000 ? token : null;
+}
+
 async function startMeeting(name, stream) {
+  // Coming back (a reconnect, or Rejoin after leaving): the server's fresh token for our
+  // place, which outlives the link's own token in a long meeting.
+  const returnToken = returnTokenOf(meeting);
   joinName = name;
   showSection('meeting');
   showStatus('Joining…');
@@ -66,7 +76,7 @@ async function startMeeting(name, stream) {
   meeting.onLocalChange = updateControls;
   updateControls();
   try {
-    await meeting.join(await getToken(room, name));
+    await meeting.join(returnToken || await getToken(room, name));
     if (!meeting.ended && !state.lastError) showStatus('You are in the meeting.', 'ok', 2500);
   } catch (err) {
     // If the socket close already ended it, that carried the better reason; end() is once only.

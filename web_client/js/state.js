@@ -2,6 +2,7 @@
 // app reads it back, so tests can never change behaviour by accident.
 export const state = {
   joined: false,
+  joins: 0, // completed joins of this page: a reconnect makes it grow
   waiting: false, // in a lobby room, until a host admits us
   selfId: null,
   roomType: null, // 'meeting' | 'webinar', from the join result
