@@ -565,7 +565,7 @@ WORD = st.sampled_from(["0", "1", "9", "96", "97", "111", "127", "128", "255", "
 
 @pytest.mark.fuzz
 @settings(max_examples=fuzz_examples(300))
-@given(st.lists(st.tuples(LINE_PREFIX, st.lists(WORD, max_size=4)), max_size=30))
+@given(st.lists(st.tuples(LINE_PREFIX, st.lists(WORD, max_size=3)), max_size=16))
 def test_grammar_shaped_lines_give_in_range_session_or_sdp_error(
         lines: list[tuple[str, list[str]]]) -> None:
     text = "v=0\r\n" + "".join(prefix + " ".join(words) + "\r\n" for prefix, words in lines)
