@@ -138,6 +138,16 @@ def test_find_extension_does_not_read_past_the_packet() -> None:
     assert find_extension(data, 2) is None
 
 
+def test_find_extension_refuses_an_element_cut_short() -> None:
+    # the block says one word, the packet ends after the element's header: no empty value
+    data = raw_packet() + struct.pack("!HH", ONE_BYTE_PROFILE, 1) + bytes([0x10])
+    data = bytes([data[0] | 0x10]) + data[1:]
+    assert find_extension(data, 1) is None
+    # the element claims 4 bytes, the block ends after 3 (the payload follows)
+    data = raw_packet(extension=(ONE_BYTE_PROFILE, bytes([0x23]) + b"abc"), payload=b"pl")
+    assert find_extension(data, 2) is None
+
+
 # --- build_extensions ------------------------------------------------------------------------
 
 

@@ -132,7 +132,8 @@ def find_extension(data: bytes, wanted: int) -> bytes | None:
             return None
         length = (b & 0x0F) + 1
         if ext_id == wanted:
-            return bytes(data[pos + 1 : pos + 1 + length])
+            # an element cut short by the end of the block or packet is no element
+            return bytes(data[pos + 1 : pos + 1 + length]) if pos + 1 + length <= end else None
         pos += 1 + length
     return None
 
