@@ -3,7 +3,12 @@
 One process per core, each with its own UDP port and its own event loop. Every id a worker
 makes starts with its prefix ("w1."), so calls are routed by id; new routers go to the least
 loaded worker. A worker that dies is started again on the same port, and listeners are told
-which prefix was lost so signalling can ask its clients to reconnect.
+which prefix was lost so signalling can ask its clients to reconnect; once the server is
+shutting down (begin_stop) nothing is started again.
+
+Workers run in sessions of their own: a signal to the server's process group (Ctrl-C) reaches
+the server alone, which stops them; they leave by themselves if the server dies
+(lifetime.py).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import MediaConfig
+from .lifetime import end_process, stopping_within
 from .params import ConsumerInfo, ConsumerParams, ProducerParams, RemoteParams, TransportInfo
 from .rpc import RemoteMediaControl, RpcClient
 from .worker import MediaError
@@ -25,6 +32,7 @@ from .worker import MediaError
 log = logging.getLogger(__name__)
 
 RESTART_DELAY = 0.5
+STOP_WAIT = 0.5  # seconds a worker gets to exit after SIGTERM before SIGKILL
 
 
 @dataclass
@@ -63,7 +71,7 @@ class WorkerPool:
         self._closed_listeners: list[Callable[[str, str], None]] = []
         self._lost_listeners: list[Callable[[str], None]] = []
         self._watchers: list[asyncio.Task] = []
-        self._stopping = False
+        self._stopping = asyncio.Event()
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -78,7 +86,8 @@ class WorkerPool:
             sys.executable, "-m", "mediaserver.worker_main", "--host", self.config.host,
             "--port", str(w.port), "--announced-ip", self.config.announced_ip,
             "--rpc", w.rpc_path, "--index", str(w.index), "--prefix", w.prefix,
-            stdout=asyncio.subprocess.PIPE)
+            "--parent", str(os.getpid()), stdout=asyncio.subprocess.PIPE,
+            start_new_session=True)
         assert w.process.stdout is not None
         line = await asyncio.wait_for(w.process.stdout.readline(), 30)
         if not line.startswith(b"ready"):
@@ -91,39 +100,43 @@ class WorkerPool:
         w.routers.clear()
 
     async def _watch(self, w: WorkerHandle) -> None:
-        while not self._stopping:
+        while not self._stopping.is_set():
             assert w.process is not None
             code = await w.process.wait()
-            if self._stopping:
-                return
-            log.error("media worker %d exited with %s; restarting", w.index, code)
-            if w.control is not None:
+            if w.control is not None:  # calls fail at once now: none waits on a dead socket
                 await w.control.rpc.close()
             w.control = None
+            # A worker ending as the server shuts down is no crash: systemd signals every
+            # process of the service at once, and the worker may see it first.
+            if await stopping_within(self._stopping, RESTART_DELAY):
+                return
+            log.error("media worker %d exited with %s; restarting", w.index, code)
             for listener in self._lost_listeners:
                 listener(w.prefix)
-            await asyncio.sleep(RESTART_DELAY)  # a crash loop must not spin the CPU
             w.restarts += 1
             try:
                 await self._spawn(w)
             except (TimeoutError, RuntimeError, OSError):
                 log.exception("media worker %d did not come back", w.index)
 
+    def begin_stop(self) -> None:
+        """Shutting down: from now on no worker is started again, whatever exits."""
+        self._stopping.set()
+
     async def stop(self) -> None:
-        self._stopping = True
+        """Every worker ends, all at once: SIGTERM, SIGKILL after STOP_WAIT."""
+        self.begin_stop()
         for task in self._watchers:
             task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)  # no spawn under way
         for remote in self.remote.values():
             await remote.rpc.close()
         for w in self.workers:
             if w.control is not None:
                 await w.control.rpc.close()
-            if w.process is not None and w.process.returncode is None:
-                w.process.terminate()
-                try:
-                    await asyncio.wait_for(w.process.wait(), 5)
-                except TimeoutError:
-                    w.process.kill()
+        await asyncio.gather(*(end_process(w.process, STOP_WAIT) for w in self.workers
+                               if w.process is not None))
+        shutil.rmtree(self._dir, ignore_errors=True)  # the RPC sockets' private directory
 
     def _on_event(self, w: WorkerHandle, event: dict[str, Any]) -> None:
         if event.get("event") == "transportClosed":
@@ -134,6 +147,10 @@ class WorkerPool:
     # ---- routing ------------------------------------------------------------------------
 
     def _by_id(self, some_id: str) -> tuple[WorkerHandle, RemoteMediaControl]:
+        if self._stopping.is_set():
+            # The workers end with the server; one may be gone already (systemd signals them
+            # too), and a call on its socket would wait for ever.
+            raise MediaError("the server is shutting down")
         prefix = some_id.split(".", 1)[0] + "."
         for w in self.workers:
             if w.prefix == prefix:
@@ -185,9 +202,15 @@ class WorkerPool:
         return router_id
 
     async def close_router(self, router_id: str) -> None:
-        w, c = self._by_id(router_id)
+        try:
+            w, c = self._by_id(router_id)
+        except MediaError:
+            return  # its worker is gone, and the router with it
         w.routers.discard(router_id)
-        await c.close_router(router_id)
+        try:
+            await c.close_router(router_id)
+        except MediaError:
+            pass  # already gone (its worker ended or restarted in between)
 
     async def create_transport(self, router_id: str) -> TransportInfo:
         w, c = self._by_id(router_id)

@@ -1,7 +1,8 @@
 """Entry point of one media worker process: `python -m mediaserver.worker_main ...`.
 
-Started by the WorkerPool of the signalling process; serves the control API on a Unix socket
-and media on its own UDP port. Exits when its parent goes away (the RPC socket closes).
+Started by the WorkerPool of the signalling process (in a session of its own); serves the
+control API on a Unix socket and media on its own UDP port. Exits on SIGTERM or SIGINT, and
+when its parent goes away (lifetime.py).
 """
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 
 from .api import LocalMediaControl
 from .config import MediaConfig
+from .lifetime import watch_parent
 from .rpc import RpcServer
 from .worker import Worker
 
 
-async def serve(config: MediaConfig, rpc_path: str) -> None:
+async def serve(config: MediaConfig, rpc_path: str, parent: int = 0) -> None:
     worker = Worker(config)
     await worker.start()
     server = await RpcServer(LocalMediaControl(worker)).serve(rpc_path)
@@ -26,16 +27,7 @@ async def serve(config: MediaConfig, rpc_path: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    parent = os.getppid()
-
-    def watch_parent() -> None:
-        # An orphaned worker would hold its UDP port forever: leave with the parent.
-        if os.getppid() != parent:
-            stop.set()
-        else:
-            loop.call_later(1.0, watch_parent)
-
-    watch_parent()
+    watch_parent(parent, stop.set)  # an orphan would hold its UDP port for ever
     print(f"ready {worker.port}", flush=True)
     await stop.wait()
     server.close()
@@ -50,6 +42,8 @@ def main() -> None:
     parser.add_argument("--rpc", required=True, help="Unix socket path for the control API")
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--prefix", default="", help="id prefix; default w<index>.")
+    parser.add_argument("--parent", type=int, default=0,
+                        help="PID of the server; leave when it is gone (default: our parent)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(),
@@ -63,7 +57,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve(config, args.rpc))
+    asyncio.run(serve(config, args.rpc, args.parent))
 
 
 if __name__ == "__main__":

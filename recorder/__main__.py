@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from .composite import CompositeOptions
-from .service import RecorderService
+from .service import STOP_SECONDS, RecorderService
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> None:
                        help="composite recordings write LL-HLS parts unless `start` says not")
     serve.add_argument("--part-seconds", type=float, default=1 / 3,
                        help="LL-HLS part length (rounded to whole video frames)")
+    serve.add_argument("--stop-seconds", type=float, default=STOP_SECONDS,
+                       help="the longest a shutdown (SIGTERM, SIGINT, the server gone) may "
+                            "take; a finalization not done by then is finished at the next "
+                            "start")
+    serve.add_argument("--parent", type=int, default=0,
+                       help="PID of the server; leave when it is gone (default: our parent)")
     serve.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -40,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    runner(service.serve(args.control))
+    runner(service.serve(args.control, args.stop_seconds, args.parent))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,13 @@ client (kept until one connects). Operations:
 At start-up every recording left in state "recording" by a crash is finalized (ENDLIST, MP4,
 poster: a playable VOD of what was written) and marked "interrupted"; a later `start` with the
 same recording_id resumes it into the same playlist after an EXT-X-DISCONTINUITY.
+
+SIGTERM, SIGINT or the server's death (mediaserver/lifetime.py) shut it down: `start` is
+refused, every running recording is finalized (a `stop` asked meanwhile, or just after, gets
+the same answer), and the process leaves once that is done and its clients have hung up, or
+after `stop_seconds` at the latest. A finalization still running then (the MP4 of a very long
+recording) is left as a crash would leave it, for the next start to finish; the exit code says
+so (EXIT_UNFINISHED, otherwise 0).
 """
 
 from __future__ import annotations
@@ -31,9 +38,12 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
+
+from mediaserver.lifetime import watch_parent
 
 from . import vod
 from .composite import CompositeOptions
@@ -41,6 +51,8 @@ from .recording import Recording, read_state, write_state
 
 log = logging.getLogger(__name__)
 TICK = 0.02
+STOP_SECONDS = 3.0  # the longest a shutdown may take (docs/operations.md)
+EXIT_UNFINISHED = 75  # exit code (EX_TEMPFAIL): work is left for the next start
 
 
 class RecorderService:
@@ -56,6 +68,9 @@ class RecorderService:
         self._recovering: dict[str, asyncio.Task] = {}
         self._closing = asyncio.Event()
         self._failed: set[str] = set()
+        self._stops: dict[str, asyncio.Task] = {}  # recording id -> its finalization
+        self._hung_up = asyncio.Event()  # no client is connected
+        self._hung_up.set()
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -77,6 +92,8 @@ class RecorderService:
 
     async def _recover(self, directory: Path, state: dict) -> None:
         result: dict = {}
+        for work in directory.glob(".parts*"):  # an MP4 build cut short by a shutdown
+            shutil.rmtree(work, ignore_errors=True)
         try:
             if state.get("mode") == "composite":
                 rec = await asyncio.to_thread(vod.recover, directory)
@@ -97,6 +114,8 @@ class RecorderService:
 
     async def op_start(self, req: dict) -> dict:
         rid = str(req["recording_id"])
+        if self._closing.is_set():
+            raise ValueError("the recorder is shutting down")
         if rid in self.active:
             raise ValueError(f"recording {rid} is already running")
         if task := self._recovering.get(rid):
@@ -135,7 +154,20 @@ class RecorderService:
         return {}
 
     async def op_stop(self, req: dict) -> dict:
-        rec = self._get(req)
+        task = self._stops.get(str(req.get("recording_id"))) or self._stop_task(self._get(req))
+        return await asyncio.shield(task)  # the requester gone, it still finishes
+
+    def _stop_task(self, rec: Recording) -> asyncio.Task:
+        """The one finalization of a recording, whoever asks for it (a `stop`, the shutdown);
+        kept once done while shutting down, for a `stop` that comes late."""
+        task = self._stops.get(rec.id)
+        if task is None:
+            task = self._stops[rec.id] = asyncio.create_task(self._stop(rec))
+            if not self._closing.is_set():
+                task.add_done_callback(lambda _: self._stops.pop(rec.id, None))
+        return task
+
+    async def _stop(self, rec: Recording) -> dict:
         try:
             result = await rec.stop()
         except Exception as exc:
@@ -180,6 +212,7 @@ class RecorderService:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.clients.add(writer)
+        self._hung_up.clear()
         for event in self.pending_events:
             writer.write((json.dumps(event) + "\n").encode())
         self.pending_events = []
@@ -196,6 +229,8 @@ class RecorderService:
             pass  # client gone, garbage, or the service shutting down
         finally:
             self.clients.discard(writer)
+            if not self.clients:
+                self._hung_up.set()
             writer.close()
 
     async def _ticker(self) -> None:
@@ -213,7 +248,27 @@ class RecorderService:
                     self.emit({"event": "recording.failed", "recording_id": rec.id,
                                "error": rec.failure})
 
-    async def serve(self, control: Path) -> None:
+    async def _shutdown(self, seconds: float) -> bool:
+        """Finalize every running recording; return once that is done and the clients (the
+        server, waiting for the answers) have hung up, or after `seconds`. False: some
+        finalization (or a recovery from start-up) is still running."""
+        stops = [self._stop_task(rec) for rec in list(self.active.values())]
+        stops += self._recovering.values()
+        deadline = asyncio.get_running_loop().time() + seconds
+        if stops:  # asyncio.wait cancels none of them (a cancelled one would look done)
+            done, pending = await asyncio.wait(stops, timeout=seconds)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # a failed stop is reported already (recording.failed)
+            if pending:
+                return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._hung_up.wait(),
+                                   max(0.0, deadline - asyncio.get_running_loop().time()))
+        return True
+
+    async def serve(self, control: Path, stop_seconds: float = STOP_SECONDS,
+                    parent: int = 0) -> None:
         self.start_recovery()
         with contextlib.suppress(FileNotFoundError):
             control.unlink()
@@ -221,28 +276,31 @@ class RecorderService:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._closing.set)
-        parent = os.getppid()
 
-        def watch_parent() -> None:
+        def parent_gone() -> None:
             # The server died without stopping us: finalize and leave, as on SIGTERM. An
             # orphan would record an idle room for ever while the next server's recorder
             # recovers the same directories.
-            if os.getppid() != parent:
-                log.warning("the server (pid %d) is gone: finalizing and exiting", parent)
-                self._closing.set()
-            else:
-                loop.call_later(1.0, watch_parent)
+            log.warning("the server is gone: finalizing and exiting")
+            self._closing.set()
 
-        watch_parent()
+        watch_parent(parent, parent_gone)
         ticker = asyncio.create_task(self._ticker())
         log.info("recorder listening on %s, recordings in %s", control, self.root)
         try:
             await self._closing.wait()
-            for rid in list(self.active):  # a clean shutdown finalizes what is running
-                with contextlib.suppress(Exception):
-                    await self.op_stop({"recording_id": rid})
+            finished = await self._shutdown(stop_seconds)
         finally:
             ticker.cancel()
             server.close()
             with contextlib.suppress(FileNotFoundError):
                 control.unlink()
+        if not finished:
+            # Its thread cannot be stopped, and would hold the exit up: leave now. What was
+            # written stays valid; the next start finalizes it (start_recovery).
+            left = [rid for rid, task in [*self._stops.items(), *self._recovering.items()]
+                    if not task.done()]
+            log.warning("shutdown: finalization of %s not done after %.1f s; the next start "
+                        "finishes it", ", ".join(left), stop_seconds)
+            logging.shutdown()
+            os._exit(EXIT_UNFINISHED)

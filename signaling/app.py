@@ -28,6 +28,11 @@ from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_SECONDS = 5.0  # SIGTERM or SIGINT to exit, everything included
+SHUTDOWN_RESERVE = 2.0  # of that, what the recorder does not get: its exit, workers, HTTP
+SESSIONS_CLOSE_WAIT = 1.0
+GOING_AWAY = 1001  # WebSocket close code: the server is going down
+
 
 def media_config(config: ServerConfig) -> MediaConfig:
     return MediaConfig(host=config.rtc_host or config.host, port=config.rtc_port,
@@ -35,7 +40,10 @@ def media_config(config: ServerConfig) -> MediaConfig:
                        consent_timeout=config.ice_consent_timeout)
 
 
-def make_app(config: ServerConfig) -> web.Application:
+def make_app(config: ServerConfig, shutdown_seconds: float = SHUTDOWN_SECONDS
+             ) -> web.Application:
+    """`shutdown_seconds`: how long SIGTERM/SIGINT may take; the recorder gets all but
+    SHUTDOWN_RESERVE of it to finalize recordings."""
     app = web.Application(client_max_size=64 * 1024)
     store: Store
     if config.store.startswith(("redis://", "rediss://")):
@@ -73,7 +81,48 @@ def make_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/ws", websocket.handle)
     add_routes(app, config.web_root)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_startup.append(_finish_unfinished)  # after _lifecycle's start: the store is open
+    app.on_shutdown.append(_shutdown)
+    recordings.link.stop_seconds = max(0.0, shutdown_seconds - SHUTDOWN_RESERVE)
     return app
+
+
+def begin_shutdown(app: web.Application) -> None:
+    """The first thing SIGTERM or SIGINT does, before anything else can happen: from now on
+    no child process is started again, whatever exits (systemd signals all of them at once)."""
+    state: AppState = app[STATE]
+    if isinstance(state.media, WorkerPool):
+        state.media.begin_stop()
+    state.recordings.link.begin_stop()
+
+
+async def _shutdown(app: web.Application) -> None:
+    """Before the HTTP side waits for its handlers (WebSockets are open handlers): the recorder
+    finalizes every running recording (within its stop_seconds), and every session is closed
+    with 1001 "server shutting down". The workers and the store go after, in _lifecycle.
+    docs/operations.md, "Stopping and restarting"."""
+    state: AppState = app[STATE]
+    begin_shutdown(app)
+    recordings = state.recordings.stop_process()  # takes the running recordings first
+    # connected sessions and those waiting out their grace period
+    present = {p for room in state.rooms.rooms.values() for p in room.participants.values()}
+
+    async def close_sessions() -> None:
+        for participant in list(state.sessions | present):
+            try:
+                await participant.close("server shutting down", code=GOING_AWAY)
+            except Exception:
+                log.exception("error closing %s", participant.id)
+
+    try:
+        await asyncio.wait_for(close_sessions(), SESSIONS_CLOSE_WAIT)
+    except TimeoutError:
+        log.warning("shutdown: sessions still closing after %.1f s", SESSIONS_CLOSE_WAIT)
+    await recordings
+
+
+async def _finish_unfinished(app: web.Application) -> None:
+    await app[STATE].recordings.finish_unfinished()
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -110,14 +159,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if isinstance(state.media, WorkerPool):
         state.media.on_worker_lost(on_worker_lost)
     yield
-    # connected sessions and those waiting out their grace period
-    present = {p for room in state.rooms.rooms.values() for p in room.participants.values()}
-    for participant in list(state.sessions | present):
-        try:
-            await participant.close("server shutting down")
-        except Exception:
-            log.exception("error closing %s", participant.id)
-    await state.recordings.stop_process()
+    # _shutdown has run: sessions closed, recordings finalized, the recorder gone
     if state.rooms.cluster is not None:
         await state.rooms.cluster.stop()
     if state.worker is not None:

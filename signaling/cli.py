@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from aiohttp import web
 from .config import ServerConfig
 
 ENV = "MEDIASERVER_"
+HTTP_SHUTDOWN_WAIT = 0.25  # for HTTP requests still running once every session is closed
+
+log = logging.getLogger(__name__)
 
 
 def _env(name: str, default: str) -> str:
@@ -64,8 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "(--store redis://...); needs --workers >= 1 [env MEDIASERVER_NODE]")
     serve.add_argument("--dev", action=argparse.BooleanOptionalAction,
                        default=_env_bool("DEV", False),
-                       help="dev mode: anyone may create a room and join without a token "
-                            "[env MEDIASERVER_DEV]")
+                       help="dev mode, for a local trial: POST /api/dev/token gives anyone a "
+                            "host token for any room (created on the spot); the web client "
+                            "asks for one by itself, so opening /r/<room> is enough. The "
+                            "WebSocket still needs a token. Without --jwt-secret a random "
+                            "secret of this run signs tokens [env MEDIASERVER_DEV]")
     serve.add_argument("--api-key", default=_env("API_KEY", ""),
                        help="key protecting the HTTP API (Authorization: Bearer) "
                             "[env MEDIASERVER_API_KEY]")
@@ -81,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webhook-secret", default=_env("WEBHOOK_SECRET", ""),
                        help="HMAC-SHA256 key signing webhooks; default: the JWT secret "
                             "[env MEDIASERVER_WEBHOOK_SECRET]")
+    serve.add_argument("--shutdown-timeout", type=float,
+                       default=float(_env("SHUTDOWN_TIMEOUT", "5")),  # app.SHUTDOWN_SECONDS
+                       help="seconds SIGTERM or SIGINT may take, everything included; "
+                            "recordings finalize in all but 2 s of it, one that cannot (the "
+                            "MP4 of a long recording) is finished at the next start "
+                            "[env MEDIASERVER_SHUTDOWN_TIMEOUT]")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        help="debug, info, warning or error [env MEDIASERVER_LOG_LEVEL]")
     return parser
@@ -108,15 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop  # the receive path is about three times faster than on asyncio's loop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
     from .app import make_app
 
-    app = make_app(config)
+    app = make_app(config, max(0.0, args.shutdown_timeout))
     mode = "dev mode" if config.dev else "production mode"
     url = f"http://{config.host}:{config.http_port}/r/demo"
     ports = (f"{config.rtc_port}-{config.rtc_port + config.workers - 1}"
@@ -124,8 +131,53 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mediaserver ({mode}) HTTP on {config.host}:{config.http_port}, "
           f"{max(1, config.workers)} media worker(s) on UDP {config.rtc_host or config.host}:"
           f"{ports}\nopen {url}", flush=True)
-    web.run_app(app, host=config.host, port=config.http_port, print=None)
+    try:
+        import uvloop  # the receive path is about three times faster than on asyncio's loop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    try:
+        run(serve(app, config))
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were in place, or after they left
+        pass
     return 0
+
+
+async def serve(app: web.Application, config: ServerConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down (docs/operations.md, "Stopping and
+    restarting"). aiohttp's run_app is not used: its shutdown waits up to a minute for open
+    WebSockets, and a second signal during it raised out of the cleanup."""
+    from .app import begin_shutdown
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signalled: list[float] = []  # when the first signal came
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.info("%s: already shutting down", sig.name)
+            return
+        begin_shutdown(app)  # first of all: nothing is restarted from now on
+        signalled.append(loop.time())
+        log.info("%s: shutting down", sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    runner = web.AppRunner(app, shutdown_timeout=HTTP_SHUTDOWN_WAIT)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, config.host, config.http_port).start()
+        except OSError as exc:
+            raise SystemExit(f"mediaserver: cannot listen on {config.host}:"
+                             f"{config.http_port}: {exc.strerror}") from None
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    if signalled:
+        log.info("stopped in %.2f s", loop.time() - signalled[0])
 
 
 if __name__ == "__main__":

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 MODES = ("composite", "pertrack")
 LAYOUTS = ("grid", "speaker")
+# In the recordings directory while the recorder has work left from a shutdown that ended
+# before it was done (the ids it could not finalize): every start runs the recorder, which
+# finishes that work as after a crash, until a shutdown finds it done.
+UNFINISHED = ".unfinished"
+WEBHOOKS_WAIT = 0.5  # at shutdown, for deliveries in flight
 
 
 @dataclass
@@ -62,14 +67,45 @@ class Recordings:
         self._interrupted: dict[str, dict[str, Any]] = {}  # id -> the crash's finalize event
         self._spawning = asyncio.Lock()
 
-    async def stop_process(self) -> None:
-        for room_name in list(self.active):
-            room = self.rooms.get(room_name)
-            if room is not None:
-                await self._stop_quietly(room)
-        if self.link.process is not None:
-            await self.link.stop()
-        await self.webhooks.drain()
+    def stop_process(self) -> asyncio.Task:
+        """Shutdown: the recorder gets SIGTERM and finalizes every running recording; the
+        stops asked for them give the VODs their entries (and recording.ready webhooks); then
+        it leaves. All within the link's stop_seconds: whatever is not finalized by then is
+        left for the next start (UNFINISHED). Every running recording is taken before this
+        returns (a session closed meanwhile touches none); await the task for the rest."""
+        self.link.terminate()
+        taken = [(active.id, asyncio.create_task(self._stop_quietly(self.rooms[name])))
+                 for name, active in list(self.active.items()) if name in self.rooms]
+        return asyncio.create_task(self._stop_process(taken))
+
+    async def _stop_process(self, taken: list[tuple[str, asyncio.Task]]) -> None:
+        await asyncio.gather(*(task for _, task in taken))
+        started, code = self.link.process is not None, await self.link.stop()
+        unfinished = [rid for rid, task in taken if not task.result()]
+        marker = self.directory / UNFINISHED
+        if unfinished or (started and code != 0):  # 0: it finished all it had to do
+            log.warning("shutdown: recordings %s not finalized in time; the next start "
+                        "finishes them", ", ".join(unfinished) or "(from before)")
+            await asyncio.to_thread(marker.write_text, "".join(f"{r}\n" for r in unfinished))
+        elif started:
+            marker.unlink(missing_ok=True)
+        try:
+            await asyncio.wait_for(self.webhooks.drain(), WEBHOOKS_WAIT)
+        except TimeoutError:
+            log.warning("shutdown: webhook deliveries given up after %.1f s", WEBHOOKS_WAIT)
+
+    async def finish_unfinished(self) -> None:
+        """At start: a shutdown left work unfinished (UNFINISHED). The recorder finalizes it
+        as it starts (what it does after a crash); its recording.ready events, marked
+        interrupted, make the entries ready (_on_event)."""
+        marker = self.directory / UNFINISHED
+        if not marker.exists():
+            return
+        log.info("the recorder finishes what the last shutdown left: %s",
+                 " ".join(marker.read_text().split()) or "(from before)")
+        async with self._spawning:
+            if self.link.process is None:
+                await self.link.start()
 
     # ---- control ------------------------------------------------------------------------
 
@@ -232,11 +268,13 @@ class Recordings:
         if room is not None:
             asyncio.ensure_future(self._stop_quietly(room))
 
-    async def _stop_quietly(self, room: Room) -> None:
+    async def _stop_quietly(self, room: Room) -> bool:
         try:
             await self.stop(room)
         except RequestError as exc:  # stopped meanwhile by a host, or the recorder is gone
             log.warning("stopping the recording of %s: %s", room.name, exc.message)
+            return False
+        return True
 
     def _on_restart(self) -> None:
         """Resume the rooms that were being recorded: same id, same playlist."""
