@@ -86,7 +86,8 @@ class WorkerPool:
             sys.executable, "-m", "mediaserver.worker_main", "--host", self.config.host,
             "--port", str(w.port), "--announced-ip", self.config.announced_ip,
             "--rpc", w.rpc_path, "--index", str(w.index), "--prefix", w.prefix,
-            "--parent", str(os.getpid()), stdout=asyncio.subprocess.PIPE,
+            "--parent", str(os.getpid()),
+            "--consent-timeout", str(self.config.consent_timeout), stdout=asyncio.subprocess.PIPE,
             start_new_session=True)
         assert w.process.stdout is not None
         line = await asyncio.wait_for(w.process.stdout.readline(), 30)

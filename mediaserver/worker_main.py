@@ -44,13 +44,16 @@ def main() -> None:
     parser.add_argument("--prefix", default="", help="id prefix; default w<index>.")
     parser.add_argument("--parent", type=int, default=0,
                         help="PID of the server; leave when it is gone (default: our parent)")
+    parser.add_argument("--consent-timeout", type=float, default=MediaConfig.consent_timeout,
+                        help="ICE consent timeout of connections that were up (RFC 7675)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(),
                         format=f"%(asctime)s %(levelname)s worker{args.index} %(name)s: "
                                "%(message)s")
     config = MediaConfig(host=args.host, port=args.port, announced_ip=args.announced_ip,
-                         id_prefix=args.prefix or f"w{args.index}.")
+                         id_prefix=args.prefix or f"w{args.index}.",
+                         consent_timeout=args.consent_timeout)
     try:
         import uvloop
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -94,6 +95,19 @@ def begin_shutdown(app: web.Application) -> None:
     if isinstance(state.media, WorkerPool):
         state.media.begin_stop()
     state.recordings.link.begin_stop()
+
+
+def kill_children(app: web.Application) -> None:
+    """The watchdog's last resort (cli.py): SIGKILL every child process, even one stopped or
+    stuck, which a SIGTERM from its parent's death would never end."""
+    state: AppState = app[STATE]
+    processes = [state.recordings.link.process]
+    if isinstance(state.media, WorkerPool):
+        processes += [w.process for w in state.media.workers]
+    for process in processes:
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
 
 
 async def _shutdown(app: web.Application) -> None:

@@ -16,6 +16,7 @@ from .config import ServerConfig
 
 ENV = "MEDIASERVER_"
 HTTP_SHUTDOWN_WAIT = 0.25  # for HTTP requests still running once every session is closed
+WATCHDOG_MARGIN = 0.25  # the watchdog fires this long before the shutdown's time is up
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grace-period", type=float, default=float(_env("GRACE_PERIOD", "30")),
                        help="seconds a participant whose connection dropped keeps their place "
                             "[env MEDIASERVER_GRACE_PERIOD]")
+    serve.add_argument("--ice-consent-timeout", type=float,
+                       default=float(_env("ICE_CONSENT_TIMEOUT", "30")),
+                       help="seconds without an ICE check after which a media connection that "
+                            "was up counts as gone (RFC 7675); its participant is asked to come "
+                            "back and keeps their place for the grace period; a connection "
+                            "that has not connected yet never expires "
+                            "[env MEDIASERVER_ICE_CONSENT_TIMEOUT]")
     serve.add_argument("--webhook-url", default=_env("WEBHOOK_URL", ""),
                        help="URL receiving signed JSON events such as recording.ready "
                             "[env MEDIASERVER_WEBHOOK_URL]")
@@ -109,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         api_key=args.api_key,
                         jwt_secret=args.jwt_secret, log_level=args.log_level,
                         grace_period=max(0.0, args.grace_period),
+                        ice_consent_timeout=args.ice_consent_timeout,
                         webhook_url=args.webhook_url, webhook_secret=args.webhook_secret)
 
 
@@ -138,16 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         run = asyncio.run
     try:
-        run(serve(app, config))
+        run(serve(app, config, max(0.0, args.shutdown_timeout)))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were in place, or after they left
         pass
     return 0
 
 
-async def serve(app: web.Application, config: ServerConfig) -> None:
+async def serve(app: web.Application, config: ServerConfig, shutdown_seconds: float) -> None:
     """Serve until SIGTERM or SIGINT, then shut down (docs/operations.md, "Stopping and
     restarting"). aiohttp's run_app is not used: its shutdown waits up to a minute for open
-    WebSockets, and a second signal during it raised out of the cleanup."""
+    WebSockets, and a second signal during it raised out of the cleanup. Every step of the
+    shutdown is bounded; should one still hang (a child stuck in the kernel, a bug), a
+    watchdog ends the process when `shutdown_seconds` are up, and the children, whose parent
+    is gone, leave by themselves (mediaserver/lifetime.py)."""
     from .app import begin_shutdown
 
     loop = asyncio.get_running_loop()
@@ -160,6 +172,8 @@ async def serve(app: web.Application, config: ServerConfig) -> None:
             return
         begin_shutdown(app)  # first of all: nothing is restarted from now on
         signalled.append(loop.time())
+        loop.call_later(max(0.5, shutdown_seconds - WATCHDOG_MARGIN), _overdue, app,
+                        shutdown_seconds)
         log.info("%s: shutting down", sig.name)
         stop.set()
 
@@ -178,6 +192,16 @@ async def serve(app: web.Application, config: ServerConfig) -> None:
         await runner.cleanup()
     if signalled:
         log.info("stopped in %.2f s", loop.time() - signalled[0])
+
+
+def _overdue(app: web.Application, shutdown_seconds: float) -> None:
+    from .app import kill_children
+
+    log.error("shutdown still running after %.1f s: killing the children, exiting now",
+              shutdown_seconds)
+    kill_children(app)
+    logging.shutdown()
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ class ServerConfig:
         if self.store not in ("", "sqlite") and not self.store.startswith(("redis://",
                                                                           "rediss://")):
             raise ValueError(f"unknown store {self.store!r}: use sqlite or a redis:// URL")
+        if not 0 < self.ice_consent_timeout <= 3600:
+            raise ValueError("--ice-consent-timeout must be more than 0 and at most 3600 s")
         if self.node and not self.node.isalnum():
             raise ValueError("--node must be letters and digits")
         if not self.dev and not self.jwt_secret:

@@ -302,3 +302,24 @@ async def test_recording_not_finalized_in_time_is_finished_by_next_start(
         assert marker.read_text().split() == [load.rid]
     # the next shutdown finds the recorder's work done: the one after that starts none
     assert not marker.exists()
+
+
+async def test_frozen_children_do_not_hold_the_shutdown(tmp_path: Path) -> None:
+    """The workers and the recorder frozen (SIGSTOP: a child stuck in the kernel, or under a
+    debugger) answer nothing and ignore SIGTERM; a SIGTERM to the server still ends every
+    process of the tree within 5 s, and the next start finishes the recording."""
+    async with under_load(tmp_path) as scene:
+        server, load = scene.server, scene.load
+        for pid in scene.tree:
+            if pid != server.pid:
+                os.kill(pid, signal.SIGSTOP)  # a process this test started
+        scene.signal()
+        os.kill(server.pid, signal.SIGTERM)
+        await scene.gone("children frozen")
+        new = await scene.restart_at_once()
+        deadline = time.monotonic() + 30
+        while (entry := (await new.api("GET", f"/api/recordings/{load.rid}"))[1]
+               ["recording"])["state"] != "ready":
+            assert time.monotonic() < deadline, entry
+            await asyncio.sleep(0.1)
+        check_vod(load.directory / "recording.mp4", time.monotonic() - scene.began)
