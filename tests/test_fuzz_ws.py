@@ -204,7 +204,7 @@ def message(method: str, params: Any, how: str) -> str:
 def check_reply(reply: dict[str, Any] | None, text: str) -> None:
     assert reply is not None
     if "result" in reply:
-        assert reply.get("id") == 1 and isinstance(reply["result"], dict)
+        assert "id" in reply and isinstance(reply["result"], dict)  # a mangled id may differ
         return
     error = reply["error"]
     assert error["code"] in DOCUMENTED, (error, text[:300])
