@@ -52,6 +52,7 @@ from .recording import Recording, read_state, write_state
 log = logging.getLogger(__name__)
 TICK = 0.02
 STOP_SECONDS = 3.0  # the longest a shutdown may take (docs/operations.md)
+MAX_PENDING = 64  # requests of one client answered at once; its next lines wait to be read
 EXIT_UNFINISHED = 75  # exit code (EX_TEMPFAIL): work is left for the next start
 
 
@@ -220,6 +221,8 @@ class RecorderService:
         try:
             while line := await reader.readline():
                 if line.strip():
+                    if len(tasks) >= MAX_PENDING:
+                        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                     task = asyncio.create_task(self._answer(writer, line))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)

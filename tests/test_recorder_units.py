@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -18,6 +22,7 @@ from recorder.font import text_mask
 from recorder.hls import Playlist, Segment
 from recorder.jitter import JitterBuffer
 from recorder.layout import GRID, SPEAKER, Painter, SpeakerTracker, TileView, cells, yuv_planes
+from recorder.service import MAX_PENDING, RecorderService
 from recorder.sync import GroupClock, TrackClock
 from tests.support.recorder_media import Participant, h264_payloads, vp8_payloads
 
@@ -309,3 +314,38 @@ def test_painter_draws_16_9_cameras_in_a_two_tile_grid() -> None:
     cell = cells(2, GRID)[0]
     # the middle of the first tile shows the bright camera, not the dark background
     assert canvas[cell.y + cell.h // 2, cell.x + cell.w // 2] > 150
+
+
+# ---- control socket -------------------------------------------------------------------------
+
+
+async def test_control_client_flooding_requests_is_answered_a_bounded_number_at_a_time(
+        tmp_path: Path) -> None:
+    """Lines of one client are answered concurrently, at most MAX_PENDING at a time: reading
+    waits beyond that, so a flood of requests holds no unbounded set of tasks."""
+    service = RecorderService("127.0.0.1", tmp_path / "recordings")
+    running = peak = 0
+
+    async def slow_ping(req: dict) -> dict:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return {"pid": 1}
+
+    service.op_ping = slow_ping  # type: ignore[method-assign]
+    path = str(tmp_path / "control.sock")
+    server = await asyncio.start_unix_server(service._client, path=path)
+    reader, writer = await asyncio.open_unix_connection(path)
+    try:
+        n = 5 * MAX_PENDING
+        writer.write(b"".join(json.dumps({"id": i, "op": "ping"}).encode() + b"\n"
+                              for i in range(n)))
+        answers = [json.loads(await asyncio.wait_for(reader.readline(), 10)) for _ in range(n)]
+        assert sorted(a["id"] for a in answers) == list(range(n))
+        assert all(a["ok"] for a in answers)
+        assert 1 < peak <= MAX_PENDING
+    finally:
+        writer.close()
+        server.close()
