@@ -155,7 +155,9 @@ class RpcClient:
             self._pending.clear()
 
     async def call(self, method: str, **params: Any) -> Any:
-        if self._writer is None or self._writer.is_closing():
+        if self._writer is None or self._writer.is_closing() or \
+                self._reader_task is None or self._reader_task.done():
+            # the worker hung up (exited, crashed): no reply can come; waiting would be for ever
             raise MediaError("media worker not connected")
         request_id = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
