@@ -275,10 +275,13 @@ class Worker(asyncio.DatagramProtocol):
         consent_timeout is closed. A transport that never saw a check is left alone: it
         belongs to a session that is waiting (nothing to carry yet, a client still setting
         up) and closes with that session, never by a timer."""
-        limit = time.monotonic() - self.config.consent_timeout
+        now = time.monotonic()
+        limit = now - self.config.consent_timeout
         for transport in list(self.transports.values()):
             last = transport.last_stun
             if last is not None and last < limit:
+                log.info("transport %s: no ICE check for %.1f s, consent expired", transport.id,
+                         now - last)
                 try:
                     transport.close(CONSENT_EXPIRED)
                 except Exception:
