@@ -226,10 +226,10 @@ class Participant:
         for m in media:
             if m.mid in self.published or m.mid in self.retired_mids:
                 continue
-            params_ = ProducerParams(kind=m.kind, mid=m.mid, codec=m.codec, ssrc=m.ssrc,
-                                     rtx_ssrc=m.rtx_ssrc, extensions=m.extensions,
-                                     cname=m.cname or self.id)
-            try:
+            try:  # the media border checks the values again (ParamsError is a MediaError)
+                params_ = ProducerParams(kind=m.kind, mid=m.mid, codec=m.codec, ssrc=m.ssrc,
+                                         rtx_ssrc=m.rtx_ssrc, extensions=m.extensions,
+                                         cname=m.cname or self.id)
                 producer_id = await self.media.produce(self.publish_transport, params_)
             except MediaError as exc:
                 raise RequestError("bad_sdp", str(exc)) from None
