@@ -154,7 +154,7 @@ class ServerProcess:
     log_path: Path | None = None
     http_port: int = 0
     rtc_port: int = 0
-    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     proc: subprocess.Popen[bytes] | None = None
     known_pids: set[int] = field(default_factory=set)

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+MIN_SECRET = 32  # bytes of an HS256 key (RFC 7518 section 3.2)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -45,6 +48,10 @@ class ServerConfig:
         if not self.dev and not self.jwt_secret:
             raise ValueError("production mode needs a JWT secret (--jwt-secret or "
                              "MEDIASERVER_JWT_SECRET); use --dev for a local trial")
+        if self.jwt_secret and len(self.jwt_secret.encode()) < MIN_SECRET:
+            # RFC 7518 3.2: an HS256 key of fewer than 256 bits can be guessed offline
+            raise ValueError(f"the JWT secret must be at least {MIN_SECRET} bytes "
+                             "(e.g. openssl rand -base64 32)")
 
     @property
     def effective_jwt_secret(self) -> str:

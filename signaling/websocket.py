@@ -30,6 +30,7 @@ from .state import STATE
 from .tokens import Grant, TokenError, verify
 
 IDENTITY = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def invited_grant(grant: Grant, identity: str | None, name: str | None) -> Grant
     client keeps (and sends again) so that a reconnect takes its place back."""
     if identity is None or not IDENTITY.match(identity):
         identity = secrets.token_hex(8)
-    name = (name or "").strip()[:100] or "Guest"
+    name = CONTROL.sub("", name or "").strip()[:100] or "Guest"  # shown to everyone
     return dataclasses.replace(grant, identity=f"guest-{identity}", name=name, invite=False)
 
 

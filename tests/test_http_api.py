@@ -110,3 +110,17 @@ async def test_room_page_preloads_its_whole_module_graph(server) -> None:
                 assert r.status == 200, name
                 imports = re.findall(r"""from\s+['"]\./([\w.-]+\.js)['"]""", await r.text())
             assert set(imports) <= known, f"{name} imports {set(imports) - known} unhinted"
+
+
+def test_production_refuses_a_short_jwt_secret() -> None:
+    """HS256 with a key under 32 bytes can be guessed offline (RFC 7518 3.2): refused at
+    start, with a hint, as `mediaserver serve` reports it."""
+    import pytest
+
+    from signaling.cli import main
+    from signaling.config import ServerConfig
+
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        ServerConfig(jwt_secret="too-short-secret")
+    assert ServerConfig(jwt_secret="x" * 32).jwt_secret
+    assert main(["serve", "--jwt-secret", "too-short-secret", "--port", "0"]) == 2

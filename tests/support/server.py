@@ -16,7 +16,7 @@ from signaling.state import STATE, AppState
 from signaling.tokens import mint
 
 API_KEY = "test-api-key"
-JWT_SECRET = "test-secret-only-for-tests"
+JWT_SECRET = "test-secret-only-for-tests-32-bytes+"  # HS256 keys: at least 32 bytes
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
