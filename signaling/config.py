@@ -6,7 +6,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-
 MIN_SECRET = 32  # bytes of an HS256 key (RFC 7518 section 3.2)
 
 

@@ -10,6 +10,7 @@ the presenter, has no subscribe transport at all, so nothing of theirs can time 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -65,6 +66,7 @@ class Participant:
         self.consumers: dict[str, str] = {}  # track id -> consumer id
         self._offer_pending = False
         self._offer_dirty = False
+        self._offered: tuple | None = None  # the slots as the last offer described them
         self._offer_id = 0  # answers may name the offer they answer; older ones are refused
         # Bumped when both connections are replaced (a move between groups): work begun for
         # the old connections (an offer on its way) sees the change and is dropped.
@@ -400,6 +402,8 @@ class Participant:
             return
         if not self.slots:
             return  # nothing to offer on this connection (yet)
+        if self._slots_now() == self._offered:
+            return  # changes that cancelled out, or already in the last offer: one per change
         self._offer_pending = True
         self._offer_dirty = False
         asyncio.ensure_future(self._send_offer(self._epoch))
@@ -414,9 +418,13 @@ class Participant:
         if info is None or epoch != self._epoch or not self.joined:
             return  # moved to another group or left meanwhile: that connection is gone
         tracks = {s.mid: s.track for s in self.slots if s.track}
+        self._offered = self._slots_now()
         self._offer_id += 1
         self.send_event("subscriberOffer", {"sdp": sdp.subscribe_offer(self.slots, info),
                                             "tracks": tracks, "offerId": self._offer_id})
+
+    def _slots_now(self) -> tuple:
+        return tuple(dataclasses.astuple(slot) for slot in self.slots)
 
     async def _subscribe_transport_info(self, epoch: int) -> TransportInfo | None:
         """The subscribe transport's parameters; created here with the first offer."""
@@ -460,6 +468,7 @@ class Participant:
         self._epoch += 1
         self._moving = True
         self._offer_pending = self._offer_dirty = False
+        self._offered = None  # the next offer is the new connection's first
         self._offer_id += 1  # an answer to an offer of the old connection is now superseded
 
     async def move_to(self, group: str | None) -> None:
