@@ -51,7 +51,7 @@ async def test_tokens_refused_with_codes(server) -> None:
     await expect_refused(server, forged, "token_invalid")
     from signaling.tokens import mint
 
-    other_secret = mint("some-other-secret", "guarded", "eve", "eve", "host")
+    other_secret = mint("some-other-secret-at-least-32-bytes", "guarded", "eve", "eve", "host")
     await expect_refused(server, other_secret, "token_invalid")
     await expect_refused(server, server.token("guarded", "eve", ttl=-5), "token_expired")
 
