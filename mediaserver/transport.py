@@ -35,7 +35,6 @@ from .rtp.rtcp import (
     build_sdes_cname,
     ntp_now,
     ntp_to_middle32,
-    pack_block,
     parse_compound,
 )
 from .sendbatch import Destination
@@ -364,7 +363,8 @@ class WebRtcTransport:
         """Periodic RTCP (RFC 3550 6.2): RR (+REMB) towards publishers, SR towards subscribers.
 
         Each producer's block and each consumer's SR is built on its own: one that raises is
-        counted by the worker and left out, the others still go."""
+        counted by the worker and left out, the others still go. (Packing a block cannot fail:
+        its fields saturate, and SSRCs are checked where they enter, params.py.)"""
         if self.srtp is None:
             return
         fault = self.worker.fault
@@ -373,11 +373,11 @@ class WebRtcTransport:
             for p in list(self.producers.values()):
                 try:
                     block = p.report_block(now)
-                    if block is not None:
-                        pack_block(block)  # a block that cannot be packed stays out
-                        blocks.append(block)
                 except Exception:
                     fault("receiver report block", p.id)
+                    continue
+                if block is not None:
+                    blocks.append(block)
             packet = build_rr(self.rtcp_ssrc, blocks)
             remb_ssrcs = [p.ssrc for p in self.producers.values() if p.codec.remb and p.ssrc]
             if remb_ssrcs:

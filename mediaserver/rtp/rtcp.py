@@ -261,7 +261,7 @@ def _header(count: int, pt: int, payload_len: int) -> bytes:
     return HEADER.pack(0x80 | count, pt, payload_len // 4)
 
 
-def pack_block(b: ReportBlock) -> bytes:
+def _pack_block(b: ReportBlock) -> bytes:
     lost = max(-0x800000, min(0x7FFFFF, b.packets_lost)) & 0xFFFFFF  # RFC 3550 A.3 clamps
     # Measurements saturate rather than wrap or raise: a jitter past 2^32 clock units (a
     # fast clock and a long silence) or a DLSR past 2^32/65536 s (no SR for 18 hours).
@@ -277,7 +277,7 @@ def build_rr(ssrc: int, reports: Sequence[ReportBlock] = ()) -> bytes:
     i = 0
     while True:
         chunk = reports[i : i + MAX_COUNT]
-        body = U32.pack(ssrc) + b"".join(pack_block(b) for b in chunk)
+        body = U32.pack(ssrc) + b"".join(_pack_block(b) for b in chunk)
         out.append(_header(len(chunk), PT_RR, len(body)) + body)
         i += MAX_COUNT
         if i >= len(reports):
@@ -300,7 +300,7 @@ def build_sr(
         rtp_timestamp & 0xFFFFFFFF,
         packet_count & 0xFFFFFFFF,  # RFC 3550 6.4.1: the counters wrap
         octet_count & 0xFFFFFFFF,
-    ) + b"".join(pack_block(b) for b in chunk)
+    ) + b"".join(_pack_block(b) for b in chunk)
     sr = _header(len(chunk), PT_SR, len(body)) + body
     if len(reports) > MAX_COUNT:
         sr += build_rr(ssrc, reports[MAX_COUNT:])
