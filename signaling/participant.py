@@ -65,7 +65,6 @@ class Participant:
         self.slots: list[sdp.Slot] = []
         self.consumers: dict[str, str] = {}  # track id -> consumer id
         self._offer_pending = False
-        self._offer_dirty = False
         self._offered: tuple | None = None  # the slots as the last offer described them
         self._offer_id = 0  # answers may name the offer they answer; older ones are refused
         # Bumped when both connections are replaced (a move between groups): work begun for
@@ -311,8 +310,7 @@ class Participant:
                                rtx_ssrc=slot.rtx_ssrc if codec.rtx_payload_type else None))
             self.consumers[track.id] = info.id
         self._offer_pending = False
-        if self._offer_dirty:
-            self._schedule_offer()
+        self._schedule_offer()  # what changed while this offer was out, if anything
         return {}
 
     async def request_keyframe(self, params: schemas.TrackRef) -> dict[str, Any]:
@@ -398,14 +396,12 @@ class Participant:
         if not self.joined or self._moving or self.subscribe_router is None:
             return
         if self._offer_pending:
-            self._offer_dirty = True
-            return
+            return  # the answer to the offer out now checks again (subscriber_answer)
         if not self.slots:
             return  # nothing to offer on this connection (yet)
         if self._slots_now() == self._offered:
             return  # changes that cancelled out, or already in the last offer: one per change
         self._offer_pending = True
-        self._offer_dirty = False
         asyncio.ensure_future(self._send_offer(self._epoch))
 
     async def _send_offer(self, epoch: int) -> None:
@@ -467,7 +463,7 @@ class Participant:
         offer for a connection that `moved` is about to replace)."""
         self._epoch += 1
         self._moving = True
-        self._offer_pending = self._offer_dirty = False
+        self._offer_pending = False
         self._offered = None  # the next offer is the new connection's first
         self._offer_id += 1  # an answer to an offer of the old connection is now superseded
 
