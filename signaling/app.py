@@ -29,7 +29,6 @@ from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_SECONDS = 5.0  # SIGTERM or SIGINT to exit, everything included
 SHUTDOWN_RESERVE = 2.0  # of that, what the recorder does not get: its exit, workers, HTTP
 SESSIONS_CLOSE_WAIT = 1.0
 GOING_AWAY = 1001  # WebSocket close code: the server is going down
@@ -41,10 +40,9 @@ def media_config(config: ServerConfig) -> MediaConfig:
                        consent_timeout=config.ice_consent_timeout)
 
 
-def make_app(config: ServerConfig, shutdown_seconds: float = SHUTDOWN_SECONDS
-             ) -> web.Application:
-    """`shutdown_seconds`: how long SIGTERM/SIGINT may take; the recorder gets all but
-    SHUTDOWN_RESERVE of it to finalize recordings."""
+def make_app(config: ServerConfig) -> web.Application:
+    """Of `config.shutdown_timeout`, how long SIGTERM/SIGINT may take, the recorder gets all
+    but SHUTDOWN_RESERVE to finalize recordings."""
     app = web.Application(client_max_size=64 * 1024)
     store: Store
     if config.store.startswith(("redis://", "rediss://")):
@@ -84,7 +82,7 @@ def make_app(config: ServerConfig, shutdown_seconds: float = SHUTDOWN_SECONDS
     app.cleanup_ctx.append(_lifecycle)
     app.on_startup.append(_finish_unfinished)  # after _lifecycle's start: the store is open
     app.on_shutdown.append(_shutdown)
-    recordings.link.stop_seconds = max(0.0, shutdown_seconds - SHUTDOWN_RESERVE)
+    recordings.link.stop_seconds = max(0.0, config.shutdown_timeout - SHUTDOWN_RESERVE)
     return app
 
 

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds a participant whose connection dropped keeps their place "
                             "[env MEDIASERVER_GRACE_PERIOD]")
     serve.add_argument("--ice-consent-timeout", type=float,
-                       default=float(_env("ICE_CONSENT_TIMEOUT", "30")),
+                       default=float(_env("ICE_CONSENT_TIMEOUT",
+                                          str(ServerConfig.ice_consent_timeout))),
                        help="seconds without an ICE check after which a media connection that "
                             "was up counts as gone (RFC 7675); its participant is asked to come "
                             "back and keeps their place for the grace period; a connection "
@@ -97,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="HMAC-SHA256 key signing webhooks; default: the JWT secret "
                             "[env MEDIASERVER_WEBHOOK_SECRET]")
     serve.add_argument("--shutdown-timeout", type=float,
-                       default=float(_env("SHUTDOWN_TIMEOUT", "5")),  # app.SHUTDOWN_SECONDS
+                       default=float(_env("SHUTDOWN_TIMEOUT",
+                                          str(ServerConfig.shutdown_timeout))),
                        help="seconds SIGTERM or SIGINT may take, everything included; "
                             "recordings finalize in all but 2 s of it, one that cannot (the "
                             "MP4 of a long recording) is finished at the next start "
@@ -118,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         jwt_secret=args.jwt_secret, log_level=args.log_level,
                         grace_period=max(0.0, args.grace_period),
                         ice_consent_timeout=args.ice_consent_timeout,
+                        shutdown_timeout=max(0.0, args.shutdown_timeout),
                         webhook_url=args.webhook_url, webhook_secret=args.webhook_secret)
 
 
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import make_app
 
-    app = make_app(config, max(0.0, args.shutdown_timeout))
+    app = make_app(config)
     mode = "dev mode" if config.dev else "production mode"
     url = f"http://{config.host}:{config.http_port}/r/demo"
     ports = (f"{config.rtc_port}-{config.rtc_port + config.workers - 1}"
@@ -147,18 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         run = asyncio.run
     try:
-        run(serve(app, config, max(0.0, args.shutdown_timeout)))
+        run(serve(app, config))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were in place, or after they left
         pass
     return 0
 
 
-async def serve(app: web.Application, config: ServerConfig, shutdown_seconds: float) -> None:
+async def serve(app: web.Application, config: ServerConfig) -> None:
     """Serve until SIGTERM or SIGINT, then shut down (docs/operations.md, "Stopping and
     restarting"). aiohttp's run_app is not used: its shutdown waits up to a minute for open
     WebSockets, and a second signal during it raised out of the cleanup. Every step of the
     shutdown is bounded; should one still hang (a child stuck in the kernel, a bug), a
-    watchdog ends the process when `shutdown_seconds` are up, and the children, whose parent
+    watchdog ends the process when `config.shutdown_timeout` is up, and the children, whose parent
     is gone, leave by themselves (mediaserver/lifetime.py)."""
     from .app import begin_shutdown
 
@@ -172,8 +175,8 @@ async def serve(app: web.Application, config: ServerConfig, shutdown_seconds: fl
             return
         begin_shutdown(app)  # first of all: nothing is restarted from now on
         signalled.append(loop.time())
-        loop.call_later(max(0.5, shutdown_seconds - WATCHDOG_MARGIN), _overdue, app,
-                        shutdown_seconds)
+        loop.call_later(max(0.5, config.shutdown_timeout - WATCHDOG_MARGIN), _overdue, app,
+                        config.shutdown_timeout)
         log.info("%s: shutting down", sig.name)
         stop.set()
 

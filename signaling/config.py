@@ -30,6 +30,7 @@ class ServerConfig:
     grace_period: float = 30.0  # a dropped participant keeps their place this long
     # RFC 7675: a media connection that was up and has had no ICE check this long is gone
     ice_consent_timeout: float = 30.0
+    shutdown_timeout: float = 5.0  # SIGTERM or SIGINT to exit, everything included
     max_message: int = 64 * 1024  # largest WebSocket message accepted
     messages_per_second: float = 50.0  # per session, with a burst of twice that
     web_root: Path = Path(__file__).resolve().parent.parent / "web_client"
@@ -42,6 +43,8 @@ class ServerConfig:
             raise ValueError(f"unknown store {self.store!r}: use sqlite or a redis:// URL")
         if not 0 < self.ice_consent_timeout <= 3600:
             raise ValueError("--ice-consent-timeout must be more than 0 and at most 3600 s")
+        if self.shutdown_timeout < 0:
+            raise ValueError("--shutdown-timeout must not be negative")
         if self.node and not self.node.isalnum():
             raise ValueError("--node must be letters and digits")
         if not self.dev and not self.jwt_secret:
