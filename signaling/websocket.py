@@ -23,7 +23,7 @@ from mediaserver.api import MediaError
 from . import safe_json, schemas
 from .errors import RequestError
 from .participant import Participant
-from .ratelimit import TokenBucket
+from .ratelimit import FloodGuard, TokenBucket
 from .sdp import SdpError
 from .session_token import TokenRefresher
 from .state import STATE
@@ -73,8 +73,7 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     participant.on_closed = on_closed
     writer = asyncio.create_task(_writer(ws, out))
     bucket = TokenBucket(config.messages_per_second, 2 * config.messages_per_second)
-    rejected, window_start = 0, 0.0
-    loop = asyncio.get_running_loop()
+    flood = FloodGuard(MAX_REJECTED, REJECT_WINDOW)
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -82,11 +81,8 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
                     out.send({"error": {"code": "bad_request", "message": "text frames only"}})
                 continue
             if not bucket.take():
-                if loop.time() - window_start > REJECT_WINDOW:
-                    rejected, window_start = 0, loop.time()
-                rejected += 1
                 out.send({"error": {"code": "rate_limited", "message": "too many messages"}})
-                if rejected > MAX_REJECTED:
+                if flood.flooding():
                     out.end("flooding")
                     break
                 continue

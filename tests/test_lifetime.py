@@ -263,16 +263,24 @@ async def test_bursts_over_a_long_session_are_refused_not_fatal(
         server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A participant who now and then sends more than the rate allows (clicking reactions in a
     two-hour event) gets `rate_limited` for those messages only; the refusals do not add up
-    over the session into a disconnection. A real flood within one window still closes."""
-    from signaling import websocket
+    over the session into a disconnection. A real flood within one window still closes. The
+    rate limits' clock is moved between the bursts instead of slept through."""
+    from signaling import ratelimit, websocket
 
+    clock = [1000.0]
+    monkeypatch.setattr(ratelimit, "monotonic", lambda: clock[0])
     monkeypatch.setattr(websocket, "MAX_REJECTED", 30)
-    monkeypatch.setattr(websocket, "REJECT_WINDOW", 1.0)
     await server.create_room("clicky")
+    rate = server.state.config.messages_per_second
+    burst = int(2 * rate)  # what the bucket holds
+
+    def later() -> None:
+        """Long enough for the bucket to refill and a flood window to pass."""
+        clock[0] += burst / rate + websocket.REJECT_WINDOW + 1
+
     async with person(server, "clicky", "clicker") as clicker:
         client, ws = clicker.client, clicker.client.ws
         assert ws is not None
-        burst = int(2 * server.state.config.messages_per_second)  # what the bucket holds
 
         def replies() -> list[dict]:
             return [e["data"] for e in client.events if e["event"] == "_unmatched"]
@@ -287,14 +295,23 @@ async def test_bursts_over_a_long_session_are_refused_not_fatal(
             return replies()[seen:]
 
         refused = 0
-        for _ in range(5):  # up to 25 refusals each (fewer if sending is slow): past
-            # MAX_REJECTED in all, never within one window
+        for _ in range(5):  # 25 refusals each: past MAX_REJECTED in all, never in one window
+            later()
             got = await send(burst + 25)
             refused += sum(1 for r in got if r.get("error", {}).get("code") == "rate_limited")
             clicker.still_in()
-            await asyncio.sleep(2.0 + websocket.REJECT_WINDOW)  # the bucket refills
-        assert refused > websocket.MAX_REJECTED
+        assert refused == 5 * 25 > websocket.MAX_REJECTED
+        later()
         assert (await client.request("ping"))["pong"] is True
         await send(burst + websocket.MAX_REJECTED + 10)  # a flood
         await asyncio.wait_for(client.closed.wait(), 5)
         assert client.close_code == 1008
+
+
+def test_flood_guard_counts_refusals_per_window() -> None:
+    from signaling.ratelimit import FloodGuard
+
+    guard = FloodGuard(limit=3, window=60.0)
+    assert not any(guard.flooding(now=t) for t in (0, 1, 2))  # 3 in a window: refused, kept
+    assert not any(guard.flooding(now=t) for t in (61, 62, 63))  # next window: count afresh
+    assert guard.flooding(now=64)  # the 4th within one window: a flood
