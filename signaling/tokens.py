@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .safe_json import depth_ok
 
+clock = time.time  # what minting and expiry read (a test may move it by hours)
+
 ROLES = ("host", "presenter", "attendee", "service")
 ALGORITHM = "HS256"
 LEEWAY = 0  # seconds of grace after `exp`
@@ -62,7 +64,7 @@ def mint(secret: str, room: str, identity: str, name: str, role: str, ttl: int =
          now: float | None = None, invite: bool = False) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
-    issued = int(now if now is not None else time.time())
+    issued = int(now if now is not None else clock())
     claims: dict[str, object] = {"room": room, "sub": identity, "name": name, "role": role,
                                  "iat": issued, "exp": issued + int(ttl)}
     if invite:
@@ -95,7 +97,7 @@ def verify(secret: str, token: str | None, now: float | None = None) -> Grant:
     except ValidationError as exc:
         fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
         raise TokenError("token_invalid", f"token claims of the wrong type: {fields}") from None
-    if claims.exp <= (now if now is not None else time.time()) - LEEWAY:
+    if claims.exp <= (now if now is not None else clock()) - LEEWAY:
         raise TokenError("token_expired", "token has expired")
     name = claims.name if claims.name is not None else claims.sub
     return Grant(claims.room, claims.sub, name[:100], claims.role, claims.exp, claims.inv)

@@ -6,11 +6,13 @@ page whose link token expired during the meeting comes back after losing its med
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
-from signaling.tokens import verify
+import pytest
+
+from signaling import session_token, tokens
+from signaling.tokens import TokenError, verify
 from tests.support import canary
 from tests.support.browser import WAIT_MS, chromium, wait_decoding, watch_stats
 from tests.support.server import JWT_SECRET, running_server
@@ -55,13 +57,16 @@ async def test_alone_past_the_consent_timeout_then_joined(tmp_path: Path) -> Non
         assert not errors, errors
 
 
-async def test_page_comes_back_after_its_link_token_expired(tmp_path: Path) -> None:
-    """A portal link's token expires during the meeting; then the page's media goes silent
-    (4503 media_lost). The page comes back by itself with the token the server kept fresh for
-    it, into the same place, and decodes a colleague who joins after."""
+async def test_page_comes_back_after_its_link_token_expired(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A portal link's token, valid an hour, has expired 70 minutes into the meeting (the token
+    clock is moved on rather than waited for); then the page's media goes silent (4503
+    media_lost). The page comes back by itself with the token the server kept fresh for it,
+    into the same place, and decodes a colleague who joins after."""
+    monkeypatch.setattr(session_token, "REFRESH_EVERY", 0.5)
     async with running_server(tmp_path / "data") as server, chromium() as browser:
         await server.create_room("ward-round")
-        link = server.token("ward-round", "dr-lee", "Dr. Lee", role="host", ttl=4)
+        link = server.token("ward-round", "dr-lee", "Dr. Lee", role="host", ttl=3600)
         errors: list[str] = []
         doctor = await (await browser.new_context()).new_page()
         doctor.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -69,8 +74,14 @@ async def test_page_comes_back_after_its_link_token_expired(tmp_path: Path) -> N
         await doctor.wait_for_function(IN_MEETING, timeout=WAIT_MS)
         first_id = await doctor.evaluate("window.__meeting.selfId")
         joins = await doctor.evaluate("window.__meeting.joins")
-        exp = verify(JWT_SECRET, link).expires
-        await asyncio.sleep(max(0.0, exp - time.time()) + 0.5)  # the link's token is dead
+
+        later = 70 * 60
+        monkeypatch.setattr(tokens, "clock", lambda: time.time() + later)
+        fresh = int(time.time() + later + session_token.LIFETIME - 60)
+        await doctor.wait_for_function(  # the page holds a token minted since
+            f"window.__meeting.sessionTokenExpires > {fresh}", timeout=WAIT_MS)
+        with pytest.raises(TokenError, match="expired"):
+            verify(JWT_SECRET, link)  # the link itself is dead by now
         session = next(p for p in server.state.sessions if p.id == first_id)
         session.media_lost()  # as when its ICE consent expires (tests/test_lifetime.py)
         await doctor.wait_for_function(

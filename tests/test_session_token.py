@@ -12,18 +12,21 @@ import time
 
 import pytest
 
-from signaling import session_token
+from signaling import session_token, tokens
 from signaling.tokens import verify
 from tests.support.client import Client
 from tests.support.server import JWT_SECRET, RunningServer
 from tests.support.tracks import FrameChecker, PatternVideoTrack
 
+LATER = 70 * 60  # seconds the token clock is moved on: a one-hour link is dead by then
+
 
 async def test_return_after_the_link_token_expired(server: RunningServer,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-hour link; the token clock is moved 70 minutes on instead of waiting."""
     monkeypatch.setattr(session_token, "REFRESH_EVERY", 0.5)
     await server.create_room("long-meeting")
-    link = server.token("long-meeting", "dr-lee", "Dr. Lee", role="presenter", ttl=2)
+    link = server.token("long-meeting", "dr-lee", "Dr. Lee", role="presenter", ttl=3600)
     host = Client(server.base_url, server.token("long-meeting", "host"))
     lee = Client(server.base_url, link)
     back: Client | None = None
@@ -37,10 +40,14 @@ async def test_return_after_the_link_token_expired(server: RunningServer,
         assert (first.room, first.identity, first.name, first.role) == \
             ("long-meeting", "dr-lee", "Dr. Lee", "presenter")
         assert first.expires >= time.time() + session_token.LIFETIME - 5
-        refreshed = (await lee.wait_event("tokenRefreshed"))["token"]
-        assert verify(JWT_SECRET, refreshed).identity == "dr-lee"
+        assert verify(JWT_SECRET, (await lee.wait_event("tokenRefreshed"))["token"]
+                      ).identity == "dr-lee"
 
-        await asyncio.sleep(max(0.0, verify(JWT_SECRET, link).expires - time.time()) + 0.1)
+        later = LATER
+        monkeypatch.setattr(tokens, "clock", lambda: time.time() + later)  # 70 minutes on
+        refreshed = (await lee.wait_event(  # one minted since: valid an hour from "now"
+            "tokenRefreshed", lambda d: verify(JWT_SECRET, d["token"], now=0).expires >
+            time.time() + later + session_token.LIFETIME - 60))["token"]
         stale = Client(server.base_url, link)  # the link itself no longer lets anyone in
         await stale.connect()
         await asyncio.wait_for(stale.closed.wait(), 5)

@@ -9,6 +9,7 @@ import { Subscriber } from './subscriber.js';
 import { Publisher } from './publisher.js';
 import { Roster, STAGE_ROLES } from './roster.js';
 import { admission } from './lobby.js';
+import { tokenClaims } from './token.js';
 
 export class Meeting {
   /**
@@ -94,7 +95,7 @@ export class Meeting {
     this.on('stageChanged', this.onStageChanged);
     this.on('breakoutsChanged', (d) => { this.breakouts = d.breakouts; r.refreshAll(); this.changed(); });
     this.on('moved', this.onMoved);
-    this.on('tokenRefreshed', (d) => { this.sessionToken = d.token; });
+    this.on('tokenRefreshed', (d) => this.keepToken(d.token));
     // Always answered on the connection current when the offer arrives.
     this.on('subscriberOffer', (d) => this.subscriber.queueOffer(d));
 
@@ -102,9 +103,9 @@ export class Meeting {
     this.subscriber = this.newSubscriber();
     this.view.reset(); // now: a participantJoined may come before the join result
     let res = await this.sig.request('join');
-    this.sessionToken = res.token || this.sessionToken;
+    this.keepToken(res.token);
     if (res.lobby) res = await this.waitInLobby();
-    this.sessionToken = res.token || this.sessionToken;
+    this.keepToken(res.token);
     this.applyJoin(res);
     this.onJoined?.(this, res);
     state.joined = true;
@@ -116,6 +117,13 @@ export class Meeting {
       this.releaseMedia(); // receive-only: the camera light goes off
       showStatus('You joined as an attendee: raise your hand to ask to speak.', 'info', 5000);
     }
+  }
+
+  /** The server's latest token for coming back (docs/protocol.md, "Reconnecting"). */
+  keepToken(token) {
+    if (!token) return;
+    this.sessionToken = token;
+    state.sessionTokenExpires = tokenClaims(token).exp ?? null;
   }
 
   /** A lobby room: wait on this socket until a host decides, then join for real. */
