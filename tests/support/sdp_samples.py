@@ -1,6 +1,8 @@
-"""Shared SDP test data: transport info for answers and a Chrome publish offer."""
+"""Shared SDP test data: transport info for answers, Chrome and Firefox publish offers."""
 
 from __future__ import annotations
+
+import re
 
 from mediaserver.params import IceCandidate, TransportInfo
 
@@ -138,3 +140,88 @@ CHROME_OFFER = "\r\n".join([
     f"a=ssrc:{RTX_SSRC} cname:{CNAME}",
     f"a=ssrc:{RTX_SSRC} msid:{STREAM} video-track-1",
 ]) + "\r\n"
+
+
+# A Firefox publish offer: attributes in alphabetical order, so fmtp and rtcp-fb come before
+# the rtpmap they refer to.
+FIREFOX_OFFER = "\r\n".join([
+    "v=0",
+    "o=mozilla...THIS_IS_SDPARTA-99.0 4611731400430051336 0 IN IP4 0.0.0.0",
+    "s=-",
+    "t=0 0",
+    "a=fingerprint:sha-256 5E:A1:9C:2B:05:12:D7:8A:55:34:5F:02:8D:DE:A1:4C:73:0F:B1:72:9A:"
+    "14:44:E2:6B:88:F0:1D:36:C1:DF:84",
+    "a=group:BUNDLE 0 1",
+    "a=ice-options:trickle",
+    "a=msid-semantic:WMS *",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 109 9 0 8 101",
+    "c=IN IP4 0.0.0.0",
+    "a=sendonly",
+    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    "a=extmap:2/recvonly urn:ietf:params:rtp-hdrext:csrc-audio-level",
+    "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid",
+    "a=fmtp:109 maxplaybackrate=48000;stereo=1;useinbandfec=1",
+    "a=fmtp:101 0-15",
+    "a=ice-pwd:c5e9ab4cbd38a0b4f1b5c07b2e0c4d1f",
+    "a=ice-ufrag:3a7d9e61",
+    "a=mid:0",
+    "a=msid:{5b8e4a36-cc8f-4d9e-9b3f-1fd1b6a2c1e0} {0f2c4a1e-6d8b-4b6b-a1ff-63b6d2d0e2c9}",
+    "a=rtcp-mux",
+    "a=rtpmap:109 opus/48000/2",
+    "a=rtpmap:9 G722/8000/1",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:101 telephone-event/8000/1",
+    "a=setup:actpass",
+    "a=ssrc:2861517423 cname:{e2d2c1b7-9a4c-4f0e-8e2b-8f1d2c3b4a5e}",
+    "m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 125 126 127 97 98",
+    "c=IN IP4 0.0.0.0",
+    "a=sendonly",
+    "a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid",
+    "a=extmap:4 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    "a=extmap:5 urn:ietf:params:rtp-hdrext:toffset",
+    "a=extmap:6/recvonly http://www.webrtc.org/experiments/rtp-hdrext/playout-delay",
+    "a=extmap:7 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+    "a=fmtp:126 profile-level-id=42e01f;level-asymmetry-allowed=1;packetization-mode=1",
+    "a=fmtp:97 profile-level-id=42e01f;level-asymmetry-allowed=1",
+    "a=fmtp:120 max-fs=12288;max-fr=60",
+    "a=fmtp:124 apt=120",
+    "a=fmtp:121 max-fs=12288;max-fr=60",
+    "a=fmtp:125 apt=121",
+    "a=fmtp:127 apt=126",
+    "a=fmtp:98 apt=97",
+    "a=ice-pwd:c5e9ab4cbd38a0b4f1b5c07b2e0c4d1f",
+    "a=ice-ufrag:3a7d9e61",
+    "a=mid:1",
+    "a=msid:{5b8e4a36-cc8f-4d9e-9b3f-1fd1b6a2c1e0} {8d1b0b0c-7f0a-4a57-8f3e-2b6a7f1c9d11}",
+    "a=rtcp-fb:120 nack",
+    "a=rtcp-fb:120 nack pli",
+    "a=rtcp-fb:120 ccm fir",
+    "a=rtcp-fb:120 goog-remb",
+    "a=rtcp-fb:120 transport-cc",
+    "a=rtcp-fb:121 nack",
+    "a=rtcp-fb:121 nack pli",
+    "a=rtcp-fb:126 nack",
+    "a=rtcp-fb:126 nack pli",
+    "a=rtcp-fb:97 nack",
+    "a=rtcp-mux",
+    "a=rtcp-rsize",
+    "a=rtpmap:120 VP8/90000",
+    "a=rtpmap:124 rtx/90000",
+    "a=rtpmap:121 VP9/90000",
+    "a=rtpmap:125 rtx/90000",
+    "a=rtpmap:126 H264/90000",
+    "a=rtpmap:127 rtx/90000",
+    "a=rtpmap:97 H264/90000",
+    "a=rtpmap:98 rtx/90000",
+    "a=setup:actpass",
+    "a=ssrc:1530417662 cname:{e2d2c1b7-9a4c-4f0e-8e2b-8f1d2c3b4a5e}",
+    "a=ssrc:3045616201 cname:{e2d2c1b7-9a4c-4f0e-8e2b-8f1d2c3b4a5e}",
+    "a=ssrc-group:FID 1530417662 3045616201",
+]) + "\r\n"
+CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+
+# --- parse -----------------------------------------------------------------------------------
+
+# what SDP the server writes, and its error messages, must never hold (tab, CR and LF aside)
+CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
