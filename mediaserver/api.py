@@ -1,112 +1,85 @@
-"""Control API between signalling and the media plane (DESIGN.md section 2).
+"""What the rest of the server may use of the media plane (DESIGN.md section 2).
 
-Async calls taking and returning the plain dataclasses of `params`, so that the in-process
-implementation here and a later RPC to a worker process have the same surface.
+`signaling` imports from `mediaserver` only this module: the control API (control.py), the
+plain data it exchanges (params.py), its JSON encoding (wire.py), the header extensions SDP
+negotiates, and the helpers that run child processes. `open_media` builds the media plane
+the configuration asks for: one worker in this process, or a pool of worker processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from .config import MediaConfig
+from .control import MediaControl
+from .lifetime import end_process, stopping_within
+from .params import (
+    CLOSED_BY_SIGNALLING,
+    CONSENT_EXPIRED,
+    GRAMMAR_NAMES,
+    ICE_CHARS,
+    MAX_CHANNELS,
+    MAX_CLOCK_RATE,
+    MAX_CNAME,
+    MAX_CODEC_NAME,
+    MAX_EXTENSION_ID,
+    MAX_FMTP,
+    MAX_MID,
+    MAX_PAYLOAD_TYPE,
+    MAX_U32,
+    MAX_URI,
+    PRINTABLE,
+    TOKEN,
+    VISIBLE,
+    Codec,
+    ConsumerDump,
+    ConsumerInfo,
+    ConsumerParams,
+    IceCandidate,
+    MediaDump,
+    MediaError,
+    ParamsError,
+    PipeInfo,
+    ProducerDump,
+    ProducerParams,
+    RemoteParams,
+    TransportDump,
+    TransportInfo,
+    check_int,
+    check_text,
+)
+from .rpc import RpcClient, RpcError
+from .rtp.packet import (
+    EXT_ABS_SEND_TIME,
+    EXT_AUDIO_LEVEL,
+    EXT_MID,
+    EXT_REPAIRED_RID,
+    EXT_RID,
+    EXT_TRANSPORT_CC,
+)
+from .wire import decode, encode
 
-from .params import ConsumerInfo, ConsumerParams, ProducerParams, RemoteParams, TransportInfo
-from .stats import worker_stats
-from .worker import CONSENT_EXPIRED, MediaError, Worker
-
-__all__ = ["CONSENT_EXPIRED", "MediaControl", "LocalMediaControl", "MediaError"]
-
-
-class MediaControl(Protocol):
-    async def create_router(self) -> str: ...
-    async def close_router(self, router_id: str) -> None: ...
-    async def create_transport(self, router_id: str) -> TransportInfo: ...
-    async def transport_info(self, transport_id: str) -> TransportInfo: ...
-    async def connect_transport(self, transport_id: str, remote: RemoteParams) -> None: ...
-    async def restart_ice(self, transport_id: str) -> TransportInfo: ...
-    async def close_transport(self, transport_id: str) -> None: ...
-    async def produce(self, transport_id: str, params: ProducerParams) -> str: ...
-    async def close_producer(self, producer_id: str) -> None: ...
-    async def pause_producer(self, producer_id: str, paused: bool) -> None: ...
-    async def consume(self, transport_id: str, producer_id: str,
-                      params: ConsumerParams) -> ConsumerInfo: ...
-    async def pause_consumer(self, consumer_id: str, paused: bool) -> None: ...
-    async def close_consumer(self, consumer_id: str) -> None: ...
-    async def request_keyframe(self, producer_id: str) -> None: ...
-    async def create_pipe_transport(self, router_id: str) -> dict[str, Any]: ...
-    async def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None: ...
-    async def close_pipe_transport(self, pipe_id: str) -> None: ...
-    async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams: ...
-    async def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str: ...
-    async def stats(self) -> dict[str, int]: ...
-    def on_transport_closed(self, listener: Callable[[str, str], None]) -> None: ...
+__all__ = [
+    "CLOSED_BY_SIGNALLING", "CONSENT_EXPIRED", "GRAMMAR_NAMES", "ICE_CHARS", "MAX_CHANNELS",
+    "MAX_CLOCK_RATE", "MAX_CNAME", "MAX_CODEC_NAME", "MAX_EXTENSION_ID", "MAX_FMTP", "MAX_MID",
+    "MAX_PAYLOAD_TYPE", "MAX_U32", "MAX_URI", "PRINTABLE", "TOKEN", "VISIBLE",
+    "EXT_ABS_SEND_TIME", "EXT_AUDIO_LEVEL", "EXT_MID", "EXT_REPAIRED_RID", "EXT_RID",
+    "EXT_TRANSPORT_CC",
+    "Codec", "ConsumerDump", "ConsumerInfo", "ConsumerParams", "IceCandidate", "MediaConfig",
+    "MediaControl", "MediaDump", "MediaError", "ParamsError", "PipeInfo", "ProducerDump",
+    "ProducerParams", "RemoteParams", "RpcClient", "RpcError", "TransportDump",
+    "TransportInfo", "check_int", "check_text", "decode", "encode", "end_process",
+    "open_media", "stopping_within",
+]
 
 
-class LocalMediaControl:
-    """The embedded default: the Worker runs in the signalling process's event loop."""
+def open_media(config: MediaConfig, workers: int = 0, node: str = "") -> MediaControl:
+    """0 workers: the embedded default, one Worker in this process's event loop. Otherwise a
+    pool of that many worker processes; `node` makes their ids unique among signalling
+    nodes sharing a Redis. Call `start()` before using it and `stop()` at the end."""
+    if workers:
+        from .pool import WorkerPool
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+        return WorkerPool(config, workers, node=node)
+    from .local_control import LocalMediaControl
+    from .worker import Worker
 
-    async def create_router(self) -> str:
-        return self.worker.create_router()
-
-    async def close_router(self, router_id: str) -> None:
-        self.worker.close_router(router_id)
-
-    async def create_transport(self, router_id: str) -> TransportInfo:
-        return self.worker.create_transport(router_id)
-
-    async def transport_info(self, transport_id: str) -> TransportInfo:
-        return self.worker.transport_info(transport_id)
-
-    async def connect_transport(self, transport_id: str, remote: RemoteParams) -> None:
-        self.worker.connect_transport(transport_id, remote)
-
-    async def restart_ice(self, transport_id: str) -> TransportInfo:
-        return self.worker.restart_ice(transport_id)
-
-    async def close_transport(self, transport_id: str) -> None:
-        self.worker.close_transport(transport_id)
-
-    async def produce(self, transport_id: str, params: ProducerParams) -> str:
-        return self.worker.produce(transport_id, params)
-
-    async def close_producer(self, producer_id: str) -> None:
-        self.worker.close_producer(producer_id)
-
-    async def pause_producer(self, producer_id: str, paused: bool) -> None:
-        self.worker.set_producer_paused(producer_id, paused)
-
-    async def consume(self, transport_id: str, producer_id: str,
-                      params: ConsumerParams) -> ConsumerInfo:
-        return self.worker.consume(transport_id, producer_id, params)
-
-    async def pause_consumer(self, consumer_id: str, paused: bool) -> None:
-        self.worker.set_consumer_paused(consumer_id, paused)
-
-    async def close_consumer(self, consumer_id: str) -> None:
-        self.worker.close_consumer(consumer_id)
-
-    async def request_keyframe(self, producer_id: str) -> None:
-        self.worker.request_keyframe(producer_id)
-
-    async def create_pipe_transport(self, router_id: str) -> dict[str, Any]:
-        return await self.worker.create_pipe_transport(router_id)
-
-    async def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
-        self.worker.connect_pipe_transport(pipe_id, ip, port)
-
-    async def close_pipe_transport(self, pipe_id: str) -> None:
-        self.worker.close_pipe_transport(pipe_id)
-
-    async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
-        return self.worker.pipe_consume(pipe_id, producer_id)
-
-    async def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str:
-        return self.worker.pipe_produce(pipe_id, params)
-
-    async def stats(self) -> dict[str, int]:
-        return worker_stats(self.worker)
-
-    def on_transport_closed(self, listener: Callable[[str, str], None]) -> None:
-        self.worker.transport_closed_listeners.append(listener)
+    return LocalMediaControl(Worker(config))

@@ -38,6 +38,12 @@ class MediaError(Exception):
     """A control call that cannot be carried out (unknown id, bad state, bad parameters)."""
 
 
+# Why a transport closed, as `on_transport_closed` listeners are told; signalling tells the
+# first (a connection that was up and went silent: come back) from the others.
+CONSENT_EXPIRED = "ice consent expired"
+CLOSED_BY_SIGNALLING = "closed by signalling"
+
+
 class ParamsError(MediaError, ValueError):
     """A control call's parameters out of range or of the wrong type."""
 
@@ -208,3 +214,51 @@ class RemoteParams:
             raise ParamsError("fingerprints must be at most 8 (algorithm, value) pairs")
         if self.dtls_role not in ("server", "client"):
             raise ParamsError(f"dtls_role must be server or client, not {_show(self.dtls_role)}")
+
+
+@dataclass(frozen=True)
+class PipeInfo:
+    """A plain RTP pipe's local end: the far side sends to ip:port."""
+
+    id: str
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class TransportDump:
+    id: str
+    router_id: str
+    state: str  # new -> connected (DTLS done) -> closed
+    packets_in: int
+    packets_out: int
+
+
+@dataclass(frozen=True)
+class ProducerDump:
+    id: str
+    router_id: str
+    kind: str
+    codec: str
+    paused: bool
+    packets: int  # received
+    consumers: int
+
+
+@dataclass(frozen=True)
+class ConsumerDump:
+    id: str
+    producer_id: str
+    transport_id: str  # a pipe's id for a pipe consumer
+    kind: str
+    paused: bool
+    packets: int  # sent
+
+
+@dataclass(frozen=True)
+class MediaDump:
+    """What a worker holds now (`MediaControl.dump`); a pool lists all of its workers'."""
+
+    transports: list[TransportDump]
+    producers: list[ProducerDump]
+    consumers: list[ConsumerDump]

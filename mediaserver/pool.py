@@ -1,10 +1,11 @@
 """WorkerPool: several media worker processes behind one MediaControl (DESIGN.md section 7).
 
 One process per core, each with its own UDP port and its own event loop. Every id a worker
-makes starts with its prefix ("w1."), so calls are routed by id; new routers go to the least
-loaded worker. A worker that dies is started again on the same port, and listeners are told
-which prefix was lost so signalling can ask its clients to reconnect; once the server is
-shutting down (begin_stop) nothing is started again.
+makes starts with its prefix ("w1."), its worker id, so calls are routed by the id their
+declaration names (control.py); new routers go to the least loaded worker. A worker that
+dies is started again on the same port, and listeners are told which prefix was lost so
+signalling can ask its clients to reconnect; once the server is shutting down (begin_stop)
+nothing is started again.
 
 Workers run in sessions of their own: a signal to the server's process group (Ctrl-C) reaches
 the server alone, which stops them; they leave by themselves if the server dies
@@ -24,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import MediaConfig
+from .control import Call, MediaControl, bind_calls
 from .lifetime import end_process, stopping_within
-from .params import ConsumerInfo, ConsumerParams, ProducerParams, RemoteParams, TransportInfo
-from .rpc import RemoteMediaControl, RpcClient
-from .worker import MediaError
+from .params import MediaDump, MediaError, TransportInfo
+from .remote_control import RemoteMediaControl
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class WorkerHandle:
         return len(self.transports) + 4 * len(self.routers)
 
 
-class WorkerPool:
+class WorkerPool(MediaControl):
     def __init__(self, config: MediaConfig, count: int, node: str = "") -> None:
         if count < 1:
             raise ValueError("a pool needs at least one worker")
@@ -94,9 +95,10 @@ class WorkerPool:
         if not line.startswith(b"ready"):
             raise RuntimeError(f"media worker {w.index} failed to start")
         w.port = int(line.split()[1])
-        client = RpcClient(lambda event, w=w: self._on_event(w, event))
-        await client.connect(w.rpc_path)
-        w.control = RemoteMediaControl(client)
+        control = RemoteMediaControl(lambda transport_id, reason, w=w:
+                                     self._transport_closed(w, transport_id, reason))
+        await control.rpc.connect(w.rpc_path)
+        w.control = control
         w.transports.clear()
         w.routers.clear()
 
@@ -139,11 +141,14 @@ class WorkerPool:
                                if w.process is not None))
         shutil.rmtree(self._dir, ignore_errors=True)  # the RPC sockets' private directory
 
-    def _on_event(self, w: WorkerHandle, event: dict[str, Any]) -> None:
-        if event.get("event") == "transportClosed":
-            w.transports.discard(event["transportId"])
-            for listener in self._closed_listeners:
-                listener(event["transportId"], event["reason"])
+    def processes(self) -> list[Any]:
+        return [w.process for w in self.workers if w.process is not None]
+
+    def _transport_closed(self, w: WorkerHandle | None, transport_id: str, reason: str) -> None:
+        if w is not None:
+            w.transports.discard(transport_id)
+        for listener in self._closed_listeners:
+            listener(transport_id, reason)
 
     # ---- routing ------------------------------------------------------------------------
 
@@ -163,55 +168,48 @@ class WorkerPool:
             return WorkerHandle(-1, 0, "", node="remote"), remote
         raise MediaError(f"no worker for id {some_id}")
 
-    def knows(self, some_id: str) -> bool:
+    def reaches(self, some_id: str) -> bool:
         prefix = some_id.split(".", 1)[0] + "."
         return prefix in self.remote or any(w.prefix == prefix for w in self.workers)
 
-    async def attach_remote(self, prefix: str, rpc_path: str) -> None:
+    async def attach(self, worker: str, address: str) -> None:
         """Use another node's worker (a room whose media lives there)."""
-        if prefix in self.remote or any(w.prefix == prefix for w in self.workers):
+        if self.reaches(worker):
             return
-        client = RpcClient(lambda event: self._on_remote_event(event))
-        await client.connect(rpc_path)
-        self.remote[prefix] = RemoteMediaControl(client)
+        control = RemoteMediaControl(lambda transport_id, reason:
+                                     self._transport_closed(None, transport_id, reason))
+        await control.rpc.connect(address)
+        self.remote[worker] = control
 
-    def _on_remote_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "transportClosed":
-            for listener in self._closed_listeners:
-                listener(event["transportId"], event["reason"])
-
-    def registry(self) -> dict[str, str]:
-        """prefix -> RPC socket of each local worker, for other nodes to find."""
+    def addresses(self) -> dict[str, str]:
+        """worker id -> RPC socket of each local worker, for other nodes to find."""
         return {w.prefix: w.rpc_path for w in self.workers}
 
-    def least_loaded(self, exclude: set[str] = frozenset()) -> WorkerHandle:  # type: ignore[assignment]
+    def least_loaded(self, exclude: tuple[str, ...] = ()) -> WorkerHandle:
         live = [w for w in self.workers if w.control is not None and w.prefix not in exclude]
         if not live:
             raise MediaError("no media worker available")
         return min(live, key=lambda w: (w.load, w.index))
 
-    def worker_of(self, some_id: str) -> str:
-        return self._by_id(some_id)[0].prefix
+    # ---- MediaControl: routed by id (control.py), but for placement and bookkeeping ------
 
-    # ---- MediaControl -------------------------------------------------------------------
-
-    async def create_router(self, exclude: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    async def create_router(self, exclude: tuple[str, ...] = ()) -> str:
         w = self.least_loaded(exclude)
         assert w.control is not None
         router_id = await w.control.create_router()
         w.routers.add(router_id)
         return router_id
 
+    async def worker_of(self, some_id: str) -> str:
+        return self._by_id(some_id)[0].prefix
+
     async def close_router(self, router_id: str) -> None:
         try:
             w, c = self._by_id(router_id)
-        except MediaError:
-            return  # its worker is gone, and the router with it
-        w.routers.discard(router_id)
-        try:
+            w.routers.discard(router_id)
             await c.close_router(router_id)
         except MediaError:
-            pass  # already gone (its worker ended or restarted in between)
+            pass  # its worker is gone, and the router with it
 
     async def create_transport(self, router_id: str) -> TransportInfo:
         w, c = self._by_id(router_id)
@@ -219,71 +217,13 @@ class WorkerPool:
         w.transports.add(info.id)
         return info
 
-    async def transport_info(self, transport_id: str) -> TransportInfo:
-        return await self._by_id(transport_id)[1].transport_info(transport_id)
-
-    async def connect_transport(self, transport_id: str, remote: RemoteParams) -> None:
-        await self._by_id(transport_id)[1].connect_transport(transport_id, remote)
-
-    async def restart_ice(self, transport_id: str) -> TransportInfo:
-        return await self._by_id(transport_id)[1].restart_ice(transport_id)
-
     async def close_transport(self, transport_id: str) -> None:
         try:
             w, c = self._by_id(transport_id)
-        except MediaError:
-            return  # its worker is gone, and the transport with it
-        w.transports.discard(transport_id)
-        try:
+            w.transports.discard(transport_id)
             await c.close_transport(transport_id)
         except MediaError:
-            pass  # already gone (closed by the worker, or a restart in between)
-
-    async def produce(self, transport_id: str, params: ProducerParams) -> str:
-        return await self._by_id(transport_id)[1].produce(transport_id, params)
-
-    async def close_producer(self, producer_id: str) -> None:
-        try:
-            await self._by_id(producer_id)[1].close_producer(producer_id)
-        except MediaError:
-            pass
-
-    async def pause_producer(self, producer_id: str, paused: bool) -> None:
-        await self._by_id(producer_id)[1].pause_producer(producer_id, paused)
-
-    async def consume(self, transport_id: str, producer_id: str,
-                      params: ConsumerParams) -> ConsumerInfo:
-        return await self._by_id(transport_id)[1].consume(transport_id, producer_id, params)
-
-    async def pause_consumer(self, consumer_id: str, paused: bool) -> None:
-        await self._by_id(consumer_id)[1].pause_consumer(consumer_id, paused)
-
-    async def close_consumer(self, consumer_id: str) -> None:
-        try:
-            await self._by_id(consumer_id)[1].close_consumer(consumer_id)
-        except MediaError:
-            pass
-
-    async def request_keyframe(self, producer_id: str) -> None:
-        await self._by_id(producer_id)[1].request_keyframe(producer_id)
-
-    async def create_pipe_transport(self, router_id: str) -> dict[str, Any]:
-        return await self._by_id(router_id)[1].create_pipe_transport(router_id)
-
-    async def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
-        await self._by_id(pipe_id)[1].connect_pipe_transport(pipe_id, ip, port)
-
-    async def close_pipe_transport(self, pipe_id: str) -> None:
-        try:
-            await self._by_id(pipe_id)[1].close_pipe_transport(pipe_id)
-        except MediaError:
-            pass
-
-    async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
-        return await self._by_id(pipe_id)[1].pipe_consume(pipe_id, producer_id)
-
-    async def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str:
-        return await self._by_id(pipe_id)[1].pipe_produce(pipe_id, params)
+            pass  # already gone (closed by the worker, or its worker ended or restarted)
 
     async def stats(self) -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -296,8 +236,37 @@ class WorkerPool:
         totals["worker_restarts"] = sum(w.restarts for w in self.workers)
         return totals
 
+    async def dump(self) -> MediaDump:
+        live = [w.control for w in self.workers if w.control is not None]
+        dumps = [d for d in await asyncio.gather(*(c.dump() for c in live),
+                                                  return_exceptions=True)
+                 if isinstance(d, MediaDump)]
+        return MediaDump([t for d in dumps for t in d.transports],
+                         [p for d in dumps for p in d.producers],
+                         [c for d in dumps for c in d.consumers])
+
     def on_transport_closed(self, listener: Callable[[str, str], None]) -> None:
         self._closed_listeners.append(listener)
 
     def on_worker_lost(self, listener: Callable[[str], None]) -> None:
         self._lost_listeners.append(listener)
+
+
+def _routed(call: Call) -> Callable:
+    """Every other call goes to the worker its `route` id names."""
+    assert call.route is not None, f"{call.name} needs a route or its own pool method"
+
+    async def method(self: WorkerPool, *args: Any, **kwargs: Any) -> Any:
+        arguments = call.bind(args, kwargs)
+        try:
+            control = self._by_id(arguments[call.route])[1]
+            return await getattr(control, call.name)(**arguments)
+        except MediaError:
+            if call.gone_ok:
+                return None  # already gone (its worker ended or restarted in between)
+            raise
+
+    return method
+
+
+bind_calls(WorkerPool, _routed)

@@ -1,131 +1,140 @@
-"""Control API over a Unix socket: the same calls as `api.MediaControl`, for worker processes.
+"""JSON lines over a Unix socket: the one RPC layer of our child processes.
 
-JSON lines in both directions: requests `{"id", "method", "params"}`, replies `{"id",
-"result"}` or `{"id", "error"}`, and events `{"event", ...}` pushed by the worker (a transport
-closed by ICE consent or DTLS failure). Control calls are rare next to packets, so JSON over a
-local socket costs nothing that matters.
+Media workers serve the control API with it (remote_control.py) and the recorder serves its
+operations (recorder/service.py). One JSON object per line each way:
+
+    request  {"id": 7, "method": "create_router", "params": {...}}
+    reply    {"id": 7, "result": ...}  or  {"id": 7, "error": {"type": ..., "message": ...}}
+    event    {"event": "transportClosed", ...}   pushed by the server to every client
+
+Error types: `bad_request` (not JSON, unknown method, params of the wrong shape), whatever
+the server's `classify` names, and `internal` (logged there). A client whose requests come
+faster than they are answered has at most MAX_PENDING in progress; its further lines wait
+to be read. Control calls are rare next to packets: JSON over a local socket costs nothing
+that matters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-from . import wire
-from .api import LocalMediaControl
-from .params import ConsumerInfo, ConsumerParams, ProducerParams, RemoteParams, TransportInfo
-from .worker import MediaError
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 1 << 20
+MAX_PENDING = 64
+KEPT_EVENTS = 1000  # pushed while no client is connected, delivered to the next one
+
+Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
-def _typed(kind: type) -> Callable[[Any], Any]:
-    """A decoder that takes a JSON value of exactly this type (no bool for int)."""
+class RpcError(Exception):
+    """A call that failed: `type` says how (bad_request, internal, not_connected, lost,
+    timeout, or one of the server's own)."""
 
-    def decode(value: Any) -> Any:
-        if type(value) is not kind:
-            raise TypeError(f"expected {kind.__name__}, not {type(value).__name__}")
-        return value
-
-    return decode
+    def __init__(self, type_: str, message: str) -> None:
+        super().__init__(message)
+        self.type = type_
 
 
-STR, BOOL, INT = _typed(str), _typed(bool), _typed(int)
-
-# method -> how to decode its params from JSON (name -> decoder), and how to encode its result
-ARGS: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "create_router": {},
-    "close_router": {"router_id": STR},
-    "create_transport": {"router_id": STR},
-    "transport_info": {"transport_id": STR},
-    "connect_transport": {"transport_id": STR, "remote": wire.remote_params},
-    "restart_ice": {"transport_id": STR},
-    "close_transport": {"transport_id": STR},
-    "produce": {"transport_id": STR, "params": wire.producer_params},
-    "close_producer": {"producer_id": STR},
-    "pause_producer": {"producer_id": STR, "paused": BOOL},
-    "consume": {"transport_id": STR, "producer_id": STR, "params": wire.consumer_params},
-    "pause_consumer": {"consumer_id": STR, "paused": BOOL},
-    "close_consumer": {"consumer_id": STR},
-    "request_keyframe": {"producer_id": STR},
-    "stats": {},
-    "create_pipe_transport": {"router_id": STR},
-    "connect_pipe_transport": {"pipe_id": STR, "ip": STR, "port": INT},
-    "close_pipe_transport": {"pipe_id": STR},
-    "pipe_consume": {"pipe_id": STR, "producer_id": STR},
-    "pipe_produce": {"pipe_id": STR, "params": wire.producer_params},
-}
+class BadRequest(Exception):
+    """Raised by a handler for params it cannot take: a bad_request reply."""
 
 
 class RpcServer:
-    """Serves one worker's LocalMediaControl to the signalling process."""
-
-    def __init__(self, control: LocalMediaControl) -> None:
-        self.control = control
-        self._writers: set[asyncio.StreamWriter] = set()
-        control.on_transport_closed(self._transport_closed)
+    def __init__(self, handle: Handler,
+                 classify: Callable[[Exception], str | None] = lambda exc: None) -> None:
+        """`handle(method, params)` answers a request; `classify(exc)` names the error type
+        of an exception it raised (None: internal, logged)."""
+        self._handle = handle
+        self._classify = classify
+        self.clients: set[asyncio.StreamWriter] = set()
+        self.hung_up = asyncio.Event()  # set while no client is connected
+        self.hung_up.set()
+        self._kept: list[bytes] = []
 
     async def serve(self, path: str) -> asyncio.AbstractServer:
         return await asyncio.start_unix_server(self._client, path=path, limit=MAX_LINE)
 
-    def _transport_closed(self, transport_id: str, reason: str) -> None:
-        self._push({"event": "transportClosed", "transportId": transport_id, "reason": reason})
-
-    def _push(self, message: dict[str, Any]) -> None:
-        line = (json.dumps(message) + "\n").encode()
-        for writer in list(self._writers):
+    def push(self, event: dict[str, Any]) -> None:
+        line = (json.dumps(event) + "\n").encode()
+        if not self.clients:
+            self._kept = [*self._kept[-(KEPT_EVENTS - 1):], line]
+        for writer in list(self.clients):
             writer.write(line)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        self.clients.add(writer)
+        self.hung_up.clear()
+        for line in self._kept:
+            writer.write(line)
+        self._kept = []
+        tasks: set[asyncio.Task] = set()
         try:
             while line := await reader.readline():
-                reply = await self._handle(line)
-                writer.write((json.dumps(reply) + "\n").encode())
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass
-        except asyncio.CancelledError:
-            # The worker is shutting down (Ctrl-C reaches it too): the connection ends with it.
-            # Re-raised, asyncio would log the cancelled handler as an error.
+                if not line.strip():
+                    continue
+                if len(tasks) >= MAX_PENDING:
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                task = asyncio.create_task(self._answer(writer, line))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        except (ConnectionError, ValueError, asyncio.CancelledError):
+            # the client is gone, sent a line over MAX_LINE, or we are shutting down (a
+            # re-raised cancellation would be logged as an error by asyncio)
             pass
         finally:
-            self._writers.discard(writer)
+            self.clients.discard(writer)
+            if not self.clients:
+                self.hung_up.set()
             writer.close()
 
-    async def _handle(self, line: bytes) -> dict[str, Any]:
+    async def _answer(self, writer: asyncio.StreamWriter, line: bytes) -> None:
+        reply = await self.reply_to(line)
+        if not writer.is_closing():
+            writer.write((json.dumps(reply) + "\n").encode())
+
+    async def reply_to(self, line: bytes) -> dict[str, Any]:
+        """The reply to one request line; never raises."""
         request_id = None
         try:
             request = json.loads(line)
-            request_id, method = request["id"], request["method"]
-            decoders = ARGS[method]
-            # Decoding builds the params dataclasses, whose checks refuse out-of-range values
-            # (ParamsError): the caller's call fails with MediaError, under its own id.
-            params = {k: decoders[k](v) for k, v in request.get("params", {}).items()}
-            if params.keys() != decoders.keys():
-                raise TypeError(f"{method} takes {', '.join(decoders) or 'no params'}")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            if not isinstance(request_id, (int, str)):
+            if not isinstance(request, dict):
+                raise BadRequest("a request is a JSON object")
+            request_id = request.get("id")
+            if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
                 request_id = None
-            return {"id": request_id, "error": {"type": "bad_request", "message": str(exc)}}
+                raise BadRequest("a request needs an id (number or string)")
+            method, params = request.get("method"), request.get("params", {})
+            if not isinstance(method, str) or not isinstance(params, dict):
+                raise BadRequest("a request has a method (string) and params (object)")
+        except (ValueError, BadRequest) as exc:
+            return _error(request_id, "bad_request", str(exc))
         try:
-            result = await getattr(self.control, method)(**params)
-        except MediaError as exc:
-            return {"id": request_id, "error": {"type": "media", "message": str(exc)}}
-        except Exception as exc:  # reported to the caller; the worker keeps serving
-            log.exception("control call %s failed", method)
-            return {"id": request_id, "error": {"type": "internal", "message": str(exc)}}
-        return {"id": request_id, "result": wire.encode(result)}
+            return {"id": request_id, "result": await self._handle(method, params)}
+        except BadRequest as exc:
+            return _error(request_id, "bad_request", str(exc))
+        except Exception as exc:  # reported to the caller; the server keeps serving
+            kind = self._classify(exc)
+            if kind is None:
+                log.exception("%s failed", method)
+                kind = "internal"
+            return _error(request_id, kind, str(exc) or type(exc).__name__)
+
+
+def _error(request_id: Any, kind: str, message: str) -> dict[str, Any]:
+    return {"id": request_id, "error": {"type": kind, "message": message}}
 
 
 class RpcClient:
-    def __init__(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, on_event: Callable[[dict[str, Any]], None] = lambda event: None) -> None:
         self._on_event = on_event
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
@@ -133,15 +142,24 @@ class RpcClient:
         self._reader_task: asyncio.Task | None = None
 
     async def connect(self, path: str) -> None:
+        """Raises OSError (FileNotFoundError, ConnectionRefusedError) if nobody listens."""
         reader, self._writer = await asyncio.open_unix_connection(path, limit=MAX_LINE)
         self._reader_task = asyncio.create_task(self._read(reader))
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing() and \
+            self._reader_task is not None and not self._reader_task.done()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
             while line := await reader.readline():
                 message = json.loads(line)
                 if "event" in message:
-                    self._on_event(message)
+                    try:
+                        self._on_event(message)
+                    except Exception:
+                        log.exception("event listener failed on %s", message.get("event"))
                     continue
                 fut = self._pending.pop(message.get("id"), None)
                 if fut is not None and not fut.done():
@@ -151,98 +169,35 @@ class RpcClient:
         finally:
             for fut in self._pending.values():
                 if not fut.done():
-                    fut.set_exception(MediaError("media worker connection lost"))
+                    fut.set_exception(RpcError("lost", "connection lost"))
             self._pending.clear()
 
-    async def call(self, method: str, **params: Any) -> Any:
-        if self._writer is None or self._writer.is_closing() or \
-                self._reader_task is None or self._reader_task.done():
-            # the worker hung up (exited, crashed): no reply can come; waiting would be for ever
-            raise MediaError("media worker not connected")
+    async def call(self, method: str, params: dict[str, Any] | None = None,
+                   timeout: float | None = None) -> Any:
+        if not self.connected:
+            # the server hung up (exited, crashed): no reply can come; waiting would be for ever
+            raise RpcError("not_connected", "not connected")
+        assert self._writer is not None
         request_id = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         self._writer.write((json.dumps({"id": request_id, "method": method,
-                                        "params": wire.encode(params)}) + "\n").encode())
-        reply = await fut
+                                        "params": params or {}}) + "\n").encode())
+        try:
+            reply = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise RpcError("timeout", f"no answer to {method} within {timeout:.1f} s") from None
+        finally:
+            self._pending.pop(request_id, None)
         if "error" in reply:
-            raise MediaError(reply["error"]["message"])
-        return reply["result"]
+            error = reply["error"]
+            raise RpcError(str(error.get("type")), str(error.get("message")))
+        return reply.get("result")
 
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
         if self._reader_task is not None:
             self._reader_task.cancel()
-
-
-class RemoteMediaControl:
-    """MediaControl of one worker process, through its RPC socket."""
-
-    def __init__(self, client: RpcClient) -> None:
-        self.rpc = client
-
-    async def create_router(self) -> str:
-        return await self.rpc.call("create_router")
-
-    async def close_router(self, router_id: str) -> None:
-        await self.rpc.call("close_router", router_id=router_id)
-
-    async def create_transport(self, router_id: str) -> TransportInfo:
-        return wire.transport_info(await self.rpc.call("create_transport", router_id=router_id))
-
-    async def transport_info(self, transport_id: str) -> TransportInfo:
-        return wire.transport_info(await self.rpc.call("transport_info",
-                                                       transport_id=transport_id))
-
-    async def connect_transport(self, transport_id: str, remote: RemoteParams) -> None:
-        await self.rpc.call("connect_transport", transport_id=transport_id, remote=remote)
-
-    async def restart_ice(self, transport_id: str) -> TransportInfo:
-        return wire.transport_info(await self.rpc.call("restart_ice", transport_id=transport_id))
-
-    async def close_transport(self, transport_id: str) -> None:
-        await self.rpc.call("close_transport", transport_id=transport_id)
-
-    async def produce(self, transport_id: str, params: ProducerParams) -> str:
-        return await self.rpc.call("produce", transport_id=transport_id, params=params)
-
-    async def close_producer(self, producer_id: str) -> None:
-        await self.rpc.call("close_producer", producer_id=producer_id)
-
-    async def pause_producer(self, producer_id: str, paused: bool) -> None:
-        await self.rpc.call("pause_producer", producer_id=producer_id, paused=paused)
-
-    async def consume(self, transport_id: str, producer_id: str,
-                      params: ConsumerParams) -> ConsumerInfo:
-        return wire.consumer_info(await self.rpc.call(
-            "consume", transport_id=transport_id, producer_id=producer_id, params=params))
-
-    async def pause_consumer(self, consumer_id: str, paused: bool) -> None:
-        await self.rpc.call("pause_consumer", consumer_id=consumer_id, paused=paused)
-
-    async def close_consumer(self, consumer_id: str) -> None:
-        await self.rpc.call("close_consumer", consumer_id=consumer_id)
-
-    async def request_keyframe(self, producer_id: str) -> None:
-        await self.rpc.call("request_keyframe", producer_id=producer_id)
-
-    async def stats(self) -> dict[str, int]:
-        return await self.rpc.call("stats")
-
-    async def create_pipe_transport(self, router_id: str) -> dict[str, Any]:
-        return await self.rpc.call("create_pipe_transport", router_id=router_id)
-
-    async def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
-        await self.rpc.call("connect_pipe_transport", pipe_id=pipe_id, ip=ip, port=port)
-
-    async def close_pipe_transport(self, pipe_id: str) -> None:
-        await self.rpc.call("close_pipe_transport", pipe_id=pipe_id)
-
-    async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
-        return wire.producer_params(await self.rpc.call(
-            "pipe_consume", pipe_id=pipe_id, producer_id=producer_id))
-
-    async def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str:
-        return await self.rpc.call("pipe_produce", pipe_id=pipe_id, params=params)
-
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task

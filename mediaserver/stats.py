@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from .params import ConsumerDump, MediaDump, ProducerDump, TransportDump
+
 if TYPE_CHECKING:
     from .consumer import Consumer
     from .producer import Producer
@@ -44,3 +46,13 @@ def worker_stats(worker: Worker) -> dict[str, int]:
                consumers=len(worker.consumers), datagrams_in=worker.datagrams_in,
                dropped=worker.dropped, errors=worker.errors, timer_errors=worker.timer_errors)
     return out
+
+
+def worker_dump(worker: Worker) -> MediaDump:
+    return MediaDump(
+        [TransportDump(t.id, t.router_id, t.state, t.packets_in, t.packets_out)
+         for t in worker.transports.values()],
+        [ProducerDump(p.id, p.router_id, p.kind, p.codec.name, p.paused, p.packets,
+                      len(p.consumers)) for p in worker.producers.values()],
+        [ConsumerDump(c.id, c.producer.id, c.transport.id, c.kind, c.paused, c.packets)
+         for c in worker.consumers.values()])

@@ -179,11 +179,11 @@ class WebRtcTransport:
     def on_stun(self, request: stun.Message, addr: tuple) -> None:
         remote_ufrag = self.remote.ice_ufrag if self.remote else None
         if not ice.check_request(request, self.local_ufrag, remote_ufrag, self.local_pwd):
-            self.worker.send_to(ice.error_response(request, 401, "Unauthorized"), addr)
+            self.worker.sendto(ice.error_response(request, 401, "Unauthorized"), addr)
             return
         now = self.last_stun = time.monotonic()
         self._learn_addr(addr, now)
-        self.worker.send_to(ice.success_response(request, addr, self.local_pwd), addr)
+        self.worker.sendto(ice.success_response(request, addr, self.local_pwd), addr)
         # RFC 8445 7.3.1.5: the controlling agent nominates with USE-CANDIDATE; until it does,
         # the first address that passed a check is the best we know.
         if "USE-CANDIDATE" in request.attributes or self.addr is None:
@@ -335,11 +335,11 @@ class WebRtcTransport:
         except (SrtpError, ValueError):
             return
         self.rtcp_out += 1
-        self.worker.send_to(data, addr)
+        self.worker.sendto(data, addr)
 
     def _send_raw(self, data: bytes) -> None:
         if self.addr is not None:
-            self.worker.send_to(data, self.addr)
+            self.worker.sendto(data, self.addr)
 
     def send_keyframe_request(self, producer: Producer) -> None:
         if producer.ssrc is None:

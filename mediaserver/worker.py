@@ -21,10 +21,14 @@ from .config import MediaConfig
 from .consumer import Consumer
 from .dtls import DtlsCertificate
 from .params import (
+    CLOSED_BY_SIGNALLING,
+    CONSENT_EXPIRED,
     ConsumerInfo,
     ConsumerParams,
     IceCandidate,
+    MediaDump,
     MediaError,
+    PipeInfo,
     ProducerParams,
     RemoteParams,
     TransportInfo,
@@ -34,7 +38,13 @@ from .producer import Producer
 from .router import Router
 from .rtp.rtcp import ntp_now
 from .sendbatch import SendBatch
-from .stats import consumer_counters, producer_counters, transport_counters
+from .stats import (
+    consumer_counters,
+    producer_counters,
+    transport_counters,
+    worker_dump,
+    worker_stats,
+)
 from .transport import WebRtcTransport
 
 log = logging.getLogger(__name__)
@@ -42,9 +52,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CONSENT_EXPIRED", "MediaError", "Worker"]
 
-# Why a transport closed, as its listeners are told; signalling tells the first (a connection
-# that was up and went silent: come back) from the others.
-CONSENT_EXPIRED = "ice consent expired"
 # A timer step that raises is logged at most this often (with the count of those not logged).
 FAULT_LOG_INTERVAL = 10.0
 
@@ -150,9 +157,6 @@ class Worker(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         self.errors += 1
-
-    def send_to(self, data: bytes, addr: tuple) -> None:
-        self.sendto(data, addr)
 
     def _on_stun(self, data: bytes, addr: tuple) -> None:
         self.stun_in += 1
@@ -289,12 +293,18 @@ class Worker(asyncio.DatagramProtocol):
                     if self.transports.get(transport.id) is transport:
                         self.on_transport_closed(transport, CONSENT_EXPIRED)  # gone all the same
 
-    # ---- control (called through mediaserver.api) ---------------------------------------
+    # ---- control (the calls of control.py, through local_control.py) -------------------
 
-    def create_router(self) -> str:
+    def create_router(self, exclude: tuple[str, ...] = ()) -> str:
+        if self.config.id_prefix in exclude:
+            raise MediaError("no media worker available")
         router = Router(new_id("rt", self.config.id_prefix))
         self.routers[router.id] = router
         return router.id
+
+    def worker_of(self, some_id: str) -> str:
+        """Ours: this call reached the worker that made the id."""
+        return self.config.id_prefix
 
     def close_router(self, router_id: str) -> None:
         router = self.routers.pop(router_id, None)
@@ -327,7 +337,7 @@ class Worker(asyncio.DatagramProtocol):
     def close_transport(self, transport_id: str) -> None:
         transport = self.transports.get(transport_id)
         if transport is not None:
-            transport.close("closed by signalling")
+            transport.close(CLOSED_BY_SIGNALLING)
 
     def produce(self, transport_id: str, params: ProducerParams) -> str:
         transport = self._transport(transport_id)
@@ -349,7 +359,7 @@ class Worker(asyncio.DatagramProtocol):
         if producer is not None:
             producer.close()
 
-    def set_producer_paused(self, producer_id: str, paused: bool) -> None:
+    def pause_producer(self, producer_id: str, paused: bool) -> None:
         producer = self._producer(producer_id)
         was_paused, producer.paused = producer.paused, paused
         if was_paused and not paused:
@@ -375,7 +385,7 @@ class Worker(asyncio.DatagramProtocol):
         return ConsumerInfo(consumer.id, producer.id, consumer.kind, consumer.ssrc,
                             consumer.rtx_ssrc, consumer.cname)
 
-    def set_consumer_paused(self, consumer_id: str, paused: bool) -> None:
+    def pause_consumer(self, consumer_id: str, paused: bool) -> None:
         consumer = self._consumer(consumer_id)
         if paused:
             consumer.pause()
@@ -404,13 +414,13 @@ class Worker(asyncio.DatagramProtocol):
 
     # ---- pipes between workers ----------------------------------------------------------
 
-    async def create_pipe_transport(self, router_id: str) -> dict[str, str | int]:
+    async def create_pipe_transport(self, router_id: str) -> PipeInfo:
         self._router(router_id)
         pipe = PipeTransport(self, new_id("pp", self.config.id_prefix), router_id)
         host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
         port = await pipe.start(host)
         self.pipes[pipe.id] = pipe
-        return {"id": pipe.id, "ip": host, "port": port}
+        return PipeInfo(pipe.id, host, port)
 
     def connect_pipe_transport(self, pipe_id: str, ip: str, port: int) -> None:
         self._pipe(pipe_id).connect(ip, port)
@@ -442,6 +452,12 @@ class Worker(asyncio.DatagramProtocol):
         router.producers[producer.id] = producer
         self.producers[producer.id] = producer
         return producer.id
+
+    def stats(self) -> dict[str, int]:
+        return worker_stats(self)
+
+    def dump(self) -> MediaDump:
+        return worker_dump(self)
 
     def _pipe(self, pipe_id: str) -> PipeTransport:
         pipe = self.pipes.get(pipe_id)

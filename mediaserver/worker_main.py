@@ -12,17 +12,17 @@ import asyncio
 import logging
 import signal
 
-from .api import LocalMediaControl
 from .config import MediaConfig
 from .lifetime import watch_parent
-from .rpc import RpcServer
+from .local_control import LocalMediaControl
+from .remote_control import serve_control
 from .worker import Worker
 
 
 async def serve(config: MediaConfig, rpc_path: str, parent: int = 0) -> None:
     worker = Worker(config)
     await worker.start()
-    server = await RpcServer(LocalMediaControl(worker)).serve(rpc_path)
+    server = await serve_control(LocalMediaControl(worker), rpc_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

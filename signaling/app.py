@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from mediaserver.api import CONSENT_EXPIRED, LocalMediaControl, MediaControl
-from mediaserver.config import MediaConfig
-from mediaserver.pool import WorkerPool
-from mediaserver.worker import Worker
+from mediaserver.api import (
+    CLOSED_BY_SIGNALLING,
+    CONSENT_EXPIRED,
+    MediaConfig,
+    MediaControl,
+    open_media,
+)
 
 from . import websocket
 from .cluster import Cluster
@@ -49,27 +52,20 @@ def make_app(config: ServerConfig) -> web.Application:
         store = RedisStore(config.store)
     else:
         store = SqliteStore(config.data_dir / "mediaserver.sqlite3")
-    worker: Worker | None = None
-    media: MediaControl
     cluster: Cluster | None = None
-    if config.workers:
-        clustered = isinstance(store, RedisStore) and config.node
-        pool = WorkerPool(media_config(config), config.workers,
-                          node=config.node if clustered else "")
-        media = pool
-        if clustered:
-            # several signalling nodes on one Redis: rooms, events and workers are shared
-            cluster = Cluster(config.store, pool, node=config.node)
-    else:
-        worker = Worker(media_config(config))
-        media = LocalMediaControl(worker)
+    clustered = bool(config.workers and isinstance(store, RedisStore) and config.node)
+    media: MediaControl = open_media(media_config(config), config.workers,
+                                     node=config.node if clustered else "")
+    if clustered:
+        # several signalling nodes on one Redis: rooms, events and workers are shared
+        cluster = Cluster(config.store, media, node=config.node)
     spread = config.subscribers_per_worker if config.workers > 1 and cluster is None else 0
     rooms = RoomRegistry(store, media, spread, cluster)
     secret = config.effective_jwt_secret
     recordings = Recordings(store, media, config.data_dir / "recordings", secret,
                             Webhooks(config.webhook_url, config.webhook_secret or secret))
     rooms.recordings = recordings
-    state = AppState(config, store, worker, media, rooms, recordings)
+    state = AppState(config, store, media, rooms, recordings)
     app[STATE] = state
 
     collector = MediaCollector(lambda: len(state.rooms.rooms),
@@ -90,8 +86,7 @@ def begin_shutdown(app: web.Application) -> None:
     """The first thing SIGTERM or SIGINT does, before anything else can happen: from now on
     no child process is started again, whatever exits (systemd signals all of them at once)."""
     state: AppState = app[STATE]
-    if isinstance(state.media, WorkerPool):
-        state.media.begin_stop()
+    state.media.begin_stop()
     state.recordings.link.begin_stop()
 
 
@@ -99,9 +94,7 @@ def kill_children(app: web.Application) -> None:
     """The watchdog's last resort (cli.py): SIGKILL every child process, even one stopped or
     stuck, which a SIGTERM from its parent's death would never end."""
     state: AppState = app[STATE]
-    processes = [state.recordings.link.process]
-    if isinstance(state.media, WorkerPool):
-        processes += [w.process for w in state.media.workers]
+    processes = [state.recordings.link.process, *state.media.processes()]
     for process in processes:
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -140,15 +133,12 @@ async def _finish_unfinished(app: web.Application) -> None:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state: AppState = app[STATE]
     await state.store.open()
-    if state.worker is not None:
-        await state.worker.start()
-    else:
-        await state.media.start()  # type: ignore[attr-defined]
+    await state.media.start()
     if state.rooms.cluster is not None:
         await state.rooms.cluster.start()
 
     def on_transport_closed(transport_id: str, reason: str) -> None:
-        if reason == "closed by signalling":
+        if reason == CLOSED_BY_SIGNALLING:
             return  # we closed it ourselves (leave, move to a group)
         for participant in list(state.sessions):
             if not (participant.owns_transport(transport_id) and participant.joined):
@@ -168,14 +158,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for participant in state.rooms.worker_lost(prefix):
             asyncio.ensure_future(participant.close("media_restart", code=4503))
 
-    if isinstance(state.media, WorkerPool):
-        state.media.on_worker_lost(on_worker_lost)
+    state.media.on_worker_lost(on_worker_lost)
     yield
     # _shutdown has run: sessions closed, recordings finalized, the recorder gone
     if state.rooms.cluster is not None:
         await state.rooms.cluster.stop()
-    if state.worker is not None:
-        await state.worker.stop()
-    else:
-        await state.media.stop()  # type: ignore[attr-defined]
+    await state.media.stop()
     await state.store.close()

@@ -23,17 +23,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from mediaserver import wire
-from mediaserver.pool import WorkerPool
+from mediaserver.api import MediaControl, encode
 
 log = logging.getLogger(__name__)
 
 
 class Cluster:
-    def __init__(self, url: str, pool: WorkerPool, node: str | None = None,
+    def __init__(self, url: str, media: MediaControl, node: str | None = None,
                  prefix: str = "ms:") -> None:
         self.node = node or secrets.token_hex(3)
-        self.pool = pool
+        self.media = media
         self.prefix = prefix
         self.redis = aioredis.from_url(url, decode_responses=True)
         self._pubsub = self.redis.pubsub()
@@ -44,28 +43,28 @@ class Cluster:
         return self.prefix + ":".join(parts)
 
     async def start(self) -> None:
-        await self.redis.hset(self._k("workers"), mapping=self.pool.registry())
+        await self.redis.hset(self._k("workers"), mapping=self.media.addresses())
         await self._pubsub.subscribe(self._k("bus", "_"))  # a listen loop needs one channel
         self._listener = asyncio.create_task(self._listen())
 
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-        await self.redis.hdel(self._k("workers"), *self.pool.registry())
+        await self.redis.hdel(self._k("workers"), *self.media.addresses())
         await self._pubsub.aclose()
         await self.redis.aclose()
 
     # ---- media placement ------------------------------------------------------------------
 
     async def reach(self, some_id: str) -> None:
-        """Make sure the pool can call the worker that owns `some_id`."""
-        if self.pool.knows(some_id):
+        """Make sure we can call the worker that owns `some_id`."""
+        if self.media.reaches(some_id):
             return
         prefix = some_id.split(".", 1)[0] + "."
         path = await self.redis.hget(self._k("workers"), prefix)
         if path is None:
             raise RuntimeError(f"no node serves worker {prefix}")
-        await self.pool.attach_remote(prefix, path)
+        await self.media.attach(prefix, path)
 
     async def room_router(self, room: str, create: Callable[[], Any]) -> str:
         """The one Router of this room, whichever node created it first."""
@@ -75,7 +74,7 @@ class Cluster:
             router_id = await create()
             if await self.redis.set(key, router_id, nx=True):
                 return router_id
-            await self.pool.close_router(router_id)  # another node won the race
+            await self.media.close_router(router_id)  # another node won the race
             existing = await self.redis.get(key)
         await self.reach(existing)
         return existing
@@ -84,7 +83,7 @@ class Cluster:
         """Drop the placement once no node has anyone in the room."""
         if not await self.redis.hlen(self._k("live", room, "p")):
             await self.redis.delete(self._k("router", room))
-            await self.pool.close_router(router_id)
+            await self.media.close_router(router_id)
 
     # ---- live room state ----------------------------------------------------------------
 
@@ -147,5 +146,5 @@ class Cluster:
 def track_to_wire(track: Any) -> dict[str, Any]:
     return {"id": track.id, "participantId": track.participant_id, "kind": track.kind,
             "name": track.name, "producerId": track.producer_id,
-            "codec": wire.encode(track.codec), "cname": track.cname, "muted": track.muted,
+            "codec": encode(track.codec), "cname": track.cname, "muted": track.muted,
             "group": track.group}

@@ -17,8 +17,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mediaserver.api import MediaControl, MediaError
-from mediaserver.params import ConsumerParams, ProducerParams, TransportInfo
+from mediaserver.api import (
+    ConsumerParams,
+    MediaControl,
+    MediaError,
+    ProducerParams,
+    TransportInfo,
+)
 
 from . import breakouts, engagement, features, schemas, sdp
 from .cluster import track_to_wire

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mediaserver.lifetime import end_process, stopping_within
+from mediaserver.api import end_process, stopping_within
 
 log = logging.getLogger(__name__)
 

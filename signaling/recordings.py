@@ -146,8 +146,8 @@ class Recordings:
         except RecorderError as exc:
             raise RequestError("internal", f"the recorder refused: {exc}") from None
         pipe = await self.media.create_pipe_transport(room.router_id)
-        await self.media.connect_pipe_transport(pipe["id"], "127.0.0.1", started["rtp_port"])
-        active.pipe, active.taps = pipe["id"], {}
+        await self.media.connect_pipe_transport(pipe.id, "127.0.0.1", started["rtp_port"])
+        active.pipe, active.taps = pipe.id, {}
         for track in room.tracks_in(None):
             await self.track_added(room, track, live=False)
 

@@ -13,9 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mediaserver import wire
-from mediaserver.api import MediaControl
-from mediaserver.params import Codec
+from mediaserver.api import Codec, MediaControl, MediaError, decode
 
 from .store import Store
 
@@ -299,18 +297,18 @@ class RoomRegistry:
                 edge.subscribers = max(0, edge.subscribers - 1)
 
     async def _add_edge(self, room: Room) -> Edge | None:
-        media: Any = self.media
-        used = {media.worker_of(room.router_id)} | {media.worker_of(e.router_id)
-                                                     for e in room.edges}
+        media = self.media
+        used = tuple({await media.worker_of(r) for r in (room.router_id,
+                                                         *(e.router_id for e in room.edges))})
         try:
             router_id = await media.create_router(exclude=used)
-        except Exception:  # MediaError: every worker already serves this room
+        except MediaError:  # every worker already serves this room
             return None
         origin = await media.create_pipe_transport(room.router_id)
         far = await media.create_pipe_transport(router_id)
-        await media.connect_pipe_transport(origin["id"], far["ip"], far["port"])
-        await media.connect_pipe_transport(far["id"], origin["ip"], origin["port"])
-        edge = Edge(router_id, origin["id"], far["id"])
+        await media.connect_pipe_transport(origin.id, far.ip, far.port)
+        await media.connect_pipe_transport(far.id, origin.ip, origin.port)
+        edge = Edge(router_id, origin.id, far.id)
         room.edges.append(edge)
         for track in list(room.tracks.values()):
             await self._mirror(edge, track)
@@ -361,7 +359,7 @@ def _public(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _track(entry: dict[str, Any]) -> Track:
     return Track(entry["id"], entry["participantId"], entry["kind"], entry["name"],
-                 entry["producerId"], wire.codec(entry["codec"]), entry["cname"],
+                 entry["producerId"], decode(Codec, entry["codec"]), entry["cname"],
                  entry.get("muted", False), entry.get("group"))
 
 

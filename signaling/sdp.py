@@ -10,12 +10,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from mediaserver.params import MAX_EXTENSION_ID, Codec, TransportInfo
-from mediaserver.rtp.packet import (
+from mediaserver.api import (
     EXT_ABS_SEND_TIME,
     EXT_AUDIO_LEVEL,
     EXT_MID,
     EXT_TRANSPORT_CC,
+    MAX_EXTENSION_ID,
+    Codec,
+    TransportInfo,
 )
 
 from .sdp_parse import Media, RtpMap, SdpError, Session, fmtp_params, parse, remote_params

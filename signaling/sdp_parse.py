@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mediaserver.params import (
+from mediaserver.api import (
     GRAMMAR_NAMES,
     ICE_CHARS,
     MAX_CHANNELS,

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from mediaserver.api import MediaControl
-from mediaserver.worker import Worker
 
 from .config import ServerConfig
 from .participant import Participant
@@ -20,7 +19,6 @@ from .store import Store
 class AppState:
     config: ServerConfig
     store: Store
-    worker: Worker | None  # the in-process worker, when there is no pool
     media: MediaControl
     rooms: RoomRegistry
     recordings: Recordings

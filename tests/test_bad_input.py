@@ -173,12 +173,16 @@ async def test_garbage_datagrams_do_not_disturb_media(server) -> None:
             await b.remote_track(await b.tracks_of(a.self_id, "video"))))
         await frames.wait_for(6, 10, timeout=20)
 
-        worker = server.state.worker
-        target = ("127.0.0.1", worker.port)
-        some_transport = next(t for t in worker.transports.values() if t.state == "connected")
-        datagrams, valid_stun = garbage_datagrams(some_transport.local_ufrag,
-                                                  some_transport.remote.ice_ufrag,
-                                                  some_transport.local_pwd)
+        # b's subscribe connection: the server's end through the control API, b's own end
+        # from its SDP
+        session = next(p for p in server.state.sessions if p.id == b.self_id)
+        info = await server.state.media.transport_info(session.subscribe_transport)
+        target = (info.candidates[0].ip, info.candidates[0].port)
+        assert b.subscribe_pc is not None and b.subscribe_pc.localDescription is not None
+        b_ufrag = next(line.split(":", 1)[1].strip() for line in
+                       b.subscribe_pc.localDescription.sdp.splitlines()
+                       if line.startswith("a=ice-ufrag:"))
+        datagrams, valid_stun = garbage_datagrams(info.ice_ufrag, b_ufrag, info.ice_pwd)
         for data in datagrams:  # from an unknown address
             sock.sendto(data, target)
         # authenticate this socket's address to a real transport, then send garbage from
@@ -198,8 +202,9 @@ async def test_garbage_datagrams_do_not_disturb_media(server) -> None:
         before = frames.senders[6].readable
         await frames.wait_for(6, before + 30, timeout=20)
         assert frames.sender_ids == {6}
-        assert worker.errors == 0, "a datagram raised inside the worker"
-        assert worker.dropped > 0
+        stats = await server.state.media.stats()
+        assert stats["errors"] == 0, "a datagram raised inside the worker"
+        assert stats["dropped"] > 0
         # the session state is intact
         chat = await b.request("chat", {"text": "after the noise"})
         assert chat["message"]["text"] == "after the noise"

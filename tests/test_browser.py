@@ -118,8 +118,8 @@ async def test_webinar_hand_promotion_and_poll_in_chromium(tmp_path: Path) -> No
                 await pages[name].wait_for_function(
                     f"window.__inbound && window.__inbound.decodingVideos >= {streams}",
                     timeout=WAIT_MS, polling=200)
-            consumers = [c for c in server.state.worker.consumers.values()
-                         if c.producer.id == next(
+            consumers = [c for c in (await server.state.media.dump()).consumers
+                         if c.producer_id == next(
                              t.producer_id for t in server.state.rooms.rooms["launch"]
                              .tracks.values() if t.id == video_id)]
             assert len(consumers) >= 3 and all(c.packets > 0 for c in consumers)

@@ -137,11 +137,11 @@ async def test_pause_resume_keeps_output_continuous() -> None:
     worker, pub, sub, producer, consumer = await setup()
     feed(producer, 10, 1000, KEY)
     feed(producer, 11, 4000, DELTA)
-    worker.set_consumer_paused(consumer.id, True)
+    worker.pause_consumer(consumer.id, True)
     feed(producer, 12, 7000, DELTA)
     pub.rtcp.clear()
     producer._last_keyframe_request = -1e9
-    worker.set_consumer_paused(consumer.id, False)
+    worker.pause_consumer(consumer.id, False)
     # resuming asks the publisher for a keyframe and waits for it
     assert any(isinstance(i, Pli) for p in pub.rtcp for i in parse_compound(p))
     feed(producer, 500, 90000, DELTA)

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mediaserver import ice, wire
-from mediaserver.api import LocalMediaControl
+from mediaserver.local_control import LocalMediaControl
 from mediaserver.params import (
     MAX_CLOCK_RATE,
     MAX_EXTENSION_ID,
@@ -38,7 +38,7 @@ from mediaserver.params import (
     ProducerParams,
     RemoteParams,
 )
-from mediaserver.rpc import RpcServer
+from mediaserver.remote_control import control_server
 from mediaserver.rtp.packet import (
     ExtensionWriter,
     build_extensions,
@@ -276,7 +276,7 @@ def test_params_are_in_range_or_refused_with_params_error(
         codec = Codec("VP8", 96, 90000)
     else:
         assert_codec_in_range(codec)
-        assert wire.codec(json.loads(json.dumps(wire.encode(codec)))) == codec
+        assert wire.decode(Codec, json.loads(json.dumps(wire.encode(codec)))) == codec
     producer = build(ProducerParams, {"kind": kind, "mid": mid, "codec": codec, "ssrc": ssrc,
                                       "rtx_ssrc": rtx_ssrc, "extensions": exts, "cname": cname})
     if producer is not None:
@@ -286,7 +286,7 @@ def test_params_are_in_range_or_refused_with_params_error(
         assert_extensions_in_range(producer.extensions)
         assert producer.cname == "" or (VISIBLE.fullmatch(producer.cname) and
                                         len(producer.cname) <= 255)
-        decoded = wire.producer_params(json.loads(json.dumps(wire.encode(producer))))
+        decoded = wire.decode(ProducerParams, json.loads(json.dumps(wire.encode(producer))))
         assert decoded == producer
     consumer = build(ConsumerParams, {"mid": mid, "codec": codec, "extensions": exts,
                                       "ssrc": ssrc, "rtx_ssrc": rtx_ssrc})
@@ -303,10 +303,10 @@ def rpc_server() -> Any:
     loop = asyncio.new_event_loop()
     worker = Worker()
     worker.loop = loop
-    server = RpcServer(LocalMediaControl(worker))
+    server = control_server(LocalMediaControl(worker))
     router = worker.create_router()
     transport = worker.create_transport(router).id
-    yield loop, server, transport
+    yield loop, server, transport, worker
     loop.close()
 
 
@@ -322,17 +322,17 @@ RPC_PARAMS = st.fixed_dictionaries({"transport_id": ANY_TEXT, "params": st.fixed
        RPC_PARAMS, st.integers(1, 10**6))
 def test_rpc_with_bad_params_answers_an_error_under_the_request_id(
         rpc_server: Any, method: str, params: dict, request_id: int) -> None:
-    loop, server, transport = rpc_server
+    loop, server, transport, worker = rpc_server
     if method == "produce" and isinstance(params["transport_id"], str):
         params = {**params, "transport_id": transport}
     line = json.dumps({"id": request_id, "method": method, "params": params}).encode()
-    reply = loop.run_until_complete(server._handle(line))
+    reply = loop.run_until_complete(server.reply_to(line))
     assert reply["id"] == request_id
     if "error" in reply:
         assert reply["error"]["type"] in ("bad_request", "media", "internal")
     else:
         assert method == "produce"  # the only one of these whose params can all be right
-        producer = server.control.worker.producers[reply["result"]]
+        producer = worker.producers[reply["result"]]
         assert producer.ssrc is None or 0 <= producer.ssrc <= MAX_U32
         producer.close()
 

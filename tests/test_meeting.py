@@ -110,14 +110,18 @@ async def test_mute_pauses_forwarding_and_unmute_resumes(server) -> None:
         await a.client.request("mute", {"trackId": video_id, "muted": True})
         event = await b.client.wait_event("trackMuted", lambda d: d["trackId"] == video_id)
         assert event["muted"] is True
-        consumer = next(c for c in server.state.worker.consumers.values()
-                        if c.producer.kind == "video" and c.transport.id ==
-                        next(p for p in server.state.sessions
-                             if p.id == b.client.self_id).subscribe_transport)
-        sent_while_muted = consumer.packets
+        media = server.state.media
+        b_transport = next(p for p in server.state.sessions
+                           if p.id == b.client.self_id).subscribe_transport
+
+        async def b_video_sent() -> int:
+            return next(c.packets for c in (await media.dump()).consumers
+                        if c.kind == "video" and c.transport_id == b_transport)
+
+        sent_while_muted = await b_video_sent()
         await a.client.request("ping")  # a round trip: forwarding had time to stop
         await asyncio.sleep(0.5)  # a window in which a live stream would send ~40 packets
-        assert consumer.packets - sent_while_muted <= 2
+        assert await b_video_sent() - sent_while_muted <= 2
         await a.client.request("mute", {"trackId": video_id, "muted": False})
         await b.client.wait_event("trackMuted",
                                   lambda d: d["trackId"] == video_id and not d["muted"])
@@ -136,8 +140,8 @@ async def test_h264_is_forwarded(server) -> None:
             await c.join()
         result = await pub.publish(PatternVideoTrack(7), video_codec="H264")
         assert "H264/90000" in result["sdp"] and "VP8" not in result["sdp"]
-        producer = next(iter(server.state.worker.producers.values()))
-        assert producer.codec.name == "H264"
+        (producer,) = (await server.state.media.dump()).producers
+        assert producer.codec == "H264"
         frames = FrameChecker()
         task = asyncio.create_task(frames.run(
             await sub.remote_track(await sub.tracks_of(pub.self_id, "video"))))
@@ -155,10 +159,10 @@ async def test_unpublish_then_publish_a_new_track(server) -> None:
     async with bot(server, "swap", 1) as a, bot(server, "swap", 2) as b:
         await check_receives(b, a, frames=5)
         video_id = await b.client.tracks_of(a.client.self_id, "video")
-        consumers_before = len(server.state.worker.consumers)
+        consumers_before = len((await server.state.media.dump()).consumers)
         await a.client.request("unpublish", {"trackId": video_id})
         await b.client.wait_event("trackUnpublished", lambda d: d["trackId"] == video_id)
-        assert len(server.state.worker.consumers) == consumers_before - 1
+        assert len((await server.state.media.dump()).consumers) == consumers_before - 1
         # b's next subscriber offer marks that m-line inactive
         offer = await b.client.wait_event(
             "subscriberOffer", lambda d: video_id not in d["tracks"].values())

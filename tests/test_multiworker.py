@@ -81,8 +81,8 @@ async def test_killed_worker_clients_reconnect_others_continue(tmp_path: Path) -
             tasks.append(t)
             await frames_a.wait_for(1, 10, timeout=20)
             await frames_b.wait_for(2, 10, timeout=20)
-            worker_a = pool.worker_of(server.state.rooms.rooms["room-a"].router_id)
-            worker_b = pool.worker_of(server.state.rooms.rooms["room-b"].router_id)
+            worker_a = await pool.worker_of(server.state.rooms.rooms["room-a"].router_id)
+            worker_b = await pool.worker_of(server.state.rooms.rooms["room-b"].router_id)
             assert worker_a != worker_b  # the least loaded worker took the second room
 
             victim = next(w for w in pool.workers if w.prefix == worker_a)

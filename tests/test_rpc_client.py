@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mediaserver.api import MediaError
-from mediaserver.rpc import RpcClient
+from mediaserver.remote_control import RemoteMediaControl
 
 
 async def test_calls_fail_once_the_worker_hung_up(tmp_path: Path) -> None:
@@ -21,14 +21,14 @@ async def test_calls_fail_once_the_worker_hung_up(tmp_path: Path) -> None:
         hung_up.set()
 
     server = await asyncio.start_unix_server(worker, str(tmp_path / "w.sock"))
-    client = RpcClient(lambda event: None)
+    control = RemoteMediaControl(lambda transport_id, reason: None)
     try:
-        await client.connect(str(tmp_path / "w.sock"))
+        await control.rpc.connect(str(tmp_path / "w.sock"))
         with pytest.raises(MediaError, match="connection lost"):
-            await asyncio.wait_for(client.call("stats"), 5)  # pending when it hung up
+            await asyncio.wait_for(control.stats(), 5)  # pending when it hung up
         await hung_up.wait()
         with pytest.raises(MediaError, match="not connected"):
-            await asyncio.wait_for(client.call("stats"), 5)  # after: refused at once
+            await asyncio.wait_for(control.stats(), 5)  # after: refused at once
     finally:
-        await client.close()
+        await control.rpc.close()
         server.close()

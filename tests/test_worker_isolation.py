@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from mediaserver.api import LocalMediaControl, MediaError
+from mediaserver.api import MediaError
 from mediaserver.config import MediaConfig
 from mediaserver.consumer import MAX_NACK_SEQS
+from mediaserver.local_control import LocalMediaControl
 from mediaserver.params import (
     Codec,
     ConsumerParams,
@@ -29,7 +30,7 @@ from mediaserver.params import (
     RemoteParams,
 )
 from mediaserver.producer import MAX_MISSING
-from mediaserver.rpc import RpcClient, RpcServer
+from mediaserver.remote_control import RemoteMediaControl, control_server
 from mediaserver.rtp.packet import build_packet
 from mediaserver.rtp.rtcp import Nack, ReceiverReport, SenderReport, parse_compound
 from mediaserver.stats import worker_stats
@@ -238,32 +239,29 @@ async def test_out_of_range_values_over_the_worker_rpc_fail_the_call_with_media_
         tmp_path: Path) -> None:
     worker = Worker()
     worker.loop = asyncio.get_running_loop()
-    server = RpcServer(LocalMediaControl(worker))
+    server = control_server(LocalMediaControl(worker))
     path = str(tmp_path / "w.sock")
     unix = await server.serve(path)
-    client = RpcClient(lambda event: None)
-    await client.connect(path)
+    client = RemoteMediaControl(lambda transport_id, reason: None)
+    await client.rpc.connect(path)
     try:
-        transport = await client.call("create_transport",
-                                      router_id=await client.call("create_router"))
+        # raw dicts where the declaration wants dataclasses: the worker decodes and checks
+        transport = await client.create_transport(await client.create_router())
         params = {"kind": "video", "mid": "0", "ssrc": 2**32, "rtx_ssrc": None,
                   "extensions": {}, "cname": "",
                   "codec": {"name": "VP8", "payload_type": 96, "clock_rate": 90000}}
         with pytest.raises(MediaError, match="ssrc"):
-            await asyncio.wait_for(client.call("produce", transport_id=transport["id"],
-                                               params=params), 5)
+            await asyncio.wait_for(client.produce(transport.id, params), 5)  # type: ignore[arg-type]
         params = {**params, "ssrc": 1, "codec": {**params["codec"], "clock_rate": 0}}
         with pytest.raises(MediaError, match="clock_rate"):
-            await asyncio.wait_for(client.call("produce", transport_id=transport["id"],
-                                               params=params), 5)
+            await asyncio.wait_for(client.produce(transport.id, params), 5)  # type: ignore[arg-type]
         with pytest.raises(MediaError, match="expected bool"):
-            await asyncio.wait_for(client.call("pause_producer", producer_id="x",
-                                               paused="no"), 5)
+            await asyncio.wait_for(client.pause_producer("x", "no"), 5)  # type: ignore[arg-type]
         assert not worker.producers
         # and the connection still serves the next call
-        assert (await asyncio.wait_for(client.call("stats"), 5))["transports"] == 1
+        assert (await asyncio.wait_for(client.stats(), 5))["transports"] == 1
     finally:
-        await client.close()
+        await client.rpc.close()
         unix.close()
         await worker.stop()
 
@@ -276,24 +274,24 @@ async def test_pipe_connect_refuses_bad_addresses() -> None:
     try:
         for ip, port in (("127.0.0.1", 70000), ("127.0.0.1", 0), ("not-an-ip", 5000)):
             with pytest.raises(ParamsError):
-                worker.connect_pipe_transport(str(pipe["id"]), ip, port)
-        worker.connect_pipe_transport(str(pipe["id"]), "127.0.0.1", 5000)
+                worker.connect_pipe_transport(pipe.id, ip, port)
+        worker.connect_pipe_transport(pipe.id, "127.0.0.1", 5000)
     finally:
         await worker.stop()
 
 
 def test_rpc_reply_to_garbage_keeps_the_request_id() -> None:
     worker = Worker()
-    server = RpcServer(LocalMediaControl(worker))
+    server = control_server(LocalMediaControl(worker))
     loop = asyncio.new_event_loop()
     try:
         for line, rid in ((b'{"id": 7, "method": "produce", "params": []}', 7),
                           (b'{"id": 8, "method": "nope"}', 8),
                           (b'{"id": "x", "method": "close_router", "params": {}}', "x"),
                           (b"[1, 2]", None), (b"\xff", None)):
-            reply = loop.run_until_complete(server._handle(line))
+            reply = loop.run_until_complete(server.reply_to(line))
             assert reply["id"] == rid and reply["error"]["type"] == "bad_request"
-        reply = loop.run_until_complete(server._handle(json.dumps(
+        reply = loop.run_until_complete(server.reply_to(json.dumps(
             {"id": 9, "method": "close_router", "params": {"router_id": 5}}).encode()))
         assert reply == {"id": 9, "error": {"type": "bad_request",
                                             "message": "expected str, not int"}}
