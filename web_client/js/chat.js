@@ -24,7 +24,7 @@ export class ChatPanel {
     this.m = m;
     this.log.replaceChildren();
     this.ids.clear();
-    // The join result carries no settings yet; settingsChanged or a refusal tells us later.
+    // The join result's settings; settingsChanged (a host's toggle) updates them later.
     this.enabled = res.settings?.chat ?? true;
     for (const msg of res.chat || []) this.add(msg);
     m.on('chat', (d) => { this.add(d.message); this.tabs.notify('chat'); });

@@ -1,5 +1,6 @@
-// State that automated tests read through window.__meeting. The app writes it; nothing in the
-// app reads it back, so tests can never change behaviour by accident.
+// The page's session state in one place: the meeting writes it, the roster shares its
+// participant map and the status line reads `lastError`; automated tests read it all through
+// window.__meeting.
 export const state = {
   joined: false,
   joins: 0, // completed joins of this page: a reconnect makes it grow
