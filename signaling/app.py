@@ -20,9 +20,11 @@ from mediaserver.api import (
 
 from . import websocket
 from .cluster import Cluster
+from .cluster_sync import RoomSync
 from .config import ServerConfig
 from .http_api import add_routes
 from .metrics import MediaCollector, metrics_handler
+from .placement import Placement
 from .recordings import Recordings
 from .rooms import RoomRegistry
 from .state import STATE, AppState
@@ -60,11 +62,11 @@ def make_app(config: ServerConfig) -> web.Application:
         # several signalling nodes on one Redis: rooms, events and workers are shared
         cluster = Cluster(config.store, media, node=config.node)
     spread = config.subscribers_per_worker if config.workers > 1 and cluster is None else 0
-    rooms = RoomRegistry(store, media, spread, cluster)
     secret = config.effective_jwt_secret
     recordings = Recordings(store, media, config.data_dir / "recordings", secret,
                             Webhooks(config.webhook_url, config.webhook_secret or secret))
-    rooms.recordings = recordings
+    rooms = RoomRegistry(store, Placement(media, spread, cluster),
+                         RoomSync(cluster) if cluster is not None else None, recordings)
     state = AppState(config, store, media, rooms, recordings)
     app[STATE] = state
 

@@ -18,12 +18,14 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from mediaserver.api import MediaControl, encode
+from mediaserver.api import Codec, MediaControl, decode, encode
+
+from .rooms import Track
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class Cluster:
             raise RuntimeError(f"no node serves worker {prefix}")
         await self.media.attach(prefix, path)
 
-    async def room_router(self, room: str, create: Callable[[], Any]) -> str:
+    async def room_router(self, room: str, create: Callable[[], Awaitable[str]]) -> str:
         """The one Router of this room, whichever node created it first."""
         key = self._k("router", room)
         existing = await self.redis.get(key)
@@ -143,8 +145,15 @@ class Cluster:
                     log.exception("bad bus message %s", body)
 
 
-def track_to_wire(track: Any) -> dict[str, Any]:
+def track_to_wire(track: Track) -> dict[str, Any]:
+    """A track as Redis (`ms:live:<room>:t`) and the bus carry it."""
     return {"id": track.id, "participantId": track.participant_id, "kind": track.kind,
             "name": track.name, "producerId": track.producer_id,
             "codec": encode(track.codec), "cname": track.cname, "muted": track.muted,
             "group": track.group}
+
+
+def track_from_wire(entry: dict[str, Any]) -> Track:
+    return Track(entry["id"], entry["participantId"], entry["kind"], entry["name"],
+                 entry["producerId"], decode(Codec, entry["codec"]), entry["cname"],
+                 entry.get("muted", False), entry.get("group"))

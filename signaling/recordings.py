@@ -107,6 +107,28 @@ class Recordings:
             if self.link.process is None:
                 await self.link.start()
 
+    # ---- the room's lifecycle ------------------------------------------------------------
+
+    def recording(self, room: Room) -> bool:
+        return room.name in self.active
+
+    async def tracks_published(self, room: Room, tracks: list[Track], role: str) -> None:
+        """New tracks of one participant: tapped into the room's running recording. In a
+        room that records by itself (auto_record), the first host or presenter to publish
+        starts the recording, which takes every track, these included."""
+        if not tracks:
+            return
+        if room.auto_record and not self.recording(room) and role in ("host", "presenter"):
+            await self.start(room)
+            return
+        for track in tracks:
+            await self.track_added(room, track)
+
+    async def room_ended(self, room: Room) -> None:
+        """The last participant left: the recording stops and its VOD is made now."""
+        if self.recording(room):
+            await self.stop(room)
+
     # ---- control ------------------------------------------------------------------------
 
     async def start(self, room: Room, mode: str = "composite", layout: str = "grid",

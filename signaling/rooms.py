@@ -1,24 +1,32 @@
-"""Live rooms: who is in them, which tracks they publish, and the Routers carrying their media.
+"""Live rooms: who is in them, which tracks they publish, and how events reach them.
 
 The persistent part of a room (its existence, settings, chat) lives in the Store; this module
-holds what exists only while people are connected. A room's media lives on one worker (its
-origin Router); with a pool of workers, a room with more subscribers than one worker should
-carry gets edge Routers on other workers, fed through pipes with mirrors of every track.
+holds what exists only while people are connected, and the registry that opens and releases
+rooms. Where a room's media lives (its Routers and pipes) is placement.py's; what other
+signalling nodes learn of a room is cluster_sync.py's; recordings are recordings.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mediaserver.api import Codec, MediaControl, MediaError, decode
+from mediaserver.api import Codec
 
+from .placement import Edge, Placement
 from .store import Store
 
 if TYPE_CHECKING:
+    from .cluster import Cluster
+    from .cluster_sync import RoomSync
     from .participant import Participant
+    from .recordings import Recordings
+
+# Publishes a message to the other nodes in the room (cluster_sync.py sets it).
+Bus = Callable[[dict[str, Any]], object]
 
 
 def new_id(prefix: str) -> str:
@@ -40,17 +48,6 @@ class Track:
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "participantId": self.participant_id, "kind": self.kind,
                 "name": self.name, "muted": self.muted}
-
-
-@dataclass
-class Edge:
-    """A Router of the room on another worker, fed by a pipe from the origin Router."""
-
-    router_id: str
-    origin_pipe: str
-    edge_pipe: str
-    mirrors: dict[str, str] = field(default_factory=dict)  # origin producer -> mirror
-    subscribers: int = 0
 
 
 @dataclass
@@ -88,7 +85,7 @@ class Room:
     live: bool = True  # a webinar with a backstage starts False: only the stage sees media
     auto_record: bool = False  # start recording when the first host or presenter publishes
     remote: dict[str, dict[str, Any]] = field(default_factory=dict)  # on other nodes: public
-    bus: Any = None  # publish(message) to the other nodes, when there are any
+    bus: Bus | None = None  # to the other nodes, when there are any
 
     def hand_ids(self) -> list[str]:
         """Participant ids of those present with a raised hand, first raised first."""
@@ -101,7 +98,7 @@ class Room:
             self.bus({"t": "event", "event": event, "data": data, "exclude": exclude})
 
     def deliver(self, event: str, data: dict[str, Any], exclude: str | None = None,
-                group: Any = "all", media: bool = False) -> None:
+                group: str | None = "all", media: bool = False) -> None:
         """To the participants connected to this node (group "all": everyone). `media`
         events (about tracks) skip those who may not see the media yet (backstage)."""
         for participant in list(self.participants.values()):
@@ -156,17 +153,28 @@ class Room:
 
 
 class RoomRegistry:
-    def __init__(self, store: Store, media: MediaControl,
-                 subscribers_per_worker: int = 0, cluster: Any = None) -> None:
+    """The live rooms of this node, by name: opened when the first participant comes,
+    released when the last one leaves. Where their media lives is the placement's
+    (placement.py), what other nodes learn of them the sync's (cluster_sync.py, with several
+    nodes), and a room that ends stops its recording (recordings.py)."""
+
+    def __init__(self, store: Store, placement: Placement, sync: RoomSync | None = None,
+                 recordings: Recordings | None = None) -> None:
         self.store = store
-        self.media = media
-        self.cluster = cluster  # signaling.cluster.Cluster when nodes share a Redis
-        self.recordings: Any = None  # signaling.recordings.Recordings, set by the app
-        # 0: never spread (one worker, or no pool). Otherwise the origin worker takes this
-        # many subscribers of a room and further ones go to edge Routers on other workers.
-        self.subscribers_per_worker = subscribers_per_worker
+        self.placement = placement
+        self.sync = sync
+        self.recordings = recordings
         self.rooms: dict[str, Room] = {}
         self._lock = asyncio.Lock()
+
+    @property
+    def cluster(self) -> Cluster | None:
+        """The Redis side shared with other signalling nodes, if there are any."""
+        return self.sync.cluster if self.sync is not None else None
+
+    @property
+    def participant_count(self) -> int:
+        return sum(len(r.participants) for r in self.rooms.values())
 
     async def open(self, name: str) -> Room:
         """The live room, creating its Router on first use (the room must exist in the store)."""
@@ -174,11 +182,7 @@ class RoomRegistry:
             room = self.rooms.get(name)
             if room is None:
                 settings = (await self.store.get_room(name) or {}).get("settings", {})
-                if self.cluster is not None:
-                    router_id = await self.cluster.room_router(name, self.media.create_router)
-                else:
-                    router_id = await self.media.create_router()
-                room = Room(name, router_id,
+                room = Room(name, await self.placement.origin_router(name),
                             type=settings.get("type", "meeting"),
                             chat_enabled=settings.get("chat", True),
                             lobby=settings.get("lobby", False),
@@ -186,156 +190,22 @@ class RoomRegistry:
                             auto_record=settings.get("autoRecord", False),
                             hands=await self.store.hands(name))
                 self.rooms[name] = room
-                if self.cluster is not None:
-                    await self._join_cluster(room)
+                if self.sync is not None:
+                    await self.sync.join(room)
             return room
-
-    # ---- several signalling nodes -------------------------------------------------------
-
-    async def _join_cluster(self, room: Room) -> None:
-        cluster = self.cluster
-        people, tracks = await cluster.remote_state(room.name)
-        room.remote = {p["id"]: _public(p) for p in people}
-        for t in tracks:
-            track = _track(t)
-            room.tracks[track.id] = track
-        room.bus = lambda message: asyncio.ensure_future(cluster.publish(room.name, message))
-        await cluster.follow(room.name, lambda message: self._on_bus(room, message))
-
-    def _on_bus(self, room: Room, message: dict[str, Any]) -> None:
-        kind = message.get("t")
-        if kind == "event":
-            room.deliver(message["event"], message["data"], message.get("exclude"),
-                         message.get("group", "all"), message.get("media", False))
-        elif kind == "live":
-            set_live(room, message["live"])
-        elif kind == "participant":
-            if message["op"] == "add":
-                room.remote[message["participant"]["id"]] = _public(message["participant"])
-            else:
-                room.remote.pop(message["participantId"], None)
-        elif kind == "track":
-            if message["op"] == "add":
-                track = _track(message["track"])
-                room.tracks[track.id] = track
-                for participant in room.in_group(track.group):
-                    participant.on_track_published(track)
-            elif message["op"] == "remove":
-                track = room.tracks.pop(message["trackId"], None)
-                if track is not None:
-                    for participant in room.in_group(track.group):
-                        participant.on_track_unpublished(track)
-            elif message["op"] == "mute" and message["trackId"] in room.tracks:
-                room.tracks[message["trackId"]].muted = message["muted"]
-
-    async def announce(self, room: Room, message: dict[str, Any]) -> None:
-        """Tell the other nodes about a participant or track change, and record it."""
-        if self.cluster is None:
-            return
-        if message["t"] == "participant":
-            if message["op"] == "add":
-                p = message["participant"]
-                await self.cluster.put_participant(room.name, p, p.get("identity", ""))
-            else:
-                await self.cluster.drop_participant(room.name, message["participantId"])
-        elif message["t"] == "track":
-            if message["op"] == "add":
-                await self.cluster.put_track(room.name, message["track"])
-            elif message["op"] == "remove":
-                await self.cluster.drop_track(room.name, message["trackId"])
-        await self.cluster.publish(room.name, message)
 
     async def release_if_empty(self, room: Room) -> None:
         async with self._lock:
             if not room.participants and not room.waiting and self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
-                if self.recordings is not None and room.name in self.recordings.active:
-                    await self.recordings.stop(room)  # the room ended: the VOD is made now
-                if self.cluster is not None:
-                    # the Router is shared: only the last node to leave closes it
-                    await self.cluster.unfollow(room.name)
-                    await self.cluster.forget_router(room.name, room.router_id)
-                    return
-                if room.breakout_timer is not None:
+                if self.recordings is not None:
+                    await self.recordings.room_ended(room)
+                if self.sync is not None:
+                    await self.sync.leave(room)
+                elif room.breakout_timer is not None:
+                    # (with other nodes in the room it stays: its end concerns theirs too)
                     room.breakout_timer.cancel()
-                for group in room.breakouts.groups.values():
-                    if group.router_id is not None:
-                        await self.media.close_router(group.router_id)
-                for edge in room.edges:
-                    await self.media.close_router(edge.router_id)
-                await self.media.close_router(room.router_id)
-
-    @property
-    def participant_count(self) -> int:
-        return sum(len(r.participants) for r in self.rooms.values())
-
-    # ---- spreading subscribers over workers ---------------------------------------------
-
-    async def subscriber_router(self, room: Room) -> str:
-        """The Router a new subscriber of the room is placed on."""
-        limit = self.subscribers_per_worker
-        if not limit or room.origin_subscribers < limit:
-            room.origin_subscribers += 1
-            return room.router_id
-        async with self._lock:
-            for edge in room.edges:
-                if edge.subscribers < limit:
-                    edge.subscribers += 1
-                    return edge.router_id
-            edge = await self._add_edge(room)
-            if edge is None:  # no other worker: the origin takes it
-                room.origin_subscribers += 1
-                return room.router_id
-            edge.subscribers += 1
-            return edge.router_id
-
-    def release_subscriber(self, room: Room, router_id: str) -> None:
-        if router_id == room.router_id:
-            room.origin_subscribers = max(0, room.origin_subscribers - 1)
-        for edge in room.edges:
-            if edge.router_id == router_id:
-                edge.subscribers = max(0, edge.subscribers - 1)
-
-    async def _add_edge(self, room: Room) -> Edge | None:
-        media = self.media
-        used = tuple({await media.worker_of(r) for r in (room.router_id,
-                                                         *(e.router_id for e in room.edges))})
-        try:
-            router_id = await media.create_router(exclude=used)
-        except MediaError:  # every worker already serves this room
-            return None
-        origin = await media.create_pipe_transport(room.router_id)
-        far = await media.create_pipe_transport(router_id)
-        await media.connect_pipe_transport(origin.id, far.ip, far.port)
-        await media.connect_pipe_transport(far.id, origin.ip, origin.port)
-        edge = Edge(router_id, origin.id, far.id)
-        room.edges.append(edge)
-        for track in list(room.tracks.values()):
-            await self._mirror(edge, track)
-        return edge
-
-    async def _mirror(self, edge: Edge, track: Track) -> None:
-        params = await self.media.pipe_consume(edge.origin_pipe, track.producer_id)
-        edge.mirrors[track.producer_id] = await self.media.pipe_produce(edge.edge_pipe, params)
-        if track.muted:
-            await self.media.pause_producer(edge.mirrors[track.producer_id], True)
-
-    async def track_published(self, room: Room, track: Track) -> None:
-        for edge in room.edges:
-            await self._mirror(edge, track)
-
-    async def track_unpublished(self, room: Room, track: Track) -> None:
-        for edge in room.edges:
-            mirror = edge.mirrors.pop(track.producer_id, None)
-            if mirror is not None:
-                await self.media.close_producer(mirror)
-
-    async def track_paused(self, room: Room, track: Track, paused: bool) -> None:
-        await self.media.pause_producer(track.producer_id, paused)
-        for edge in room.edges:
-            mirror = edge.mirrors.get(track.producer_id)
-            if mirror is not None:
-                await self.media.pause_producer(mirror, paused)
+                await self.placement.release(room)
 
     def worker_lost(self, prefix: str) -> list[Participant]:
         """Forget Routers on a lost worker; the participants who must reconnect."""
@@ -345,22 +215,32 @@ class RoomRegistry:
                 affected += room.participants.values()
                 del self.rooms[name]
                 continue
-            lost = [e for e in room.edges if e.router_id.startswith(prefix)]
-            room.edges = [e for e in room.edges if not e.router_id.startswith(prefix)]
-            for edge in lost:
-                affected += [p for p in room.participants.values()
-                             if p.subscribe_router == edge.router_id]
+            lost = self.placement.worker_lost(room, prefix)
+            affected += [p for p in room.participants.values() if p.subscribe_router in lost]
         return affected
 
+    async def announce(self, room: Room, message: dict[str, Any]) -> None:
+        """Tell the other nodes about a participant or track change (cluster_sync.py)."""
+        if self.sync is not None:
+            await self.sync.announce(room, message)
 
-def _public(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: entry[k] for k in ("id", "name", "role", "handRaised", "onStage") if k in entry}
+    # ---- media placement (placement.py) -------------------------------------------------
 
+    async def subscriber_router(self, room: Room) -> str:
+        """The Router a new subscriber of the room's main group is placed on."""
+        return await self.placement.subscriber_router(room)
 
-def _track(entry: dict[str, Any]) -> Track:
-    return Track(entry["id"], entry["participantId"], entry["kind"], entry["name"],
-                 entry["producerId"], decode(Codec, entry["codec"]), entry["cname"],
-                 entry.get("muted", False), entry.get("group"))
+    def release_subscriber(self, room: Room, router_id: str) -> None:
+        self.placement.release_subscriber(room, router_id)
+
+    async def track_published(self, room: Room, track: Track) -> None:
+        await self.placement.track_published(room, track)
+
+    async def track_unpublished(self, room: Room, track: Track) -> None:
+        await self.placement.track_unpublished(room, track)
+
+    async def track_paused(self, room: Room, track: Track, paused: bool) -> None:
+        await self.placement.track_paused(room, track, paused)
 
 
 def set_live(room: Room, live: bool) -> None:
