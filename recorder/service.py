@@ -1,15 +1,18 @@
-"""The recorder process: recordings driven over a JSON-lines control socket (Unix domain).
+"""The recorder process: recordings driven over a control socket (Unix domain).
 
-One JSON object per line each way. Requests carry an `op` and an optional `id` echoed in the
-answer; answers are `{"id", "ok": true, "result": {...}}` or `{"id", "ok": false, "error"}`;
-events are `{"event": "recording.ready" | "recording.failed", ...}`, sent to every connected
-client (kept until one connects). Operations:
+The socket speaks the media plane's JSON-lines RPC (mediaserver/rpc.py): one JSON object per
+line each way, requests `{"id", "method", "params": {...}}`, answers `{"id", "result": {...}}`
+or `{"id", "error": {"type", "message"}}`; events `{"event": "recording.ready" |
+"recording.failed", ...}` go to every connected client (kept until one connects). Error types:
+`bad_request` (not JSON, unknown method, params missing, unknown or of the wrong JSON type),
+`recording` (refused: no such active recording, already running, shutting down, a bad
+recording id, mode, layout, kind, codec or ssrc), `internal` (anything else; logged). Methods:
 
-    start         {recording_id, room, mode: composite|pertrack, layout: grid|speaker,
+    start         {recording_id, room?, mode?: composite|pertrack, layout?: grid|speaker,
                    low_latency?: bool (composite: LL-HLS parts; default from the command line)}
                   -> {rtp_port, resumed, directory}
     add_track     {recording_id, ssrc, kind, codec: {name, payload_type, clock_rate, channels},
-                   participant_name, participant?} -> {track_id}
+                   participant_name?, participant?} -> {track_id}
     remove_track  {recording_id, ssrc} -> {}
     layout        {recording_id, layout} -> {}
     stop          {recording_id} -> {playlist, mp4, poster, duration, size, ...}
@@ -35,15 +38,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
+import inspect
 import logging
 import os
 import shutil
 import signal
 import time
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 from mediaserver.lifetime import watch_parent
+from mediaserver.rpc import BadRequest, RpcServer
 
 from . import vod
 from .composite import CompositeOptions
@@ -52,7 +59,6 @@ from .recording import Recording, read_state, write_state
 log = logging.getLogger(__name__)
 TICK = 0.02
 STOP_SECONDS = 3.0  # the longest a shutdown may take (docs/operations.md)
-MAX_PENDING = 64  # requests of one client answered at once; its next lines wait to be read
 EXIT_UNFINISHED = 75  # exit code (EX_TEMPFAIL): work is left for the next start
 
 
@@ -64,23 +70,14 @@ class RecorderService:
         self.options = options or CompositeOptions()
         self.max_delay = max_delay
         self.active: dict[str, Recording] = {}
-        self.clients: set[asyncio.StreamWriter] = set()
-        self.pending_events: list[dict] = []
+        # the control socket; what the recorder raises on purpose (ValueError, KeyError:
+        # no such recording, a bad layout, codec, ssrc...) is a `recording` error
+        self.rpc = RpcServer(self._handle, lambda exc: "recording"
+                             if isinstance(exc, (ValueError, KeyError)) else None)
         self._recovering: dict[str, asyncio.Task] = {}
         self._closing = asyncio.Event()
         self._failed: set[str] = set()
         self._stops: dict[str, asyncio.Task] = {}  # recording id -> its finalization
-        self._hung_up = asyncio.Event()  # no client is connected
-        self._hung_up.set()
-
-    # ---- events ---------------------------------------------------------------------------
-
-    def emit(self, event: dict) -> None:
-        line = (json.dumps(event) + "\n").encode()
-        if not self.clients:
-            self.pending_events = [*self.pending_events[-999:], event]
-        for w in list(self.clients):
-            w.write(line)
 
     # ---- recovery -------------------------------------------------------------------------
 
@@ -102,62 +99,79 @@ class RecorderService:
                     result = await asyncio.to_thread(vod.finalize, directory, rec.playlist)
             state["status"] = "interrupted"
             write_state(directory, state)
-            self.emit({"event": "recording.ready", "recording_id": directory.name,
-                       "room": state.get("room"), "mode": state.get("mode"),
-                       "participants": state.get("participants", []), "interrupted": True,
-                       "directory": str(directory), **result})
+            self.rpc.push({"event": "recording.ready", "recording_id": directory.name,
+                           "room": state.get("room"), "mode": state.get("mode"),
+                           "participants": state.get("participants", []),
+                           "interrupted": True, "directory": str(directory), **result})
         except Exception as exc:
             log.exception("recovering %s failed", directory)
-            self.emit({"event": "recording.failed", "recording_id": directory.name,
-                       "error": repr(exc)})
+            self.rpc.push({"event": "recording.failed", "recording_id": directory.name,
+                           "error": repr(exc)})
 
     # ---- operations -----------------------------------------------------------------------
 
-    async def op_start(self, req: dict) -> dict:
-        rid = str(req["recording_id"])
+    async def _handle(self, method: str, params: dict[str, Any]) -> Any:
+        """A request: the operation `op_<method>`, its params checked against its signature
+        (names and JSON types) first."""
+        operation = getattr(self, f"op_{method}", None)
+        if operation is None:
+            raise BadRequest(f"unknown method {method[:64]!r}")
+        try:
+            inspect.signature(operation).bind(**params)
+        except TypeError as exc:
+            raise BadRequest(f"{method}: {exc}") from None
+        hints = typing.get_type_hints(operation)
+        for name, value in params.items():
+            kinds = _types(hints[name])
+            if type(value) not in kinds:  # exactly: no bool for an int
+                raise BadRequest(f"{method}: {name} must be "
+                                 f"{' or '.join(k.__name__ for k in kinds)}")
+        return await operation(**params)
+
+    async def op_start(self, recording_id: str, room: str = "", mode: str = "composite",
+                       layout: str = "grid", low_latency: bool | None = None) -> dict:
         if self._closing.is_set():
             raise ValueError("the recorder is shutting down")
-        if rid in self.active:
-            raise ValueError(f"recording {rid} is already running")
-        if task := self._recovering.get(rid):
+        if recording_id in self.active:
+            raise ValueError(f"recording {recording_id} is already running")
+        if task := self._recovering.get(recording_id):
             await task
         options = dataclasses.replace(self.options)
-        if req.get("low_latency") is not None:
-            options.low_latency = bool(req["low_latency"])
-        rec = Recording(rid, str(req.get("room", "")), req.get("mode", "composite"),
-                        req.get("layout", "grid"), self.root, options, self.max_delay)
-        self.active[rid] = rec
+        if low_latency is not None:
+            options.low_latency = low_latency
+        rec = Recording(recording_id, room, mode, layout, self.root, options, self.max_delay)
+        self.active[recording_id] = rec
         try:
             port = await rec.open(self.rtp_host)
         except BaseException:
-            self.active.pop(rid, None)
+            self.active.pop(recording_id, None)
             raise
         return {"rtp_port": port, "resumed": rec.resumed, "directory": str(rec.dir)}
 
-    def _get(self, req: dict) -> Recording:
-        rec = self.active.get(str(req.get("recording_id")))
+    def _get(self, recording_id: str) -> Recording:
+        rec = self.active.get(recording_id)
         if rec is None:
-            raise ValueError(f"no active recording {req.get('recording_id')!r}")
+            raise ValueError(f"no active recording {recording_id!r}")
         return rec
 
-    async def op_add_track(self, req: dict) -> dict:
-        track_id = self._get(req).add_track(
-            int(req["ssrc"]), str(req["kind"]), dict(req["codec"]),
-            str(req.get("participant_name", "")), req.get("participant"))
+    async def op_add_track(self, recording_id: str, ssrc: int, kind: str,
+                           codec: dict[str, Any], participant_name: str = "",
+                           participant: str | None = None) -> dict:
+        track_id = self._get(recording_id).add_track(ssrc, kind, codec, participant_name,
+                                                      participant)
         return {"track_id": track_id}
 
-    async def op_remove_track(self, req: dict) -> dict:
-        self._get(req).remove_track(int(req["ssrc"]))
+    async def op_remove_track(self, recording_id: str, ssrc: int) -> dict:
+        self._get(recording_id).remove_track(ssrc)
         return {}
 
-    async def op_layout(self, req: dict) -> dict:
-        self._get(req).set_layout(str(req["layout"]))
+    async def op_layout(self, recording_id: str, layout: str) -> dict:
+        self._get(recording_id).set_layout(layout)
         return {}
 
-    async def op_stop(self, req: dict) -> dict:
-        task = self._stops.get(str(req.get("recording_id"))) or self._stop_task(self._get(req))
+    async def op_stop(self, recording_id: str) -> dict:
+        task = self._stops.get(recording_id) or self._stop_task(self._get(recording_id))
         return await asyncio.shield(task)  # the requester gone, it still finishes
-
     def _stop_task(self, rec: Recording) -> asyncio.Task:
         """The one finalization of a recording, whoever asks for it (a `stop`, the shutdown);
         kept once done while shutting down, for a `stop` that comes late."""
@@ -172,14 +186,15 @@ class RecorderService:
         try:
             result = await rec.stop()
         except Exception as exc:
-            self.emit({"event": "recording.failed", "recording_id": rec.id, "error": repr(exc)})
+            self.rpc.push({"event": "recording.failed", "recording_id": rec.id,
+                           "error": repr(exc)})
             raise
         finally:
             self.active.pop(rec.id, None)
-        self.emit({"event": "recording.ready", "interrupted": False, **result})
+        self.rpc.push({"event": "recording.ready", "interrupted": False, **result})
         return result
 
-    async def op_list(self, req: dict) -> dict:
+    async def op_list(self) -> dict:
         out = []
         for d in sorted(p for p in self.root.iterdir() if p.is_dir()):
             state = read_state(d)
@@ -187,54 +202,11 @@ class RecorderService:
                 out.append({**state, "active": d.name in self.active})
         return {"recordings": out}
 
-    async def op_stats(self, req: dict) -> dict:
+    async def op_stats(self) -> dict:
         return {"recordings": [rec.stats() for rec in self.active.values()]}
 
-    async def op_ping(self, req: dict) -> dict:
+    async def op_ping(self) -> dict:
         return {"pid": os.getpid()}
-
-    # ---- transport ------------------------------------------------------------------------
-
-    async def _answer(self, writer: asyncio.StreamWriter, line: bytes) -> None:
-        rid = None
-        try:
-            req = json.loads(line)
-            if not isinstance(req, dict):
-                raise ValueError("a request is a JSON object")
-            rid = req.get("id")
-            handler = getattr(self, f"op_{req.get('op')}", None)
-            if handler is None:
-                raise ValueError(f"unknown op {req.get('op')!r}")
-            answer = {"id": rid, "ok": True, "result": await handler(req)}
-        except Exception as exc:
-            answer = {"id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        if not writer.is_closing():
-            writer.write((json.dumps(answer) + "\n").encode())
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.clients.add(writer)
-        self._hung_up.clear()
-        for event in self.pending_events:
-            writer.write((json.dumps(event) + "\n").encode())
-        self.pending_events = []
-        tasks: set[asyncio.Task] = set()
-        try:
-            while line := await reader.readline():
-                if line.strip():
-                    if len(tasks) >= MAX_PENDING:
-                        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                    task = asyncio.create_task(self._answer(writer, line))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
-        except (ConnectionError, ValueError, asyncio.CancelledError):
-            pass  # client gone, garbage, or the service shutting down
-        finally:
-            self.clients.discard(writer)
-            if not self.clients:
-                self._hung_up.set()
-            writer.close()
 
     async def _ticker(self) -> None:
         last = time.monotonic()
@@ -248,8 +220,8 @@ class RecorderService:
                 rec.tick(now)
                 if rec.failure and rec.id not in self._failed:
                     self._failed.add(rec.id)
-                    self.emit({"event": "recording.failed", "recording_id": rec.id,
-                               "error": rec.failure})
+                    self.rpc.push({"event": "recording.failed", "recording_id": rec.id,
+                                   "error": rec.failure})
 
     async def _shutdown(self, seconds: float) -> bool:
         """Finalize every running recording; return once that is done and the clients (the
@@ -266,7 +238,7 @@ class RecorderService:
             if pending:
                 return False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._hung_up.wait(),
+            await asyncio.wait_for(self.rpc.hung_up.wait(),
                                    max(0.0, deadline - asyncio.get_running_loop().time()))
         return True
 
@@ -275,7 +247,7 @@ class RecorderService:
         self.start_recovery()
         with contextlib.suppress(FileNotFoundError):
             control.unlink()
-        server = await asyncio.start_unix_server(self._client, path=str(control))
+        server = await self.rpc.serve(str(control))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._closing.set)
@@ -307,3 +279,10 @@ class RecorderService:
                         "finishes it", ", ".join(left), stop_seconds)
             logging.shutdown()
             os._exit(EXIT_UNFINISHED)
+
+
+def _types(hint: Any) -> tuple[type, ...]:
+    """The JSON value types a param's annotation allows: `str | None` -> (str, NoneType),
+    `dict[str, Any]` -> (dict,)."""
+    arms = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return tuple(typing.get_origin(arm) or arm for arm in arms)

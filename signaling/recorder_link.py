@@ -1,4 +1,5 @@
-"""The recorder process (recorder/, its own process) and its JSON-lines control socket.
+"""The recorder process (recorder/, its own process) and its control socket, which speaks the
+media plane's JSON-lines RPC (RpcClient; methods in recorder/service.py).
 
 Started by the signalling server; if it dies it is started again, and the listener is told so
 the recordings that were running can be resumed (the recorder finalizes what the crash
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import os
 import shutil
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mediaserver.api import end_process, stopping_within
+from mediaserver.api import RpcClient, RpcError, end_process, stopping_within
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,16 @@ EXIT_WAIT = 0.5  # past that, it gets this long to exit before SIGKILL
 
 
 class RecorderError(Exception):
-    pass
+    """A call that failed: `type` says how (the recorder's `bad_request`, `recording`,
+    `internal`, or `not_connected`, `lost`, `timeout`)."""
+
+    def __init__(self, message: str, type_: str = "internal") -> None:
+        super().__init__(message)
+        self.type = type_
+
+
+# the recorder is gone (exited, crashed, restarting): no answer came or can come
+LINK_ERRORS = {"not_connected": "recorder not connected", "lost": "recorder connection lost"}
 
 
 class RecorderLink:
@@ -47,11 +55,8 @@ class RecorderLink:
         self.on_event = on_event
         self.on_restart = on_restart
         self.process: asyncio.subprocess.Process | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Future] = {}
-        self._ids = itertools.count(1)
-        self._tasks: list[asyncio.Task] = []
-        self._reader: asyncio.Task | None = None  # done: the recorder hung up
+        self._rpc = RpcClient(on_event)  # a new one for each recorder process
+        self._watcher: asyncio.Task | None = None  # restarts the recorder when it exits
         self._stopping = asyncio.Event()
         self.stop_seconds = stop_seconds
         self._deadline: float | None = None  # loop time by which the recorder must be gone
@@ -63,9 +68,11 @@ class RecorderLink:
         self.recordings.mkdir(parents=True, exist_ok=True)
         self.control = Path(tempfile.mkdtemp(prefix="mediaserver-rec-")) / "control.sock"
         await self._spawn()
-        self._tasks.append(asyncio.create_task(self._watch()))
+        self._watcher = asyncio.create_task(self._watch())
 
     async def _spawn(self) -> None:
+        await self._rpc.close()  # the last process's connection, and its reader, go
+        self._rpc = RpcClient(self.on_event)
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "recorder", "serve", "--rtp-host", "127.0.0.1",
             "--control", str(self.control), "--recordings", str(self.recordings),
@@ -74,7 +81,7 @@ class RecorderLink:
         for _ in range(300):  # the socket appears once the recorder listens (30 s at most)
             if self.control.exists():
                 try:
-                    reader, self._writer = await asyncio.open_unix_connection(str(self.control))
+                    await self._rpc.connect(str(self.control))
                     break
                 except (ConnectionRefusedError, FileNotFoundError):
                     pass
@@ -83,8 +90,6 @@ class RecorderLink:
             await asyncio.sleep(0.1)
         else:
             raise RecorderError("the recorder did not start")
-        self._reader = asyncio.create_task(self._read(reader))
-        self._tasks.append(self._reader)
 
     async def _watch(self) -> None:
         while not self._stopping.is_set():
@@ -104,43 +109,16 @@ class RecorderLink:
             if self.on_restart is not None:
                 self.on_restart()
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while line := await reader.readline():
-                message = json.loads(line)
-                if "event" in message:
-                    self.on_event(message)
-                    continue
-                fut = self._pending.pop(message.get("id"), None)
-                if fut is not None and not fut.done():
-                    fut.set_result(message)
-        except (ConnectionError, ValueError):
-            pass
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(RecorderError("recorder connection lost"))
-        self._pending.clear()
-
     async def call(self, op: str, timeout: float = 60, **params: Any) -> dict[str, Any]:
-        if self._writer is None or self._writer.is_closing() or self._reader is None or \
-                self._reader.done():  # (an answer would never come)
-            raise RecorderError("recorder not connected")
-        request_id = next(self._ids)
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._pending[request_id] = fut
-        self._writer.write((json.dumps({"id": request_id, "op": op, **params}) + "\n").encode())
+        """The recorder's answer to `op` (its result, a dict), or RecorderError."""
         if self._deadline is not None:  # shutting down: the recorder is gone by then
-            timeout = min(timeout, self._deadline - loop.time())
+            timeout = min(timeout, self._deadline - asyncio.get_running_loop().time())
         try:
-            reply = await asyncio.wait_for(fut, max(0.0, timeout))
-        except TimeoutError:
-            raise RecorderError(f"no answer to {op} within {timeout:.1f} s") from None
-        finally:
-            self._pending.pop(request_id, None)
-        if not reply.get("ok"):
-            raise RecorderError(str(reply.get("error")))
-        return reply.get("result") or {}
+            return await self._rpc.call(op, params, max(0.0, timeout)) or {}
+        except RpcError as exc:
+            message = LINK_ERRORS.get(exc.type) or \
+                (str(exc) if exc.type == "timeout" else f"{exc.type}: {exc}")
+            raise RecorderError(message, exc.type) from None
 
     def begin_stop(self) -> None:
         """Shutting down: from now on the recorder is not started again, whatever exits."""
@@ -161,14 +139,13 @@ class RecorderLink:
         exit: SIGKILL if it is still there EXIT_WAIT after its `stop_seconds`. Its exit code
         (None: it never ran): 0 once it has done all it had to."""
         self.terminate()
-        if self._writer is not None:
-            self._writer.close()
+        await self._rpc.close()
         if self.process is not None:
             assert self._deadline is not None
             await end_process(self.process, self._deadline - asyncio.get_running_loop().time())
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
         # the socket's private directory goes too (one per server run)
         shutil.rmtree(self.control.parent, ignore_errors=True)
         return None if self.process is None else self.process.returncode

@@ -1,15 +1,18 @@
-"""Recorder building blocks: depacketizers, jitter buffer, clocks, playlist, mixing, layout."""
+"""Recorder building blocks: depacketizers, jitter buffer, clocks, playlist, mixing, layout,
+the control socket."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from mediaserver.rpc import MAX_PENDING, RpcClient, RpcError
 from recorder.composite import MixBuffer
 from recorder.depacketize import (
     H264Depacketizer,
@@ -22,7 +25,7 @@ from recorder.font import text_mask
 from recorder.hls import Playlist, Segment
 from recorder.jitter import JitterBuffer
 from recorder.layout import GRID, SPEAKER, Painter, SpeakerTracker, TileView, cells, yuv_planes
-from recorder.service import MAX_PENDING, RecorderService
+from recorder.service import RecorderService
 from recorder.sync import GroupClock, TrackClock
 from tests.support.recorder_media import Participant, h264_payloads, vp8_payloads
 
@@ -326,7 +329,7 @@ async def test_control_client_flooding_requests_is_answered_a_bounded_number_at_
     service = RecorderService("127.0.0.1", tmp_path / "recordings")
     running = peak = 0
 
-    async def slow_ping(req: dict) -> dict:
+    async def slow_ping() -> dict:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
@@ -336,16 +339,63 @@ async def test_control_client_flooding_requests_is_answered_a_bounded_number_at_
 
     service.op_ping = slow_ping  # type: ignore[method-assign]
     path = str(tmp_path / "control.sock")
-    server = await asyncio.start_unix_server(service._client, path=path)
+    server = await service.rpc.serve(path)
     reader, writer = await asyncio.open_unix_connection(path)
     try:
         n = 5 * MAX_PENDING
-        writer.write(b"".join(json.dumps({"id": i, "op": "ping"}).encode() + b"\n"
+        writer.write(b"".join(json.dumps({"id": i, "method": "ping"}).encode() + b"\n"
                               for i in range(n)))
         answers = [json.loads(await asyncio.wait_for(reader.readline(), 10)) for _ in range(n)]
         assert sorted(a["id"] for a in answers) == list(range(n))
-        assert all(a["ok"] for a in answers)
+        assert all(a["result"] == {"pid": 1} for a in answers)
         assert 1 < peak <= MAX_PENDING
     finally:
+        writer.close()
+        server.close()
+
+
+async def test_control_bad_requests_are_answered_and_the_recorder_keeps_serving(
+        tmp_path: Path) -> None:
+    """A line that is not JSON, an unknown method and params the method does not take (missing,
+    unknown, of the wrong JSON type) get `bad_request`; a refused operation gets `recording`;
+    the connection stays and the next request is answered."""
+    service = RecorderService("127.0.0.1", tmp_path / "recordings")
+    service.start_recovery()  # (nothing to recover) makes the recordings directory
+    path = str(tmp_path / "control.sock")
+    server = await service.rpc.serve(path)
+    reader, writer = await asyncio.open_unix_connection(path)
+    client = RpcClient()
+    await client.connect(path)
+    try:
+        writer.write(b"{not json\n")
+        reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert reply["id"] is None and reply["error"]["type"] == "bad_request"
+        track = {"recording_id": "r1", "ssrc": 5, "kind": "video",
+                 "codec": {"name": "VP8", "payload_type": 96, "clock_rate": 90000}}
+        for method, params in [
+                ("record", {}),  # unknown
+                ("_handle", {}),  # no operation
+                ("start", {}),  # recording_id missing
+                ("start", {"recording_id": "r1", "colour": "red"}),  # unknown param
+                ("start", {"recording_id": 7}),  # not a string
+                ("start", {"recording_id": "r1", "low_latency": 1}),  # not a bool
+                ("add_track", {**track, "ssrc": True}),  # a bool is no int
+                ("add_track", {**track, "codec": "VP8"}),
+                ("stop", {"recording_id": None})]:
+            with pytest.raises(RpcError) as refused:
+                await client.call(method, params, timeout=10)
+            assert refused.value.type == "bad_request", (method, params, str(refused.value))
+        with pytest.raises(RpcError) as refused:
+            await client.call("stop", {"recording_id": "r1"}, timeout=10)
+        assert refused.value.type == "recording" and "r1" in str(refused.value)
+        with pytest.raises(RpcError) as refused:
+            await client.call("start", {"recording_id": "../r1"}, timeout=10)
+        assert refused.value.type == "recording"
+        assert await client.call("list", timeout=10) == {"recordings": []}
+        writer.write(json.dumps({"id": "after", "method": "ping"}).encode() + b"\n")
+        reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert reply == {"id": "after", "result": {"pid": os.getpid()}}
+    finally:
+        await client.close()
         writer.close()
         server.close()

@@ -64,7 +64,7 @@ async def test_killed_recorder_restarted_and_recording_resumed(tmp_path: Path) -
             await segments(playlist, 3)
 
             link = server.state.recordings.link
-            first = link.process
+            first, first_rpc = link.process, link._rpc
             assert first is not None and first.returncode is None and link.restarts == 0
             os.kill(first.pid, signal.SIGKILL)  # only the recorder this server started
             assert await asyncio.wait_for(first.wait(), 10) == -signal.SIGKILL
@@ -73,6 +73,9 @@ async def test_killed_recorder_restarted_and_recording_resumed(tmp_path: Path) -
             await until(lambda: link.restarts == 1 and link.process is not first
                         and link.process is not None and link.process.returncode is None,
                         60, "the server to start the recorder again")
+            # one connection, to the new process: the last one's reader is gone, not kept
+            assert link._rpc is not first_rpc and link._rpc.connected
+            assert not first_rpc.connected and first_rpc._reader_task.done()
             await until(lambda: after_discontinuity(playlist) >= 1, 60,
                         "resumed segments after a discontinuity")
             await host.request("qaAnswer", {"questionId": question["id"]})

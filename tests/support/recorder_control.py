@@ -1,14 +1,16 @@
-"""The recorder as a real process for tests: start it, talk JSON lines to it, kill it by PID."""
+"""The recorder as a real process for tests: start it, call it over its control socket (the
+JSON-lines RPC of mediaserver/rpc.py), kill it by PID."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
 from pathlib import Path
+
+from mediaserver.rpc import RpcClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,12 +34,8 @@ class RecorderProcess:
         self.via_parent = via_parent  # see orphan()
         self.pid = 0  # the recorder's own
         self.proc: asyncio.subprocess.Process | None = None
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.rpc = RpcClient(self._on_event)
         self.events: list[dict] = []
-        self._answers: dict[int, asyncio.Future] = {}
-        self._next = 0
-        self._pump: asyncio.Task | None = None
         self.event_arrived = asyncio.Event()
 
     async def start(self, timeout: float = 20.0) -> None:
@@ -60,40 +58,21 @@ class RecorderProcess:
             if self.proc.returncode is not None:
                 raise RuntimeError(f"recorder exited with {self.proc.returncode}")
             try:
-                self.reader, self.writer = await asyncio.open_unix_connection(str(self.control))
+                await self.rpc.connect(str(self.control))
                 break
             except (FileNotFoundError, ConnectionRefusedError):
                 if loop.time() > deadline:
                     raise
                 await asyncio.sleep(0.05)
-        self._pump = asyncio.create_task(self._read())
         await self.request("ping")
 
-    async def _read(self) -> None:
-        assert self.reader is not None
-        while line := await self.reader.readline():
-            msg = json.loads(line)
-            if "event" in msg:
-                self.events.append(msg)
-                self.event_arrived.set()
-            elif (fut := self._answers.pop(msg.get("id"), None)) is not None:
-                fut.set_result(msg)
-        for fut in self._answers.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("recorder closed the control socket"))
+    def _on_event(self, event: dict) -> None:
+        self.events.append(event)
+        self.event_arrived.set()
 
-    async def request(self, op: str, timeout: float = 30.0, **args: object) -> dict:
-        """Send one request; return its result or raise RuntimeError with the error."""
-        assert self.writer is not None
-        self._next += 1
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._answers[self._next] = fut
-        self.writer.write((json.dumps({"id": self._next, "op": op, **args}) + "\n").encode())
-        await self.writer.drain()
-        answer = await asyncio.wait_for(fut, timeout)
-        if not answer["ok"]:
-            raise RuntimeError(answer["error"])
-        return answer["result"]
+    async def request(self, method: str, timeout: float = 30.0, **params: object) -> dict:
+        """Call one method; return its result or raise RpcError (type, message)."""
+        return await self.rpc.call(method, params, timeout)
 
     async def wait_event(self, name: str, timeout: float = 30.0) -> dict:
         async with asyncio.timeout(timeout):
@@ -125,10 +104,7 @@ class RecorderProcess:
         return state != "Z"  # a zombie has exited; its new parent has not reaped it yet
 
     async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self._pump is not None:
-            self._pump.cancel()
+        await self.rpc.close()
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             try:
