@@ -36,13 +36,8 @@ PAYLOAD_SIZES = (1100, 1100, 1100, 1100, 600)  # a 1.2 Mbps-ish frame in 5 packe
 def _connect(worker: Worker, transport_id: str, addr: tuple, profile: bytes) -> bytes:
     """Give a transport the SRTP keys a DTLS handshake would have; returns the material."""
     material = os.urandom(2 * (16 + 14))
-    t = worker.transports[transport_id]
-    t.srtp = make_pair(profile, material, is_server=True)
-    t.addr = addr
-    t.addrs.add(addr)
-    t.state = "connected"
-    t._update_destination()  # as ICE and DTLS would: the fan-out's sendmmsg target
-    worker.register_addr(addr, t)
+    worker.transports[transport_id].set_connected(addr, make_pair(profile, material,
+                                                                  is_server=True))
     return material
 
 

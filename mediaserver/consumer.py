@@ -31,19 +31,83 @@ from .srtp import SrtpError
 MAX_NACK_SEQS = 256
 
 if TYPE_CHECKING:
+    from .links import ConsumerTransport, WorkerLink
     from .producer import Producer
     from .transport import WebRtcTransport
 
 
-class Consumer:
-    def __init__(self, consumer_id: str, producer: Producer, transport: WebRtcTransport,
-                 params: ConsumerParams) -> None:
+class BaseConsumer:
+    """One outgoing copy of a Producer: what `Producer.consumers` holds and fans out to.
+
+    Its kinds: `Consumer` (to a WebRTC subscriber) and `pipe.PipeConsumer` (plain RTP to
+    another worker)."""
+
+    ssrc: int
+
+    def __init__(self, consumer_id: str, producer: Producer, transport: ConsumerTransport,
+                 link: WorkerLink) -> None:
         self.id = consumer_id
         self.producer = producer
         self.transport = transport
-        self._batch = transport.worker.batch  # the worker's, for the whole life of both
-        self.params = params
+        self._link = link
         self.kind = producer.kind
+        self.paused = False
+        self.closed = False
+        self.started = False
+        self.waiting_keyframe = False
+        self.rtx_ssrc: int | None = None  # retransmissions go under their own SSRC (RFC 4588)
+        # counters read by stats and metrics
+        self.packets = 0
+        self.bytes = 0
+        self.retransmitted = 0
+        self.nacks_received = 0
+        self.plis_received = 0
+
+    def forward(self, data: bytes, payload: memoryview, seq: int, ts: int,
+                abs_time: bytes | None, level: bytes | None, now: float) -> None:
+        """One packet of the producer on the packet path; `payload` is a view into `data`."""
+        raise NotImplementedError
+
+    def on_nack(self, seqs: list[int]) -> None:
+        raise NotImplementedError
+
+    def request_keyframe(self) -> None:
+        self.plis_received += 1
+        self.producer.request_keyframe()
+
+    def restart(self) -> None:
+        """The producer resumed: start again, on a keyframe for video."""
+        self.started = False
+        self.waiting_keyframe = self.kind == "video"
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def sender_report(self, now: float, ntp_now: int) -> bytes | None:
+        return None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.producer.remove_consumer(self)
+        self.transport.remove_consumer(self)
+        self._link.consumer_closed(self)
+
+
+class Consumer(BaseConsumer):
+    """To a WebRTC subscriber: its own SSRC, numbering and extension ids, protected by SRTP."""
+
+    transport: WebRtcTransport
+
+    def __init__(self, consumer_id: str, producer: Producer, transport: WebRtcTransport,
+                 link: WorkerLink, params: ConsumerParams) -> None:
+        super().__init__(consumer_id, producer, transport, link)
+        self._batch = link.batch  # the worker's, for the whole life of both
+        self.params = params
         self.mid = params.mid
         self.clock_rate = producer.clock_rate
         self.codec_name = producer.codec.name
@@ -65,11 +129,9 @@ class Consumer:
         self._x_bit = 0x10 if self.writer.template else 0
         self._tcc = bool(ext.get(EXT_TRANSPORT_CC))
         self.paused = params.paused
-        self.closed = False
         # Video restarts only on a keyframe, so the subscriber's decoder never gets a frame
         # that references pictures it did not see.
         self.waiting_keyframe = self.kind == "video"
-        self.started = False
         self.seq_offset = 0
         self.ts_offset = 0
         self.start_seq = 0
@@ -78,24 +140,18 @@ class Consumer:
         self.last_in_ts = 0
         self.last_time = 0.0
         self.rtx_seq = random.getrandbits(15)
-        # counters read by stats and metrics
-        self.packets = 0
-        self.bytes = 0
-        self.retransmitted = 0
-        self.nacks_received = 0
-        self.plis_received = 0
         self.remote_fraction_lost = 0
         self.remote_packets_lost = 0
         self.rtt: float | None = None
 
     # ---- packet path ------------------------------------------------------------------
 
-    def forward(self, data: bytes, seq: int, ts: int, offset: int,
+    def forward(self, data: bytes, payload: memoryview, seq: int, ts: int,
                 abs_time: bytes | None, level: bytes | None, now: float) -> None:
         if self.paused:
             return
         if not self.started:
-            if self.waiting_keyframe and not is_keyframe(self.codec_name, data[offset:offset + 64]):
+            if self.waiting_keyframe and not is_keyframe(self.codec_name, payload[:64]):
                 return
             self._start(seq, ts, now)
         elif ((seq - self.start_seq) & 0xFFFF) >= 0x8000:
@@ -107,11 +163,12 @@ class Consumer:
             self.last_ts = out_ts
             self.last_in_ts = ts
             self.last_time = now
-        self._send(data, out_seq, out_ts, offset, abs_time, level, self.ssrc, self.payload_type,
-                   b"")
+        self._send(data, payload, out_seq, out_ts, abs_time, level, self.ssrc,
+                   self.payload_type, b"")
 
-    def _send(self, data: bytes, seq: int, ts: int, offset: int, abs_time: bytes | None,
-              level: bytes | None, ssrc: int, pt: int, prefix: bytes) -> None:
+    def _send(self, data: bytes, payload: memoryview, seq: int, ts: int,
+              abs_time: bytes | None, level: bytes | None, ssrc: int, pt: int,
+              prefix: bytes) -> None:
         transport = self.transport
         srtp, addr = transport.srtp, transport.addr
         if srtp is None or addr is None:
@@ -125,15 +182,13 @@ class Consumer:
         batched = batch.active and dest is not None
         if batched and dest.generation == batch.generation:  # type: ignore[union-attr]
             batch.flush()  # this transport's SRTP buffer still holds a queued packet
-        # Header, extensions and payload go straight into the SRTP buffer (transport.send_rtp
-        # inlined): this runs once per packet per subscriber.
+        # Header, extensions and payload go straight into the transport's SRTP buffer, where
+        # the packet is protected in place; only the unbatched send copies it out.
         try:
-            protected = srtp.protect_parts(0x80 | (data[0] & 0x20) | self._x_bit,
-                                           (data[1] & 0x80) | pt, seq, ts, ssrc, ext, prefix,
-                                           data[offset:])
+            size = srtp.protect_parts(0x80 | (data[0] & 0x20) | self._x_bit,
+                                      (data[1] & 0x80) | pt, seq, ts, ssrc, ext, prefix, payload)
         except (SrtpError, ValueError):
             return
-        size = len(protected)
         self.packets += 1
         self.bytes += size
         transport.packets_out += 1
@@ -141,7 +196,7 @@ class Consumer:
         if batched:
             batch.add(dest, size)  # type: ignore[arg-type]  # sent after the fan-out
         else:
-            transport.worker.sendto(protected, addr)
+            self._link.sendto(srtp.tx_view[:size], addr)
 
     def _start(self, seq: int, ts: int, now: float) -> None:
         """Map the producer's numbering onto ours so our output stays continuous."""
@@ -157,21 +212,13 @@ class Consumer:
 
     # ---- control ------------------------------------------------------------------------
 
-    def pause(self) -> None:
-        self.paused = True
-
     def resume(self) -> None:
         if not self.paused:
             return
         self.paused = False
-        self.started = False
-        self.waiting_keyframe = self.kind == "video"
+        self.restart()
         if self.waiting_keyframe:
             self.producer.request_keyframe()
-
-    def request_keyframe(self) -> None:
-        self.plis_received += 1
-        self.producer.request_keyframe()
 
     def on_nack(self, seqs: list[int]) -> None:
         """Resend from the Producer's cache (RFC 4585 6.2.1), wrapped in RTX when negotiated."""
@@ -188,14 +235,14 @@ class Consumer:
             if data is None:
                 continue
             ts = (int.from_bytes(data[4:8], "big") + self.ts_offset) & 0xFFFFFFFF
-            offset = payload_offset(data)
+            payload = memoryview(data)[payload_offset(data):]
             self.retransmitted += 1
             if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
-                self._send(data, self.rtx_seq, ts, offset, None, None, self.rtx_ssrc,
+                self._send(data, payload, self.rtx_seq, ts, None, None, self.rtx_ssrc,
                            self.rtx_payload_type, U16.pack(out_seq))
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             else:
-                self._send(data, out_seq, ts, offset, None, None, self.ssrc,
+                self._send(data, payload, out_seq, ts, None, None, self.ssrc,
                            self.payload_type, b"")
 
     def on_receiver_report(self, fraction_lost: int, packets_lost: int, lsr: int, dlsr: int,
@@ -222,11 +269,3 @@ class Consumer:
             ntp = ntp_now
             rtp = self.last_ts + int((now - self.last_time) * self.clock_rate)
         return build_sr(self.ssrc, ntp, rtp, self.packets, self.bytes)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.producer.remove_consumer(self)
-        self.transport.remove_consumer(self)
-        self.transport.worker.forget_consumer(self)

@@ -15,36 +15,30 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from .consumer import MAX_NACK_SEQS
+from .consumer import MAX_NACK_SEQS, BaseConsumer
 from .params import ParamsError, ProducerParams, check_int
 from .rtp.packet import payload_offset
 from .rtp.rtcp import Nack, Pli, SenderReport, build_nack, build_pli, build_sr, parse_compound
 
 if TYPE_CHECKING:
+    from .links import WorkerLink
     from .producer import Producer
     from .worker import Worker
 
 
-class PipeConsumer:
-    """Origin side: copies one Producer's packets into the pipe under a fixed SSRC."""
+class PipeConsumer(BaseConsumer):
+    """Origin side: copies one Producer's packets into the pipe under a fixed SSRC, plain RTP."""
 
-    kind: str
+    transport: PipeTransport
 
-    def __init__(self, consumer_id: str, producer: Producer, pipe: PipeTransport) -> None:
-        self.id = consumer_id
-        self.producer = producer
-        self.transport = pipe
-        self.kind = producer.kind
+    def __init__(self, consumer_id: str, producer: Producer, pipe: PipeTransport,
+                 link: WorkerLink) -> None:
+        super().__init__(consumer_id, producer, pipe, link)
         self.ssrc = random.getrandbits(32) or 1
         self._ssrc_bytes = self.ssrc.to_bytes(4, "big")
-        self.paused = False
-        self.started = True
-        self.waiting_keyframe = False
-        self.closed = False
-        self.packets = self.bytes = 0
-        self.nacks_received = self.plis_received = self.retransmitted = 0
+        self.started = True  # every packet goes on, whatever it is: the far side's consumers wait
 
-    def forward(self, data: bytes, seq: int, ts: int, offset: int,
+    def forward(self, data: bytes, payload: memoryview, seq: int, ts: int,
                 abs_time: bytes | None, level: bytes | None, now: float) -> None:
         packet = data[:8] + self._ssrc_bytes + data[12:]
         self.packets += 1
@@ -65,27 +59,6 @@ class PipeConsumer:
             if data is not None:
                 self.retransmitted += 1
                 self.transport.send_rtp(data[:8] + self._ssrc_bytes + data[12:])
-
-    def request_keyframe(self) -> None:
-        self.plis_received += 1
-        self.producer.request_keyframe()
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-
-    def sender_report(self, now: float, ntp_now: int) -> bytes | None:
-        return None
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.producer.remove_consumer(self)
-        self.transport.consumers_by_ssrc.pop(self.ssrc, None)
-        self.transport.worker.forget_consumer(self)  # type: ignore[arg-type]
 
 
 class PipeTransport(asyncio.DatagramProtocol):
@@ -187,7 +160,7 @@ class PipeTransport(asyncio.DatagramProtocol):
     def add_consumer(self, consumer: PipeConsumer) -> None:
         self.consumers_by_ssrc[consumer.ssrc] = consumer
 
-    def remove_consumer(self, consumer: object) -> None:
+    def remove_consumer(self, consumer: BaseConsumer) -> None:
         for ssrc, c in list(self.consumers_by_ssrc.items()):
             if c is consumer:
                 del self.consumers_by_ssrc[ssrc]

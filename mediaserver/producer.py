@@ -22,8 +22,8 @@ from .rtp.retransmit import RetransmitBuffer
 from .rtp.rtcp import ReportBlock, SenderReport, ntp_to_middle32
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
-    from .transport import WebRtcTransport
+    from .consumer import BaseConsumer
+    from .links import ProducerTransport, WorkerLink
 
 # A gap larger than this is a stream restart (new encoder, reset sequence), not loss worth NACKing.
 MAX_NACK_GAP = 256
@@ -40,11 +40,12 @@ NACK_RETRY = 0.05
 
 
 class Producer:
-    def __init__(self, producer_id: str, transport: WebRtcTransport, params: ProducerParams,
-                 router_id: str) -> None:
+    def __init__(self, producer_id: str, transport: ProducerTransport, link: WorkerLink,
+                 params: ProducerParams, router_id: str) -> None:
         self.id = producer_id
         self.transport = transport
-        self._batch = transport.worker.batch  # the fan-out's sendmmsg (sendbatch.py)
+        self._link = link
+        self._batch = link.batch  # the fan-out's sendmmsg (sendbatch.py)
         self.router_id = router_id
         self.params = params
         self.kind = params.kind
@@ -52,7 +53,7 @@ class Producer:
         self.clock_rate = params.codec.clock_rate
         self.ssrc: int | None = params.ssrc
         self.rtx_ssrc: int | None = params.rtx_ssrc
-        self.consumers: tuple[Consumer, ...] = ()
+        self.consumers: tuple[BaseConsumer, ...] = ()
         self.report_listeners: tuple = ()  # pipes that relay our publisher's sender reports
         self.paused = False
         self.closed = False
@@ -118,14 +119,16 @@ class Producer:
         consumers = self.consumers
         if self.paused or not consumers:
             return
-        offset = payload_offset(data)
+        # the payload as a view: each consumer's SRTP buffer copies it from here, with no
+        # copy of its own per subscriber
+        payload = memoryview(data)[payload_offset(data):]
         abs_time = find_extension(data, self._abs_id) if self._abs_id else None
         level = find_extension(data, self._level_id) if self._level_id else None
         batch = self._batch
         batch.active = batch.fd >= 0 and len(consumers) > 1  # one copy: a plain sendto is cheaper
         try:
             for consumer in consumers:
-                consumer.forward(data, seq, ts, offset, abs_time, level, now)
+                consumer.forward(data, payload, seq, ts, abs_time, level, now)
         finally:
             batch.active = False
             batch.flush()  # the whole fan-out in one sendmmsg (sendbatch.py)
@@ -156,7 +159,7 @@ class Producer:
             return
         for ext in range(first, last_exclusive):
             self.missing[ext & 0xFFFF] = [now, 0.0, 0.0]
-        self.transport.worker.nack_pending.add(self)
+        self._link.nack_pending.add(self)
 
     # ---- timers and control -------------------------------------------------------------
 
@@ -184,8 +187,8 @@ class Producer:
             self.keyframe_requests += 1
             self.transport.send_keyframe_request(self)
         elif self._keyframe_timer is None:
-            loop = self.transport.worker.loop
-            self._keyframe_timer = loop.call_later(wait, self._delayed_keyframe_request)
+            self._keyframe_timer = self._link.loop.call_later(wait,
+                                                              self._delayed_keyframe_request)
 
     def _delayed_keyframe_request(self) -> None:
         self._keyframe_timer = None
@@ -227,11 +230,11 @@ class Producer:
             return 0
         return max(0, self.highest - self.base_seq + 1 - self.received - self.retransmitted_in)
 
-    def add_consumer(self, consumer: Consumer) -> None:
+    def add_consumer(self, consumer: BaseConsumer) -> None:
         # Build a new tuple rather than mutating: the packet path may be iterating the old one.
         self.consumers = (*self.consumers, consumer)
 
-    def remove_consumer(self, consumer: Consumer) -> None:
+    def remove_consumer(self, consumer: BaseConsumer) -> None:
         self.consumers = tuple(c for c in self.consumers if c is not consumer)
         self.report_listeners = tuple(c for c in self.report_listeners if c is not consumer)
 
@@ -247,4 +250,4 @@ class Producer:
         self.consumers = ()
         self.missing.clear()
         self.transport.remove_producer(self)
-        self.transport.worker.forget_producer(self)
+        self._link.producer_closed(self)

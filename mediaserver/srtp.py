@@ -41,7 +41,7 @@ class SrtpPair:
     """Inbound and outbound SRTP sessions of one transport."""
 
     __slots__ = ("profile", "protect", "protect_rtcp", "unprotect", "unprotect_rtcp",
-                 "protect_parts", "tx_buffer")
+                 "protect_parts", "tx_buffer", "tx_view")
 
     def __init__(self, profile: SrtpProfile, tx_key: bytes, rx_key: bytes) -> None:
         self.profile = profile
@@ -50,7 +50,10 @@ class SrtpPair:
         # Bound methods cached as attributes: one attribute lookup per packet, not two.
         self.protect = tx.protect
         self.protect_parts = tx.protect_parts
-        self.tx_buffer = tx._buf  # where protect_parts leaves its packet (sendbatch.py)
+        # where protect_parts leaves its packet: the buffer as sendmmsg points at it
+        # (sendbatch.py), and as Python reads it
+        self.tx_buffer = tx._buf
+        self.tx_view = tx._view
         self.protect_rtcp = tx.protect_rtcp
         self.unprotect = rx.unprotect
         self.unprotect_rtcp = rx.unprotect_rtcp

@@ -74,9 +74,11 @@ def _parts_binder(ctx: SrtpContext):  # type: ignore[no-untyped-def]
     limit = MAX_PACKET
 
     def protect_parts(b0: int, b1: int, seq: int, ts: int, ssrc: int, ext: bytes | bytearray,
-                      prefix: bytes, payload: bytes, _owner: object = ctx._srtp) -> bytes:
-        """Build an RTP packet straight into the SRTP buffer and protect it in place: no
-        intermediate packet object per send (see Consumer._send)."""
+                      prefix: bytes, payload: bytes | memoryview,
+                      _owner: object = ctx._srtp) -> int:
+        """Build an RTP packet straight into the SRTP buffer and protect it in place; returns
+        its length. The packet stays in the buffer (the context's `_view`) until the next
+        call: no packet object per send (see Consumer._send), none returned."""
         pos = 12 + len(ext)
         end = pos + len(prefix) + len(payload)
         if end > limit:
@@ -91,7 +93,7 @@ def _parts_binder(ctx: SrtpContext):  # type: ignore[no-untyped-def]
         rc = protect(session, buf, length)
         if rc:
             raise SrtpError(f"srtp error {rc}")
-        return view[0:length[0]]
+        return length[0]
 
     return protect_parts
 

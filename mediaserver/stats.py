@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .params import ConsumerDump, MediaDump, ProducerDump, TransportDump
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
+    from .consumer import BaseConsumer
     from .producer import Producer
     from .transport import WebRtcTransport
     from .worker import Worker
@@ -28,7 +28,7 @@ def producer_counters(p: Producer) -> dict[str, int]:
     return {"packets_lost": p.packets_lost, "rtx_received": p.retransmitted_in}
 
 
-def consumer_counters(c: Consumer) -> dict[str, int]:
+def consumer_counters(c: BaseConsumer) -> dict[str, int]:
     return {"nacks_received": c.nacks_received, "plis_received": c.plis_received,
             "retransmissions": c.retransmitted}
 

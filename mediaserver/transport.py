@@ -41,7 +41,7 @@ from .sendbatch import Destination
 from .srtp import SrtpError, SrtpPair
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
+    from .consumer import BaseConsumer, Consumer
     from .producer import Producer
     from .worker import Worker
 
@@ -155,7 +155,7 @@ class WebRtcTransport:
         if consumer.rtx_ssrc is not None:
             self.consumers_by_ssrc[consumer.rtx_ssrc] = consumer
 
-    def remove_consumer(self, consumer: Consumer) -> None:
+    def remove_consumer(self, consumer: BaseConsumer) -> None:
         self.consumers.pop(consumer.id, None)
         self.consumers_by_ssrc.pop(consumer.ssrc, None)
         if consumer.rtx_ssrc is not None:
@@ -314,18 +314,6 @@ class WebRtcTransport:
         self.tcc_seq = (self.tcc_seq + 1) & 0xFFFF
         return self.tcc_seq
 
-    def send_rtp(self, packet: bytes) -> None:
-        srtp, addr = self.srtp, self.addr
-        if srtp is None or addr is None:
-            return
-        try:
-            data = srtp.protect(packet)
-        except (SrtpError, ValueError):
-            return
-        self.packets_out += 1
-        self.bytes_out += len(data)
-        self.worker.sendto(data, addr)
-
     def send_rtcp(self, packet: bytes) -> None:
         srtp, addr = self.srtp, self.addr
         if srtp is None or addr is None:
@@ -392,6 +380,13 @@ class WebRtcTransport:
                 fault("sender report", consumer.id)
 
     # ---- DTLS results ---------------------------------------------------------------------
+
+    def set_connected(self, addr: tuple, srtp: SrtpPair) -> None:
+        """Connected without the handshakes: `addr` as a nominating ICE check would give it and
+        the SRTP contexts DTLS would key (benchmarks, and tests that read what is sent)."""
+        self._learn_addr(addr, time.monotonic())
+        self.addr = addr
+        self._on_dtls_connected(srtp)
 
     def _on_dtls_connected(self, srtp: SrtpPair) -> None:
         self.srtp = srtp

@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 from . import ice
 from .config import MediaConfig
-from .consumer import Consumer
+from .consumer import BaseConsumer, Consumer
 from .dtls import DtlsCertificate
+from .links import WorkerLink
 from .params import (
     CLOSED_BY_SIGNALLING,
     CONSENT_EXPIRED,
@@ -37,7 +38,6 @@ from .pipe import PipeConsumer, PipeTransport
 from .producer import Producer
 from .router import Router
 from .rtp.rtcp import ntp_now
-from .sendbatch import SendBatch
 from .stats import (
     consumer_counters,
     producer_counters,
@@ -68,16 +68,13 @@ class Worker(asyncio.DatagramProtocol):
         self.routers: dict[str, Router] = {}
         self.transports: dict[str, WebRtcTransport] = {}
         self.producers: dict[str, Producer] = {}
-        self.consumers: dict[str, Consumer] = {}
+        self.consumers: dict[str, BaseConsumer] = {}
         self.pipes: dict[str, PipeTransport] = {}
         self._by_ufrag: dict[str, WebRtcTransport] = {}
         self._by_addr: dict[tuple, WebRtcTransport] = {}
-        self.nack_pending: set[Producer] = set()
-        self.batch = SendBatch()  # the sends of one fan-out (sendbatch.py)
-        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        # all that producers and consumers see of the worker (links.py)
+        self.link = WorkerLink(self.forget_producer, self.forget_consumer)
         self._udp: asyncio.DatagramTransport | None = None
-        # the socket's own sendto, bound once: the packet path calls it directly
-        self.sendto: Callable[[bytes, tuple], None] = lambda data, addr: None
         self._timers: list[asyncio.TimerHandle] = []
         self.port = 0
         self.transport_closed_listeners: list[Callable[[str, str], None]] = []
@@ -93,6 +90,23 @@ class Worker(asyncio.DatagramProtocol):
         self._fault_logged = -FAULT_LOG_INTERVAL
         self._faults_unlogged = 0
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.link.loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.link.loop = loop
+
+    @property
+    def sendto(self) -> Callable[[bytes, tuple], None]:
+        """The socket's send (tests put a capture in its place)."""
+        return self.link.sendto
+
+    @sendto.setter
+    def sendto(self, sendto: Callable[[bytes, tuple], None]) -> None:
+        self.link.sendto = sendto
+
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -104,7 +118,7 @@ class Worker(asyncio.DatagramProtocol):
         sock.setblocking(False)
         self._udp, _ = await self.loop.create_datagram_endpoint(lambda: self, sock=sock)
         self.sendto = self._udp.sendto
-        self.batch.fd = sock.fileno()
+        self.link.batch.fd = sock.fileno()
         self.port = sock.getsockname()[1]
         self._schedule_reports()
         self._schedule(self.config.nack_interval, self._nack_tick)
@@ -123,7 +137,7 @@ class Worker(asyncio.DatagramProtocol):
             timer.cancel()
         self._timers.clear()
         if self._udp is not None:
-            self.batch.fd = -1
+            self.link.batch.fd = -1
             self._udp.close()
             self._udp = None
 
@@ -188,6 +202,14 @@ class Worker(asyncio.DatagramProtocol):
 
     def unregister_ufrag(self, ufrag: str) -> None:
         self._by_ufrag.pop(ufrag, None)
+
+    def transport_ids_by_addr(self) -> dict[tuple, str]:
+        """The remote addresses the packet path demultiplexes by, and their transports."""
+        return {addr: t.id for addr, t in self._by_addr.items()}
+
+    def transport_ids_by_ufrag(self) -> dict[str, str]:
+        """The ICE usernames a STUN check is accepted for, and their transports."""
+        return {ufrag: t.id for ufrag, t in self._by_ufrag.items()}
 
     def on_transport_closed(self, transport: WebRtcTransport, reason: str) -> None:
         if self.transports.pop(transport.id, None) is not None:
@@ -256,21 +278,22 @@ class Worker(asyncio.DatagramProtocol):
                 self.fault("RTCP reports", transport.id)
 
     def _nack_tick(self) -> None:
-        if not self.nack_pending:
+        pending = self.link.nack_pending
+        if not pending:
             return
         now = time.monotonic()
-        for producer in list(self.nack_pending):
+        for producer in list(pending):
             try:
                 if producer.closed:
-                    self.nack_pending.discard(producer)
+                    pending.discard(producer)
                     continue
                 seqs = producer.due_nacks(now)
                 if seqs:
                     producer.transport.send_nacks(producer, seqs)
                 if not producer.missing:
-                    self.nack_pending.discard(producer)
+                    pending.discard(producer)
             except Exception:
-                self.nack_pending.discard(producer)  # its gaps are given up, not retried
+                pending.discard(producer)  # its gaps are given up, not retried
                 producer.missing.clear()
                 self.fault("NACKs", producer.id)
 
@@ -348,7 +371,8 @@ class Worker(asyncio.DatagramProtocol):
                 raise MediaError(f"ssrc {ssrc} is already produced on this transport")
         if params.ssrc is not None and params.ssrc == params.rtx_ssrc:
             raise MediaError(f"ssrc {params.ssrc} given for both media and retransmissions")
-        producer = Producer(new_id("pr", self.config.id_prefix), transport, params, router.id)
+        producer = Producer(new_id("pr", self.config.id_prefix), transport, self.link, params,
+                            router.id)
         transport.add_producer(producer)
         router.producers[producer.id] = producer
         self.producers[producer.id] = producer
@@ -364,8 +388,7 @@ class Worker(asyncio.DatagramProtocol):
         was_paused, producer.paused = producer.paused, paused
         if was_paused and not paused:
             for consumer in producer.consumers:
-                consumer.started = False
-                consumer.waiting_keyframe = consumer.kind == "video"
+                consumer.restart()
             producer.request_keyframe()
 
     def consume(self, transport_id: str, producer_id: str, params: ConsumerParams) -> ConsumerInfo:
@@ -373,7 +396,8 @@ class Worker(asyncio.DatagramProtocol):
         producer = self._producer(producer_id)
         if producer.router_id != transport.router_id:
             raise MediaError("producer and transport are in different routers")
-        consumer = Consumer(new_id("co", self.config.id_prefix), producer, transport, params)
+        consumer = Consumer(new_id("co", self.config.id_prefix), producer, transport, self.link,
+                            params)
         transport.add_consumer(consumer)
         producer.add_consumer(consumer)
         self.consumers[consumer.id] = consumer
@@ -397,7 +421,7 @@ class Worker(asyncio.DatagramProtocol):
         if consumer is not None:
             consumer.close()
 
-    def forget_consumer(self, consumer: Consumer) -> None:
+    def forget_consumer(self, consumer: BaseConsumer) -> None:
         if self.consumers.pop(consumer.id, None) is not None:
             self.retired.update(consumer_counters(consumer))
 
@@ -407,7 +431,7 @@ class Worker(asyncio.DatagramProtocol):
         router = self.routers.get(producer.router_id)
         if router is not None:
             router.producers.pop(producer.id, None)
-        self.nack_pending.discard(producer)
+        self.link.nack_pending.discard(producer)
 
     def request_keyframe(self, producer_id: str) -> None:
         self._producer(producer_id).request_keyframe()
@@ -434,11 +458,11 @@ class Worker(asyncio.DatagramProtocol):
         """Send a Producer into the pipe; returns what the far side mirrors it with."""
         pipe = self._pipe(pipe_id)
         producer = self._producer(producer_id)
-        consumer = PipeConsumer(new_id("co", self.config.id_prefix), producer, pipe)
+        consumer = PipeConsumer(new_id("co", self.config.id_prefix), producer, pipe, self.link)
         pipe.add_consumer(consumer)
-        producer.add_consumer(consumer)  # type: ignore[arg-type]
+        producer.add_consumer(consumer)
         producer.report_listeners = (*producer.report_listeners, consumer)
-        self.consumers[consumer.id] = consumer  # type: ignore[assignment]
+        self.consumers[consumer.id] = consumer
         producer.request_keyframe()
         return pipe.mirror_params(consumer)
 
@@ -446,7 +470,7 @@ class Worker(asyncio.DatagramProtocol):
         """The mirror of a far Producer, fed by the pipe, in the pipe's Router."""
         pipe = self._pipe(pipe_id)
         router = self._router(pipe.router_id)
-        producer = Producer(new_id("pr", self.config.id_prefix), pipe, params,  # type: ignore[arg-type]
+        producer = Producer(new_id("pr", self.config.id_prefix), pipe, self.link, params,
                             router.id)
         pipe.add_producer(producer)
         router.producers[producer.id] = producer
@@ -483,7 +507,7 @@ class Worker(asyncio.DatagramProtocol):
             raise MediaError(f"no producer {producer_id}")
         return producer
 
-    def _consumer(self, consumer_id: str) -> Consumer:
+    def _consumer(self, consumer_id: str) -> BaseConsumer:
         consumer = self.consumers.get(consumer_id)
         if consumer is None:
             raise MediaError(f"no consumer {consumer_id}")

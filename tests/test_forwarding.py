@@ -1,13 +1,15 @@
 """Producer -> Consumer forwarding without sockets: rewriting, continuity, RTX, RTCP.
 
-A real Worker and real transports whose send methods capture packets instead of encrypting,
-so the packet path runs exactly as in the server.
+A real Worker and real transports, connected with identity "SRTP" (WebRtcTransport.set_connected)
+and a worker send that captures datagrams by address, so the packet path runs exactly as in the
+server and what it sends can be read back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 from pylibsrtp._binding import ffi as srtp_ffi
 
@@ -37,32 +39,58 @@ CONT = b"\x00" + b"c" * 40  # S=0: continuation of a frame
 class PlainSrtp:
     """Identity "encryption", so captured packets can be read back."""
 
+    profile = SimpleNamespace(openssl_name=b"PLAIN")  # what the connection's log line reads
+
+    def __init__(self) -> None:
+        self.tx_buffer = srtp_ffi.new("unsigned char[]", 2048)  # what sendmmsg would point at
+        self.tx_view = srtp_ffi.buffer(self.tx_buffer)
+
     def protect(self, packet: bytes) -> bytes:
         return packet
 
     protect_rtcp = unprotect = unprotect_rtcp = protect
 
     def protect_parts(self, b0: int, b1: int, seq: int, ts: int, ssrc: int, ext: bytes,
-                      prefix: bytes, payload: bytes) -> bytes:
-        return RTP_HEADER.pack(b0, b1, seq, ts, ssrc) + bytes(ext) + prefix + payload
+                      prefix: bytes, payload: memoryview) -> int:
+        packet = RTP_HEADER.pack(b0, b1, seq, ts, ssrc) + bytes(ext) + prefix + payload
+        self.tx_view[0:len(packet)] = packet
+        return len(packet)
 
 
-class CaptureTransport(WebRtcTransport):
-    """A connected transport whose datagrams land in lists instead of a socket."""
+class Captured:
+    """One transport of a Capture and the datagrams the worker sent to its address."""
 
-    ports = 0
-
-    def __init__(self, worker: Worker, transport_id: str) -> None:
-        super().__init__(worker, transport_id, "rt-test")
+    def __init__(self, transport: WebRtcTransport, addr: tuple) -> None:
+        self.transport = transport
+        self.id = transport.id
+        self.addr = addr
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
-        self.srtp = PlainSrtp()  # type: ignore[assignment]
-        # an address of its own, never sent to: worker.sendto is replaced by the capture
-        CaptureTransport.ports += 1
-        self.addr = ("127.0.0.1", CaptureTransport.ports)
+
+    def connect(self) -> None:
+        """As ICE and DTLS would connect it, with plaintext "SRTP"."""
+        self.transport.set_connected(self.addr, PlainSrtp())  # type: ignore[arg-type]
 
     def capture(self, data: bytes) -> None:
         (self.rtcp if 191 < data[1] < 224 else self.rtp).append(data)
+
+
+class Capture:
+    """A worker whose socket is replaced by lists: each transport made here gets an address of
+    its own, and what the worker sends to it lands in that transport's lists."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.by_addr: dict[tuple, Captured] = {}
+        worker.sendto = lambda data, addr: self.by_addr[addr].capture(data)
+
+    def transport(self, router_id: str, connected: bool = True) -> Captured:
+        info = self.worker.create_transport(router_id)
+        addr = ("127.0.0.1", len(self.by_addr) + 1)  # never a real socket's
+        captured = self.by_addr[addr] = Captured(self.worker.transports[info.id], addr)
+        if connected:
+            captured.connect()
+        return captured
 
 
 async def setup(codec: Codec = VP8, extensions: dict[str, int] | None = None,
@@ -70,16 +98,9 @@ async def setup(codec: Codec = VP8, extensions: dict[str, int] | None = None,
     worker = Worker()
     worker.loop = asyncio.get_running_loop()
     router_id = worker.create_router()
-    pub = CaptureTransport(worker, "tr-pub")
-    sub = CaptureTransport(worker, "tr-sub")
-    by_addr = {pub.addr: pub, sub.addr: sub}
-    worker.sendto = lambda data, addr: by_addr[addr].capture(data)
-    if not sub_connected:
-        sub.srtp = None  # DTLS still to come
-    for t in (pub, sub):
-        t.router_id = router_id
-        worker.transports[t.id] = t
-        worker.routers[router_id].transports[t.id] = t
+    capture = Capture(worker)
+    pub = capture.transport(router_id)
+    sub = capture.transport(router_id, connected=sub_connected)  # or DTLS still to come
     kind = codec.kind
     pid = worker.produce(pub.id, ProducerParams(kind, "0", codec, ssrc=1111, rtx_ssrc=2222,
                                                 extensions=extensions or {}))
@@ -242,7 +263,7 @@ async def test_receiver_report_block_counts_loss() -> None:
     assert block.fraction_lost == (4 * 256) // 10
 
 
-def plis_to_publisher(pub: CaptureTransport) -> int:
+def plis_to_publisher(pub: Captured) -> int:
     return sum(isinstance(i, Pli) and i.media_ssrc == 1111
                for p in pub.rtcp for i in parse_compound(p))
 
@@ -253,8 +274,5 @@ async def test_keyframe_is_requested_when_the_subscriber_can_take_it() -> None:
     would then hold the next one back (half a second of a browser's join time)."""
     worker, pub, sub, producer, consumer = await setup(sub_connected=False)
     assert plis_to_publisher(pub) == 0
-    keys = PlainSrtp()
-    keys.profile = type("Profile", (), {"openssl_name": b"TEST"})  # what the log line reads
-    keys.tx_buffer = srtp_ffi.new("unsigned char[]", 16)  # what a sendmmsg message points at
-    sub._on_dtls_connected(keys)  # type: ignore[arg-type]
+    sub.connect()
     assert plis_to_publisher(pub) == 1 and producer.keyframe_requests == 1

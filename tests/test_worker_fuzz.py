@@ -273,8 +273,8 @@ async def test_live_worker_keeps_forwarding_under_hostile_datagrams() -> None:
             assert sum(map(len, t._early_dtls)) <= MAX_EARLY_DTLS_BYTES
             assert len(t.producers_by_ssrc) + len(t.rtx_by_ssrc) <= 2 * len(t.producers)
         assert len(evil.transport.addrs) == MAX_ADDRS
-        assert len(worker._by_addr) <= MAX_ADDRS * len(worker.transports)
-        assert len(worker._by_ufrag) == len(worker.transports)
+        assert len(worker.transport_ids_by_addr()) <= MAX_ADDRS * len(worker.transports)
+        assert len(worker.transport_ids_by_ufrag()) == len(worker.transports)
         for p in worker.producers.values():
             assert len(p.missing) <= MAX_MISSING
         assert worker.dropped > 0 and len(worker.transports) == 4

@@ -38,7 +38,7 @@ from mediaserver.transport import MAX_ADDRS, MAX_EARLY_DTLS, MAX_EARLY_DTLS_BYTE
 from mediaserver.worker import Worker
 from signaling.metrics import MediaCollector
 from tests.support.stun_checks import binding_request
-from tests.test_forwarding import DELTA, KEY, OPUS, VP8, CaptureTransport
+from tests.test_forwarding import DELTA, KEY, OPUS, VP8, Capture, Captured
 
 SUB_VP8 = Codec("VP8", 100, 90000, nack=True, pli=True)
 
@@ -52,10 +52,9 @@ class Room:
         self.worker = Worker()
         self.worker.loop = asyncio.get_running_loop()
         self.router = self.worker.create_router()
-        self.by_addr: dict[tuple, CaptureTransport] = {}
-        self.worker.sendto = lambda data, addr: self.by_addr[addr].capture(data)
-        self.pubs = [self.transport(f"tr-pub{i}") for i in range(publishers)]
-        self.sub = self.transport("tr-sub")
+        capture = Capture(self.worker)
+        self.pubs = [capture.transport(self.router) for _ in range(publishers)]
+        self.sub = capture.transport(self.router)
         self.producers = []
         self.consumers = []
         for i, pub in enumerate(self.pubs):
@@ -64,14 +63,6 @@ class Room:
             info = self.worker.consume(self.sub.id, pid, ConsumerParams(
                 str(i), SUB_VP8, ssrc=5000 + i))
             self.consumers.append(self.worker.consumers[info.id])
-
-    def transport(self, tid: str) -> CaptureTransport:
-        t = CaptureTransport(self.worker, tid)
-        t.router_id = self.router
-        self.worker.transports[t.id] = t
-        self.worker.routers[self.router].transports[t.id] = t
-        self.by_addr[t.addr] = t
-        return t
 
     def feed(self, seqs: range) -> None:
         for producer in self.producers:
@@ -85,7 +76,7 @@ class Room:
             t.rtcp.clear()
 
 
-def items(t: CaptureTransport, kind: type) -> list:
+def items(t: Captured, kind: type) -> list:
     return [i for p in t.rtcp for i in parse_compound(p) if isinstance(i, kind)]
 
 
@@ -168,7 +159,7 @@ async def test_nack_tick_isolates_each_producer() -> None:
     room.worker._nack_tick()
     assert room.worker.timer_errors == 1
     assert [n.media_ssrc for n in items(room.pubs[1], Nack)] == [1001]
-    assert room.producers[0] not in room.worker.nack_pending  # given up, not retried each tick
+    assert room.producers[0] not in room.worker.link.nack_pending  # given up, not retried each tick
 
 
 async def test_consent_tick_isolates_each_transport() -> None:
@@ -181,9 +172,9 @@ async def test_consent_tick_isolates_each_transport() -> None:
 
     room.worker.transport_closed_listeners.insert(0, broken_listener)
     for t in room.pubs:
-        t.last_stun = time.monotonic() - 3600
-    room.sub.last_stun = None  # never checked: never expired
-    first = room.pubs[0]
+        t.transport.last_stun = time.monotonic() - 3600
+    room.sub.transport.last_stun = None  # never checked: never expired
+    first = room.pubs[0].transport
 
     def failing_close(reason: str = "") -> None:
         raise RuntimeError("close failed half way")
@@ -325,14 +316,14 @@ async def test_a_peer_checking_from_thousands_of_addresses_grows_nothing() -> No
     assert t.addr == nominated and nominated in t.addrs  # the nominated one is never dropped
     assert ("127.0.0.1", 4999) in t.addrs  # the most recent are kept
     assert len(t._addr_checked) == len(t.addrs)
-    assert len(worker._by_addr) == MAX_ADDRS + 1  # + the other transport's one
-    assert all(worker._by_addr[a] is t for a in t.addrs)
+    assert len(worker.transport_ids_by_addr()) == MAX_ADDRS + 1  # + the other transport's one
+    assert all(worker.transport_ids_by_addr()[a] == t.id for a in t.addrs)
     # an ICE restart forgets them all, in the worker's table too
     worker.connect_transport(info.id, RemoteParams("peer2", "p" * 22, [("sha-256", "AA")],
                                                    "server"))
-    assert not t.addrs and list(worker._by_addr) == [("127.0.0.2", 9)]
+    assert not t.addrs and list(worker.transport_ids_by_addr()) == [("127.0.0.2", 9)]
     t.close()
-    assert list(worker._by_addr) == [("127.0.0.2", 9)]
+    assert list(worker.transport_ids_by_addr()) == [("127.0.0.2", 9)]
 
 
 async def test_early_dtls_is_bounded_in_records_and_bytes() -> None:
@@ -370,11 +361,7 @@ async def test_audio_room_reports_too() -> None:
     """The per-producer report blocks also run for audio (no retransmission buffer)."""
     worker = Worker()
     worker.loop = asyncio.get_running_loop()
-    pub = CaptureTransport(worker, "tr-a")
-    worker.sendto = lambda data, addr: pub.capture(data)
-    worker.transports[pub.id] = pub
-    router = worker.create_router()
-    pub.router_id = router
+    pub = Capture(worker).transport(worker.create_router())
     pid = worker.produce(pub.id, ProducerParams("audio", "0", OPUS, ssrc=7))
     worker.producers[pid].receive(build_packet(111, 1, 960, 7, b"x"), time.monotonic())
     worker._report_tick()
