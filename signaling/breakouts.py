@@ -1,7 +1,7 @@
 """Breakout groups: the host splits a room into groups, each its own Router, and reconvenes.
 
 Assignments are kept by identity, so a participant who reconnects lands back in their group.
-Moving someone replaces their media connections (Participant.move_to); everything else about
+Moving someone replaces their media connections (MediaSession.move_to); everything else about
 the room (participants, chat, hands) stays shared.
 """
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import schemas
 from .errors import RequestError
+from .methods import HOST, PARTICIPANTS, method
 from .rooms import Group, Room, new_id
 
 if TYPE_CHECKING:
@@ -53,12 +54,13 @@ async def _move(room: Room, moves: list[tuple[Participant, str | None]]) -> None
     leaves, so nobody is offered a change on a connection that their own move replaces."""
     moves = [(p, g) for p, g in moves if p.joined and p.group != g]
     for participant, _ in moves:
-        participant.begin_move()
+        participant.media_session.begin_move()
     for participant, group in moves:
         if participant.joined:  # one may have left while the others moved
-            await participant.move_to(group)
+            await participant.media_session.move_to(group)
 
 
+@method("breakoutCreate", HOST)
 async def create(p: Participant, params: schemas.BreakoutCreate) -> dict[str, Any]:
     room = p.room_or_fail()
     if room.breakouts.open:
@@ -69,6 +71,7 @@ async def create(p: Participant, params: schemas.BreakoutCreate) -> dict[str, An
     return _changed(room)
 
 
+@method("breakoutAssign", HOST)
 async def assign(p: Participant, params: schemas.BreakoutAssign) -> dict[str, Any]:
     room = p.room_or_fail()
     target = room.participants.get(params.participant_id)
@@ -83,6 +86,7 @@ async def assign(p: Participant, params: schemas.BreakoutAssign) -> dict[str, An
     return _changed(room)
 
 
+@method("breakoutAuto", HOST)
 async def auto(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     """Spread the unassigned non-hosts evenly, filling the emptiest group first."""
     room = p.room_or_fail()
@@ -104,12 +108,14 @@ async def auto(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return _changed(room)
 
 
+@method("breakoutAllowChoose", HOST)
 async def allow_choose(p: Participant, params: schemas.AllowChoose) -> dict[str, Any]:
     room = p.room_or_fail()
     room.breakouts.allow_choose = params.allowed
     return _changed(room)
 
 
+@method("breakoutChoose", PARTICIPANTS)
 async def choose(p: Participant, params: schemas.GroupChoice) -> dict[str, Any]:
     room = p.room_or_fail()
     if not room.breakouts.allow_choose:
@@ -120,6 +126,7 @@ async def choose(p: Participant, params: schemas.GroupChoice) -> dict[str, Any]:
     return _changed(room)
 
 
+@method("breakoutOpen", HOST)
 async def open_groups(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     room = p.room_or_fail()
     b = room.breakouts
@@ -133,11 +140,13 @@ async def open_groups(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return _changed(room)
 
 
+@method("breakoutBroadcast", HOST)
 async def broadcast(p: Participant, params: schemas.Broadcast) -> dict[str, Any]:
     p.room_or_fail().broadcast("breakoutMessage", {"text": params.text, "name": p.name})
     return {}
 
 
+@method("breakoutTimer", HOST)
 async def timer(p: Participant, params: schemas.Timer) -> dict[str, Any]:
     seconds = params.seconds
     room = p.room_or_fail()
@@ -169,22 +178,17 @@ async def _close_room_groups(room: Room) -> dict[str, Any]:
     return _changed(room)
 
 
+@method("breakoutClose", HOST)
 async def close(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return await _close_room_groups(p.room_or_fail())
 
 
+@method("breakoutVisit", HOST)
 async def visit(p: Participant, params: schemas.GroupVisit) -> dict[str, Any]:
     room = p.room_or_fail()
     group = _group(room, params.group_id)
     if group is not None and not room.breakouts.open:
         raise RequestError("conflict", "the groups are not open")
-    await p.move_to(group)
+    await p.media_session.move_to(group)
     return {}
 
-
-METHODS = {
-    "breakoutCreate": create, "breakoutAssign": assign, "breakoutAuto": auto,
-    "breakoutAllowChoose": allow_choose, "breakoutChoose": choose,
-    "breakoutOpen": open_groups, "breakoutBroadcast": broadcast, "breakoutTimer": timer,
-    "breakoutClose": close, "breakoutVisit": visit,
-}

@@ -1,7 +1,7 @@
 """Room features beyond media: raised hands, shared notes, host controls and the webinar stage.
 
-Handlers take the calling Participant and its validated params (schemas.py), like the core
-methods; their permissions are in permissions.py.
+Handlers take the calling Participant and its validated params (schemas.py) and register
+themselves, with the roles allowed, in the method table (methods.py).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import schemas
 from .errors import RequestError
+from .methods import ALL, HOST, PARTICIPANTS, method
 from .rooms import set_live
 from .store import NotesConflict
 
@@ -24,6 +25,7 @@ def _target(p: Participant, params: schemas.ParticipantRef) -> Participant:
     return target
 
 
+@method("raiseHand", PARTICIPANTS)
 async def raise_hand(p: Participant, params: schemas.RaiseHand) -> dict[str, Any]:
     raised = params.raised
     room = p.room_or_fail()
@@ -33,10 +35,12 @@ async def raise_hand(p: Participant, params: schemas.RaiseHand) -> dict[str, Any
     return {"hands": room.hand_ids()}
 
 
+@method("getNotes", ALL)
 async def get_notes(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return {"notes": await p.store.get_notes(p.room_or_fail().name)}
 
 
+@method("setNotes", PARTICIPANTS)
 async def set_notes(p: Participant, params: schemas.SetNotes) -> dict[str, Any]:
     room = p.room_or_fail()
     try:
@@ -49,16 +53,18 @@ async def set_notes(p: Participant, params: schemas.SetNotes) -> dict[str, Any]:
     return {"notes": notes}
 
 
+@method("muteParticipant", HOST)
 async def mute_participant(p: Participant, params: schemas.MuteParticipant
                            ) -> dict[str, Any]:
     """A host mutes someone's track (they may unmute themselves, as in every meeting tool)."""
     target = _target(p, params)
-    for track in list(target.published.values()):
+    for track in list(target.media_session.published.values()):
         if track.kind == params.kind and not track.muted:
-            await target.set_muted(track, True)
+            await target.media_session.set_muted(track, True)
     return {}
 
 
+@method("removeParticipant", HOST)
 async def remove_participant(p: Participant, params: schemas.ParticipantRef
                              ) -> dict[str, Any]:
     target = _target(p, params)
@@ -68,6 +74,7 @@ async def remove_participant(p: Participant, params: schemas.ParticipantRef
     return {}
 
 
+@method("promote", HOST)
 async def promote(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any]:
     """Bring a webinar attendee on stage: they may publish camera and microphone."""
     target = _target(p, params)
@@ -81,12 +88,13 @@ async def promote(p: Participant, params: schemas.ParticipantRef) -> dict[str, A
     return {}
 
 
+@method("demote", HOST)
 async def demote(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any]:
     target = _target(p, params)
     target.on_stage = False
     if target.role == "attendee":
-        for track in list(target.published.values()):
-            await target.unpublish_track(track)
+        for track in list(target.media_session.published.values()):
+            await target.media_session.unpublish(track)
     p.room_or_fail().broadcast("stageChanged", {"participantId": target.id, "onStage": False})
     return {}
 
@@ -98,10 +106,12 @@ def _waiting(p: Participant, params: schemas.ParticipantRef) -> Participant:
     return target
 
 
+@method("lobbyList", HOST)
 async def lobby_list(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return {"waiting": [w.public() for w in p.room_or_fail().waiting.values()]}
 
 
+@method("admit", HOST)
 async def admit(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any]:
     target = _waiting(p, params)
     room = p.room_or_fail()
@@ -112,6 +122,7 @@ async def admit(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any
     return {}
 
 
+@method("refuse", HOST)
 async def refuse(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any]:
     target = _waiting(p, params)
     target.send_event("refused", {})
@@ -120,6 +131,7 @@ async def refuse(p: Participant, params: schemas.ParticipantRef) -> dict[str, An
     return {}
 
 
+@method("setLive", HOST)
 async def broadcast_live(p: Participant, params: schemas.SetLive) -> dict[str, Any]:
     """Start (live: true) or pause (false) the webinar broadcast to the audience."""
     live = params.live
@@ -131,19 +143,13 @@ async def broadcast_live(p: Participant, params: schemas.SetLive) -> dict[str, A
     return {"live": live}
 
 
+@method("recordStart", HOST)
 async def record_start(p: Participant, params: schemas.RecordStart) -> dict[str, Any]:
     return await p.rooms.recordings.start(p.room_or_fail(), params.mode, params.layout,
                                           params.low_latency)
 
 
+@method("recordStop", HOST)
 async def record_stop(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return {"recording": await p.rooms.recordings.stop(p.room_or_fail())}
 
-
-METHODS = {
-    "recordStart": record_start, "recordStop": record_stop,
-    "setLive": broadcast_live, "lobbyList": lobby_list, "admit": admit, "refuse": refuse,
-    "raiseHand": raise_hand, "getNotes": get_notes, "setNotes": set_notes,
-    "muteParticipant": mute_participant, "removeParticipant": remove_participant,
-    "promote": promote, "demote": demote,
-}

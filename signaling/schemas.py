@@ -108,7 +108,7 @@ class Empty(Params):
     pass
 
 
-# ---- core methods (participant.py) ---------------------------------------------------------
+# ---- core methods (participant.py, media_session.py) --------------------------------------
 
 class Join(Params):
     since_chat_id: Id | None = None
@@ -177,7 +177,7 @@ class RecordStart(RecordingOptions):
     mode: Literal[MODES]  # type: ignore[valid-type]
 
 
-# ---- engagement (engagement.py) ------------------------------------------------------------
+# ---- interaction (interaction.py) ----------------------------------------------------------
 
 class Question(Params):
     text: text(MAX_QUESTION)
@@ -257,7 +257,7 @@ class Timer(Params):
     seconds: Annotated[int, Field(ge=0, le=MAX_TIMER)]
 
 
-# The params model of every WebSocket method (tests check it covers Participant.METHODS).
+# The params model of every WebSocket method (each has its handler in methods.METHODS).
 PARAMS: dict[str, type[Params]] = {
     "ping": Empty, "join": Join, "publish": Publish, "unpublish": TrackRef, "mute": Mute,
     "subscriberAnswer": SubscriberAnswer, "requestKeyframe": TrackRef, "chat": Chat,

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from .store_engagement import SCHEMA as ENGAGEMENT_SCHEMA
-from .store_engagement import AlreadyVoted, NotFound, NotOpen, SqliteEngagement
+from .store_interaction import SCHEMA as INTERACTION_SCHEMA
+from .store_interaction import AlreadyVoted, NotFound, NotOpen, SqliteInteraction
 
 __all__ = ["Store", "SqliteStore", "NotesConflict", "AlreadyVoted", "NotFound", "NotOpen"]
 
@@ -107,7 +107,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-class SqliteStore(SqliteEngagement):
+class SqliteStore(SqliteInteraction):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ class SqliteStore(SqliteEngagement):
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
-            self._db.executescript(ENGAGEMENT_SCHEMA)
+            self._db.executescript(INTERACTION_SCHEMA)
         return self._db
 
     async def open(self) -> None:

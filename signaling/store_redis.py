@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .store import NotesConflict
-from .store_engagement import (
+from .store_interaction import (
     AlreadyVoted,
     NotFound,
     NotOpen,

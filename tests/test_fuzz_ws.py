@@ -1,13 +1,13 @@
 """Property-based tests of every WebSocket method's params, through the real dispatch.
 
-For each method of Participant.METHODS, generated params (valid ones, fields replaced by wrong
-types, numbers past 64 bits, long and odd text, nesting past the limit, unknown fields, not an
-object at all) and mangled message texts go through `websocket._dispatch` with a real
-Participant of a running server (store, rooms, media worker, recorder). The reply is always a
-result or an error with a documented code, never `internal`; and the room stays consistent:
-after every message a following valid request still works. A last test sends random and
-mutated messages over a real socket while two aiortc participants exchange video; at the end
-they still decode each other's pattern.
+For each method of the method table (signaling/methods.py), generated params (valid ones,
+fields replaced by wrong types, numbers past 64 bits, long and odd text, nesting past the limit,
+unknown fields, not an object at all) and mangled message texts go through
+`websocket._dispatch` with a real Participant of a running server (store, rooms, media worker,
+recorder). The reply is always a result or an error with a documented code, never `internal`;
+and the room stays consistent: after every message a following valid request still works. A
+last test sends random and mutated messages over a real socket while two aiortc participants
+exchange video; at the end they still decode each other's pattern.
 
 `make test` runs a bounded share of cases; `make fuzz` runs 100,000 per method
 (docs/operations.md, "Fuzzing").
@@ -93,9 +93,9 @@ class Room:
         room = self.host.room
         found: dict[str, list[Any]] = {
             "participant": [self.other.id, self.host.id],
-            "track": [t.id for t in self.host.published.values()] + list(room.tracks),
+            "track": [t.id for t in self.host.media_session.published.values()] + list(room.tracks),
             "group": list(room.breakouts.groups),
-            "offer": [self.host._offer_id],
+            "offer": [self.host.media_session.offer_id],
         }
         if "question" in kinds:
             found["question"] = [q["id"] for q in await store.questions(self.name)]

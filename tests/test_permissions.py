@@ -6,7 +6,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from signaling.permissions import RULES, STAGE_METHODS, allowed
+import signaling.participant  # noqa: F401  (importing it registers every method)
+from signaling.methods import METHODS, allowed
 from signaling.tokens import ROLES
 from tests.support.client import Client, RequestFailed
 from tests.support.server import API_KEY
@@ -31,7 +32,7 @@ async def test_role_table(server, room_type: str) -> None:
         await client.connect()
         try:
             await client.join()
-            for method in sorted(RULES, key=lambda m: m in LAST):
+            for method in sorted(METHODS, key=lambda m: m in LAST):
                 expected = allowed(method, role, room_type)
                 try:
                     await client.request(method, {})
@@ -50,10 +51,10 @@ async def test_role_table(server, room_type: str) -> None:
 def test_table_shape() -> None:
     # hosts may do everything; attendees never control others; the stage matters only in
     # webinars
-    assert all(allowed(m, "host", "webinar") for m in RULES)
+    assert all(allowed(m, "host", "webinar") for m in METHODS)
     for method in ("muteParticipant", "removeParticipant", "promote", "demote"):
         assert not allowed(method, "attendee") and not allowed(method, "presenter")
-    for method in STAGE_METHODS:
+    for method in (m for m, entry in METHODS.items() if entry.stage):
         assert allowed(method, "attendee", "meeting")
         assert not allowed(method, "attendee", "webinar")
         assert allowed(method, "attendee", "webinar", on_stage=True)

@@ -1,4 +1,4 @@
-"""Q&A, polls, chat control, private messages and reactions (webinars and meetings alike).
+"""Chat, Q&A, polls, private messages and reactions (webinars and meetings alike).
 
 Each participant has its own token buckets per kind of action, so one person flooding
 questions or reactions is refused with `rate_limited` while everyone else is unaffected.
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import schemas
 from .chapters import title
 from .errors import RequestError
+from .methods import ALL, HOST, MODERATORS, PARTICIPANTS, method
 from .ratelimit import TokenBucket
 from .store import AlreadyVoted, NotFound, NotOpen
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 # (steady rate per second, burst) per kind of action
 LIMITS = {"chat": (1.0, 5), "question": (0.2, 3), "vote": (2.0, 10), "reaction": (2.0, 6),
           "private": (1.0, 5)}
-MODERATORS = frozenset({"host", "presenter"})
 
 
 def throttle(p: Participant, kind: str) -> None:
@@ -50,6 +50,7 @@ async def chapter(p: Participant, prefix: str, text: str) -> None:
 
 # ---- Q&A ----------------------------------------------------------------------------------
 
+@method("qaAsk", PARTICIPANTS)
 async def qa_ask(p: Participant, params: schemas.Question) -> dict[str, Any]:
     throttle(p, "question")
     room = p.room_or_fail()
@@ -58,6 +59,7 @@ async def qa_ask(p: Participant, params: schemas.Question) -> dict[str, Any]:
     return {"question": question}
 
 
+@method("qaUpvote", PARTICIPANTS)
 async def qa_upvote(p: Participant, params: schemas.QuestionRef) -> dict[str, Any]:
     throttle(p, "vote")
     room = p.room_or_fail()
@@ -82,20 +84,24 @@ async def _qa_state(p: Participant, params: schemas.QuestionRef, state: str
     return {"question": question}
 
 
+@method("qaAnswer", MODERATORS)
 async def qa_answer(p: Participant, params: schemas.QuestionRef) -> dict[str, Any]:
     return await _qa_state(p, params, "answered")
 
 
+@method("qaDismiss", MODERATORS)
 async def qa_dismiss(p: Participant, params: schemas.QuestionRef) -> dict[str, Any]:
     return await _qa_state(p, params, "dismissed")
 
 
+@method("qaList", ALL)
 async def qa_list(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return {"questions": await p.store.questions(p.room_or_fail().name)}
 
 
 # ---- polls --------------------------------------------------------------------------------
 
+@method("pollCreate", MODERATORS)
 async def poll_create(p: Participant, params: schemas.PollCreate) -> dict[str, Any]:
     poll = await p.store.create_poll(p.room_or_fail().name, params.question,
                                      list(params.options))
@@ -114,14 +120,17 @@ async def _poll_state(p: Participant, params: schemas.PollRef, state: str) -> di
     return {"poll": poll}
 
 
+@method("pollOpen", MODERATORS)
 async def poll_open(p: Participant, params: schemas.PollRef) -> dict[str, Any]:
     return await _poll_state(p, params, "open")
 
 
+@method("pollClose", MODERATORS)
 async def poll_close(p: Participant, params: schemas.PollRef) -> dict[str, Any]:
     return await _poll_state(p, params, "closed")
 
 
+@method("pollVote", PARTICIPANTS)
 async def poll_vote(p: Participant, params: schemas.PollVote) -> dict[str, Any]:
     throttle(p, "vote")
     room = p.room_or_fail()
@@ -133,6 +142,7 @@ async def poll_vote(p: Participant, params: schemas.PollVote) -> dict[str, Any]:
     return {"poll": poll}
 
 
+@method("pollList", ALL)
 async def poll_list(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     polls = await p.store.polls(p.room_or_fail().name)
     if p.role not in MODERATORS:
@@ -140,8 +150,20 @@ async def poll_list(p: Participant, params: schemas.Empty) -> dict[str, Any]:
     return {"polls": polls}
 
 
-# ---- chat control, private messages, reactions ----------------------------------------------
+# ---- chat, private messages, reactions ------------------------------------------------------
 
+@method("chat", ALL)
+async def chat(p: Participant, params: schemas.Chat) -> dict[str, Any]:
+    room = p.room_or_fail()
+    if not room.chat_enabled and p.role not in MODERATORS:
+        raise RequestError("chat_disabled", "the host turned the chat off")
+    throttle(p, "chat")
+    message = await p.store.add_chat(room.name, p.id, p.name, params.text)
+    room.broadcast("chat", {"message": message})
+    return {"message": message}
+
+
+@method("setChat", HOST)
 async def set_chat(p: Participant, params: schemas.SetChat) -> dict[str, Any]:
     enabled = params.enabled
     room = p.room_or_fail()
@@ -151,6 +173,7 @@ async def set_chat(p: Participant, params: schemas.SetChat) -> dict[str, Any]:
     return {"settings": settings}
 
 
+@method("privateMessage", ALL)
 async def private_message(p: Participant, params: schemas.PrivateMessage) -> dict[str, Any]:
     room = p.room_or_fail()
     target = room.participants.get(params.participant_id)
@@ -165,15 +188,9 @@ async def private_message(p: Participant, params: schemas.PrivateMessage) -> dic
     return {"message": message}
 
 
+@method("reaction", PARTICIPANTS)
 async def reaction(p: Participant, params: schemas.Reaction) -> dict[str, Any]:
     throttle(p, "reaction")
     p.room_or_fail().broadcast("reaction", {"participantId": p.id, "emoji": params.emoji})
     return {}
 
-
-METHODS = {
-    "qaAsk": qa_ask, "qaUpvote": qa_upvote, "qaAnswer": qa_answer, "qaDismiss": qa_dismiss,
-    "qaList": qa_list, "pollCreate": poll_create, "pollOpen": poll_open,
-    "pollClose": poll_close, "pollVote": poll_vote, "pollList": poll_list,
-    "setChat": set_chat, "privateMessage": private_message, "reaction": reaction,
-}

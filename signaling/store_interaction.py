@@ -1,4 +1,4 @@
-"""Q&A and polls in SQLite: the engagement part of the Store contract, kept apart for size.
+"""Q&A and polls in SQLite: their part of the Store contract, kept apart for size.
 
 Votes are unique per (item, identity) by a primary key, so "once per person" holds however
 many sessions or nodes a person uses.
@@ -72,7 +72,7 @@ def poll_view(poll_id: int, question: str, options: list[str], state: str, ts: i
             "total": sum(counts)}
 
 
-class SqliteEngagement:
+class SqliteInteraction:
     """Mixed into SqliteStore: needs `_conn()` and `_run()`."""
 
     def _conn(self) -> sqlite3.Connection: ...  # pragma: no cover - provided by the store
