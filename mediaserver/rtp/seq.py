@@ -1,23 +1,11 @@
-"""RTP sequence-number arithmetic modulo 2**16 (RFC 3550 appendix A.1)."""
+"""RTP sequence numbers extended across 16-bit wraps (RFC 3550 appendix A.1).
+
+The packet path does this arithmetic inline (Producer.receive); the recorder's jitter buffer
+uses SeqExtender."""
 
 from __future__ import annotations
 
-SEQ_MOD = 1 << 16
 HALF = 1 << 15
-
-
-def seq_diff(a: int, b: int) -> int:
-    """Signed distance a - b in the 16-bit sequence space, in [-32768, 32767]."""
-    return ((a - b + HALF) & 0xFFFF) - HALF
-
-
-def seq_newer(a: int, b: int) -> bool:
-    """True when a comes after b (a wrap-around of 65535 -> 0 counts as newer)."""
-    return a != b and ((a - b) & 0xFFFF) < HALF
-
-
-def seq_add(a: int, n: int) -> int:
-    return (a + n) & 0xFFFF
 
 
 class SeqExtender:
