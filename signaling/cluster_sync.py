@@ -64,10 +64,10 @@ class RoomSync:
                 for participant in room.in_group(track.group):
                     participant.on_track_published(track)
             elif message["op"] == "remove":
-                track = room.tracks.pop(message["trackId"], None)
-                if track is not None:
-                    for participant in room.in_group(track.group):
-                        participant.on_track_unpublished(track)
+                gone = room.tracks.pop(message["trackId"], None)
+                if gone is not None:
+                    for participant in room.in_group(gone.group):
+                        participant.on_track_unpublished(gone)
             elif message["op"] == "mute" and message["trackId"] in room.tracks:
                 room.tracks[message["trackId"]].muted = message["muted"]
 

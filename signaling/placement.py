@@ -75,12 +75,12 @@ class Placement:
                 if edge.subscribers < limit:
                     edge.subscribers += 1
                     return edge.router_id
-            edge = await self._add_edge(room)
-            if edge is None:  # no other worker: the origin takes it
+            added = await self._add_edge(room)
+            if added is None:  # no other worker: the origin takes it
                 room.origin_subscribers += 1
                 return room.router_id
-            edge.subscribers += 1
-            return edge.router_id
+            added.subscribers += 1
+            return added.router_id
 
     def release_subscriber(self, room: Room, router_id: str) -> None:
         if router_id == room.router_id:
