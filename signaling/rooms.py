@@ -203,7 +203,8 @@ class RoomRegistry:
                 if self.sync is not None:
                     await self.sync.leave(room)
                 elif room.breakout_timer is not None:
-                    # (with other nodes in the room it stays: its end concerns theirs too)
+                    # (shared with other nodes, the timer runs on: the groups' end it
+                    # broadcasts reaches those still in the room)
                     room.breakout_timer.cancel()
                 await self.placement.release(room)
 
