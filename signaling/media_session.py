@@ -130,14 +130,8 @@ class MediaSession:
             await self.rooms.announce(room, {"t": "track", "op": "add",
                                              "track": track_to_wire(track)})
             new_tracks.append(track)
-        recordings = self.rooms.recordings
-        if recordings is not None and new_tracks:
-            if room.auto_record and room.name not in recordings.active and \
-                    owner.role in ("host", "presenter"):
-                await recordings.start(room)  # records every track, the new ones included
-            else:
-                for track in new_tracks:
-                    await recordings.track_added(room, track)
+        if self.rooms.recordings is not None:  # taps them, or starts an auto-recording
+            await self.rooms.recordings.tracks_published(room, new_tracks, owner.role)
         for track in new_tracks:
             room.broadcast_group(owner.group, "trackPublished", {"track": track.public()},
                                  exclude=owner.id)

@@ -142,7 +142,7 @@ class Participant:
                 "groupId": self.group, "breakouts": breakouts.view(room),
                 "settings": {"chat": room.chat_enabled, "lobby": room.lobby},
                 "live": room.live, "recording": self.rooms.recordings is not None
-                and room.name in self.rooms.recordings.active,
+                and self.rooms.recordings.recording(room),
                 "token": self._session_token()}
 
     def _session_token(self) -> str | None:
