@@ -17,7 +17,8 @@ from typing import Any
 
 from mediaserver.api import MediaControl
 
-from . import breakouts, features, interaction, methods, schemas  # noqa: F401 (their methods)
+# features and interaction are imported for the methods they register
+from . import breakouts, features, interaction, methods, schemas  # noqa: F401
 from .errors import RequestError
 from .media_session import MediaSession
 from .methods import ALL, Handler, method
@@ -88,10 +89,10 @@ class Participant:
 
     # ---- dispatch -------------------------------------------------------------------------
 
-    def handler_for(self, method: str) -> Handler:
-        """The handler of `method` if we may call it now (methods.handler_for)."""
+    def handler_for(self, name: str) -> Handler:
+        """The handler of method `name` if we may call it now (methods.handler_for)."""
         return methods.handler_for(
-            method, joined=self.joined, role=self.role, on_stage=self.on_stage,
+            name, joined=self.joined, role=self.role, on_stage=self.on_stage,
             room_type=self.room.type if self.room is not None else "meeting")
 
     # ---- joining --------------------------------------------------------------------------
