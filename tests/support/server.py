@@ -29,7 +29,7 @@ class RunningServer:
     def __init__(self, runner: web.AppRunner, config: ServerConfig) -> None:
         self.runner = runner
         self.config = config
-        self.base_url = f"http://127.0.0.1:{config.http_port}"
+        self.base_url = f"http://{config.host}:{config.http_port}"
 
     @property
     def state(self) -> AppState:
@@ -56,12 +56,13 @@ class RunningServer:
 async def running_server(data_dir: Path, dev: bool = False, rtc_port: int | None = None,
                          workers: int = 0, subscribers_per_worker: int = 0,
                          grace_period: float = 30.0, store: str = "", node: str = "",
-                         ice_consent_timeout: float = 30.0
+                         ice_consent_timeout: float = 30.0, host: str = "127.0.0.1"
                          ) -> AsyncIterator[RunningServer]:
-    """In-process server; with workers > 0, media workers are real child processes."""
+    """In-process server; with workers > 0, media workers are real child processes. `host`:
+    where HTTP and media listen and what ICE announces (a NetLab's host address)."""
     if rtc_port is None:
         rtc_port = 0 if workers else free_port(socket.SOCK_DGRAM)
-    config = ServerConfig(host="127.0.0.1", http_port=free_port(), rtc_port=rtc_port,
+    config = ServerConfig(host=host, http_port=free_port(), rtc_port=rtc_port,
                           data_dir=data_dir, dev=dev, api_key=API_KEY, jwt_secret=JWT_SECRET,
                           workers=workers, subscribers_per_worker=subscribers_per_worker,
                           grace_period=grace_period, store=store, node=node,

@@ -137,6 +137,7 @@ class FrameChecker:
         self.frames_readable = 0
         self.senders: dict[int, SenderStats] = {}
         self.last_size: tuple[int, int] | None = None  # (width, height) of the latest frame
+        self.readable_at: list[float] = []  # monotonic arrival time of each readable frame
         self.ended = False
         self._changed = asyncio.Condition()
 
@@ -168,6 +169,7 @@ class FrameChecker:
             return
         sender_id, counter = result
         self.frames_readable += 1
+        self.readable_at.append(time.monotonic())
         stats = self.senders.setdefault(sender_id, SenderStats())
         stats.readable += 1
         if stats.last_counter is None:
@@ -178,6 +180,12 @@ class FrameChecker:
             if 0 < step < (MAX_COUNTER + 1) // 2:
                 stats.advances += 1
         stats.last_counter = counter
+
+    def freezes(self, longer_than: float = 0.5) -> list[float]:
+        """Gaps between readable frames longer than `longer_than` seconds (a freeze, as
+        WebRTC's freezeCount counts them)."""
+        times = self.readable_at
+        return [b - a for a, b in zip(times, times[1:], strict=False) if b - a > longer_than]
 
     def _good(self, sender_id: int) -> int:
         """Readable frames from the sender that arrived in advancing order (the first counts)."""
