@@ -54,7 +54,7 @@ def simulate(duration: float, capacity: Callable[[float], float],
     in_flight: list[tuple[float, int]] = []  # (arrival, seq)
     deliveries: list[tuple[float, list[bytes]]] = []  # (when the sender gets it, packets)
     trace: list[tuple[float, int]] = []
-    next_send, next_build, seq = 0.0, FEEDBACK_INTERVAL, 0
+    next_send, next_build, seq = 0.0, FEEDBACK_INTERVAL, 0xFF00  # wraps within a second
     while True:
         t = min(next_send, next_build, deliveries[0][0] if deliveries else next_send)
         if t > duration:
@@ -175,6 +175,22 @@ def test_history_lookup() -> None:
     assert got[2][2] == 1000 + 0
     assert h.lookup(0xFFF0, 4) == []  # older than the ring holds
     assert h.lookup(8, 4) == []  # not sent yet
+
+
+def test_counts_survive_the_sequence_wrap() -> None:
+    est = SendSideEstimator()
+    history = SendHistory()
+    recorder = TwccRecorder()
+    for k in range(40):  # 40 feedbacks of 100 packets from 0xF000: across 0xFFFF
+        for i in range(100):
+            seq = (0xF000 + k * 100 + i) & 0xFFFF
+            history.sent(seq, 1000, k * 0.1 + i * 0.001)
+            recorder.record(seq, 5_000_000 + k * 100_000 + i * 1000)
+        for data in recorder.build(1):
+            fb = parse_packet(data)
+            est.on_feedback(history.lookup(fb.base_seq, len(fb.arrivals)), fb, k * 0.1 + 0.15)
+    assert est.packets_acked == 4000 and est.packets_lost == 0
+    assert est.received_rate == pytest.approx(8_000_000, rel=0.05)
 
 
 def test_feedback_repeated_counts_once() -> None:

@@ -47,8 +47,10 @@ class ArrivalGroups:
         if send < self._first_send:
             return None  # sent before the current group began: reordered, no information
         if send - self._first_send <= GROUP_SPAN:
-            self._last_send = max(self._last_send, send)
-            self._last_arrival = max(self._last_arrival, arrival)
+            if send > self._last_send:
+                self._last_send = send
+            if arrival > self._last_arrival:
+                self._last_arrival = arrival
             return None
         done = (self._last_send, self._last_arrival)
         prev, self._prev = self._prev, done
@@ -136,11 +138,16 @@ class TrendlineDetector:
 
 def _slope(points: deque[tuple[float, float]]) -> float | None:
     """Least-squares slope of smoothed delay over arrival time; None if no time passed."""
-    n = len(points)
-    mean_x = sum(p[0] for p in points) / n
-    mean_y = sum(p[1] for p in points) / n
-    num = den = 0.0
+    # one pass, from the first point (the window spans a second or so: no cancellation)
+    x0, y0 = points[0]
+    sx = sy = sxx = sxy = 0.0
     for x, y in points:
-        num += (x - mean_x) * (y - mean_y)
-        den += (x - mean_x) * (x - mean_x)
-    return num / den if den else None
+        x -= x0
+        y -= y0
+        sx += x
+        sy += y
+        sxx += x * x
+        sxy += x * y
+    n = len(points)
+    den = n * sxx - sx * sx
+    return (n * sxy - sx * sy) / den if den > 1e-9 else None

@@ -33,7 +33,8 @@ class SendSideEstimator:
         self._detector = TrendlineDetector()
         self._aimd = AimdRateControl(initial, min_rate, max_rate, increase_per_second)
         self._loss = LossBasedControl(initial, min_rate, max_rate)
-        self._received: deque[tuple[float, int]] = deque()  # (arrival s, bytes)
+        # bytes received per feedback: (first arrival, last arrival, bytes), last 0.5 s
+        self._received: deque[tuple[float, float, int]] = deque()
         self._received_bytes = 0
         self._newest_arrival = float("-inf")
         self._reference: int | None = None  # last reference time, unwrapped (64 ms units)
@@ -46,27 +47,40 @@ class SendSideEstimator:
 
     def on_feedback(self, sent: Iterable[tuple[int, float, int]], feedback: TwccFeedback,
                     now: float) -> None:
-        """`sent`: (transport-wide seq, send time, size) of the packets the feedback covers,
-        as the sender recorded them (SendHistory.lookup); others in it are ignored."""
-        self.feedbacks += 1
+        """`sent`: (transport-wide seq, send time, size) of the packets the feedback covers, in
+        the order sent, as the sender recorded them (SendHistory.lookup); others are ignored."""
         offset = self._unwrap(feedback.reference_time) * REFERENCE_TICK_US
-        by_seq = {seq: (t, size) for seq, t, size in sent}
+        arrivals = feedback.arrivals
+        count = len(arrivals)
         base = feedback.base_seq
-        lost = total = 0
+        # Receivers may report a number again: only those past the last one reported count.
+        last = self._last_acked
+        # (extended numbers start one wrap up, so that ones just below the first stay >= 0)
+        ext_base = base + 0x10000 if last < 0 else \
+            last + ((base - last + 0x8000) & 0xFFFF) - 0x8000
+        first_new = 0 if last < 0 else max(0, last - ext_base + 1)
+        lost = total = got_bytes = 0
+        highest = -1
+        first_at = last_at = 0.0
         newest_send = None
         usage = self._detector.state
-        for i, arrival in enumerate(feedback.arrivals):
-            seq = (base + i) & 0xFFFF
-            info = by_seq.get(seq)
-            if info is None or not self._first_report(seq):
+        for seq, send, size in sent:
+            i = (seq - base) & 0xFFFF
+            if i < first_new or i >= count:
                 continue
+            if i > highest:
+                highest = i
             total += 1
+            arrival = arrivals[i]
             if arrival is None:
                 lost += 1
                 continue
-            send, size = info
             at = (arrival + offset) / 1e6
-            self._add_received(at, size)
+            if not got_bytes:
+                first_at = last_at = at
+            elif at > last_at:
+                last_at = at
+            got_bytes += size
             done = self._groups.add(send, at)
             if done is not None:
                 usage = self._detector.update(*done)
@@ -74,6 +88,10 @@ class SendSideEstimator:
                 newest_send = send
         if total == 0:
             return
+        self._last_acked = ext_base + highest
+        self.feedbacks += 1  # that told us about packets we know
+        if got_bytes:
+            self._add_received(first_at, last_at, got_bytes)
         self.packets_lost += lost
         self.packets_acked += total - lost
         if newest_send is not None and now >= newest_send:
@@ -83,18 +101,6 @@ class SendSideEstimator:
         delay_rate = self._aimd.update(usage, received, self.rtt, now)
         rate = self._loss.update(lost, total, delay_rate, self.rtt, now)
         self.estimate = int(min(delay_rate, rate))
-
-    def _first_report(self, seq: int) -> bool:
-        """False for a number an earlier feedback already reported (receivers repeat)."""
-        last = self._last_acked
-        if last < 0:
-            self._last_acked = seq
-            return True
-        ext = last + ((seq - last + 0x8000) & 0xFFFF) - 0x8000
-        if ext <= last:
-            return False
-        self._last_acked = ext
-        return True
 
     def _unwrap(self, reference: int) -> int:
         """Reference time without its 24-bit wrap, as a difference from the last one."""
@@ -106,14 +112,14 @@ class SendSideEstimator:
             self._reference = last + d
         return self._reference - reference
 
-    def _add_received(self, arrival: float, size: int) -> None:
+    def _add_received(self, first: float, last: float, size: int) -> None:
+        """Bytes that arrived from `first` to `last` (one feedback's worth)."""
         window = self._received
-        window.append((arrival, size))
+        window.append((first, last, size))
         self._received_bytes += size
-        newest = self._newest_arrival = max(arrival, self._newest_arrival)
-        while window and window[0][0] < newest - RECEIVED_WINDOW:
-            self._received_bytes -= window.popleft()[1]
+        newest = self._newest_arrival = max(last, self._newest_arrival)
+        while len(window) > 1 and window[0][1] < newest - RECEIVED_WINDOW:
+            self._received_bytes -= window.popleft()[2]
         span = newest - window[0][0]
-        if span >= 0.1 and len(window) > 1:
-            # the first packet's bytes arrived before the span began
-            self.received_rate = int((self._received_bytes - window[0][1]) * 8 / span)
+        if span >= 0.1:
+            self.received_rate = int(self._received_bytes * 8 / span)

@@ -110,10 +110,12 @@ class Remb:
 
 @dataclass(slots=True)
 class TransportCc:
-    """Transport-wide congestion control feedback; the FCI chunks are not decoded."""
+    """Transport-wide congestion control feedback; its FCI is decoded by `twcc.parse_feedback`
+    only where it is used (a subscriber's transport)."""
 
     sender_ssrc: int
     media_ssrc: int
+    fci: bytes = field(default=b"", compare=False, repr=False)
 
 
 RtcpItem = SenderReport | ReceiverReport | Sdes | Bye | Nack | Pli | Fir | Remb | TransportCc
@@ -176,7 +178,7 @@ def _parse_one(data: Buffer, pt: int, count: int, start: int, end: int) -> RtcpI
             if count == FMT_NACK:
                 return Nack(sender, media, _nack_seqs(data, start + 8, end))
             if count == FMT_TRANSPORT_CC:
-                return TransportCc(sender, media)
+                return TransportCc(sender, media, bytes(data[start + 8:end]))
         elif count == FMT_PLI:
             return Pli(sender, media)
         elif count == FMT_FIR:
