@@ -29,7 +29,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from .pipe import PipeTransport
+
 if TYPE_CHECKING:
+    from .producer import Producer
     from .router import Router
 
 INTERVAL = 0.3  # seconds between two decisions (the worker's timer)
@@ -86,6 +89,7 @@ class ActiveSpeakers:
         self.fault = fault
         self.listeners: list[Listener] = []
         self.selectors: dict[str, SpeakerSelector] = {}
+        self.speaking: dict[str, Producer] = {}  # router id -> its speaker's audio producer
 
     def tick(self, routers: Iterable[Router]) -> None:
         seen = set()
@@ -104,13 +108,31 @@ class ActiveSpeakers:
                 selector = self.selectors[router.id] = SpeakerSelector()
             seen.add(router.id)
             if selector.update(levels):
+                if selector.current is None:
+                    self.speaking.pop(router.id, None)
+                else:
+                    self.speaking[router.id] = router.producers[selector.current]
                 self._tell(router.id, selector.current)
         for router_id in self.selectors.keys() - seen:
             del self.selectors[router_id]  # the router closed
+            self.speaking.pop(router_id, None)
 
     def current(self, router_id: str) -> str | None:
         selector = self.selectors.get(router_id)
         return selector.current if selector is not None else None
+
+    def speaks(self, producer: Producer) -> bool:
+        """Whether `producer` (audio or video: the allocator's question) is the active
+        speaker's in its Router: the speaking producer, or one published with it: on the same
+        WebRTC transport (a participant publishes every track on one), or, for the mirrors in
+        an edge Router (which share one pipe), with the same CNAME."""
+        speaker = self.speaking.get(producer.router_id)
+        if speaker is None:
+            return False
+        if producer is speaker or (producer.transport is speaker.transport
+                                   and not isinstance(speaker.transport, PipeTransport)):
+            return True
+        return bool(speaker.params.cname) and producer.params.cname == speaker.params.cname
 
     def _tell(self, router_id: str, producer_id: str | None) -> None:
         for listener in self.listeners:
