@@ -29,7 +29,7 @@ import numpy as np
 
 from .depacketize import Frame
 from .hls import HlsWriter, Playlist
-from .layout import GRID, SPEAKER, Painter, SpeakerTracker, TileView
+from .layout import GRID, SPEAKER, Painter, SpeakerTracker, TileView, main_picture
 from .llhls import PartWriter, frag_duration_us, part_frames, part_target
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class CompositeOptions:
     latency: float = 0.5  # media seconds waited for late tracks
     wall_latency: float = 1.5  # no input for this long: the output moves on by itself
     stale: float = 1.0  # a tile with no new picture for this long shows its placeholder
+    # A screen share sends pictures only when its content changes: its last one stays longer.
+    screen_stale: float = 30.0
     crf: int = 23
     preset: str = "veryfast"
     low_latency: bool = False  # LL-HLS parts, preload hint, blocking reload
@@ -77,6 +79,7 @@ class _Track:
     next_pos: int | None = None  # audio: expected sample position of the next frame
     removed_at: float | None = None  # media time after which the tile goes away
     resampler: av.AudioResampler | None = None
+    screen: bool = False  # a screen share (video): the main picture
 
 
 class MixBuffer:
@@ -146,8 +149,10 @@ class Compositor:
     def start(self) -> None:
         self._thread.start()
 
-    def add_track(self, track_id: str, kind: str, codec: str, name: str, key: str) -> None:
-        self._q.put(("add", track_id, kind, codec, name, key))
+    def add_track(self, track_id: str, kind: str, codec: str, name: str, key: str,
+                  screen: bool = False) -> None:
+        """`screen`: a screen share, shown as the main picture while it lasts."""
+        self._q.put(("add", track_id, kind, codec, name, key, screen))
 
     def remove_track(self, track_id: str) -> None:
         self._q.put(("remove", track_id))
@@ -201,7 +206,7 @@ class Compositor:
     def _handle(self, msg: tuple) -> None:
         op = msg[0]
         if op == "add":
-            _, track_id, kind, codec, name, key = msg
+            _, track_id, kind, codec, name, key, screen = msg
             dec = av.CodecContext.create(_DECODERS[codec.upper().rpartition("/")[2]], "r")
             if kind == "video":
                 # FFmpeg's own threads decode (frame threading, a frame of delay per thread,
@@ -209,7 +214,8 @@ class Compositor:
                 # and this keeps it off the compositor thread.
                 dec.thread_type = "AUTO"
                 dec.thread_count = 2
-            track = _Track(kind, key, name, dec)
+            screen = screen and kind == "video"
+            track = _Track(kind, key, f"{name} (screen)" if screen else name, dec, screen=screen)
             if kind == "audio":
                 dec.sample_rate, dec.layout = AUDIO_RATE, "stereo"
                 track.resampler = av.AudioResampler(format="fltp", layout="stereo",
@@ -311,7 +317,7 @@ class Compositor:
                 if not any(other.key == tr.key for other in self.tracks.values()):
                     self.speakers.forget(tr.key)
         tiles: list[tuple[str, TileView]] = []
-        have_video = {tr.key for tr in self.tracks.values() if tr.kind == "video"}
+        have_video = {tr.key for tr in self.tracks.values() if tr.kind == "video" and not tr.screen}
         shown: set[str] = set()
         half = 0.5 / self.opt.fps
         for tr in self.tracks.values():
@@ -321,21 +327,25 @@ class Compositor:
                     latest = tr.pending.popleft()
                 if latest is not None:
                     tr.image_time, tr.image = latest
-                fresh = tr.image is not None and t - tr.image_time <= self.opt.stale
-                tiles.append((tr.key, TileView(tr.name, tr.image if fresh else None)))
+                stale = self.opt.screen_stale if tr.screen else self.opt.stale
+                fresh = tr.image is not None and t - tr.image_time <= stale
+                if tr.screen and not fresh:
+                    continue  # a share without a picture (yet, or any more) is not shown
+                tiles.append((tr.key, TileView(tr.name, tr.image if fresh else None,
+                                               screen=tr.screen)))
             elif tr.key not in have_video and tr.key not in shown:
                 shown.add(tr.key)
                 tiles.append((tr.key, TileView(tr.name, None)))
         speaker = self.speakers.speaker(t, [k for k, _ in tiles])
         for key, view in tiles:
-            view.speaking = key == speaker
+            view.speaking = key == speaker and not view.screen
         if self.opt.layout == SPEAKER and speaker is not None:
             tiles.sort(key=lambda kv: kv[0] != speaker)  # stable: the speaker first
         return [view for _, view in tiles]
 
     def _render_video(self, t: float) -> None:
         assert self._out is not None and self._v is not None
-        canvas = self.painter.paint(self._tiles(t), self.opt.layout)
+        canvas = self.painter.paint(*main_picture(self._tiles(t), self.opt.layout))
         frame = av.VideoFrame.from_ndarray(canvas, format="yuv420p")
         step = VIDEO_CLOCK // self.opt.fps
         frame.pts = self.frames_out * step

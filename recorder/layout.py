@@ -1,4 +1,5 @@
-"""Composite layouts in numpy: grid, or active speaker large with the others in a strip.
+"""Composite layouts in numpy: grid, or active speaker large with the others in a strip; a
+screen share, whatever the layout, is the large picture with the people in the strip.
 
 Geometry is pure (the tests use it to find each tile in the output). Painting works on a
 yuv420p canvas in numpy (fills, names from the bitmap font, plane copies), so nothing is
@@ -108,6 +109,16 @@ class TileView:
     name: str
     image: av.VideoFrame | None  # None draws the placeholder
     speaking: bool = False
+    screen: bool = False  # a screen share: the main picture
+
+
+def main_picture(tiles: list[TileView], layout: str) -> tuple[list[TileView], str]:
+    """The tiles in drawing order and the layout to draw them with: while anyone shares a
+    screen, the first screen share is the large tile of the speaker layout and everything
+    else (people, other screens) goes in the strip; otherwise the tiles as they are."""
+    if not any(t.screen for t in tiles):
+        return tiles, layout
+    return sorted(tiles, key=lambda t: not t.screen), SPEAKER  # stable: the oldest screen
 
 
 class Painter:

@@ -147,7 +147,8 @@ class Recording(asyncio.DatagramProtocol):
         return self.port
 
     def add_track(self, ssrc: int, kind: str, codec: dict, participant_name: str,
-                  participant: str | None = None) -> str:
+                  participant: str | None = None, source: str = "") -> str:
+        """`source`: "screen" makes a video track the composite's main picture."""
         check_int(ssrc, 0, MAX_U32, "ssrc")
         if ssrc in self.tracks:
             raise ValueError(f"ssrc {ssrc} already added")
@@ -180,7 +181,8 @@ class Recording(asyncio.DatagramProtocol):
             self.state["participants"] = self.participants
             write_state(self.dir, self.state)
         if self.compositor is not None:
-            self.compositor.add_track(track_id, kind, name, participant_name, key)
+            self.compositor.add_track(track_id, kind, name, participant_name, key,
+                                      screen=source == "screen")
         if self.sink is not None:
             self.sink.add_track(TrackMeta(track_id, ssrc, kind, name, clock_rate,
                                           channels, key, participant_name, track.clock))

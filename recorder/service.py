@@ -12,7 +12,8 @@ recording id, mode, layout, kind, codec or ssrc), `internal` (anything else; log
                    low_latency?: bool (composite: LL-HLS parts; default from the command line)}
                   -> {rtp_port, resumed, directory}
     add_track     {recording_id, ssrc, kind, codec: {name, payload_type, clock_rate, channels},
-                   participant_name?, participant?} -> {track_id}
+                   participant_name?, participant?, source?: camera|microphone|screen}
+                  -> {track_id} (composite: a screen is the main picture)
     remove_track  {recording_id, ssrc} -> {}
     layout        {recording_id, layout} -> {}
     stop          {recording_id} -> {playlist, mp4, poster, duration, size, ...}
@@ -156,9 +157,9 @@ class RecorderService:
 
     async def op_add_track(self, recording_id: str, ssrc: int, kind: str,
                            codec: dict[str, Any], participant_name: str = "",
-                           participant: str | None = None) -> dict:
+                           participant: str | None = None, source: str = "") -> dict:
         track_id = self._get(recording_id).add_track(ssrc, kind, codec, participant_name,
-                                                      participant)
+                                                      participant, source)
         return {"track_id": track_id}
 
     async def op_remove_track(self, recording_id: str, ssrc: int) -> dict:

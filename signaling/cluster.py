@@ -150,10 +150,10 @@ def track_to_wire(track: Track) -> dict[str, Any]:
     return {"id": track.id, "participantId": track.participant_id, "kind": track.kind,
             "name": track.name, "producerId": track.producer_id,
             "codec": encode(track.codec), "cname": track.cname, "muted": track.muted,
-            "group": track.group}
+            "group": track.group, "source": track.source}
 
 
 def track_from_wire(entry: dict[str, Any]) -> Track:
     return Track(entry["id"], entry["participantId"], entry["kind"], entry["name"],
                  entry["producerId"], decode(Codec, entry["codec"]), entry["cname"],
-                 entry.get("muted", False), entry.get("group"))
+                 entry.get("muted", False), entry.get("group"), entry.get("source", ""))

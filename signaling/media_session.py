@@ -96,7 +96,7 @@ class MediaSession:
         owner = self.owner
         room = owner.room_or_fail()
         offer = sdp.parse(params.sdp)
-        names = params.names or {}
+        names, sources = params.names or {}, params.sources or {}
         remote = sdp.remote_params(offer, is_offer=True)
         if self.publish_transport is None:
             router = room.router_of_group(owner.group)
@@ -122,7 +122,8 @@ class MediaSession:
             except MediaError as exc:
                 raise RequestError("bad_sdp", str(exc)) from None
             track = Track(new_id("t"), owner.id, m.kind, names.get(m.mid, m.kind), producer_id,
-                          m.codec, params_.cname, group=owner.group)
+                          m.codec, params_.cname, group=owner.group,
+                          source=sources.get(m.mid, ""))
             self.published[m.mid] = track
             if track.group is None:
                 await self.rooms.track_published(room, track)  # mirrored to edge workers

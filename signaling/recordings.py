@@ -202,7 +202,7 @@ class Recordings:
         codec = track.codec
         await self.link.call("add_track", recording_id=active.id, ssrc=params.ssrc,
                              kind=track.kind, participant_name=name,
-                             participant=track.participant_id,
+                             participant=track.participant_id, source=track.source,
                              codec={"name": codec.name, "payload_type": codec.payload_type,
                                     "clock_rate": codec.clock_rate,
                                     "channels": codec.channels})

@@ -33,6 +33,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
+# What a track shows (`publish` `sources`); without one, what its kind usually is.
+SOURCES = ("camera", "microphone", "screen")
+DEFAULT_SOURCE = {"audio": "microphone", "video": "camera"}
+
+
 @dataclass
 class Track:
     id: str
@@ -44,10 +49,14 @@ class Track:
     cname: str
     muted: bool = False
     group: str | None = None  # the breakout group it was published in; None: main room
+    source: str = ""  # one of SOURCES; "" takes DEFAULT_SOURCE of the kind
+
+    def __post_init__(self) -> None:
+        self.source = self.source or DEFAULT_SOURCE.get(self.kind, "camera")
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "participantId": self.participant_id, "kind": self.kind,
-                "name": self.name, "muted": self.muted}
+                "name": self.name, "source": self.source, "muted": self.muted}
 
 
 @dataclass

@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from .errors import RequestError
 from .recordings import LAYOUTS, MODES
+from .rooms import SOURCES
 from .tokens import ROLES
 
 MAX_ID = 2**53 - 1
@@ -117,6 +118,8 @@ class Join(Params):
 class Publish(Params):
     sdp: Sdp
     names: Annotated[dict[Ref, line(MAX_TRACK_NAME)], Field(max_length=64)] | None = None
+    sources: Annotated[dict[Ref, Literal[SOURCES]],  # type: ignore[valid-type]
+                       Field(max_length=64)] | None = None
 
 
 class TrackRef(Params):

@@ -73,6 +73,7 @@ def test_every_method_has_a_schema() -> None:
     ("pollCreate", {"question": "q", "options": ["a", "b\x07"]}, ["params.options[1]"]),
     ("breakoutBroadcast", {"text": "\ud800"}, ["params.text"]),
     ("publish", {"sdp": "v=0", "names": {"0": 7}}, ["params.names.0"]),
+    ("publish", {"sdp": "v=0", "sources": {"0": "window"}}, ["params.sources.0"]),
     ("requestKeyframe", {"trackId": "t" * 129}, ["params.trackId"]),
     # missing
     ("mute", {}, ["params.trackId", "params.muted"]),
@@ -123,6 +124,8 @@ def test_valid_params_are_typed_and_trimmed() -> None:
 WEB_CLIENT = [
     ("ping", {}), ("join", {}), ("probe", {"sdp": "v=0"}), ("probeDone", {}),
     ("publish", {"sdp": "v=0", "names": {"0": "microphone", "1": "camera"}}),
+    ("publish", {"sdp": "v=0", "names": {"2": "screen"}, "sources": {"2": "screen"}}),
+    ("unpublish", {"trackId": "t-1a2b"}),
     ("subscriberAnswer", {"sdp": "v=0", "offerId": 3}),
     ("mute", {"trackId": "t-1a2b", "muted": True}), ("leave", {}),
     ("chat", {"text": "hello"}), ("privateMessage", {"participantId": "p-1", "text": "hi"}),

@@ -1,9 +1,12 @@
 // The publish connection: we offer our camera and microphone (sendonly), the server answers.
 // The whole offer is sent each time; new m-lines become tracks (docs/protocol.md, `publish`).
+// A screen share is one more video m-line, its source "screen" (shareScreen, stopScreen).
 import { waitForIceGathering } from './rtc.js';
 import { PC_CONFIG } from './subscriber.js';
 
-const TRACK_NAMES = { audio: 'microphone', video: 'camera' };
+const TRACK_NAMES = { audio: 'microphone', video: 'camera' }; // also their `sources`
+// A screen share: every pixel (text stays sharp), few frames a second.
+const SCREEN_ENCODING = { maxFramerate: 15, scaleResolutionDownBy: 1 };
 const ORDER = { audio: 0, video: 1 };
 
 export class Publisher {
@@ -12,7 +15,17 @@ export class Publisher {
     this.watch = watch; // watch(pc): connection state reporting
     this.pc = null;
     this.ownTrackIds = {}; // kind -> trackId the server gave our published track
+    this.screen = null; // {transceiver, trackId} while we share a screen
+    this.negotiating = Promise.resolve(); // one offer/answer at a time (camera, screen)
     this.closed = false;
+  }
+
+  connection() {
+    if (!this.pc) {
+      this.pc = new RTCPeerConnection(PC_CONFIG);
+      this.watch(this.pc);
+    }
+    return this.pc;
   }
 
   /** Send the live tracks of `stream` on new m-lines. Resolves false if there was nothing. */
@@ -20,33 +33,92 @@ export class Publisher {
     const tracks = (stream?.getTracks() || []).filter((t) => t.readyState === 'live')
       .sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
     if (!tracks.length) return false;
-    if (!this.pc) {
-      this.pc = new RTCPeerConnection(PC_CONFIG);
-      this.watch(this.pc);
-    }
-    const pc = this.pc;
+    const pc = this.connection();
     const sent = tracks.map((track) => ({
       track, transceiver: pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] }),
     }));
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitForIceGathering(pc);
-    if (this.closed) return false;
-    // Mids exist only after setLocalDescription.
-    const names = {};
-    for (const { track, transceiver } of sent) names[transceiver.mid] = TRACK_NAMES[track.kind];
-    const res = await this.sig.request('publish', { sdp: pc.localDescription.sdp, names });
-    if (this.closed) return false;
-    await pc.setRemoteDescription({ type: 'answer', sdp: res.sdp });
-    const mine = new Set(sent.map((s) => s.transceiver.mid));
-    this.ownTrackIds = {};
-    for (const t of res.tracks || []) {
-      const kind = t.kind || (t.name === 'camera' ? 'video' : 'audio');
-      this.ownTrackIds[kind] = t.id;
-    }
-    if (!Object.keys(this.ownTrackIds).length && mine.size) {
+    const res = await this.negotiate(sent.map(({ track, transceiver }) => (
+      { transceiver, source: TRACK_NAMES[track.kind] })));
+    if (!res) return false;
+    if (!Object.keys(this.ownTrackIds).length) {
       throw new Error('The server accepted none of the tracks.');
     }
     return true;
+  }
+
+  /**
+   * Offer the connection's m-lines, `added` ([{transceiver, source}]) named by their source;
+   * resolves the `publish` result, or null once closed. Queued behind any negotiation
+   * still running.
+   */
+  negotiate(added) {
+    const run = this.negotiating.then(() => this.negotiateNow(added));
+    this.negotiating = run.catch(() => {});
+    return run;
+  }
+
+  async negotiateNow(added) {
+    const pc = this.connection();
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForIceGathering(pc);
+    if (this.closed) return null;
+    // Mids exist only after setLocalDescription.
+    const names = {};
+    const sources = {};
+    for (const { transceiver, source } of added) {
+      names[transceiver.mid] = source;
+      sources[transceiver.mid] = source;
+    }
+    const res = await this.sig.request('publish', { sdp: pc.localDescription.sdp, names, sources });
+    if (this.closed) return null;
+    await pc.setRemoteDescription({ type: 'answer', sdp: res.sdp });
+    this.ownTrackIds = {};
+    for (const t of res.tracks || []) {
+      if (t.source === 'screen') continue;
+      const kind = t.kind || (t.name === 'camera' ? 'video' : 'audio');
+      this.ownTrackIds[kind] = t.id;
+    }
+    return res;
+  }
+
+  /**
+   * Send a screen capture (getDisplayMedia's video track) on a new m-line, at full
+   * resolution and a low frame rate. Resolves its track id, or null once closed.
+   */
+  async shareScreen(track) {
+    await this.stopScreen();
+    track.contentHint = 'detail'; // the encoder keeps resolution and gives up frame rate
+    const transceiver = this.connection().addTransceiver(track, {
+      direction: 'sendonly', streams: [new MediaStream([track])],
+    });
+    const res = await this.negotiate([{ transceiver, source: 'screen' }]);
+    const shared = res?.tracks?.find((t) => t.source === 'screen');
+    if (!shared) {
+      transceiver.sender.replaceTrack(null).catch(() => {});
+      if (!res) return null;
+      throw new Error('The server did not accept the screen share.');
+    }
+    this.screen = { transceiver, trackId: shared.id };
+    const params = transceiver.sender.getParameters();
+    params.encodings = params.encodings.map((e) => ({ ...e, ...SCREEN_ENCODING }));
+    params.degradationPreference = 'maintain-resolution';
+    await transceiver.sender.setParameters(params);
+    return shared.id;
+  }
+
+  /**
+   * Stop sending the screen and unpublish it. Its m-line stays (sending nothing), as for
+   * a demote: a stopped transceiver could take the connection's transport with it.
+   */
+  async stopScreen() {
+    const screen = this.screen;
+    if (!screen) return;
+    this.screen = null;
+    await screen.transceiver.sender.replaceTrack(null).catch(() => {});
+    if (this.closed) return;
+    await this.sig.request('unpublish', { trackId: screen.trackId }).catch((err) => {
+      if (err.code !== 'not_found') throw err; // already gone (a demote, a move)
+    });
   }
 
   /**
@@ -61,6 +133,7 @@ export class Publisher {
       t.sender.replaceTrack(null).catch(() => {});
     }
     this.ownTrackIds = {};
+    this.screen = null;
   }
 
   get sending() {

@@ -19,6 +19,7 @@ import { BreakoutsPanel } from './breakouts.js';
 import { LobbyPanel } from './lobby.js';
 import { BroadcastControl } from './broadcast.js';
 import { RecordingControl } from './recording.js';
+import { ScreenShareControl } from './screen.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -173,6 +174,7 @@ function initMeetingControls() {
     new LobbyPanel({ tabs }),
     new BroadcastControl(),
     new RecordingControl(),
+    new ScreenShareControl(),
   ];
 }
 

@@ -79,10 +79,13 @@ export class Roster {
     if (!p) return;
     const receivers = this.m.subscriber?.receivers || new Map();
     const published = [...this.tracks.values()].filter((t) => t.participantId === participantId);
-    const received = published.map((t) => receivers.get(t.id)).filter(Boolean);
-    const audio = published.find((t) => t.kind === 'audio');
-    const video = published.find((t) => t.kind === 'video');
+    const screen = published.find((t) => t.source === 'screen'); // shown large, not in the tile
+    const own = published.filter((t) => t !== screen);
+    const received = own.map((t) => receivers.get(t.id)).filter(Boolean);
+    const audio = own.find((t) => t.kind === 'audio');
+    const video = own.find((t) => t.kind === 'video');
     this.view.setTracks(participantId, received);
+    this.view.setScreen(participantId, (screen && receivers.get(screen.id)) || null, p.name);
     const sender = maySend(this.m.roomType, p);
     this.view.setState(participantId, {
       audioMuted: audio ? audio.muted : sender, // no "Mic off" on the audience

@@ -11,6 +11,8 @@ export class MeetingView {
     this.soundButton = $('sound-btn');
     this.soundButton.addEventListener('click', () => this.enableSound());
     this.entries = new Map(); // participant id -> {tile, video, badge, li, listBadge, ...}
+    this.screenArea = $('screen-area');
+    this.screens = new Map(); // participant id -> {box, video, track}: screen shares, shown large
     this.blocked = new Set(); // videos the autoplay policy made us mute
   }
 
@@ -19,6 +21,7 @@ export class MeetingView {
     this.tiles.replaceChildren();
     this.list.replaceChildren();
     this.entries.clear();
+    for (const id of [...this.screens.keys()]) this.setScreen(id, null);
     this.blocked.clear();
     this.soundButton.hidden = true;
     this.setRoomType('meeting');
@@ -79,6 +82,7 @@ export class MeetingView {
     entry.tile.remove();
     entry.li.remove();
     this.entries.delete(id);
+    this.setScreen(id, null);
     this._layout();
   }
 
@@ -105,6 +109,39 @@ export class MeetingView {
     if (!entry) return;
     entry.video.srcObject = stream;
     if (stream) this._play(entry.video);
+  }
+
+  /**
+   * A participant's screen share (a received track, or null when it ends): shown large above
+   * the tiles, which become a strip while anyone shares.
+   */
+  setScreen(id, track, name = '') {
+    let screen = this.screens.get(id);
+    if (screen?.track === track) return;
+    if (!track) {
+      if (!screen) return;
+      screen.video.srcObject = null;
+      screen.box.remove();
+      this.screens.delete(id);
+    } else {
+      if (!screen) {
+        const video = el('video');
+        video.autoplay = true;
+        video.playsInline = true;
+        video.muted = true; // a screen's sound (none is sent) never doubles the tile's
+        const box = el('div', 'screen');
+        box.dataset.participantId = id;
+        box.append(video, el('div', 'label', `${name} is sharing their screen`));
+        this.screenArea.append(box);
+        screen = { box, video, track: null };
+        this.screens.set(id, screen);
+      }
+      screen.track = track;
+      screen.video.srcObject = new MediaStream([track]);
+      this._play(screen.video);
+    }
+    this.screenArea.hidden = this.screens.size === 0;
+    $('meeting').classList.toggle('sharing', this.screens.size > 0);
   }
 
   setState(id, { audioMuted, videoOff }) {
