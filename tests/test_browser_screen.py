@@ -136,3 +136,59 @@ async def test_screen_share_decoded_at_full_resolution_and_shown_large(tmp_path:
             "window.__meeting.publishPc.getSenders().every((s) => !s.track"
             " || s.track.label.startsWith('screen') === false)")
         assert not errors, errors
+
+
+async def test_late_attendee_sees_the_share_and_a_demote_ends_it(tmp_path: Path) -> None:
+    """A webinar: an attendee promoted to the stage shares a screen; an attendee who joins
+    afterwards gets it from `join` and shows it large; the host's demote unpublishes it, and
+    the sharer's page stops capturing (the browser's sharing indicator goes away)."""
+    from tests.support.client import Client
+
+    async with running_server(tmp_path / "data") as server, chromium() as browser:
+        await server.create_room("talk", type="webinar")
+        host = Client(server.base_url, server.token("talk", "host", "Host", role="host"))
+        await host.connect()
+        await host.join()
+        errors: list[str] = []
+
+        async def open_page(identity: str):
+            page = await (await browser.new_context()).new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            token = server.token("talk", identity, identity, role="attendee")
+            await page.goto(f"{server.base_url}/r/talk?token={token}&autojoin=1")
+            await page.wait_for_function("window.__meeting && window.__meeting.joined",
+                                         timeout=WAIT_MS)
+            return page
+
+        try:
+            ann = await open_page("dr-ann")
+            assert await ann.locator("#screen-btn").is_hidden()  # off stage: nothing to share
+            ann_id = await ann.evaluate("window.__meeting.selfId")
+            await host.request("promote", {"participantId": ann_id})
+            await ann.wait_for_function("window.__meeting.publishPc", timeout=WAIT_MS)
+            await ann.click("#screen-btn")
+            await ann.wait_for_function(
+                "document.getElementById('screen-btn').textContent === 'Stop sharing'"
+                " && !document.getElementById('screen-btn').disabled", timeout=WAIT_MS)
+
+            bob = await open_page("dr-bob")
+            await bob.wait_for_function(
+                f"(() => {{ const s = ({SCREEN_SHOWN})(); return s && s.frames > 5; }})()",
+                timeout=WAIT_MS, polling=200)
+
+            await ann.evaluate("""() => {
+              window.__capture = window.__meeting.publishPc.getSenders().map((s) => s.track)
+                .find((t) => t && t.label.startsWith('screen'));
+            }""")
+            await host.request("demote", {"participantId": ann_id})
+            await bob.wait_for_function("document.getElementById('screen-area').hidden",
+                                        timeout=WAIT_MS)
+            await ann.wait_for_function(
+                "document.getElementById('screen-btn').hidden", timeout=WAIT_MS)
+            # no capture left running on Ann's page
+            assert await ann.evaluate("window.__capture.readyState") == "ended"
+            room = server.state.rooms.rooms["talk"]
+            assert not [t for t in room.tracks.values() if t.participant_id == ann_id]
+            assert not errors, errors
+        finally:
+            await host.close()
