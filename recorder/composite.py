@@ -128,6 +128,8 @@ class Compositor:
             start.playlist.part_target = part_target(frames, options.fps)
         self.tracks: dict[str, _Track] = {}
         self.speakers = SpeakerTracker()
+        # the room's active speaker (set_speaker), preferred to `speakers` (the fallback)
+        self.given_speaker: str | None = None
         self.mix = MixBuffer()
         self.painter = Painter(options.width, options.height)
         self.t0: float | None = None
@@ -156,6 +158,10 @@ class Compositor:
 
     def remove_track(self, track_id: str) -> None:
         self._q.put(("remove", track_id))
+
+    def set_speaker(self, key: str | None) -> None:
+        """The participant the room says is speaking (None: our own levels decide)."""
+        self._q.put(("speaker", key))
 
     def set_layout(self, layout: str) -> None:
         self._q.put(("layout", layout))
@@ -226,6 +232,8 @@ class Compositor:
             track = self.tracks.get(msg[1])
             if track is not None:
                 track.removed_at = self.max_seen
+        elif op == "speaker":
+            self.given_speaker = msg[1]
         elif op == "layout":
             self.opt.layout = msg[1]
         elif op == "frame":
@@ -337,6 +345,8 @@ class Compositor:
                 shown.add(tr.key)
                 tiles.append((tr.key, TileView(tr.name, None)))
         speaker = self.speakers.speaker(t, [k for k, _ in tiles])
+        if self.given_speaker is not None and any(k == self.given_speaker for k, _ in tiles):
+            speaker = self.given_speaker
         for key, view in tiles:
             view.speaking = key == speaker and not view.screen
         if self.opt.layout == SPEAKER and speaker is not None:

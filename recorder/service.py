@@ -16,6 +16,8 @@ recording id, mode, layout, kind, codec or ssrc), `internal` (anything else; log
                   -> {track_id} (composite: a screen is the main picture)
     remove_track  {recording_id, ssrc} -> {}
     layout        {recording_id, layout} -> {}
+    speaker       {recording_id, ssrc: int | null} -> {} (composite: the track's participant
+                  is the active speaker, null: the recorder's own audio levels decide)
     stop          {recording_id} -> {playlist, mp4, poster, duration, size, ...}
     list          {} -> {recordings: [...]}
     stats         {} -> {recordings: [{recording_id, mode, tracks, output_seconds, ...}]}
@@ -168,6 +170,15 @@ class RecorderService:
 
     async def op_layout(self, recording_id: str, layout: str) -> dict:
         self._get(recording_id).set_layout(layout)
+        return {}
+
+    async def op_speaker(self, recording_id: str, ssrc: int | None) -> dict:
+        rec = self._get(recording_id)
+        track = rec.tracks.get(ssrc) if ssrc is not None else None
+        if ssrc is not None and track is None:
+            raise ValueError(f"no track with ssrc {ssrc}")
+        if rec.compositor is not None:
+            rec.compositor.set_speaker(track.participant if track is not None else None)
         return {}
 
     async def op_stop(self, recording_id: str) -> dict:
