@@ -207,6 +207,15 @@ class Recordings:
                                     "clock_rate": codec.clock_rate,
                                     "channels": codec.channels})
 
+    async def speaker(self, room: Room, track: Track | None) -> None:
+        """The room's active speaker (speaking.py) for the composite's speaker layout: the
+        SSRC of their tapped audio (None: nobody, the recorder's own levels decide)."""
+        active = self.active.get(room.name)
+        if active is None or active.mode != "composite":
+            return
+        ssrc = (active.taps.get(track.id) or None) if track is not None else None
+        await self.link.call("speaker", recording_id=active.id, ssrc=ssrc)
+
     async def track_removed(self, room: Room, track: Track) -> None:
         active = self.active.get(room.name)
         if active is None or track.id not in active.taps:

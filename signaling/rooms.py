@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mediaserver.api import Codec
 
 from .placement import Edge, Placement
+from .speaking import SpeakingLog
 from .store import Store
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class Room:
     auto_record: bool = False  # start recording when the first host or presenter publishes
     remote: dict[str, dict[str, Any]] = field(default_factory=dict)  # on other nodes: public
     bus: Bus | None = None  # to the other nodes, when there are any
+    speaking: SpeakingLog = field(default_factory=SpeakingLog)  # active speaker (speaking.py)
 
     def hand_ids(self) -> list[str]:
         """Participant ids of those present with a raised hand, first raised first."""
