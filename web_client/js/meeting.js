@@ -80,7 +80,8 @@ export class Meeting {
   }
 
   async join(token) {
-    Object.assign(state, { joined: false, selfId: null, publishPc: null, subscribePc: null });
+    Object.assign(state, { joined: false, selfId: null, publishPc: null, subscribePc: null,
+      activeSpeaker: null });
     state.participants.clear();
 
     this.sig = await Signaling.connect(wsUrl(token));
@@ -95,6 +96,7 @@ export class Meeting {
     this.on('stageChanged', this.onStageChanged);
     this.on('breakoutsChanged', (d) => { this.breakouts = d.breakouts; r.refreshAll(); this.changed(); });
     this.on('moved', this.onMoved);
+    this.on('activeSpeaker', (d) => this.setActiveSpeaker(d.participantId));
     this.on('tokenRefreshed', (d) => this.keepToken(d.token));
     // Always answered on the connection current when the offer arrives.
     this.on('subscriberOffer', (d) => this.subscriber.queueOffer(d));
@@ -264,9 +266,16 @@ export class Meeting {
   }
 
   /** Our media moved to a breakout group (or back): new connections, same page. */
+  /** Who speaks in our room or group (docs/protocol.md, "Active speaker"); null: nobody. */
+  setActiveSpeaker(participantId) {
+    state.activeSpeaker = participantId;
+    this.view.setActiveSpeaker(participantId);
+  }
+
   onMoved({ groupId, tracks }) {
     this.groupId = groupId ?? null;
     state.groupId = this.groupId;
+    this.setActiveSpeaker(null); // the new group's speaker comes with its next change
     this.subscriber.close();
     this.subscriber = this.newSubscriber(); // the next subscriberOffer is answered on this one
     this.publisher?.close();

@@ -15,6 +15,7 @@ export const state = {
   publishPc: null,
   subscribePc: null,
   lastError: null, // {code, message} of the last error shown in the status line
+  activeSpeaker: null, // participant id of the room's (or group's) active speaker, or null
 };
 
 window.__meeting = state;

@@ -14,6 +14,7 @@ export class MeetingView {
     this.screenArea = $('screen-area');
     this.screens = new Map(); // participant id -> {box, video, track}: screen shares, shown large
     this.blocked = new Set(); // videos the autoplay policy made us mute
+    this.speakerId = null; // the active speaker's participant id (setActiveSpeaker)
   }
 
   /** Empty, before `join`: events may arrive before its result and must not be wiped. */
@@ -21,6 +22,7 @@ export class MeetingView {
     this.tiles.replaceChildren();
     this.list.replaceChildren();
     this.entries.clear();
+    this.speakerId = null;
     for (const id of [...this.screens.keys()]) this.setScreen(id, null);
     this.blocked.clear();
     this.soundButton.hidden = true;
@@ -68,6 +70,7 @@ export class MeetingView {
     if (self) { this.tiles.prepend(tile); this.list.prepend(li); } else {
       this.tiles.append(tile); this.list.append(li);
     }
+    tile.classList.toggle('speaking', p.id === this.speakerId);
     this.entries.set(p.id, { tile, video, badge, hand, li, listBadge, listHand, stage, actions,
       tracks: [] });
     if (stream) { video.srcObject = stream; this._play(video); }
@@ -170,6 +173,14 @@ export class MeetingView {
     this._layout();
   }
 
+  /** The active speaker (`activeSpeaker`; null: nobody): highlighted, and enlarged to 2 x 2
+   * cells at the head of the grid while other tiles are shown. */
+  setActiveSpeaker(id) {
+    this.speakerId = id;
+    for (const [pid, entry] of this.entries) entry.tile.classList.toggle('speaking', pid === id);
+    this._layout();
+  }
+
   enableSound() {
     for (const video of this.blocked) {
       video.muted = false;
@@ -193,7 +204,11 @@ export class MeetingView {
 
   _layout() {
     const shown = [...this.entries.values()].filter((e) => !e.tile.hidden).length;
-    this.tiles.style.setProperty('--cols', String(Math.max(1, Math.ceil(Math.sqrt(shown)))));
+    const speaker = this.entries.get(this.speakerId);
+    const large = Boolean(speaker && !speaker.tile.hidden && shown > 1);
+    this.tiles.classList.toggle('has-speaker', large);
+    const cells = large ? shown + 3 : shown; // the speaker's tile takes 2 x 2 cells
+    this.tiles.style.setProperty('--cols', String(Math.max(1, Math.ceil(Math.sqrt(cells)))));
     this.count.textContent = String(this.entries.size);
     this.emptyNote.hidden = shown > 0;
   }
