@@ -32,7 +32,7 @@ MAX_NACK_SEQS = 256
 
 if TYPE_CHECKING:
     from .links import ConsumerTransport, WorkerLink
-    from .producer import Producer
+    from .producer import Producer, RecvStream
     from .transport import WebRtcTransport
 
 
@@ -43,11 +43,16 @@ class BaseConsumer:
     another worker)."""
 
     ssrc: int
+    # simulcast (simulcast.py): the encoding forwarded now and the one wanted; -1: no layers
+    spatial_layer = -1
+    target_spatial_layer = -1
 
     def __init__(self, consumer_id: str, producer: Producer, transport: ConsumerTransport,
                  link: WorkerLink) -> None:
         self.id = consumer_id
         self.producer = producer
+        # the encoding it forwards: the top one, unless it switches layers (simulcast.py)
+        self.stream: RecvStream = producer.streams[-1]
         self.transport = transport
         self._link = link
         self.kind = producer.kind
@@ -72,8 +77,20 @@ class BaseConsumer:
         raise NotImplementedError
 
     def request_keyframe(self) -> None:
+        """The subscriber asked for one (PLI or FIR)."""
         self.plis_received += 1
-        self.producer.request_keyframe()
+        self.ask_keyframe()
+
+    def ask_keyframe(self) -> None:
+        """Have the publisher send the keyframe this consumer needs, on the encoding it needs
+        it from (merged with other consumers' requests per encoding: RecvStream)."""
+        self.stream.request_keyframe()
+
+    def set_preferred_layers(self, spatial: int, temporal: int) -> None:
+        """Only a consumer of several encodings has layers to choose from (simulcast.py)."""
+
+    def layers_changed(self) -> None:
+        """An encoding of the producer started or stopped arriving (simulcast.py)."""
 
     def restart(self) -> None:
         """The producer resumed: start again, on a keyframe for video."""
@@ -98,40 +115,24 @@ class BaseConsumer:
         self._link.consumer_closed(self)
 
 
-class Consumer(BaseConsumer):
-    """To a WebRTC subscriber: its own SSRC, numbering and extension ids, protected by SRTP."""
+class Renumbering(BaseConsumer):
+    """An output stream with its own SSRC, sequence numbers and timestamps, continuous across
+    restarts and simulcast switches: `forward` rewrites, `on_nack` maps back to the cache;
+    each kind writes and sends the packet in its `_send` (`Consumer`: SRTP to a subscriber,
+    `simulcast.SimulcastPipeConsumer`: plain RTP into a pipe)."""
 
-    transport: WebRtcTransport
+    codec_name: str
+    payload_type: int
+    rtx_payload_type: int | None
+    rtx_seq: int
 
-    def __init__(self, consumer_id: str, producer: Producer, transport: WebRtcTransport,
-                 link: WorkerLink, params: ConsumerParams) -> None:
-        super().__init__(consumer_id, producer, transport, link)
-        self._batch = link.batch  # the worker's, for the whole life of both
-        self.params = params
-        self.mid = params.mid
-        self.clock_rate = producer.clock_rate
-        self.codec_name = producer.codec.name
-        self.payload_type = params.codec.payload_type
-        self.rtx_payload_type = params.codec.rtx_payload_type
-        self.ssrc = params.ssrc or random.getrandbits(32) or 1
-        self.rtx_ssrc = params.rtx_ssrc if self.rtx_payload_type else None
-        if self.rtx_payload_type and self.rtx_ssrc is None:
-            self.rtx_ssrc = random.getrandbits(32) or 1
-        self.cname = producer.params.cname or f"ms-{producer.id}"
-        ext = params.extensions
-        self.writer = ExtensionWriter(
-            mid_id=ext.get(EXT_MID, 0),
-            mid=params.mid,
-            abs_send_time_id=ext.get(EXT_ABS_SEND_TIME, 0),
-            transport_cc_id=ext.get(EXT_TRANSPORT_CC, 0),
-            audio_level_id=ext.get(EXT_AUDIO_LEVEL, 0) if self.kind == "audio" else 0,
-        )
-        self._x_bit = 0x10 if self.writer.template else 0
-        self._tcc = bool(ext.get(EXT_TRANSPORT_CC))
-        self.paused = params.paused
-        # Video restarts only on a keyframe, so the subscriber's decoder never gets a frame
-        # that references pictures it did not see.
-        self.waiting_keyframe = self.kind == "video"
+    def _send(self, data: bytes, payload: memoryview, seq: int, ts: int,
+              abs_time: bytes | None, level: bytes | None, ssrc: int, pt: int,
+              prefix: bytes) -> None:
+        raise NotImplementedError
+
+    def _init_numbering(self, clock_rate: int) -> None:
+        self.clock_rate = clock_rate
         self.seq_offset = 0
         self.ts_offset = 0
         self.start_seq = 0
@@ -139,10 +140,20 @@ class Consumer(BaseConsumer):
         self.last_ts = random.getrandbits(31)
         self.last_in_ts = 0
         self.last_time = 0.0
-        self.rtx_seq = random.getrandbits(15)
-        self.remote_fraction_lost = 0
-        self.remote_packets_lost = 0
-        self.rtt: float | None = None
+
+    def _start(self, seq: int, ts: int, now: float) -> None:
+        """Map the producer's numbering onto ours so our output stays continuous: the next
+        sequence number, and a timestamp advanced by the wall-clock time since the last packet
+        (a new encoding's RTP clock has a random base of its own, RFC 3550 section 5.1)."""
+        self.seq_offset = (self.next_seq - seq) & 0xFFFF
+        if self.last_time:
+            elapsed = int((now - self.last_time) * self.clock_rate)
+            out_ts = (self.last_ts + max(1, elapsed)) & 0xFFFFFFFF
+        else:
+            out_ts = self.last_ts
+        self.ts_offset = (out_ts - ts) & 0xFFFFFFFF
+        self.start_seq = seq
+        self.started = True
 
     # ---- packet path ------------------------------------------------------------------
 
@@ -165,6 +176,73 @@ class Consumer(BaseConsumer):
             self.last_time = now
         self._send(data, payload, out_seq, out_ts, abs_time, level, self.ssrc,
                    self.payload_type, b"")
+
+    def on_nack(self, seqs: list[int]) -> None:
+        """Resend from the Producer's cache (RFC 4585 6.2.1), wrapped in RTX when negotiated."""
+        self.nacks_received += 1
+        buffer = self.stream.buffer
+        if buffer is None or not self.started:
+            return
+        now = time.monotonic()
+        for out_seq in seqs[:MAX_NACK_SEQS]:
+            in_seq = (out_seq - self.seq_offset) & 0xFFFF
+            if ((in_seq - self.start_seq) & 0xFFFF) >= 0x8000:
+                continue
+            data = buffer.get(in_seq, now)
+            if data is None:
+                continue
+            ts = (int.from_bytes(data[4:8], "big") + self.ts_offset) & 0xFFFFFFFF
+            payload = memoryview(data)[payload_offset(data):]
+            self.retransmitted += 1
+            if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
+                self._send(data, payload, self.rtx_seq, ts, None, None, self.rtx_ssrc,
+                           self.rtx_payload_type, U16.pack(out_seq))
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            else:
+                self._send(data, payload, out_seq, ts, None, None, self.ssrc,
+                           self.payload_type, b"")
+
+
+class Consumer(Renumbering):
+    """To a WebRTC subscriber: its own SSRC, numbering and extension ids, protected by SRTP."""
+
+    transport: WebRtcTransport
+
+    def __init__(self, consumer_id: str, producer: Producer, transport: WebRtcTransport,
+                 link: WorkerLink, params: ConsumerParams) -> None:
+        super().__init__(consumer_id, producer, transport, link)
+        self._batch = link.batch  # the worker's, for the whole life of both
+        self.params = params
+        self.mid = params.mid
+        self.codec_name = producer.codec.name
+        self.payload_type = params.codec.payload_type
+        self.rtx_payload_type = params.codec.rtx_payload_type
+        self.ssrc = params.ssrc or random.getrandbits(32) or 1
+        self.rtx_ssrc = params.rtx_ssrc if self.rtx_payload_type else None
+        if self.rtx_payload_type and self.rtx_ssrc is None:
+            self.rtx_ssrc = random.getrandbits(32) or 1
+        self.cname = producer.params.cname or f"ms-{producer.id}"
+        ext = params.extensions
+        self.writer = ExtensionWriter(
+            mid_id=ext.get(EXT_MID, 0),
+            mid=params.mid,
+            abs_send_time_id=ext.get(EXT_ABS_SEND_TIME, 0),
+            transport_cc_id=ext.get(EXT_TRANSPORT_CC, 0),
+            audio_level_id=ext.get(EXT_AUDIO_LEVEL, 0) if self.kind == "audio" else 0,
+        )
+        self._x_bit = 0x10 if self.writer.template else 0
+        self._tcc = bool(ext.get(EXT_TRANSPORT_CC))
+        self.paused = params.paused
+        # Video restarts only on a keyframe, so the subscriber's decoder never gets a frame
+        # that references pictures it did not see.
+        self.waiting_keyframe = self.kind == "video"
+        self._init_numbering(producer.clock_rate)
+        self.rtx_seq = random.getrandbits(15)
+        self.remote_fraction_lost = 0
+        self.remote_packets_lost = 0
+        self.rtt: float | None = None
+
+    # ---- packet path ------------------------------------------------------------------
 
     def _send(self, data: bytes, payload: memoryview, seq: int, ts: int,
               abs_time: bytes | None, level: bytes | None, ssrc: int, pt: int,
@@ -198,18 +276,6 @@ class Consumer(BaseConsumer):
         else:
             self._link.sendto(srtp.tx_view[:size], addr)
 
-    def _start(self, seq: int, ts: int, now: float) -> None:
-        """Map the producer's numbering onto ours so our output stays continuous."""
-        self.seq_offset = (self.next_seq - seq) & 0xFFFF
-        if self.last_time:
-            elapsed = int((now - self.last_time) * self.clock_rate)
-            out_ts = (self.last_ts + max(1, elapsed)) & 0xFFFFFFFF
-        else:
-            out_ts = self.last_ts
-        self.ts_offset = (out_ts - ts) & 0xFFFFFFFF
-        self.start_seq = seq
-        self.started = True
-
     # ---- control ------------------------------------------------------------------------
 
     def resume(self) -> None:
@@ -218,32 +284,7 @@ class Consumer(BaseConsumer):
         self.paused = False
         self.restart()
         if self.waiting_keyframe:
-            self.producer.request_keyframe()
-
-    def on_nack(self, seqs: list[int]) -> None:
-        """Resend from the Producer's cache (RFC 4585 6.2.1), wrapped in RTX when negotiated."""
-        self.nacks_received += 1
-        buffer = self.producer.buffer
-        if buffer is None or not self.started:
-            return
-        now = time.monotonic()
-        for out_seq in seqs[:MAX_NACK_SEQS]:
-            in_seq = (out_seq - self.seq_offset) & 0xFFFF
-            if ((in_seq - self.start_seq) & 0xFFFF) >= 0x8000:
-                continue
-            data = buffer.get(in_seq, now)
-            if data is None:
-                continue
-            ts = (int.from_bytes(data[4:8], "big") + self.ts_offset) & 0xFFFFFFFF
-            payload = memoryview(data)[payload_offset(data):]
-            self.retransmitted += 1
-            if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
-                self._send(data, payload, self.rtx_seq, ts, None, None, self.rtx_ssrc,
-                           self.rtx_payload_type, U16.pack(out_seq))
-                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
-            else:
-                self._send(data, payload, out_seq, ts, None, None, self.ssrc,
-                           self.payload_type, b"")
+            self.ask_keyframe()
 
     def on_receiver_report(self, fraction_lost: int, packets_lost: int, lsr: int, dlsr: int,
                            ntp_middle_now: int) -> None:
@@ -259,7 +300,7 @@ class Consumer(BaseConsumer):
         """An SR whose RTP time maps to the same instant the publisher's SR maps it to."""
         if not self.started or self.packets == 0:
             return None
-        p = self.producer
+        p = self.stream
         if p.sr_ntp is not None:
             elapsed = now - p.sr_time
             ntp = p.sr_ntp + int(elapsed * (1 << 32))

@@ -126,6 +126,13 @@ class MediaControl:
     async def pause_consumer(self, consumer_id: str, paused: bool) -> None:
         raise NotImplementedError
 
+    @call(route="consumer_id")
+    async def set_preferred_layers(self, consumer_id: str, spatial: int, temporal: int) -> None:
+        """Simulcast: forward encoding `spatial` (0 the lowest; the highest there is if fewer)
+        from its next keyframe, which is requested. Temporal layers are not selected yet.
+        No effect on a consumer of a single encoding."""
+        raise NotImplementedError
+
     @call(route="consumer_id", gone_ok=True)
     async def close_consumer(self, consumer_id: str) -> None:
         raise NotImplementedError

@@ -17,7 +17,7 @@ from .sendbatch import SendBatch
 
 if TYPE_CHECKING:
     from .consumer import BaseConsumer
-    from .producer import Producer
+    from .producer import Producer, RecvStream
 
 
 def _unsent(data: bytes, addr: tuple) -> None:
@@ -33,7 +33,7 @@ class WorkerLink:
     def __init__(self, producer_closed: Callable[[Producer], None],
                  consumer_closed: Callable[[BaseConsumer], None]) -> None:
         self.batch = SendBatch()  # the sends of one fan-out (sendbatch.py)
-        self.nack_pending: set[Producer] = set()  # producers with gaps, for the NACK timer
+        self.nack_pending: set[RecvStream] = set()  # streams with gaps, for the NACK timer
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set at start
         # the socket's own sendto, bound once: the packet path calls it directly
         self.sendto: Callable[[bytes, tuple], None] = _unsent
@@ -47,9 +47,9 @@ class ProducerTransport(Protocol):
 
     id: str
 
-    def send_keyframe_request(self, producer: Producer) -> None: ...
+    def send_keyframe_request(self, producer: RecvStream) -> None: ...
 
-    def send_nacks(self, producer: Producer, seqs: list[int]) -> None: ...
+    def send_nacks(self, producer: RecvStream, seqs: list[int]) -> None: ...
 
     def remove_producer(self, producer: Producer) -> None: ...
 

@@ -127,6 +127,29 @@ class Codec:
         return "audio" if self.name.lower() == "opus" else "video"
 
 
+# Simulcast encodings one Producer takes: Chromium sends up to three, the RTP stream id
+# header extension's 16 bytes (RFC 8852) leave room for far more than anyone encodes.
+MAX_ENCODINGS = 4
+MAX_TEMPORAL_LAYER = 3  # VP8 and the dependency descriptor: at most four temporal layers
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One simulcast encoding (RFC 8853): its rid (RFC 8851), and its SSRCs when the SDP
+    lists them (Chromium does not: they are learnt from the rid header extensions)."""
+
+    rid: str = ""
+    ssrc: int | None = None
+    rtx_ssrc: int | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.rid, TOKEN, 16, "rid", min_len=0)  # RFC 8852: the one-byte form
+        check_optional_int(self.ssrc, 0, MAX_U32, "encoding ssrc")
+        check_optional_int(self.rtx_ssrc, 0, MAX_U32, "encoding rtx_ssrc")
+        if not self.rid and self.ssrc is None:
+            raise ParamsError("an encoding needs a rid or an ssrc")
+
+
 @dataclass(frozen=True)
 class ProducerParams:
     kind: str
@@ -136,6 +159,9 @@ class ProducerParams:
     rtx_ssrc: int | None = None
     extensions: dict[str, int] = field(default_factory=dict)  # URI -> id as negotiated
     cname: str = ""
+    # Simulcast: the encodings from the lowest resolution to the highest (the order of
+    # a=simulcast and of the client's sendEncodings); empty: one encoding, ssrc/rtx_ssrc.
+    encodings: list[Encoding] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.kind not in ("audio", "video"):
@@ -147,6 +173,16 @@ class ProducerParams:
         check_optional_int(self.rtx_ssrc, 0, MAX_U32, "rtx_ssrc")
         check_extensions(self.extensions, "extensions")
         check_text(self.cname, VISIBLE, MAX_CNAME, "cname", min_len=0)
+        if not isinstance(self.encodings, list) or len(self.encodings) > MAX_ENCODINGS or \
+                not all(isinstance(e, Encoding) for e in self.encodings):
+            raise ParamsError(f"encodings must be a list of at most {MAX_ENCODINGS} Encoding")
+        if self.encodings:
+            if self.kind != "video" or self.ssrc is not None or self.rtx_ssrc is not None:
+                raise ParamsError("encodings are for video, given instead of ssrc/rtx_ssrc")
+            rids = [e.rid for e in self.encodings if e.rid]
+            ssrcs = [s for e in self.encodings for s in (e.ssrc, e.rtx_ssrc) if s is not None]
+            if len(set(rids)) != len(rids) or len(set(ssrcs)) != len(ssrcs):
+                raise ParamsError("encodings repeat a rid or an ssrc")
 
 
 @dataclass(frozen=True)
@@ -253,6 +289,10 @@ class ConsumerDump:
     kind: str
     paused: bool
     packets: int  # sent
+    # simulcast: the encoding forwarded now (-1: none yet) and the one it switches to at its
+    # next keyframe; -1 both for a consumer of a single encoding
+    spatial_layer: int = -1
+    target_spatial_layer: int = -1
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class PipeConsumer(BaseConsumer):
 
     def on_nack(self, seqs: list[int]) -> None:
         self.nacks_received += 1
-        buffer = self.producer.buffer
+        buffer = self.stream.buffer
         if buffer is None:
             return
         for seq in seqs[:MAX_NACK_SEQS]:

@@ -1,7 +1,11 @@
 """Producer: one incoming track. Receives RTP on the packet path and fans it out.
 
-Owns what is per incoming stream: receive statistics for receiver reports (RFC 3550 A.3, A.8),
-the retransmission cache, gap tracking for upstream NACKs and the keyframe-request throttle.
+A track is one or more encodings (simulcast, RFC 8853), each its own RTP stream with its own
+SSRC (or rid) and RTX SSRC: a `RecvStream`, which owns what is per incoming stream: receive
+statistics for receiver reports (RFC 3550 A.3, A.8), the retransmission cache, gap tracking
+for upstream NACKs and the keyframe-request throttle. The Producer is the RecvStream of its
+first (lowest) encoding, so a track of one encoding, the common case, costs no more than one
+object; simulcast adds a RecvStream per further encoding, all fanning out to one consumer set.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .params import ProducerParams
+from .params import Encoding, ProducerParams
 from .rtp.packet import (
     EXT_ABS_SEND_TIME,
     EXT_AUDIO_LEVEL,
@@ -39,28 +43,28 @@ NACK_MAX_AGE = 1.0
 NACK_RETRY = 0.05
 
 
-class Producer:
-    def __init__(self, producer_id: str, transport: ProducerTransport, link: WorkerLink,
-                 params: ProducerParams, router_id: str) -> None:
-        self.id = producer_id
-        self.transport = transport
-        self._link = link
-        self._batch = link.batch  # the fan-out's sendmmsg (sendbatch.py)
-        self.router_id = router_id
-        self.params = params
-        self.kind = params.kind
-        self.codec = params.codec
-        self.clock_rate = params.codec.clock_rate
-        self.ssrc: int | None = params.ssrc
-        self.rtx_ssrc: int | None = params.rtx_ssrc
-        self.consumers: tuple[BaseConsumer, ...] = ()
-        self.report_listeners: tuple = ()  # pipes that relay our publisher's sender reports
-        self.paused = False
+class RecvStream:
+    """One incoming RTP stream: an encoding of `producer` (layer 0 is the lowest)."""
+
+    def __init__(self, producer: Producer, layer: int, rid: str, ssrc: int | None,
+                 rtx_ssrc: int | None) -> None:
+        self.producer = producer
+        self.layer = layer
+        self.rid = rid
+        self.id = producer.id  # what timer faults are logged under
+        self.transport = producer.transport
+        self._link = producer._link
+        self.kind = producer.kind
+        self.codec = producer.codec
+        self.clock_rate = producer.clock_rate
+        self.ssrc: int | None = ssrc
+        self.rtx_ssrc: int | None = rtx_ssrc
         self.closed = False
-        self._abs_id = params.extensions.get(EXT_ABS_SEND_TIME, 0)
-        self._level_id = params.extensions.get(EXT_AUDIO_LEVEL, 0)
-        self.buffer = RetransmitBuffer() if params.kind == "video" else None
-        self.nack_enabled = params.codec.nack and params.kind == "video"
+        # Sending now: since its first packet, and while each receiver report interval saw
+        # packets (a browser stops its top encodings when its uplink or camera falls short).
+        self.active = False
+        self.buffer = RetransmitBuffer() if self.kind == "video" else None
+        self.nack_enabled = self.codec.nack and self.kind == "video"
         # receive statistics (RFC 3550 appendix A.3)
         self.packets = 0
         self.bytes = 0
@@ -93,6 +97,7 @@ class Producer:
         highest = self.highest
         if highest < 0:
             self.base_seq = self.highest = ext = seq
+            self._set_active(True)
         else:
             diff = ((seq - highest + 0x8000) & 0xFFFF) - 0x8000
             ext = highest + diff
@@ -116,15 +121,17 @@ class Producer:
             self._transit = transit
         if self.buffer is not None:
             self.buffer.store(seq, data, now)
-        consumers = self.consumers
-        if self.paused or not consumers:
+        producer = self.producer
+        consumers = producer.consumers
+        if producer.paused or not consumers:
             return
+        producer.arriving = self  # which encoding this is, for simulcast consumers
         # the payload as a view: each consumer's SRTP buffer copies it from here, with no
         # copy of its own per subscriber
         payload = memoryview(data)[payload_offset(data):]
-        abs_time = find_extension(data, self._abs_id) if self._abs_id else None
-        level = find_extension(data, self._level_id) if self._level_id else None
-        batch = self._batch
+        abs_time = find_extension(data, producer._abs_id) if producer._abs_id else None
+        level = find_extension(data, producer._level_id) if producer._level_id else None
+        batch = producer._batch
         batch.active = batch.fd >= 0 and len(consumers) > 1  # one copy: a plain sendto is cheaper
         try:
             for consumer in consumers:
@@ -198,7 +205,7 @@ class Producer:
         self.sr_ntp = report.ntp_timestamp
         self.sr_rtp = report.rtp_timestamp
         self.sr_time = now
-        for listener in self.report_listeners:
+        for listener in self.producer.report_listeners:  # pipes (a simulcast one: by SSRC)
             listener.on_sender_report(report)
 
     def report_block(self, now: float) -> ReportBlock | None:
@@ -209,6 +216,7 @@ class Producer:
         expected_interval = expected - self._expected_prior
         received_now = self.received + self.retransmitted_in
         received_interval = received_now - self._received_prior
+        self._set_active(received_interval > 0)
         self._expected_prior = expected
         self._received_prior = received_now
         lost_interval = expected_interval - received_interval
@@ -224,11 +232,71 @@ class Producer:
         return ReportBlock(self.ssrc, fraction, lost, self.highest & 0xFFFFFFFF,
                            int(self.jitter), lsr, dlsr)
 
+    def _set_active(self, active: bool) -> None:
+        if active != self.active:
+            self.active = active
+            producer = self.producer
+            if len(producer.streams) > 1:
+                for consumer in producer.consumers:
+                    consumer.layers_changed()
+
     @property
     def packets_lost(self) -> int:
         if self.highest < 0:
             return 0
         return max(0, self.highest - self.base_seq + 1 - self.received - self.retransmitted_in)
+
+    def stop(self) -> None:
+        self.closed = True
+        if self._keyframe_timer is not None:
+            self._keyframe_timer.cancel()
+            self._keyframe_timer = None
+        self.missing.clear()
+
+
+class Producer(RecvStream):
+    """One incoming track; itself the RecvStream of its first encoding (see the module doc)."""
+
+    def __init__(self, producer_id: str, transport: ProducerTransport, link: WorkerLink,
+                 params: ProducerParams, router_id: str) -> None:
+        self.id = producer_id
+        self.transport = transport
+        self._link = link
+        self._batch = link.batch  # the fan-out's sendmmsg (sendbatch.py)
+        self.router_id = router_id
+        self.params = params
+        self.kind = params.kind
+        self.codec = params.codec
+        self.clock_rate = params.codec.clock_rate
+        self.consumers: tuple[BaseConsumer, ...] = ()
+        self.report_listeners: tuple = ()  # pipes that relay our publisher's sender reports
+        self.paused = False
+        self._abs_id = params.extensions.get(EXT_ABS_SEND_TIME, 0)
+        self._level_id = params.extensions.get(EXT_AUDIO_LEVEL, 0)
+        encodings = params.encodings or [Encoding("", params.ssrc, params.rtx_ssrc)]
+        first = encodings[0]
+        super().__init__(self, 0, first.rid, first.ssrc, first.rtx_ssrc)
+        self.streams: tuple[RecvStream, ...] = (self, *(
+            RecvStream(self, layer, e.rid, e.ssrc, e.rtx_ssrc)
+            for layer, e in enumerate(encodings[1:], 1)))
+        self.arriving: RecvStream = self  # the stream whose packet is being fanned out
+
+    def request_keyframes(self) -> None:
+        """A keyframe on every encoding (a resumed producer, the control call)."""
+        for stream in self.streams:
+            stream.request_keyframe()
+
+    @property
+    def packets_received(self) -> int:
+        return sum(s.packets for s in self.streams)
+
+    @property
+    def packets_lost_total(self) -> int:
+        return sum(s.packets_lost for s in self.streams)
+
+    @property
+    def retransmitted_in_total(self) -> int:
+        return sum(s.retransmitted_in for s in self.streams)
 
     def add_consumer(self, consumer: BaseConsumer) -> None:
         # Build a new tuple rather than mutating: the packet path may be iterating the old one.
@@ -241,13 +309,10 @@ class Producer:
     def close(self) -> None:
         if self.closed:
             return
-        self.closed = True
-        if self._keyframe_timer is not None:
-            self._keyframe_timer.cancel()
-            self._keyframe_timer = None
+        for stream in self.streams:
+            stream.stop()
         for consumer in self.consumers:
             consumer.close()
         self.consumers = ()
-        self.missing.clear()
         self.transport.remove_producer(self)
         self._link.producer_closed(self)

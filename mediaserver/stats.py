@@ -25,7 +25,7 @@ def transport_counters(t: WebRtcTransport) -> dict[str, int]:
 
 
 def producer_counters(p: Producer) -> dict[str, int]:
-    return {"packets_lost": p.packets_lost, "rtx_received": p.retransmitted_in}
+    return {"packets_lost": p.packets_lost_total, "rtx_received": p.retransmitted_in_total}
 
 
 def consumer_counters(c: BaseConsumer) -> dict[str, int]:
@@ -52,7 +52,8 @@ def worker_dump(worker: Worker) -> MediaDump:
     return MediaDump(
         [TransportDump(t.id, t.router_id, t.state, t.packets_in, t.packets_out)
          for t in worker.transports.values()],
-        [ProducerDump(p.id, p.router_id, p.kind, p.codec.name, p.paused, p.packets,
+        [ProducerDump(p.id, p.router_id, p.kind, p.codec.name, p.paused, p.packets_received,
                       len(p.consumers)) for p in worker.producers.values()],
-        [ConsumerDump(c.id, c.producer.id, c.transport.id, c.kind, c.paused, c.packets)
+        [ConsumerDump(c.id, c.producer.id, c.transport.id, c.kind, c.paused, c.packets,
+                      c.spatial_layer, c.target_spatial_layer)
          for c in worker.consumers.values()])

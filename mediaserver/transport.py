@@ -17,7 +17,7 @@ from aioice import stun
 from . import ice
 from .dtls import DtlsEndpoint
 from .params import RemoteParams
-from .rtp.packet import EXT_MID, find_extension
+from .rtp.packet import EXT_MID, EXT_REPAIRED_RID, EXT_RID, find_extension
 from .rtp.rtcp import (
     Bye,
     Fir,
@@ -42,7 +42,7 @@ from .srtp import SrtpError, SrtpPair
 
 if TYPE_CHECKING:
     from .consumer import BaseConsumer, Consumer
-    from .producer import Producer
+    from .producer import Producer, RecvStream
     from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,12 @@ class WebRtcTransport:
         self.rtcp_ssrc = random.getrandbits(32) or 1
         self.rtcp_cname = f"ms-{transport_id}"
         self.producers: dict[str, Producer] = {}
-        self.producers_by_ssrc: dict[int, Producer] = {}
-        self.rtx_by_ssrc: dict[int, Producer] = {}
+        # each encoding's receive stream by SSRC (a Producer is the stream of its first)
+        self.producers_by_ssrc: dict[int, RecvStream] = {}
+        self.rtx_by_ssrc: dict[int, RecvStream] = {}
         self.producers_by_mid: dict[str, Producer] = {}
         self.mid_ext_id = 0
+        self.rid_ext_id = self.rrid_ext_id = 0  # simulcast: rid and repaired rid (RFC 8852)
         self.consumers: dict[str, Consumer] = {}
         self.consumers_by_ssrc: dict[int, Consumer] = {}
         self.tcc_seq = 0
@@ -135,18 +137,22 @@ class WebRtcTransport:
     def add_producer(self, producer: Producer) -> None:
         self.producers[producer.id] = producer
         self.producers_by_mid[producer.params.mid] = producer
-        if producer.ssrc is not None:
-            self.producers_by_ssrc[producer.ssrc] = producer
-        if producer.rtx_ssrc is not None:
-            self.rtx_by_ssrc[producer.rtx_ssrc] = producer
-        self.mid_ext_id = producer.params.extensions.get(EXT_MID, self.mid_ext_id)
+        for stream in producer.streams:
+            if stream.ssrc is not None:
+                self.producers_by_ssrc[stream.ssrc] = stream
+            if stream.rtx_ssrc is not None:
+                self.rtx_by_ssrc[stream.rtx_ssrc] = stream
+        exts = producer.params.extensions
+        self.mid_ext_id = exts.get(EXT_MID, self.mid_ext_id)
+        self.rid_ext_id = exts.get(EXT_RID, self.rid_ext_id)
+        self.rrid_ext_id = exts.get(EXT_REPAIRED_RID, self.rrid_ext_id)
 
     def remove_producer(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
         if self.producers_by_mid.get(producer.params.mid) is producer:
             del self.producers_by_mid[producer.params.mid]
         for table in (self.producers_by_ssrc, self.rtx_by_ssrc):
-            for ssrc in [s for s, p in table.items() if p is producer]:
+            for ssrc in [s for s, p in table.items() if p.producer is producer]:
                 del table[ssrc]
 
     def add_consumer(self, consumer: Consumer) -> None:
@@ -248,13 +254,17 @@ class WebRtcTransport:
         self._on_unknown_ssrc(plain, ssrc)
 
     def _on_unknown_ssrc(self, plain: bytes, ssrc: int) -> None:
-        """Bind an SSRC that the SDP did not list, through the mid header extension."""
+        """Bind an SSRC that the SDP did not list, through the mid header extension, and for
+        simulcast the rid or repaired rid one (RFC 8852 section 3: Chromium lists no SSRCs)."""
         self.unknown_ssrc += 1
         if not self.mid_ext_id:
             return
         mid = find_extension(plain, self.mid_ext_id)
         producer = self.producers_by_mid.get(mid.decode(errors="replace")) if mid else None
         if producer is None:
+            return
+        if len(producer.streams) > 1:
+            self._learn_rid(producer, plain, ssrc)
             return
         if producer.ssrc is None:
             producer.ssrc = ssrc
@@ -264,6 +274,25 @@ class WebRtcTransport:
             producer.rtx_ssrc = ssrc
             self.rtx_by_ssrc[ssrc] = producer
             producer.receive_rtx(plain, time.monotonic())
+
+    def _learn_rid(self, producer: Producer, plain: bytes, ssrc: int) -> None:
+        for ext_id, rtx in ((self.rid_ext_id, False), (self.rrid_ext_id, True)):
+            rid = find_extension(plain, ext_id) if ext_id else None
+            if not rid:
+                continue
+            name = rid.decode(errors="replace")
+            stream = next((s for s in producer.streams if s.rid == name), None)
+            if stream is None:
+                return
+            if not rtx and stream.ssrc is None:
+                stream.ssrc = ssrc
+                self.producers_by_ssrc[ssrc] = stream
+                stream.receive(plain, time.monotonic())
+            elif rtx and stream.rtx_ssrc is None:
+                stream.rtx_ssrc = ssrc
+                self.rtx_by_ssrc[ssrc] = stream
+                stream.receive_rtx(plain, time.monotonic())
+            return
 
     def _on_rtcp(self, data: bytes) -> None:
         try:
@@ -329,7 +358,7 @@ class WebRtcTransport:
         if self.addr is not None:
             self.worker.sendto(data, self.addr)
 
-    def send_keyframe_request(self, producer: Producer) -> None:
+    def send_keyframe_request(self, producer: RecvStream) -> None:
         if producer.ssrc is None:
             return
         self.plis_sent += 1
@@ -340,7 +369,7 @@ class WebRtcTransport:
             fb = build_fir(self.rtcp_ssrc, [(producer.ssrc, producer.keyframe_requests)])
         self.send_rtcp(build_rr(self.rtcp_ssrc) + fb)
 
-    def send_nacks(self, producer: Producer, seqs: list[int]) -> None:
+    def send_nacks(self, producer: RecvStream, seqs: list[int]) -> None:
         if producer.ssrc is None:
             return
         self.nacks_sent += 1
@@ -358,16 +387,17 @@ class WebRtcTransport:
         fault = self.worker.fault
         if self.producers:
             blocks = []
-            for p in list(self.producers.values()):
+            for stream in [s for p in self.producers.values() for s in p.streams]:
                 try:
-                    block = p.report_block(now)
+                    block = stream.report_block(now)
                 except Exception:
-                    fault("receiver report block", p.id)
+                    fault("receiver report block", stream.id)
                     continue
                 if block is not None:
                     blocks.append(block)
             packet = build_rr(self.rtcp_ssrc, blocks)
-            remb_ssrcs = [p.ssrc for p in self.producers.values() if p.codec.remb and p.ssrc]
+            remb_ssrcs = [s.ssrc for p in self.producers.values() if p.codec.remb
+                          for s in p.streams if s.ssrc]
             if remb_ssrcs:
                 packet += build_remb(self.rtcp_ssrc, self.max_bitrate, remb_ssrcs)
             self.send_rtcp(packet + build_sdes_cname(self.rtcp_ssrc, self.rtcp_cname))
@@ -395,7 +425,7 @@ class WebRtcTransport:
         log.info("transport %s connected (%s)", self.id, srtp.profile.openssl_name.decode())
         for consumer in self.consumers.values():
             if consumer.waiting_keyframe:
-                consumer.producer.request_keyframe()
+                consumer.ask_keyframe()
 
     def _update_destination(self) -> None:
         if self.srtp is not None and self.addr is not None:

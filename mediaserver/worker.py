@@ -24,6 +24,8 @@ from .links import WorkerLink
 from .params import (
     CLOSED_BY_SIGNALLING,
     CONSENT_EXPIRED,
+    MAX_ENCODINGS,
+    MAX_TEMPORAL_LAYER,
     ConsumerInfo,
     ConsumerParams,
     IceCandidate,
@@ -33,11 +35,13 @@ from .params import (
     ProducerParams,
     RemoteParams,
     TransportInfo,
+    check_int,
 )
 from .pipe import PipeConsumer, PipeTransport
 from .producer import Producer
 from .router import Router
 from .rtp.rtcp import ntp_now
+from .simulcast import SimulcastConsumer, SimulcastPipeConsumer
 from .stats import (
     consumer_counters,
     producer_counters,
@@ -365,7 +369,8 @@ class Worker(asyncio.DatagramProtocol):
     def produce(self, transport_id: str, params: ProducerParams) -> str:
         transport = self._transport(transport_id)
         router = self._router(transport.router_id)
-        for ssrc in (params.ssrc, params.rtx_ssrc):
+        for ssrc in (params.ssrc, params.rtx_ssrc,
+                     *(s for e in params.encodings for s in (e.ssrc, e.rtx_ssrc))):
             if ssrc is not None and (ssrc in transport.producers_by_ssrc or
                                      ssrc in transport.rtx_by_ssrc):
                 raise MediaError(f"ssrc {ssrc} is already produced on this transport")
@@ -389,15 +394,16 @@ class Worker(asyncio.DatagramProtocol):
         if was_paused and not paused:
             for consumer in producer.consumers:
                 consumer.restart()
-            producer.request_keyframe()
+            producer.request_keyframes()
 
     def consume(self, transport_id: str, producer_id: str, params: ConsumerParams) -> ConsumerInfo:
         transport = self._transport(transport_id)
         producer = self._producer(producer_id)
         if producer.router_id != transport.router_id:
             raise MediaError("producer and transport are in different routers")
-        consumer = Consumer(new_id("co", self.config.id_prefix), producer, transport, self.link,
-                            params)
+        kind = SimulcastConsumer if len(producer.streams) > 1 else Consumer
+        consumer = kind(new_id("co", self.config.id_prefix), producer, transport, self.link,
+                        params)
         transport.add_consumer(consumer)
         producer.add_consumer(consumer)
         self.consumers[consumer.id] = consumer
@@ -405,7 +411,7 @@ class Worker(asyncio.DatagramProtocol):
             # Not yet connected: the request waits for DTLS (_on_dtls_connected). Sent now, its
             # keyframe would pass before the subscriber can take it, and the throttle would hold
             # the next request back by up to KEYFRAME_INTERVAL.
-            producer.request_keyframe()
+            consumer.ask_keyframe()
         return ConsumerInfo(consumer.id, producer.id, consumer.kind, consumer.ssrc,
                             consumer.rtx_ssrc, consumer.cname)
 
@@ -415,6 +421,11 @@ class Worker(asyncio.DatagramProtocol):
             consumer.pause()
         else:
             consumer.resume()
+
+    def set_preferred_layers(self, consumer_id: str, spatial: int, temporal: int) -> None:
+        check_int(spatial, 0, MAX_ENCODINGS - 1, "spatial")
+        check_int(temporal, 0, MAX_TEMPORAL_LAYER, "temporal")
+        self._consumer(consumer_id).set_preferred_layers(spatial, temporal)
 
     def close_consumer(self, consumer_id: str) -> None:
         consumer = self.consumers.get(consumer_id)
@@ -434,7 +445,7 @@ class Worker(asyncio.DatagramProtocol):
         self.link.nack_pending.discard(producer)
 
     def request_keyframe(self, producer_id: str) -> None:
-        self._producer(producer_id).request_keyframe()
+        self._producer(producer_id).request_keyframes()
 
     # ---- pipes between workers ----------------------------------------------------------
 
@@ -458,12 +469,13 @@ class Worker(asyncio.DatagramProtocol):
         """Send a Producer into the pipe; returns what the far side mirrors it with."""
         pipe = self._pipe(pipe_id)
         producer = self._producer(producer_id)
-        consumer = PipeConsumer(new_id("co", self.config.id_prefix), producer, pipe, self.link)
+        kind = SimulcastPipeConsumer if len(producer.streams) > 1 else PipeConsumer
+        consumer = kind(new_id("co", self.config.id_prefix), producer, pipe, self.link)
         pipe.add_consumer(consumer)
         producer.add_consumer(consumer)
         producer.report_listeners = (*producer.report_listeners, consumer)
         self.consumers[consumer.id] = consumer
-        producer.request_keyframe()
+        consumer.ask_keyframe()
         return pipe.mirror_params(consumer)
 
     def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str:

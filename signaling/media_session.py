@@ -117,7 +117,7 @@ class MediaSession:
             try:  # the media border checks the values again (ParamsError is a MediaError)
                 params_ = ProducerParams(kind=m.kind, mid=m.mid, codec=m.codec, ssrc=m.ssrc,
                                          rtx_ssrc=m.rtx_ssrc, extensions=m.extensions,
-                                         cname=m.cname or owner.id)
+                                         cname=m.cname or owner.id, encodings=m.encodings)
                 producer_id = await self.media.produce(self.publish_transport, params_)
             except MediaError as exc:
                 raise RequestError("bad_sdp", str(exc)) from None

@@ -8,15 +8,19 @@ here: callers speak of one `sdp` module.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mediaserver.api import (
     EXT_ABS_SEND_TIME,
     EXT_AUDIO_LEVEL,
     EXT_MID,
+    EXT_REPAIRED_RID,
+    EXT_RID,
     EXT_TRANSPORT_CC,
+    MAX_ENCODINGS,
     MAX_EXTENSION_ID,
     Codec,
+    Encoding,
     TransportInfo,
 )
 
@@ -27,6 +31,8 @@ __all__ = ["SdpError", "Session", "Media", "parse", "remote_params", "fmtp_param
            "answered_slot", "published_media", "PublishedMedia"]
 
 PUBLISH_EXTENSIONS = {EXT_MID, EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL}
+# simulcast (RFC 8853): SSRCs are learnt from these (RFC 8852), Chromium lists none
+SIMULCAST_EXTENSIONS = {EXT_RID, EXT_REPAIRED_RID}
 # The subscribe side's fixed extension ids and payload types: every m-line of a BUNDLE must
 # agree on them, and fixed values keep offers stable across renegotiations.
 SUBSCRIBE_EXTENSIONS = {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 2, EXT_TRANSPORT_CC: 3, EXT_MID: 4}
@@ -46,6 +52,7 @@ class PublishedMedia:
     rtx_ssrc: int | None
     extensions: dict[str, int]
     cname: str
+    encodings: list[Encoding] = field(default_factory=list)  # simulcast, lowest first
 
 
 def choose_codec(m: Media) -> RtpMap | None:
@@ -109,7 +116,18 @@ def published_media(m: Media) -> PublishedMedia | None:
             if uri in PUBLISH_EXTENSIONS and i <= MAX_EXTENSION_ID}
     if m.kind == "video":
         exts.pop(EXT_AUDIO_LEVEL, None)
-    return PublishedMedia(m.mid, m.kind, codec, ssrc, rtx_ssrc, exts, cname)
+    encodings = []
+    rid_ext = m.extensions.get(EXT_RID, 0)
+    if m.kind == "video" and len(m.rids) > 1 and EXT_MID in exts and 0 < rid_ext <= \
+            MAX_EXTENSION_ID:
+        # Simulcast: the rids in the offer's order, the client's lowest resolution first
+        # (web_client/js/publisher.js); without the rid extension its streams could not be
+        # told apart, and the answer leaves simulcast out (one encoding is sent, RFC 8853 5.3)
+        encodings = [Encoding(rid) for rid in m.rids[:MAX_ENCODINGS]]
+        ssrc = rtx_ssrc = None
+        exts.update((uri, i) for uri, i in m.extensions.items()
+                    if uri in SIMULCAST_EXTENSIONS and i <= MAX_EXTENSION_ID)
+    return PublishedMedia(m.mid, m.kind, codec, ssrc, rtx_ssrc, exts, cname, encodings)
 
 
 def publish_answer(offer: Session, info: TransportInfo) -> tuple[str, list[PublishedMedia]]:
@@ -130,6 +148,10 @@ def publish_answer(offer: Session, info: TransportInfo) -> tuple[str, list[Publi
                                                              key=lambda x: x[1])]
         lines.append("a=recvonly")
         lines += _codec_lines(codec, fb)
+        if pub.encodings:  # RFC 8853 section 5.3: the answer's rids and simulcast say recv
+            rids = [e.rid for e in pub.encodings]
+            lines += [f"a=rid:{rid} recv" for rid in rids]
+            lines.append("a=simulcast:recv " + ";".join(rids))
         sections.append(lines)
     mids = [m.mid for m, pub in zip(offer.media, sections, strict=True) if pub[0].split()[1] != "0"]
     return _session(mids, sections), accepted

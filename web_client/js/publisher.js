@@ -8,6 +8,20 @@ const TRACK_NAMES = { audio: 'microphone', video: 'camera' }; // also their `sou
 // A screen share: every pixel (text stays sharp), few frames a second.
 const SCREEN_ENCODING = { maxFramerate: 15, scaleResolutionDownBy: 1 };
 const ORDER = { audio: 0, video: 1 };
+// The camera in three encodings (simulcast, RFC 8853), the lowest resolution first: the server
+// forwards each subscriber one of them and switches at keyframes (docs/architecture.md).
+export const CAMERA_ENCODINGS = [
+  { rid: 'q', scaleResolutionDownBy: 4 },
+  { rid: 'h', scaleResolutionDownBy: 2 },
+  { rid: 'f' },
+];
+
+function cameraInit(track, stream) {
+  const init = { direction: 'sendonly', streams: [stream] };
+  if (track.kind === 'video') init.sendEncodings = CAMERA_ENCODINGS.map((e) => ({ ...e }));
+  return init;
+}
+
 
 export class Publisher {
   constructor({ sig, watch }) {
@@ -35,7 +49,7 @@ export class Publisher {
     if (!tracks.length) return false;
     const pc = this.connection();
     const sent = tracks.map((track) => ({
-      track, transceiver: pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] }),
+      track, transceiver: pc.addTransceiver(track, cameraInit(track, stream)),
     }));
     const res = await this.negotiate(sent.map(({ track, transceiver }) => (
       { transceiver, source: TRACK_NAMES[track.kind] })));

@@ -1,0 +1,167 @@
+"""Consumers of a Producer of several encodings (simulcast, RFC 8853).
+
+They forward one encoding (spatial layer) at a time under one SSRC, as mediasoup's
+SimulcastConsumer does. A switch happens only at a keyframe of the target encoding (requested
+from that encoding's SSRC, merged per encoding by RecvStream's throttle), so the receiver's
+decoder never gets a frame that references pictures it did not see. Across a switch the output
+stays one stream (`consumer.Renumbering`): the sequence continues with no gap (nothing for the
+receiver to NACK) and the timestamp advances by the wall-clock time since the last forwarded
+packet.
+
+The preferred layer is chosen through the control call `set_preferred_layers`; until a
+bandwidth allocator drives it, a new consumer prefers the highest encoding. The target is the
+highest encoding at or below the preferred one that is arriving (RecvStream.active): a browser
+stops sending its top encodings when its uplink or its camera's resolution falls short, and
+the consumer moves down to what there is, and back up when it returns.
+
+Two kinds: `SimulcastConsumer` to a WebRTC subscriber, `SimulcastPipeConsumer` into a pipe (to
+the recorder or another worker, whose mirror Producer then has one encoding).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .consumer import Consumer, Renumbering
+from .pipe import PipeConsumer
+from .rtp.codecs import is_keyframe
+from .rtp.packet import SEQ_TS_SSRC
+from .rtp.rtcp import SenderReport, build_sr
+
+if TYPE_CHECKING:
+    from .links import WorkerLink
+    from .params import ConsumerParams
+    from .pipe import PipeTransport
+    from .producer import Producer, RecvStream
+    from .transport import WebRtcTransport
+
+
+class LayerSwitch(Renumbering):
+    """The layer choice both kinds share, in front of `Renumbering.forward`."""
+
+    def _init_layers(self) -> None:
+        self.spatial_layer = -1  # the encoding forwarded now; -1 until the first keyframe
+        self.preferred_spatial_layer = len(self.producer.streams) - 1
+        self.preferred_temporal = -1  # kept for the allocator; VP8 temporal ids are not read
+        self.target_spatial_layer = self._target()
+        self.layer_switches = 0
+
+    def forward(self, data: bytes, payload: memoryview, seq: int, ts: int,
+                abs_time: bytes | None, level: bytes | None, now: float) -> None:
+        stream = self.producer.arriving
+        if stream.layer != self.spatial_layer:
+            if not self._switches_here(stream, payload):
+                return
+            self.started = False  # Renumbering.forward starts on this keyframe, numbering on
+            self.waiting_keyframe = False
+        Renumbering.forward(self, data, payload, seq, ts, abs_time, level, now)
+
+    def _switches_here(self, stream: RecvStream, payload: memoryview) -> bool:
+        """Whether this packet of `stream`, not the encoding forwarded now, is where we switch
+        to it (then we have)."""
+        layer = stream.layer
+        target = self.target_spatial_layer
+        # The target's keyframe; or, before anything was sent, a lower one's, so the
+        # picture starts at once and moves up at the target's keyframe.
+        if self.paused or not (layer == target or self.spatial_layer < 0 and layer < target):
+            return False
+        if not is_keyframe(self.codec_name, payload[:64]):
+            return False
+        if self.spatial_layer >= 0:
+            self.layer_switches += 1
+        self.spatial_layer = layer
+        self.stream = stream
+        if layer != target:
+            self.ask_keyframe()
+        return True
+
+    # ---- control ------------------------------------------------------------------------
+
+    def set_preferred_layers(self, spatial: int, temporal: int) -> None:
+        """Aim at encoding `spatial` (the highest there is, if fewer); the switch waits for
+        its keyframe, which is asked for now."""
+        self.preferred_temporal = temporal
+        self.preferred_spatial_layer = min(spatial, len(self.producer.streams) - 1)
+        self.layers_changed()
+
+    def layers_changed(self) -> None:
+        target = self._target()
+        if target == self.target_spatial_layer:
+            return
+        self.target_spatial_layer = target
+        if target != self.spatial_layer and not self.paused:
+            self.ask_keyframe()
+
+    def _target(self) -> int:
+        """The highest arriving encoding at or below the preferred one; else the lowest
+        arriving one above it; with none arriving, the preferred one."""
+        streams = self.producer.streams
+        preferred = self.preferred_spatial_layer
+        for stream in reversed(streams[:preferred + 1]):
+            if stream.active:
+                return stream.layer
+        for stream in streams[preferred + 1:]:
+            if stream.active:
+                return stream.layer
+        return preferred
+
+    def ask_keyframe(self) -> None:
+        """The target's keyframe; before anything was sent, the lower encodings' too (the
+        first to come starts the picture)."""
+        streams = self.producer.streams
+        first = 0 if self.spatial_layer < 0 else self.target_spatial_layer
+        for stream in streams[first:self.target_spatial_layer + 1]:
+            stream.request_keyframe()
+
+    def request_keyframe(self) -> None:
+        """The receiver lost the picture: the layer it is on repairs it, unless a switch is
+        pending, whose keyframe does."""
+        self.plis_received += 1
+        if 0 <= self.spatial_layer != self.target_spatial_layer:
+            self.stream.request_keyframe()  # the target may stop before its keyframe comes
+        self.ask_keyframe()
+
+    def restart(self) -> None:
+        super().restart()
+        self.spatial_layer = -1  # start again at the target (or below) on a keyframe
+
+
+class SimulcastConsumer(LayerSwitch, Consumer):
+    """To a WebRTC subscriber: a `Consumer` of the encoding LayerSwitch chose."""
+
+    def __init__(self, consumer_id: str, producer: Producer, transport: WebRtcTransport,
+                 link: WorkerLink, params: ConsumerParams) -> None:
+        super().__init__(consumer_id, producer, transport, link, params)
+        self._init_layers()
+
+
+class SimulcastPipeConsumer(LayerSwitch, PipeConsumer):
+    """Into a pipe: one encoding at a time, renumbered so the far side's mirror Producer (and
+    the recorder) sees one continuous stream."""
+
+    def __init__(self, consumer_id: str, producer: Producer, pipe: PipeTransport,
+                 link: WorkerLink) -> None:
+        super().__init__(consumer_id, producer, pipe, link)
+        self.codec_name = producer.codec.name
+        self.payload_type = producer.codec.payload_type
+        self.rtx_payload_type = None  # the far side NACKs the stream itself
+        self.rtx_seq = 0
+        self._init_numbering(producer.clock_rate)
+        self.started = False
+        self._init_layers()
+
+    def _send(self, data: bytes, payload: memoryview, seq: int, ts: int,
+              abs_time: bytes | None, level: bytes | None, ssrc: int, pt: int,
+              prefix: bytes) -> None:
+        packet = data[:2] + SEQ_TS_SSRC.pack(seq, ts, ssrc) + data[12:]
+        self.packets += 1
+        self.bytes += len(packet)
+        self.transport.send_rtp(packet)
+
+    def on_sender_report(self, report: SenderReport) -> None:
+        """Relay the forwarded encoding's sender reports, on our timestamps."""
+        if report.ssrc != self.stream.ssrc or self.spatial_layer < 0:
+            return
+        self.transport.send_rtcp(build_sr(
+            self.ssrc, report.ntp_timestamp, (report.rtp_timestamp + self.ts_offset) &
+            0xFFFFFFFF, self.packets, self.bytes))
