@@ -22,7 +22,6 @@ function cameraInit(track, stream) {
   return init;
 }
 
-
 export class Publisher {
   constructor({ sig, watch }) {
     this.sig = sig;
