@@ -182,6 +182,11 @@ class MediaControl:
     def on_worker_lost(self, listener: Callable[[str], None]) -> None:
         """listener(worker id) when a worker process died (it is started again)."""
 
+    def on_active_speaker(self, listener: Callable[[str, str | None], None]) -> None:
+        """listener(router_id, producer_id or None) when a Router's active speaker changed
+        (mediaserver/speaker.py: audio level with hysteresis)."""
+        raise NotImplementedError
+
     async def start(self) -> None:
         raise NotImplementedError
 

@@ -122,6 +122,10 @@ class RecvStream:
         if self.buffer is not None:
             self.buffer.store(seq, data, now)
         producer = self.producer
+        level = find_extension(data, producer._level_id) if producer._level_id else None
+        if level:  # speaker.loudness, inline
+            producer.loudness_sum += 127 - (level[0] & 0x7F)
+            producer.level_packets += 1
         consumers = producer.consumers
         if producer.paused or not consumers:
             return
@@ -130,7 +134,6 @@ class RecvStream:
         # copy of its own per subscriber
         payload = memoryview(data)[payload_offset(data):]
         abs_time = find_extension(data, producer._abs_id) if producer._abs_id else None
-        level = find_extension(data, producer._level_id) if producer._level_id else None
         batch = producer._batch
         batch.active = batch.fd >= 0 and len(consumers) > 1  # one copy: a plain sendto is cheaper
         try:
@@ -273,6 +276,9 @@ class Producer(RecvStream):
         self.paused = False
         self._abs_id = params.extensions.get(EXT_ABS_SEND_TIME, 0)
         self._level_id = params.extensions.get(EXT_AUDIO_LEVEL, 0)
+        # active speaker (speaker.py): the interval's loudness, read and cleared by its timer
+        self.loudness_sum = 0
+        self.level_packets = 0
         encodings = params.encodings or [Encoding("", params.ssrc, params.rtx_ssrc)]
         first = encodings[0]
         super().__init__(self, 0, first.rid, first.ssrc, first.rtx_ssrc)
