@@ -89,15 +89,18 @@ def on_active_speaker(rooms: RoomRegistry, recordings: Recordings | None, router
     if found is None:
         return
     room, group = found
-    track = next((t for t in room.tracks.values()
-                  if t.producer_id == producer_id and t.group == group), None) \
-        if producer_id is not None else None
-    log_ = room.speaking
-    if router_id in log_.tracks and log_.tracks[router_id] is track:
+    track = None
+    if producer_id is not None:
+        track = next((t for t in room.tracks.values()
+                      if t.producer_id == producer_id and t.group == group), None)
+        if track is None:
+            return  # not a track of the room (any more): nothing to tell
+    turns = room.speaking
+    if router_id in turns.tracks and turns.tracks[router_id] is track:
         return
-    log_.tracks[router_id] = track
+    turns.tracks[router_id] = track
     local = room.participants.get(track.participant_id) if track is not None else None
-    log_.changed(router_id, local.identity if local is not None else None, time.time())
+    turns.changed(router_id, local.identity if local is not None else None, time.time())
     room.deliver("activeSpeaker", {"participantId": track.participant_id if track else None,
                                    "trackId": track.id if track else None},
                  group=group, media=True)
