@@ -166,7 +166,12 @@ class Renumbering(BaseConsumer):
                 return
             self._start(seq, ts, now)
         elif ((seq - self.start_seq) & 0xFFFF) >= 0x8000:
-            return  # from before this consumer (re)started: its output seq would collide
+            # From before this consumer (re)started (its output seq would collide), or half
+            # the sequence space on: a packet newer than the last forwarded one moves the
+            # window on (once every 16384 packets), any other is dropped.
+            if ((seq + self.seq_offset - self.next_seq) & 0xFFFF) >= 0x8000:
+                return
+            self.start_seq = (seq - 0x4000) & 0xFFFF
         out_seq = (seq + self.seq_offset) & 0xFFFF
         out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
         if ((out_seq - self.next_seq) & 0xFFFF) < 0x8000:

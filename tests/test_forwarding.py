@@ -276,3 +276,21 @@ async def test_keyframe_is_requested_when_the_subscriber_can_take_it() -> None:
     assert plis_to_publisher(pub) == 0
     sub.connect()
     assert plis_to_publisher(pub) == 1 and producer.keyframe_requests == 1
+
+
+async def test_forwarding_goes_on_past_half_the_sequence_space() -> None:
+    """A consumer keeps forwarding a long stream: past 32768 packets after its start and
+    across the wrap, while a packet from before a restart is still dropped."""
+    worker, pub, sub, producer, consumer = await setup()
+    feed(producer, 100, 0, KEY)
+    for i in range(1, 70_000):
+        feed(producer, (100 + i) & 0xFFFF, i * 3000, DELTA)
+    assert len(sub.rtp) == 70_000
+    seqs = [header(p)[2] for p in sub.rtp[-40_000:]]
+    assert all(b == (a + 1) & 0xFFFF for a, b in zip(seqs, seqs[1:], strict=False))
+    worker.pause_consumer(consumer.id, True)
+    worker.pause_consumer(consumer.id, False)
+    feed(producer, (100 + 70_000) & 0xFFFF, 0, KEY)  # restarts here
+    feed(producer, (100 + 69_990) & 0xFFFF, 0, DELTA)  # from before the restart: dropped
+    feed(producer, (100 + 70_001) & 0xFFFF, 0, DELTA)
+    assert len(sub.rtp) == 70_002
