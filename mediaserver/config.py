@@ -15,6 +15,8 @@ class MediaConfig:
     consent_timeout: float = 30.0  # RFC 7675: no valid STUN for this long closes a transport
     rtcp_interval: float = 1.0  # mean interval of RTCP reports (RFC 3550 6.2, randomized)
     nack_interval: float = 0.02  # how often gaps are scanned for upstream NACKs
+    # how often publishers that negotiated transport-cc get feedback (libwebrtc: 50-250 ms)
+    twcc_interval: float = 0.1
     id_prefix: str = ""  # "w1." in a pool of workers: every id this worker makes starts so
     recv_buffer: int = 4 << 20
     send_buffer: int = 4 << 20
@@ -25,7 +27,7 @@ class MediaConfig:
             raise ValueError(f"bad UDP port {self.port}")
         if self.announced_ip:
             ipaddress.ip_address(self.announced_ip)
-        if self.consent_timeout <= 0 or self.rtcp_interval <= 0:
+        if self.consent_timeout <= 0 or self.rtcp_interval <= 0 or self.twcc_interval <= 0:
             raise ValueError("timeouts must be positive")
 
     @property

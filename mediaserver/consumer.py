@@ -260,7 +260,7 @@ class Consumer(Renumbering):
             tcc = transport.next_tcc_seq() if self._tcc else 0
             ext = self.writer.render(abs_time, tcc, level)
         else:
-            ext = b""
+            tcc, ext = 0, b""
         batch, dest = self._batch, transport.destination
         batched = batch.active and dest is not None
         if batched and dest.generation == batch.generation:  # type: ignore[union-attr]
@@ -276,6 +276,8 @@ class Consumer(Renumbering):
         self.bytes += size
         transport.packets_out += 1
         transport.bytes_out += size
+        if self._tcc:  # what the subscriber's transport-cc feedback will tell us about
+            transport.tcc_history.sent(tcc, size, time.monotonic())
         if batched:
             batch.add(dest, size)  # type: ignore[arg-type]  # sent after the fan-out
         else:

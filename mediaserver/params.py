@@ -268,6 +268,9 @@ class TransportDump:
     state: str  # new -> connected (DTLS done) -> closed
     packets_in: int
     packets_out: int
+    # bit/s its peer's path carries, estimated from the peer's transport-cc feedback
+    # (bwe/); 0 until the first feedback
+    estimate: int = 0
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ def worker_stats(worker: Worker) -> dict[str, int]:
 
 def worker_dump(worker: Worker) -> MediaDump:
     return MediaDump(
-        [TransportDump(t.id, t.router_id, t.state, t.packets_in, t.packets_out)
+        [TransportDump(t.id, t.router_id, t.state, t.packets_in, t.packets_out,
+                       t.bwe.estimate if t.bwe.feedbacks else 0)
          for t in worker.transports.values()],
         [ProducerDump(p.id, p.router_id, p.kind, p.codec.name, p.paused, p.packets_received,
                       len(p.consumers)) for p in worker.producers.values()],

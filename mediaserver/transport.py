@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 from aioice import stun
 
 from . import ice
+from .bwe.estimator import SendSideEstimator
+from .bwe.history import SendHistory
 from .dtls import DtlsEndpoint
 from .params import RemoteParams
-from .rtp.packet import EXT_MID, EXT_REPAIRED_RID, EXT_RID, find_extension
+from .rtp.packet import EXT_MID, EXT_REPAIRED_RID, EXT_RID, EXT_TRANSPORT_CC, find_extension
 from .rtp.rtcp import (
     Bye,
     Fir,
@@ -37,6 +39,7 @@ from .rtp.rtcp import (
     ntp_to_middle32,
     parse_compound,
 )
+from .rtp.twcc import TwccRecorder, parse_feedback, tcc_seq_of
 from .sendbatch import Destination
 from .srtp import SrtpError, SrtpPair
 
@@ -89,6 +92,15 @@ class WebRtcTransport:
         self.consumers: dict[str, Consumer] = {}
         self.consumers_by_ssrc: dict[int, Consumer] = {}
         self.tcc_seq = 0
+        # Send-side bandwidth estimation: what went out under each transport-wide seq
+        # (Consumer._send records it), read back when the peer's transport-cc feedback comes.
+        self.tcc_history = SendHistory()
+        self.bwe = SendSideEstimator()
+        self.twcc_errors = 0
+        # A publisher that numbers its packets (transport-cc negotiated): their arrival times,
+        # sent back as feedback by a worker timer so its encoder follows its uplink.
+        self.twcc: TwccRecorder | None = None
+        self.tcc_ext_id = 0
         self.max_bitrate = worker.config.max_incoming_bitrate
         # counters (read at scrape time, never pushed from the packet path)
         self.packets_in = self.bytes_in = 0
@@ -146,6 +158,8 @@ class WebRtcTransport:
         self.mid_ext_id = exts.get(EXT_MID, self.mid_ext_id)
         self.rid_ext_id = exts.get(EXT_RID, self.rid_ext_id)
         self.rrid_ext_id = exts.get(EXT_REPAIRED_RID, self.rrid_ext_id)
+        if exts.get(EXT_TRANSPORT_CC) and self.twcc is None:
+            self.tcc_ext_id, self.twcc = exts[EXT_TRANSPORT_CC], TwccRecorder()
 
     def remove_producer(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
@@ -242,6 +256,10 @@ class WebRtcTransport:
             return
         self.packets_in += 1
         self.bytes_in += len(data)
+        if self.twcc is not None:  # RTX and not yet bound SSRCs too: all of the uplink
+            tcc = tcc_seq_of(plain, self.tcc_ext_id)
+            if tcc >= 0:
+                self.twcc.record(tcc, int(time.monotonic() * 1_000_000))
         ssrc = int.from_bytes(plain[8:12], "big")
         producer = self.producers_by_ssrc.get(ssrc)
         if producer is not None:
@@ -324,8 +342,10 @@ class WebRtcTransport:
                     consumer = self.consumers_by_ssrc.get(media_ssrc)
                     if consumer is not None:
                         consumer.request_keyframe()
-            elif isinstance(item, (Remb, TransportCc, Bye)):
-                pass  # bandwidth estimation is not done yet; BYE is followed by SDP changes
+            elif isinstance(item, TransportCc):
+                self._on_transport_cc(item, now)
+            elif isinstance(item, (Remb, Bye)):
+                pass  # we estimate from transport-cc ourselves; BYE is followed by SDP changes
 
     def _on_report_blocks(self, blocks: list) -> None:
         if not blocks:
@@ -338,6 +358,24 @@ class WebRtcTransport:
                                             block.lsr, block.dlsr, middle)
 
     # ---- sending ------------------------------------------------------------------------
+
+    def _on_transport_cc(self, item: TransportCc, now: float) -> None:
+        """A subscriber's transport-cc feedback about what we sent: into the estimator."""
+        try:
+            fb = parse_feedback(item.sender_ssrc, item.media_ssrc, item.fci)
+        except ValueError:
+            self.twcc_errors += 1
+            return
+        self.bwe.on_feedback(self.tcc_history.lookup(fb.base_seq, len(fb.arrivals)), fb, now)
+
+    def send_transport_feedback(self) -> None:
+        """What arrived from the publisher since the last call, as transport-cc feedback
+        (Worker timer, every MediaConfig.twcc_interval)."""
+        if self.twcc is None or self.srtp is None:
+            return
+        media = next((s.ssrc for p in self.producers.values() for s in p.streams if s.ssrc), 0)
+        for fb in self.twcc.build(self.rtcp_ssrc, media):
+            self.send_rtcp(build_rr(self.rtcp_ssrc) + fb)
 
     def next_tcc_seq(self) -> int:
         self.tcc_seq = (self.tcc_seq + 1) & 0xFFFF
@@ -398,7 +436,9 @@ class WebRtcTransport:
             packet = build_rr(self.rtcp_ssrc, blocks)
             remb_ssrcs = [s.ssrc for p in self.producers.values() if p.codec.remb
                           for s in p.streams if s.ssrc]
-            if remb_ssrcs:
+            # A publisher sending transport-cc numbers gets feedback instead: its own estimate
+            # then sets its rate, which a fixed REMB would cap.
+            if remb_ssrcs and (self.twcc is None or not self.twcc.recorded):
                 packet += build_remb(self.rtcp_ssrc, self.max_bitrate, remb_ssrcs)
             self.send_rtcp(packet + build_sdes_cname(self.rtcp_ssrc, self.rtcp_cname))
         for consumer in list(self.consumers.values()):

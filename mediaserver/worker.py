@@ -126,6 +126,7 @@ class Worker(asyncio.DatagramProtocol):
         self.port = sock.getsockname()[1]
         self._schedule_reports()
         self._schedule(self.config.nack_interval, self._nack_tick)
+        self._schedule(self.config.twcc_interval, self._twcc_tick)
         # a few ticks per consent period, at most one a second
         self._schedule(min(1.0, self.config.consent_timeout / 4), self._consent_tick)
         log.info("media worker on udp %s:%d", self.config.host, self.port)
@@ -280,6 +281,15 @@ class Worker(asyncio.DatagramProtocol):
                 transport.send_reports(now, ntp)
             except Exception:
                 self.fault("RTCP reports", transport.id)
+
+    def _twcc_tick(self) -> None:
+        """Transport-cc feedback to the publishers that number their packets."""
+        for transport in list(self.transports.values()):
+            if transport.twcc is not None:
+                try:
+                    transport.send_transport_feedback()
+                except Exception:
+                    self.fault("transport-cc feedback", transport.id)
 
     def _nack_tick(self) -> None:
         pending = self.link.nack_pending

@@ -8,7 +8,7 @@ here: callers speak of one `sdp` module.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mediaserver.api import (
     EXT_ABS_SEND_TIME,
@@ -30,7 +30,9 @@ __all__ = ["SdpError", "Session", "Media", "parse", "remote_params", "fmtp_param
            "publish_answer", "probe_answer", "subscribe_offer", "subscriber_codec",
            "answered_slot", "published_media", "PublishedMedia"]
 
-PUBLISH_EXTENSIONS = {EXT_MID, EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL}
+# transport-cc: the publisher numbers its packets and gets our feedback (its encoder then
+# follows its uplink, draft-holmer-rmcat-transport-wide-cc-extensions-01)
+PUBLISH_EXTENSIONS = {EXT_MID, EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_TRANSPORT_CC}
 # simulcast (RFC 8853): SSRCs are learnt from these (RFC 8852), Chromium lists none
 SIMULCAST_EXTENSIONS = {EXT_RID, EXT_REPAIRED_RID}
 # The subscribe side's fixed extension ids and payload types: every m-line of a BUNDLE must
@@ -101,7 +103,7 @@ def published_media(m: Media) -> PublishedMedia | None:
     if rtpmap is None:
         return None
     rtx_pt = _rtx_for(m, rtpmap.pt) if m.kind == "video" else None
-    codec = _codec(rtpmap, rtx_pt, [f for f in rtpmap.feedback if f != "transport-cc"])
+    codec = _codec(rtpmap, rtx_pt, rtpmap.feedback)
     ssrc = rtx_ssrc = None
     for semantic, ssrcs in m.ssrc_groups:
         if semantic == "FID" and len(ssrcs) == 2:
@@ -116,6 +118,9 @@ def published_media(m: Media) -> PublishedMedia | None:
             if uri in PUBLISH_EXTENSIONS and i <= MAX_EXTENSION_ID}
     if m.kind == "video":
         exts.pop(EXT_AUDIO_LEVEL, None)
+    if EXT_TRANSPORT_CC not in exts or not codec.transport_cc:  # the numbers and the feedback
+        exts.pop(EXT_TRANSPORT_CC, None)  # go together, or neither
+        codec = replace(codec, transport_cc=False)
     encodings = []
     rid_ext = m.extensions.get(EXT_RID, 0)
     if m.kind == "video" and len(m.rids) > 1 and EXT_MID in exts and 0 < rid_ext <= \
@@ -141,7 +146,8 @@ def publish_answer(offer: Session, info: TransportInfo) -> tuple[str, list[Publi
         accepted.append(pub)
         codec = pub.codec
         fb = [f for f, on in (("nack", codec.nack), ("nack pli", codec.pli),
-                              ("ccm fir", codec.fir), ("goog-remb", codec.remb)) if on]
+                              ("ccm fir", codec.fir), ("goog-remb", codec.remb),
+                              ("transport-cc", codec.transport_cc)) if on]
         lines = _media_head(m.kind, [codec.payload_type] + ([codec.rtx_payload_type]
                             if codec.rtx_payload_type else []), info, m.mid, "passive")
         lines += [f"a=extmap:{i} {uri}" for uri, i in sorted(pub.extensions.items(),

@@ -116,19 +116,29 @@ def test_publish_answer_video_is_vp8_with_rtx() -> None:
     assert "a=fmtp:97 apt=96" in video
     feedback = {line for line in video if line.startswith("a=rtcp-fb:")}
     assert {"a=rtcp-fb:96 nack", "a=rtcp-fb:96 nack pli", "a=rtcp-fb:96 ccm fir"} <= feedback
-    assert "a=rtcp-fb:96 transport-cc" not in feedback
+    assert "a=rtcp-fb:96 transport-cc" in feedback  # we send the publisher feedback
 
 
-def test_publish_answer_extension_ids_as_offered_without_transport_cc() -> None:
+def test_publish_answer_extension_ids_as_offered_with_transport_cc() -> None:
     answer, _ = chrome_answer()
     audio, video = sections(answer)
     audio_ext = sorted(line for line in audio if line.startswith("a=extmap:"))
     video_ext = sorted(line for line in video if line.startswith("a=extmap:"))
     assert audio_ext == sorted([
-        f"a=extmap:1 {EXT_AUDIO_LEVEL}", f"a=extmap:2 {EXT_ABS_SEND_TIME}", f"a=extmap:4 {EXT_MID}",
+        f"a=extmap:1 {EXT_AUDIO_LEVEL}", f"a=extmap:2 {EXT_ABS_SEND_TIME}",
+        f"a=extmap:3 {EXT_TRANSPORT_CC}", f"a=extmap:4 {EXT_MID}",
     ])
-    assert video_ext == sorted([f"a=extmap:2 {EXT_ABS_SEND_TIME}", f"a=extmap:4 {EXT_MID}"])
-    assert EXT_TRANSPORT_CC not in answer
+    assert video_ext == sorted([f"a=extmap:2 {EXT_ABS_SEND_TIME}",
+                                f"a=extmap:3 {EXT_TRANSPORT_CC}", f"a=extmap:4 {EXT_MID}"])
+
+
+def test_publish_answer_transport_cc_needs_both_extension_and_feedback() -> None:
+    # an offer with the extension but no transport-cc feedback: neither is answered
+    offer = sdp.parse(CHROME_OFFER.replace("a=rtcp-fb:96 transport-cc\r\n", "")
+                      .replace("a=rtcp-fb:111 transport-cc\r\n", ""))
+    answer, media = sdp.publish_answer(offer, INFO)
+    assert EXT_TRANSPORT_CC not in answer and "transport-cc" not in answer
+    assert not any(m.codec.transport_cc or EXT_TRANSPORT_CC in m.extensions for m in media)
 
 
 def test_publish_answer_published_media() -> None:
@@ -143,9 +153,10 @@ def test_publish_answer_published_media() -> None:
     assert video.codec.name == "VP8" and video.codec.payload_type == 96
     assert video.codec.rtx_payload_type == 97
     assert video.codec.nack and video.codec.pli and video.codec.fir and video.codec.remb
-    assert not video.codec.transport_cc
-    assert video.extensions == {EXT_ABS_SEND_TIME: 2, EXT_MID: 4}
-    assert audio.extensions == {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 2, EXT_MID: 4}
+    assert video.codec.transport_cc and audio.codec.transport_cc
+    assert video.extensions == {EXT_ABS_SEND_TIME: 2, EXT_TRANSPORT_CC: 3, EXT_MID: 4}
+    assert audio.extensions == {EXT_AUDIO_LEVEL: 1, EXT_ABS_SEND_TIME: 2, EXT_TRANSPORT_CC: 3,
+                                EXT_MID: 4}
 
 
 def test_publish_answer_parses_back() -> None:
