@@ -274,6 +274,16 @@ class TransportDump:
 
 
 @dataclass(frozen=True)
+class EncodingDump:
+    """One encoding of a producer (simulcast), lowest first."""
+
+    rid: str
+    ssrc: int | None  # None until learnt
+    active: bool  # arriving now (producer.RecvStream.active)
+    bitrate: int  # bit/s over the last receiver-report interval
+
+
+@dataclass(frozen=True)
 class ProducerDump:
     id: str
     router_id: str
@@ -282,6 +292,7 @@ class ProducerDump:
     paused: bool
     packets: int  # received
     consumers: int
+    encodings: list[EncodingDump] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

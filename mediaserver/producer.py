@@ -63,6 +63,10 @@ class RecvStream:
         # Sending now: since its first packet, and while each receiver report interval saw
         # packets (a browser stops its top encodings when its uplink or camera falls short).
         self.active = False
+        # bit/s over the last receiver-report interval: what forwarding it costs (allocator)
+        self.bitrate = 0
+        self._bytes_prior = 0
+        self._report_time = 0.0
         self.buffer = RetransmitBuffer() if self.kind == "video" else None
         self.nack_enabled = self.codec.nack and self.kind == "video"
         # receive statistics (RFC 3550 appendix A.3)
@@ -212,6 +216,9 @@ class RecvStream:
             listener.on_sender_report(report)
 
     def report_block(self, now: float) -> ReportBlock | None:
+        if self._report_time and now > self._report_time:
+            self.bitrate = int((self.bytes - self._bytes_prior) * 8 / (now - self._report_time))
+        self._bytes_prior, self._report_time = self.bytes, now
         if self.highest < 0 or self.ssrc is None:
             return None
         expected = self.highest - self.base_seq + 1

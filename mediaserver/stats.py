@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from .params import ConsumerDump, MediaDump, ProducerDump, TransportDump
+from .params import ConsumerDump, EncodingDump, MediaDump, ProducerDump, TransportDump
 
 if TYPE_CHECKING:
     from .consumer import BaseConsumer
@@ -54,7 +54,9 @@ def worker_dump(worker: Worker) -> MediaDump:
                        t.bwe.estimate if t.bwe.feedbacks else 0)
          for t in worker.transports.values()],
         [ProducerDump(p.id, p.router_id, p.kind, p.codec.name, p.paused, p.packets_received,
-                      len(p.consumers)) for p in worker.producers.values()],
+                      len(p.consumers),
+                      [EncodingDump(s.rid, s.ssrc, s.active, s.bitrate) for s in p.streams])
+         for p in worker.producers.values()],
         [ConsumerDump(c.id, c.producer.id, c.transport.id, c.kind, c.paused, c.packets,
                       c.spatial_layer, c.target_spatial_layer)
          for c in worker.consumers.values()])

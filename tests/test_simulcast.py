@@ -203,10 +203,33 @@ async def test_follows_the_encodings_that_arrive() -> None:
     layers.frame(1, DELTA)
     top.report_block(time.monotonic())
     assert not top.active and consumer.target_spatial_layer == 1 and plis(pub) == [20]
+    assert top.bitrate == 0  # nothing in the last interval
     layers.frame(1, KEY)
     assert consumer.spatial_layer == 1 and consumer.preferred_spatial_layer == 2
     assert bodies(sub.rtp) == [KEY, KEY, KEY]
     assert_continuous(sub.rtp)
+
+
+async def test_each_encoding_measures_its_bitrate() -> None:
+    """What forwarding each encoding costs, per receiver-report interval (the allocator's)."""
+    worker, pub, (sub,), producer, (consumer,) = await setup()
+    layers = Layers(producer)
+    now = time.monotonic()
+    for stream in producer.streams:
+        stream.report_block(now - 1.0)
+    for _ in range(10):
+        layers.frame(0, DELTA)
+        layers.frame(1, DELTA, DELTA)
+    for stream in producer.streams:
+        stream.report_block(now)
+    size = len(DELTA) + 12  # the packets as they came (header included)
+    expected = [10 * size * 8, 20 * size * 8, 0]
+    got = [s.bitrate for s in producer.streams]
+    assert all(abs(g - e) <= e // 100 for g, e in zip(got, expected, strict=True)), got
+    (dumped,) = worker.dump().producers
+    assert [(e.rid, e.ssrc, e.active) for e in dumped.encodings] == [
+        ("q", 10, True), ("h", 20, True), ("f", 30, False)]
+    assert [e.bitrate for e in dumped.encodings] == got
 
 
 async def test_keyframe_requests_merge_per_encoding() -> None:
@@ -305,6 +328,8 @@ async def _layers_through(media: MediaControl) -> None:
     consumer = await media.consume(sub.id, producer, ConsumerParams("0", VP8))
     (c,) = (await media.dump()).consumers
     assert (c.spatial_layer, c.target_spatial_layer) == (-1, 2)
+    (p,) = (await media.dump()).producers
+    assert [(e.rid, e.ssrc, e.active) for e in p.encodings] == [(r, None, False) for r in "qhf"]
     await media.set_preferred_layers(consumer.id, 1, 0)
     (c,) = (await media.dump()).consumers
     assert c.target_spatial_layer == 1
