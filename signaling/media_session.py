@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .participant import Participant
 
 PROBE_LIFETIME = 20.0
+MAX_VIEWS = 1024  # tile views kept per session; past that, those of gone tracks are dropped
 
 
 class MediaSession:
@@ -45,6 +46,9 @@ class MediaSession:
         self.retired_mids: set[str] = set()  # unpublished m-lines are never produced again
         self.slots: list[sdp.Slot] = []
         self.consumers: dict[str, str] = {}  # track id -> consumer id
+        # track id -> (visible, width, height) as the client shows it (setTrackView); a track
+        # not listed is shown. Hidden ones are consumed paused: nothing sent nobody sees.
+        self.views: dict[str, tuple[bool, int, int]] = {}
         self._offer_pending = False
         self._offered: tuple | None = None  # the slots as the last offer described them
         self.offer_id = 0  # answers may name the offer they answer; older ones are refused
@@ -171,6 +175,9 @@ class MediaSession:
             room.broadcast_group(track.group, "trackMuted", {
                 "trackId": track.id, "participantId": self.owner.id, "muted": muted})
 
+    def shown(self, track_id: str) -> bool:
+        return self.views.get(track_id, (True, 0, 0))[0]
+
     def own_track(self, track_id: str) -> Track:
         for track in self.published.values():
             if track.id == track_id:
@@ -205,7 +212,8 @@ class MediaSession:
             info = await self.media.consume(
                 self.subscribe_transport, producer_id,
                 ConsumerParams(mid=slot.mid, codec=codec, extensions=exts, ssrc=slot.ssrc,
-                               rtx_ssrc=slot.rtx_ssrc if codec.rtx_payload_type else None))
+                               rtx_ssrc=slot.rtx_ssrc if codec.rtx_payload_type else None,
+                               paused=not self.shown(track.id)))
             self.consumers[track.id] = info.id
         self._offer_pending = False
         self._schedule_offer()  # what changed while this offer was out, if anything
@@ -379,6 +387,27 @@ async def mute(p: Participant, params: schemas.Mute) -> dict[str, Any]:
 async def subscriber_answer(p: Participant, params: schemas.SubscriberAnswer
                             ) -> dict[str, Any]:
     return await p.media_session.subscriber_answer(params)
+
+
+@method("setTrackView", ALL)
+async def set_track_view(p: Participant, params: schemas.SetTrackView) -> dict[str, Any]:
+    """A remote video's tile was shown, hidden or resized: a hidden one is paused at its
+    consumer (audio is never paused this way: it plays whatever the tile does)."""
+    track = p.room_or_fail().tracks.get(params.track_id)
+    if track is None:
+        raise RequestError("not_found", "no such track")
+    if track.kind != "video":
+        raise RequestError("bad_request", "only a video track has a view")
+    session = p.media_session
+    was_shown = session.shown(track.id)
+    if track.id not in session.views and len(session.views) >= MAX_VIEWS:
+        session.views = {t: v for t, v in session.views.items()
+                         if t in p.room_or_fail().tracks}  # forget tracks that went away
+    session.views[track.id] = (params.visible, params.width, params.height)
+    consumer_id = session.consumers.get(track.id)
+    if consumer_id is not None and was_shown != params.visible:
+        await p.media.pause_consumer(consumer_id, not params.visible)
+    return {}
 
 
 @method("requestKeyframe", ALL)

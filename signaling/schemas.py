@@ -45,6 +45,7 @@ MAX_BROADCAST = 500
 MAX_GROUPS = 20
 MAX_GROUP_NAME = 60
 MAX_TIMER = 4 * 3600
+MAX_VIEW = 16384  # pixels of a video tile on the largest screens (8K is 7680)
 MAX_TRACK_NAME = 60
 MAX_NAME = 100
 MAX_IDENTITY = 128
@@ -128,6 +129,14 @@ class TrackRef(Params):
 
 class Mute(TrackRef):
     muted: bool
+
+
+class SetTrackView(TrackRef):
+    """How a remote video is shown: hidden tiles get nothing; the size caps its layer."""
+
+    visible: bool
+    width: Annotated[int, Field(ge=0, le=MAX_VIEW)] = 0  # device pixels; 0: unknown
+    height: Annotated[int, Field(ge=0, le=MAX_VIEW)] = 0
 
 
 class SubscriberAnswer(Params):
@@ -264,6 +273,7 @@ class Timer(Params):
 PARAMS: dict[str, type[Params]] = {
     "ping": Empty, "join": Join, "publish": Publish, "unpublish": TrackRef, "mute": Mute,
     "subscriberAnswer": SubscriberAnswer, "requestKeyframe": TrackRef, "chat": Chat,
+    "setTrackView": SetTrackView,
     "leave": Empty, "probe": Probe, "probeDone": Empty,
     "recordStart": RecordStart, "recordStop": Empty, "setLive": SetLive, "lobbyList": Empty,
     "admit": ParticipantRef, "refuse": ParticipantRef, "raiseHand": RaiseHand,

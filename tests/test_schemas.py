@@ -128,6 +128,8 @@ WEB_CLIENT = [
     ("unpublish", {"trackId": "t-1a2b"}),
     ("subscriberAnswer", {"sdp": "v=0", "offerId": 3}),
     ("mute", {"trackId": "t-1a2b", "muted": True}), ("leave", {}),
+    ("setTrackView", {"trackId": "t-1a2b", "visible": True, "width": 640, "height": 360}),
+    ("setTrackView", {"trackId": "t-1a2b", "visible": False, "width": 0, "height": 0}),
     ("chat", {"text": "hello"}), ("privateMessage", {"participantId": "p-1", "text": "hi"}),
     ("setChat", {"enabled": False}), ("raiseHand", {"raised": True}),
     ("muteParticipant", {"participantId": "p-1", "kind": "video"}),

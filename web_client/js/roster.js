@@ -1,6 +1,7 @@
 // Remote participants and their tracks: which tile shows what, hands and the webinar stage.
 // The meeting owns the connections; this only maps what it receives onto the view.
 import { state } from './state.js';
+import { TileViews } from './tileviews.js';
 
 export const STAGE_ROLES = new Set(['host', 'presenter']);
 
@@ -14,6 +15,9 @@ export class Roster {
     this.m = meeting;
     this.participants = state.participants; // remote only: id -> {id, name, role, ...}
     this.tracks = new Map(); // remote trackId -> {id, participantId, kind, name, muted}
+    // how each received video is shown, told to the server (hidden ones are not sent)
+    this.tileViews = new TileViews((method, params) => meeting.request(method, params),
+      () => meeting.sig, state.trackViews);
   }
 
   get view() { return this.m.view; }
@@ -28,6 +32,7 @@ export class Roster {
   }
 
   left(participantId) {
+    this.tileViews.set(participantId, []);
     this.participants.delete(participantId);
     for (const [id, t] of this.tracks) if (t.participantId === participantId) this.tracks.delete(id);
     this.view.removeParticipant(participantId);
@@ -86,6 +91,11 @@ export class Roster {
     const video = own.find((t) => t.kind === 'video');
     this.view.setTracks(participantId, received);
     this.view.setScreen(participantId, (screen && receivers.get(screen.id)) || null, p.name);
+    this.tileViews.set(participantId, [
+      ...(video && receivers.has(video.id) ? [[video.id, this.view.videoOf(participantId)]] : []),
+      ...(screen && receivers.has(screen.id)
+        ? [[screen.id, this.view.screenVideoOf(participantId)]] : []),
+    ]);
     const sender = maySend(this.m.roomType, p);
     this.view.setState(participantId, {
       audioMuted: audio ? audio.muted : sender, // no "Mic off" on the audience

@@ -14,6 +14,7 @@ export const state = {
   participants: new Map(), // remote participants only (like the `join` result): id -> {id, name, role}
   publishPc: null,
   subscribePc: null,
+  trackViews: {}, // remote video trackId -> shown (true) or hidden, as the server was told
   lastError: null, // {code, message} of the last error shown in the status line
   activeSpeaker: null, // participant id of the room's (or group's) active speaker, or null
 };

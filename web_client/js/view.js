@@ -89,6 +89,11 @@ export class MeetingView {
     this._layout();
   }
 
+  /** The <video> elements showing one participant: its tile's, and its screen share's. */
+  videoOf(id) { return this.entries.get(id)?.video || null; }
+
+  screenVideoOf(id) { return this.screens.get(id)?.video || null; }
+
   /** The element where host.js puts one participant's buttons. */
   actionsOf(id) {
     return this.entries.get(id)?.actions || null;
