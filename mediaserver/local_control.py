@@ -30,6 +30,9 @@ class LocalMediaControl(MediaControl):
     def on_transport_closed(self, listener: Callable[[str, str], None]) -> None:
         self.worker.transport_closed_listeners.append(listener)
 
+    def on_active_speaker(self, listener: Callable[[str, str | None], None]) -> None:
+        self.worker.speakers.listeners.append(listener)
+
     async def start(self) -> None:
         await self.worker.start()
 

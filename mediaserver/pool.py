@@ -71,6 +71,7 @@ class WorkerPool(MediaControl):
         self.remote: dict[str, RemoteMediaControl] = {}
         self._closed_listeners: list[Callable[[str, str], None]] = []
         self._lost_listeners: list[Callable[[str], None]] = []
+        self._speaker_listeners: list[Callable[[str, str | None], None]] = []
         self._watchers: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
 
@@ -96,7 +97,8 @@ class WorkerPool(MediaControl):
             raise RuntimeError(f"media worker {w.index} failed to start")
         w.port = int(line.split()[1])
         control = RemoteMediaControl(lambda transport_id, reason, w=w:
-                                     self._transport_closed(w, transport_id, reason))
+                                     self._transport_closed(w, transport_id, reason),
+                                     self._active_speaker)
         await control.rpc.connect(w.rpc_path)
         w.control = control
         w.transports.clear()
@@ -150,6 +152,10 @@ class WorkerPool(MediaControl):
         for listener in self._closed_listeners:
             listener(transport_id, reason)
 
+    def _active_speaker(self, router_id: str, producer_id: str | None) -> None:
+        for listener in self._speaker_listeners:
+            listener(router_id, producer_id)
+
     # ---- routing ------------------------------------------------------------------------
 
     def _by_id(self, some_id: str) -> tuple[WorkerHandle, RemoteMediaControl]:
@@ -177,7 +183,8 @@ class WorkerPool(MediaControl):
         if self.reaches(worker):
             return
         control = RemoteMediaControl(lambda transport_id, reason:
-                                     self._transport_closed(None, transport_id, reason))
+                                     self._transport_closed(None, transport_id, reason),
+                                     self._active_speaker)
         await control.rpc.connect(address)
         self.remote[worker] = control
 
@@ -250,6 +257,9 @@ class WorkerPool(MediaControl):
 
     def on_worker_lost(self, listener: Callable[[str], None]) -> None:
         self._lost_listeners.append(listener)
+
+    def on_active_speaker(self, listener: Callable[[str, str | None], None]) -> None:
+        self._speaker_listeners.append(listener)
 
 
 def _routed(call: Call) -> Callable:

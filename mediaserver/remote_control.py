@@ -3,7 +3,8 @@
 from the declaration in control.py: params are decoded by their declared types (wire.py), so
 a call the declaration does not allow never reaches the worker.
 
-Events pushed by the worker: {"event": "transportClosed", "transportId", "reason"}.
+Events pushed by the worker: {"event": "transportClosed", "transportId", "reason"},
+{"event": "activeSpeaker", "routerId", "producerId" (or null)}.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def control_server(control: MediaControl) -> RpcServer:
     server = RpcServer(handle, lambda exc: "media" if isinstance(exc, MediaError) else None)
     control.on_transport_closed(lambda transport_id, reason: server.push(
         {"event": "transportClosed", "transportId": transport_id, "reason": reason}))
+    control.on_active_speaker(lambda router_id, producer_id: server.push(
+        {"event": "activeSpeaker", "routerId": router_id, "producerId": producer_id}))
     return server
 
 
@@ -65,13 +68,21 @@ def _remote(call: Call) -> Callable:
 class RemoteMediaControl(MediaControl):
     """The control API of one worker process, through its RPC socket."""
 
-    def __init__(self, on_transport_closed: Callable[[str, str], None]) -> None:
+    def __init__(self, on_transport_closed: Callable[[str, str], None],
+                 on_active_speaker: Callable[[str, str | None], None] | None = None) -> None:
         self._closed = on_transport_closed
+        self._speaker_listeners = [on_active_speaker] if on_active_speaker else []
         self.rpc = RpcClient(self._on_event)
+
+    def on_active_speaker(self, listener: Callable[[str, str | None], None]) -> None:
+        self._speaker_listeners.append(listener)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if event.get("event") == "transportClosed":
             self._closed(event["transportId"], event["reason"])
+        elif event.get("event") == "activeSpeaker":
+            for listener in self._speaker_listeners:
+                listener(event["routerId"], event["producerId"])
 
 
 bind_calls(RemoteMediaControl, _remote)

@@ -42,6 +42,8 @@ from .producer import Producer
 from .router import Router
 from .rtp.rtcp import ntp_now
 from .simulcast import SimulcastConsumer, SimulcastPipeConsumer
+from .speaker import INTERVAL as SPEAKER_INTERVAL
+from .speaker import ActiveSpeakers
 from .stats import (
     consumer_counters,
     producer_counters,
@@ -82,6 +84,7 @@ class Worker(asyncio.DatagramProtocol):
         self._timers: list[asyncio.TimerHandle] = []
         self.port = 0
         self.transport_closed_listeners: list[Callable[[str, str], None]] = []
+        self.speakers = ActiveSpeakers(self.fault)  # active speaker per router (speaker.py)
         # counters; `retired` keeps the totals of closed objects so sums never go down
         self.retired: Counter[str] = Counter()
         self.datagrams_in = 0
@@ -129,6 +132,7 @@ class Worker(asyncio.DatagramProtocol):
         self._schedule(self.config.twcc_interval, self._twcc_tick)
         # a few ticks per consent period, at most one a second
         self._schedule(min(1.0, self.config.consent_timeout / 4), self._consent_tick)
+        self._schedule(SPEAKER_INTERVAL, lambda: self.speakers.tick(self.routers.values()))
         log.info("media worker on udp %s:%d", self.config.host, self.port)
 
     async def stop(self) -> None:

@@ -18,7 +18,7 @@ from mediaserver.api import (
     open_media,
 )
 
-from . import websocket
+from . import speaking, websocket
 from .cluster import Cluster
 from .cluster_sync import RoomSync
 from .config import ServerConfig
@@ -161,6 +161,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             asyncio.ensure_future(participant.close("media_restart", code=4503))
 
     state.media.on_worker_lost(on_worker_lost)
+    state.media.on_active_speaker(lambda router_id, producer_id: speaking.on_active_speaker(
+        state.rooms, state.recordings, router_id, producer_id))
     yield
     # _shutdown has run: sessions closed, recordings finalized, the recorder gone
     if state.rooms.cluster is not None:
