@@ -7,10 +7,13 @@ the installed Playwright so it stays right when Playwright is upgraded.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import playwright
 from playwright.async_api import Browser, async_playwright
@@ -28,31 +31,52 @@ def playwright_disabled_features() -> list[str]:
     raise RuntimeError("cannot find Playwright's disabled Chromium features")
 
 
-def chromium_args() -> list[str]:
+def chromium_args(origins: tuple[str, ...] = ()) -> list[str]:
+    """`origins`: servers ("http://10.1.2.1:8080") pages may reach besides loopback, trusted
+    like localhost (camera and microphone need a secure origin): a NetLab's."""
     features = [*playwright_disabled_features(), "WebRtcHideLocalIpsWithMdns"]
+    hosts = [urlsplit(origin).hostname for origin in origins]
+    allowed = "".join(f" , EXCLUDE {host}" for host in ("127.0.0.1", "localhost", *hosts))
+    trusted = [f"--unsafely-treat-insecure-origin-as-secure={','.join(origins)}"] if origins \
+        else []
     return [
         "--no-sandbox", "--disable-gpu",
         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
         "--allow-loopback-in-peer-connection",
         "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+        "--host-resolver-rules=MAP * ~NOTFOUND" + allowed,
         "--autoplay-policy=no-user-gesture-required",
         "--disable-features=" + ",".join(features),
+        *trusted,
     ]
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(netns: str | None = None, origins: tuple[str, ...] = ()
+                   ) -> AsyncIterator[Browser]:
+    """`netns`: run the browser in that network namespace (a NetLab's client_ns): Playwright
+    drives it over pipes, its network is the namespace's. `origins`: see chromium_args."""
     if not CHROMIUM.exists():
         raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                          args=chromium_args())
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    executable, wrapper = str(CHROMIUM), None
+    if netns is not None:
+        fd, wrapper = tempfile.mkstemp(prefix="chromium-netns-", suffix=".sh")
+        os.write(fd, f'#!/bin/sh\nexec ip netns exec {netns} {CHROMIUM} "$@"\n'.encode())
+        os.close(fd)
+        os.chmod(wrapper, 0o755)
+        executable = wrapper
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=executable, headless=True,
+                                              args=chromium_args(origins))
+            try:
+                yield browser
+            finally:
+                await browser.close()
+    finally:
+        if wrapper is not None:
+            os.unlink(wrapper)
 
 
 # JavaScript run in the page: totals of the subscribe connection's inbound streams.
