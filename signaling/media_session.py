@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mediaserver.api import ConsumerParams, MediaError, ProducerParams, TransportInfo
 
-from . import schemas, sdp
+from . import schemas, sdp, speaking
 from .cluster import track_to_wire
 from .errors import RequestError
 from .methods import ALL, PUBLISHERS, method
@@ -332,7 +332,9 @@ class MediaSession:
         finally:
             self._moving = False
         visible = room.tracks_in(group) if room.sees_media(owner) else []
-        owner.send_event("moved", {"groupId": group, "tracks": [t.public() for t in visible]})
+        owner.send_event("moved", {"groupId": group, "tracks": [t.public() for t in visible],
+                                   "activeSpeaker": speaking.speaker_of(
+                                       room, group, room.sees_media(owner))})
         self.slots = []  # what arrived while moving is in `visible` too
         for track in visible:
             self._add_slot(track)

@@ -18,7 +18,7 @@ from typing import Any
 from mediaserver.api import MediaControl
 
 # features and interaction are imported for the methods they register
-from . import breakouts, features, interaction, methods, schemas  # noqa: F401
+from . import breakouts, features, interaction, methods, schemas, speaking  # noqa: F401
 from .errors import RequestError
 from .media_session import MediaSession
 from .methods import ALL, Handler, method
@@ -144,6 +144,7 @@ class Participant:
                 "settings": {"chat": room.chat_enabled, "lobby": room.lobby},
                 "live": room.live, "recording": self.rooms.recordings is not None
                 and self.rooms.recordings.recording(room),
+                "activeSpeaker": speaking.speaker_of(room, self.group, room.sees_media(self)),
                 "token": self._session_token()}
 
     def _session_token(self) -> str | None:

@@ -101,9 +101,7 @@ def on_active_speaker(rooms: RoomRegistry, recordings: Recordings | None, router
     turns.tracks[router_id] = track
     local = room.participants.get(track.participant_id) if track is not None else None
     turns.changed(router_id, local.identity if local is not None else None, time.time())
-    room.deliver("activeSpeaker", {"participantId": track.participant_id if track else None,
-                                   "trackId": track.id if track else None},
-                 group=group, media=True)
+    room.deliver("activeSpeaker", speaker_of(room, group), group=group, media=True)
     if group is None and recordings is not None and recordings.recording(room):
         task = asyncio.ensure_future(recordings.speaker(room, track))
         task.add_done_callback(_logged)
@@ -112,6 +110,15 @@ def on_active_speaker(rooms: RoomRegistry, recordings: Recordings | None, router
 def current(room: Room, group: str | None) -> Track | None:
     """The active speaker's track in the room's main group or a breakout group."""
     return room.speaking.tracks.get(room.router_of_group(group))
+
+
+def speaker_of(room: Room, group: str | None, seen: bool = True) -> dict[str, str | None]:
+    """What `activeSpeaker` said last there, for the event and for late joiners (join,
+    moved): both None while nobody has spoken yet, or for someone who may not see the
+    media yet (`seen` False: a webinar attendee backstage)."""
+    track = current(room, group) if seen else None
+    return {"participantId": track.participant_id if track else None,
+            "trackId": track.id if track else None}
 
 
 def _logged(task: asyncio.Task) -> None:

@@ -99,6 +99,15 @@ async def test_active_speaker_follows_the_tone(media_server: RunningServer) -> N
         (b_start, b_end), = room.speaking.intervals_of("bea")
         assert b_end is None and b_start >= end
         assert room.speaking.intervals_of("cy") == []
+        # a doctor arriving now sees who speaks at once, without waiting for a change
+        late = Client(server.base_url, server.token("talk", "dee"))
+        try:
+            await late.connect()
+            joined = await late.join()
+            assert joined["activeSpeaker"] == {"participantId": bea.self_id,
+                                               "trackId": track.id}
+        finally:
+            await late.close()
 
 
 async def test_the_recorder_is_told_who_speaks(server: RunningServer) -> None:

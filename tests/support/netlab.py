@@ -79,7 +79,8 @@ class NetLab:
             # Frames pass a userspace forwarder: checksums must be real, not left to offload
             # (TCP through it breaks otherwise).
             for ns, dev in ((None, f"{n}h0"), (c, f"{n}c0"), (m, f"{n}m0"), (m, f"{n}m1")):
-                command = ["ethtool", "-K", dev, "tx", "off", "rx", "off"]
+                command = ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off",
+                           "gso", "off", "gro", "off"]
                 subprocess.run(_in(ns, *command) if ns else command, check=True,
                                capture_output=True)
             self._forwarder = subprocess.Popen(

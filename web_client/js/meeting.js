@@ -162,6 +162,7 @@ export class Meeting {
     for (const t of res.tracks || []) this.roster.trackPublished(t);
     this.roster.refreshAll(); // anyone announced before the result, now with the room type
     for (const p of this.participants.values()) this.view.setInfo(p.id, p);
+    this.setActiveSpeaker(res.activeSpeaker?.participantId ?? null);
     this.refreshSelf();
   }
 
@@ -272,10 +273,10 @@ export class Meeting {
     this.view.setActiveSpeaker(participantId);
   }
 
-  onMoved({ groupId, tracks }) {
+  onMoved({ groupId, tracks, activeSpeaker }) {
     this.groupId = groupId ?? null;
     state.groupId = this.groupId;
-    this.setActiveSpeaker(null); // the new group's speaker comes with its next change
+    this.setActiveSpeaker(activeSpeaker?.participantId ?? null); // the new group's speaker
     this.subscriber.close();
     this.subscriber = this.newSubscriber(); // the next subscriberOffer is answered on this one
     this.publisher?.close();
