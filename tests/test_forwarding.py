@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 from pylibsrtp._binding import ffi as srtp_ffi
 
+from mediaserver.consumer import RESEND_FLOOR
 from mediaserver.params import Codec, ConsumerParams, ProducerParams
 from mediaserver.rtp.packet import (
     EXT_ABS_SEND_TIME,
@@ -189,6 +190,23 @@ async def test_nack_answered_with_rtx_from_producer_cache() -> None:
         assert int.from_bytes(body[:2], "big") == out_seqs[wanted]  # original seq (RFC 4588)
         assert body[2:] == (CONT, CONT, DELTA, DELTA)[wanted]
     assert consumer.retransmitted == 2
+
+
+async def test_a_packet_is_resent_at_most_once_per_round_trip() -> None:
+    """A full link NACKs again before the resend can arrive: answering each NACK multiplied
+    the load on exactly the link that could not carry it."""
+    worker, pub, sub, producer, consumer = await setup()
+    for i, payload in enumerate((KEY, CONT, DELTA, DELTA)):
+        feed(producer, 200 + i, 3000 * i, payload)
+    out_seqs = [header(p)[2] for p in sub.rtp]
+    sub.rtp.clear()
+    consumer.rtt = None  # unknown: RESEND_FLOOR applies
+    for _ in range(5):  # five NACKs for the same two packets in a burst
+        consumer.on_nack([out_seqs[1], out_seqs[2]])
+    assert len(sub.rtp) == 2 and consumer.resends_skipped == 8
+    await asyncio.sleep(RESEND_FLOOR + 0.02)  # a round trip later it may be lost again
+    consumer.on_nack([out_seqs[1]])
+    assert len(sub.rtp) == 3 and consumer.retransmitted == 3
 
 
 async def test_upstream_gaps_become_nacks_and_rtx_fills_them() -> None:
