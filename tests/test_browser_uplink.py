@@ -10,13 +10,11 @@ import asyncio
 import statistics
 from pathlib import Path
 
-from tests.support.browser import WAIT_MS, chromium
+from tests.support.browser import WAIT_MS, lab_browsers, wait_joined
 from tests.support.netlab import NetLab
-from tests.support.server import running_server
 
 UPLINK = 250_000  # bit/s
 WINDOW = 20  # samples, one every 0.5 s: the measurement
-IN_MEETING = "window.__meeting && window.__meeting.joined"
 
 # the publish connection: Chromium's estimate of its uplink and the bytes it sent
 PUBLISHED = """async () => {
@@ -34,22 +32,14 @@ PUBLISHED = """async () => {
 
 async def joined(page) -> None:
     # Twice the usual wait: once in a few runs here a page behind the lab took over 30 s to
-    # join (not understood yet; the message below says where it stood).
-    try:
-        await page.wait_for_function(IN_MEETING, timeout=2 * WAIT_MS)
-    except Exception as exc:
-        state = await page.evaluate(
-            "JSON.stringify(window.__meeting ? {lastError: window.__meeting.lastError,"
-            " joined: window.__meeting.joined} : 'no meeting state')")
-        raise AssertionError(f"{page.url} did not join: {state}") from exc
+    # join (not understood yet; the message says where it stood).
+    await wait_joined(page, 2 * WAIT_MS)
 
 
 async def test_publisher_follows_a_250_kbit_uplink(tmp_path: Path) -> None:
     with NetLab() as lab:
         lab.rate(up_kbit=UPLINK // 1000, queue_bytes=30_000)
-        async with running_server(tmp_path, dev=True, host=lab.host_ip) as server, \
-                chromium(origins=(server.base_url,)) as here, \
-                chromium(netns=lab.client_ns, origins=(server.base_url,)) as there:
+        async with lab_browsers(lab, tmp_path) as (server, here, there):
             await server.create_room("ward")
             rep = await (await there.new_context()).new_page()
             await rep.goto(f"{server.base_url}/r/ward?name=Rep&autojoin=1")

@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.support.browser import WAIT_MS, chromium
+from tests.support.browser import WAIT_MS, lab_browsers, wait_joined
 from tests.support.netlab import NetLab
-from tests.support.server import running_server
 
 WINDOW = 20.0
-IN_MEETING = "window.__meeting && window.__meeting.joined"
 
 # the subscribe connection's inbound video and audio, as the page's getStats() reports them
 RECEIVED = """async () => {
@@ -45,18 +43,16 @@ async def nurse_watches(tmp_path: Path, **link: float) -> tuple[dict, dict, dict
     """(before, after) of the nurse's 20 s window, and the link's counters."""
     with NetLab() as lab:
         lab.set(**link)
-        async with running_server(tmp_path, dev=True, host=lab.host_ip) as server, \
-                chromium(origins=(server.base_url,)) as here, \
-                chromium(netns=lab.client_ns, origins=(server.base_url,)) as there:
+        async with lab_browsers(lab, tmp_path) as (server, here, there):
             await server.create_room("ward")
             rep = await (await here.new_context()).new_page()
             await rep.goto(f"{server.base_url}/r/ward?name=Rep&autojoin=1")
-            await rep.wait_for_function(IN_MEETING, timeout=WAIT_MS)
+            await wait_joined(rep, 2 * WAIT_MS)
             nurse = await (await there.new_context()).new_page()
             errors: list[str] = []
             nurse.on("pageerror", lambda exc: errors.append(str(exc)))
             await nurse.goto(f"{server.base_url}/r/ward?name=Nurse&autojoin=1")
-            await nurse.wait_for_function(IN_MEETING, timeout=WAIT_MS)
+            await wait_joined(nurse, 2 * WAIT_MS)
             before = await received(nurse)
             for _ in range(120):  # the first second of pictures in, then the measured window
                 if before and before["frames"] >= 30:

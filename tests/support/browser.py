@@ -117,3 +117,29 @@ async def wait_decoding(page, frames: int) -> dict:
             return s && s.framesDecoded >= {frames} && s.audioPackets > 50 ? s : null;
         }}""", timeout=WAIT_MS, polling=200)
     return await handle.json_value()
+
+
+IN_MEETING = "window.__meeting && window.__meeting.joined"
+
+
+async def wait_joined(page, timeout_ms: int = WAIT_MS) -> None:
+    """Until the page is in the meeting; if not, say where it stood."""
+    try:
+        await page.wait_for_function(IN_MEETING, timeout=timeout_ms)
+    except Exception as exc:
+        state = await page.evaluate(
+            "JSON.stringify(window.__meeting ? {lastError: window.__meeting.lastError,"
+            " joined: window.__meeting.joined} : 'no meeting state')")
+        raise AssertionError(f"{page.url} did not join: {state}") from exc
+
+
+@asynccontextmanager
+async def lab_browsers(lab, data_dir: Path) -> AsyncIterator[tuple]:
+    """A dev server listening on a NetLab's host address, a Chromium here (a clean link) and
+    one in the lab's client namespace (behind the emulated link): (server, here, there)."""
+    from tests.support.server import running_server  # the server side only when needed
+
+    async with running_server(data_dir, dev=True, host=lab.host_ip) as server, \
+            chromium(origins=(server.base_url,)) as here, \
+            chromium(netns=lab.client_ns, origins=(server.base_url,)) as there:
+        yield server, here, there
