@@ -47,12 +47,12 @@ async def nurse_watches(tmp_path: Path, **link: float) -> tuple[dict, dict, dict
             await server.create_room("ward")
             rep = await (await here.new_context()).new_page()
             await rep.goto(f"{server.base_url}/r/ward?name=Rep&autojoin=1")
-            await wait_joined(rep, 2 * WAIT_MS)
+            await wait_joined(rep, WAIT_MS, reloads=1)
             nurse = await (await there.new_context()).new_page()
             errors: list[str] = []
             nurse.on("pageerror", lambda exc: errors.append(str(exc)))
             await nurse.goto(f"{server.base_url}/r/ward?name=Nurse&autojoin=1")
-            await wait_joined(nurse, 2 * WAIT_MS)
+            await wait_joined(nurse, WAIT_MS, reloads=1)
             before = await received(nurse)
             for _ in range(120):  # the first second of pictures in, then the measured window
                 if before and before["frames"] >= 30:
