@@ -135,7 +135,7 @@ class Renumbering(BaseConsumer):
 
     def _send(self, data: bytes, payload: memoryview, seq: int, ts: int,
               abs_time: bytes | None, level: bytes | None, ssrc: int, pt: int,
-              prefix: bytes) -> None:
+              prefix: bytes, now: float) -> None:
         raise NotImplementedError
 
     def _init_numbering(self, clock_rate: int) -> None:
@@ -192,7 +192,7 @@ class Renumbering(BaseConsumer):
             self.last_in_ts = ts
             self.last_time = now
         self._send(data, payload, out_seq, out_ts, abs_time, level, self.ssrc,
-                   self.payload_type, b"")
+                   self.payload_type, b"", now)
 
     def on_nack(self, seqs: list[int]) -> None:
         """Resend from the Producer's cache (RFC 4585 6.2.1), wrapped in RTX when negotiated."""
@@ -224,11 +224,11 @@ class Renumbering(BaseConsumer):
             self.retransmitted += 1
             if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
                 self._send(data, payload, self.rtx_seq, ts, None, None, self.rtx_ssrc,
-                           self.rtx_payload_type, U16.pack(out_seq))
+                           self.rtx_payload_type, U16.pack(out_seq), now)
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             else:
                 self._send(data, payload, out_seq, ts, None, None, self.ssrc,
-                           self.payload_type, b"")
+                           self.payload_type, b"", now)
 
 
 class Consumer(Renumbering):
@@ -273,7 +273,7 @@ class Consumer(Renumbering):
 
     def _send(self, data: bytes, payload: memoryview, seq: int, ts: int,
               abs_time: bytes | None, level: bytes | None, ssrc: int, pt: int,
-              prefix: bytes) -> None:
+              prefix: bytes, now: float) -> None:
         transport = self.transport
         srtp, addr = transport.srtp, transport.addr
         if srtp is None or addr is None:
@@ -299,7 +299,7 @@ class Consumer(Renumbering):
         transport.packets_out += 1
         transport.bytes_out += size
         if self._tcc:  # what the subscriber's transport-cc feedback will tell us about
-            transport.tcc_history.sent(tcc, size, time.monotonic())
+            transport.tcc_history.sent(tcc, size, now)  # the arrival time: no clock read here
         if batched:
             batch.add(dest, size)  # type: ignore[arg-type]  # sent after the fan-out
         else:

@@ -152,7 +152,7 @@ class SimulcastPipeConsumer(LayerSwitch, PipeConsumer):
 
     def _send(self, data: bytes, payload: memoryview, seq: int, ts: int,
               abs_time: bytes | None, level: bytes | None, ssrc: int, pt: int,
-              prefix: bytes) -> None:
+              prefix: bytes, now: float) -> None:
         packet = data[:2] + SEQ_TS_SSRC.pack(seq, ts, ssrc) + data[12:]
         self.packets += 1
         self.bytes += len(packet)
