@@ -16,8 +16,7 @@ import pytest
 
 from signaling.speaking import current
 from tests.support.client import Client
-from tests.support.redis_server import redis_server
-from tests.support.server import RunningServer, running_server
+from tests.support.server import RunningServer, running_server, two_nodes
 from tests.support.tracks import AUDIO_FRAME_SAMPLES, ToneAudioTrack
 
 TIMEOUT = 20
@@ -158,9 +157,7 @@ async def test_each_breakout_group_has_its_own_speaker(server: RunningServer) ->
 async def test_two_nodes_each_tell_their_own_once(tmp_path: Path) -> None:
     """Both nodes reach the room's worker and get its event: each delivers it to its own
     participants, nobody gets it twice, and each keeps its own participants' intervals."""
-    async with redis_server(tmp_path / "redis") as url, \
-            running_server(tmp_path / "a", workers=1, store=url, node="a") as node_a, \
-            running_server(tmp_path / "b", workers=1, store=url, node="b") as node_b:
+    async with two_nodes(tmp_path) as (node_a, node_b):
         await node_a.create_room("shared")
         ann = Client(node_a.base_url, node_a.token("shared", "ann"))
         bob = Client(node_b.base_url, node_b.token("shared", "bob"))

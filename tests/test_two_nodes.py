@@ -7,15 +7,12 @@ import asyncio
 from pathlib import Path
 
 from tests.support.client import Client
-from tests.support.redis_server import redis_server
-from tests.support.server import running_server
+from tests.support.server import two_nodes
 from tests.support.tracks import FrameChecker, PatternVideoTrack
 
 
 async def test_participants_on_two_nodes_meet(tmp_path: Path) -> None:
-    async with redis_server(tmp_path / "redis") as url, \
-            running_server(tmp_path / "a", workers=1, store=url, node="a") as node_a, \
-            running_server(tmp_path / "b", workers=1, store=url, node="b") as node_b:
+    async with two_nodes(tmp_path) as (node_a, node_b):
         await node_a.create_room("shared")
         ann = Client(node_a.base_url, node_a.token("shared", "ann"))
         bob = Client(node_b.base_url, node_b.token("shared", "bob"))

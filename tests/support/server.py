@@ -75,3 +75,14 @@ async def running_server(data_dir: Path, dev: bool = False, rtc_port: int | None
         yield RunningServer(runner, config)
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def two_nodes(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
+    """Two signalling nodes "a" and "b", one media worker process each, on one real Redis."""
+    from tests.support.redis_server import redis_server
+
+    async with redis_server(tmp_path / "redis") as url, \
+            running_server(tmp_path / "a", workers=1, store=url, node="a") as node_a, \
+            running_server(tmp_path / "b", workers=1, store=url, node="b") as node_b:
+        yield node_a, node_b
