@@ -37,6 +37,19 @@ MAX_NACK_SEQS = 256
 RESEND_FLOOR = 0.05
 RESEND_SLOTS = 1024
 
+# The first two header bytes of a padding packet: version 2 with the P bit.
+PADDING_HEADER = b"\xa0\x00"
+_PADDINGS: dict[int, memoryview] = {}
+
+
+def _padding(size: int) -> memoryview:
+    """`size` (1-255) bytes of padding: zeros, then their count (RFC 3550 5.1)."""
+    block = _PADDINGS.get(size)
+    if block is None:
+        block = _PADDINGS[size] = memoryview(bytes(size - 1) + bytes((size,)))
+    return block
+
+
 if TYPE_CHECKING:
     from .links import ConsumerTransport, WorkerLink
     from .producer import Producer, RecvStream
@@ -63,7 +76,13 @@ class BaseConsumer:
         self.transport = transport
         self._link = link
         self.kind = producer.kind
-        self.paused = False
+        # Forwarding stops while anything holds it (`hold`): "app" (pause_consumer), "view"
+        # (the subscriber's tile is hidden), "budget" (its link has no room: allocation.py).
+        self.holds: set[str] = set()
+        self.paused = False  # = bool(holds): the one flag the packet path reads
+        # the subscriber's tile: shown or not, its size in device pixels (0: unknown)
+        self.visible = True
+        self.tile: tuple[int, int] | None = None
         self.closed = False
         self.started = False
         self.waiting_keyframe = False
@@ -96,6 +115,15 @@ class BaseConsumer:
     def set_preferred_layers(self, spatial: int, temporal: int) -> None:
         """Only a consumer of several encodings has layers to choose from (simulcast.py)."""
 
+    def aim(self, spatial: int) -> None:
+        """The allocator's choice of encoding (simulcast.py)."""
+
+    max_spatial_layer = 0
+
+    def _resend_allowed(self, size: int) -> bool:
+        """Whether the subscriber's link has room for a resend of `size` bytes (Consumer)."""
+        return True
+
     def layers_changed(self) -> None:
         """An encoding of the producer started or stopped arriving (simulcast.py)."""
 
@@ -103,6 +131,24 @@ class BaseConsumer:
         """The producer resumed: start again, on a keyframe for video."""
         self.started = False
         self.waiting_keyframe = self.kind == "video"
+
+    def hold(self, reason: str, on: bool) -> None:
+        """Pause for `reason`, or lift it; forwarding resumes when nothing holds it."""
+        if on:
+            self.holds.add(reason)
+        else:
+            self.holds.discard(reason)
+        if self.holds and not self.paused:
+            self.pause()
+        elif not self.holds and self.paused:
+            self.resume()
+
+    def set_view(self, visible: bool, width: int, height: int) -> None:
+        """The subscriber's tile: a hidden one is held ("view"); its size caps the layer the
+        allocator gives it."""
+        self.visible = visible
+        self.tile = (width, height) if visible and width and height else None
+        self.hold("view", not visible and self.kind == "video")
 
     def pause(self) -> None:
         self.paused = True
@@ -218,6 +264,9 @@ class Renumbering(BaseConsumer):
             data = buffer.get(in_seq, now)
             if data is None:
                 continue
+            if not self._resend_allowed(len(data)):
+                self.resends_skipped += 1
+                break
             resent_seq[slot], resent_at[slot] = out_seq, now
             ts = (int.from_bytes(data[4:8], "big") + self.ts_offset) & 0xFFFFFFFF
             payload = memoryview(data)[payload_offset(data):]
@@ -260,7 +309,10 @@ class Consumer(Renumbering):
         )
         self._x_bit = 0x10 if self.writer.template else 0
         self._tcc = bool(ext.get(EXT_TRANSPORT_CC))
-        self.paused = params.paused
+        if params.paused:
+            self.holds.add("app")
+        self.set_view(params.visible, params.width, params.height)
+        self.paused = bool(self.holds)
         # Video restarts only on a keyframe, so the subscriber's decoder never gets a frame
         # that references pictures it did not see.
         self.waiting_keyframe = self.kind == "video"
@@ -304,6 +356,28 @@ class Consumer(Renumbering):
             batch.add(dest, size)  # type: ignore[arg-type]  # sent after the fan-out
         else:
             self._link.sendto(srtp.tx_view[:size], addr)
+
+    def send_padding(self, size: int, now: float) -> None:
+        """A packet of `size` bytes of padding only (RFC 3550 5.1) on the RTX stream: the
+        subscriber counts it in its transport-cc feedback and drops it (allocation.Prober)."""
+        if self.rtx_ssrc is None or self.rtx_payload_type is None:
+            return
+        media = self.packets, self.bytes  # the media's counters (SR, stats) leave it out
+        self._send(PADDING_HEADER, _padding(size), self.rtx_seq, self.last_ts, None, None,
+                   self.rtx_ssrc, self.rtx_payload_type, b"", now)
+        self.packets, self.bytes = media
+        self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+
+    def _resend_allowed(self, size: int) -> bool:
+        """Resends count against the subscriber's estimate: each allocation round gives the
+        transport an allowance (allocation.py); past it, NACKs wait for the next round."""
+        transport = self.transport
+        if transport.resend_allowance < size:
+            transport.resends_over_budget += 1
+            return False
+        transport.resend_allowance -= size
+        transport.resent_bytes += size
+        return True
 
     # ---- control ------------------------------------------------------------------------
 

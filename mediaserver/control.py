@@ -133,6 +133,14 @@ class MediaControl:
         No effect on a consumer of a single encoding."""
         raise NotImplementedError
 
+    @call(route="consumer_id")
+    async def set_consumer_view(self, consumer_id: str, visible: bool, width: int, height: int
+                                ) -> None:
+        """The subscriber's tile of this consumer: hidden (nothing is sent) or shown, and its
+        size in device pixels (0: unknown), which caps the simulcast layer the bandwidth
+        allocator gives it. Audio consumers ignore visibility."""
+        raise NotImplementedError
+
     @call(route="consumer_id", gone_ok=True)
     async def close_consumer(self, consumer_id: str) -> None:
         raise NotImplementedError

@@ -26,6 +26,8 @@ MAX_MID = 64
 MAX_CODEC_NAME = 32
 MAX_FMTP = 1024
 MAX_URI = 256
+MAX_TILE = 16384  # device pixels of a shown tile, per side (an 8K screen is 7680)
+SOURCES = ("camera", "microphone", "screen")
 
 # token-char of RFC 8866 section 9 (mid, encoding names, msid parts...)
 TOKEN = re.compile(r"[\x21\x23-\x27\x2A\x2B\x2D\x2E\x30-\x39\x41-\x5A\x5E-\x7E]+")
@@ -87,6 +89,12 @@ def check_extensions(value: Any, what: str) -> None:
 
 
 # for error messages; signalling's SDP parser adds its own grammars
+def check_view(visible: Any, width: Any, height: Any) -> None:
+    check_bool(visible, "visible")
+    check_int(width, 0, MAX_TILE, "width")
+    check_int(height, 0, MAX_TILE, "height")
+
+
 GRAMMAR_NAMES = {TOKEN: "token characters", VISIBLE: "printable ASCII without spaces",
                  PRINTABLE: "printable ASCII", ICE_CHARS: "ice-char"}
 
@@ -162,6 +170,8 @@ class ProducerParams:
     # Simulcast: the encodings from the lowest resolution to the highest (the order of
     # a=simulcast and of the client's sendEncodings); empty: one encoding, ssrc/rtx_ssrc.
     encodings: list[Encoding] = field(default_factory=list)
+    # what the track shows: the bandwidth allocator serves a screen before cameras
+    source: str = ""  # one of SOURCES; "" for the kind's usual one
 
     def __post_init__(self) -> None:
         if self.kind not in ("audio", "video"):
@@ -183,6 +193,8 @@ class ProducerParams:
             ssrcs = [s for e in self.encodings for s in (e.ssrc, e.rtx_ssrc) if s is not None]
             if len(set(rids)) != len(rids) or len(set(ssrcs)) != len(ssrcs):
                 raise ParamsError("encodings repeat a rid or an ssrc")
+        if self.source not in ("", *SOURCES):
+            raise ParamsError(f"source must be one of {', '.join(SOURCES)}")
 
 
 @dataclass(frozen=True)
@@ -193,6 +205,11 @@ class ConsumerParams:
     ssrc: int = 0  # chosen by signalling, announced in its SDP offer (0: pick one here)
     rtx_ssrc: int | None = None
     paused: bool = False
+    # the subscriber's tile (set_consumer_view): a hidden one gets nothing; its size in device
+    # pixels caps the simulcast layer (0: unknown, no cap)
+    visible: bool = True
+    width: int = 0
+    height: int = 0
 
     def __post_init__(self) -> None:
         check_text(self.mid, TOKEN, MAX_MID, "mid", min_len=0)
@@ -202,6 +219,7 @@ class ConsumerParams:
         check_int(self.ssrc, 0, MAX_U32, "ssrc")
         check_optional_int(self.rtx_ssrc, 0, MAX_U32, "rtx_ssrc")
         check_bool(self.paused, "paused")
+        check_view(self.visible, self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -271,6 +289,10 @@ class TransportDump:
     # bit/s its peer's path carries, estimated from the peer's transport-cc feedback
     # (bwe/); 0 until the first feedback
     estimate: int = 0
+    # the bandwidth allocator (allocation.py): bit/s it gave this subscriber's consumers (0
+    # before its first round), and whether it is sending padding to probe for more
+    allocated: int = 0
+    probing: bool = False
 
 
 @dataclass(frozen=True)
@@ -307,6 +329,9 @@ class ConsumerDump:
     # next keyframe; -1 both for a consumer of a single encoding
     spatial_layer: int = -1
     target_spatial_layer: int = -1
+    # why it is paused, when it is: `paused_by` of "app" (pause_consumer), "view" (a hidden
+    # tile), "budget" (the subscriber's estimate has no room for it)
+    paused_by: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,8 @@ class PipeTransport(asyncio.DatagramProtocol):
         """What the far side needs to build the mirror Producer."""
         p = consumer.producer.params
         return ProducerParams(kind=p.kind, mid=p.mid, codec=p.codec, ssrc=consumer.ssrc,
-                              rtx_ssrc=None, extensions=p.extensions, cname=p.cname)
+                              rtx_ssrc=None, extensions=p.extensions, cname=p.cname,
+                              source=p.source)
 
     def close(self) -> None:
         if self.closed:

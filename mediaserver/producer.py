@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .params import Encoding, ProducerParams
+from .rtp.codecs import vp8_keyframe_size
 from .rtp.packet import (
     EXT_ABS_SEND_TIME,
     EXT_AUDIO_LEVEL,
@@ -67,6 +68,12 @@ class RecvStream:
         self.bitrate = 0
         self._bytes_prior = 0
         self._report_time = 0.0
+        # Its resolution, from the VP8 key frames (0: not known; other codecs: never), read
+        # from the packets only while `read_size` (until the next key frame after the first
+        # packet or a keyframe request: a browser changes resolution only at a key frame).
+        self.width = self.height = 0
+        self._vp8 = self.kind == "video" and self.codec.name.upper() == "VP8"
+        self.read_size = self._vp8
         self.buffer = RetransmitBuffer() if self.kind == "video" else None
         self.nack_enabled = self.codec.nack and self.kind == "video"
         # receive statistics (RFC 3550 appendix A.3)
@@ -125,6 +132,8 @@ class RecvStream:
             self._transit = transit
         if self.buffer is not None:
             self.buffer.store(seq, data, now)
+        if self.read_size:
+            self._read_size(data)
         producer = self.producer
         level = find_extension(data, producer._level_id) if producer._level_id else None
         if level:  # speaker.loudness, inline
@@ -177,6 +186,12 @@ class RecvStream:
 
     # ---- timers and control -------------------------------------------------------------
 
+    def _read_size(self, data: bytes) -> None:
+        size = vp8_keyframe_size(memoryview(data)[payload_offset(data):])
+        if size is not None:
+            self.width, self.height = size
+            self.read_size = False
+
     def due_nacks(self, now: float) -> list[int]:
         """Sequence numbers to NACK now; forgets those too old or asked too often."""
         out = []
@@ -199,6 +214,7 @@ class RecvStream:
         if wait <= 0:
             self._last_keyframe_request = now
             self.keyframe_requests += 1
+            self.read_size = self._vp8
             self.transport.send_keyframe_request(self)
         elif self._keyframe_timer is None:
             self._keyframe_timer = self._link.loop.call_later(wait,

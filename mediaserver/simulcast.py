@@ -8,8 +8,9 @@ stays one stream (`consumer.Renumbering`): the sequence continues with no gap (n
 receiver to NACK) and the timestamp advances by the wall-clock time since the last forwarded
 packet.
 
-The preferred layer is chosen through the control call `set_preferred_layers`; until a
-bandwidth allocator drives it, a new consumer prefers the highest encoding. The target is the
+The preferred layer is chosen by the bandwidth allocator (allocation.py: what the subscriber's
+link carries and its tile needs, `aim`), under the ceiling of the control call
+`set_preferred_layers` (the highest encoding unless it was called). The target is the
 highest encoding at or below the preferred one that is arriving (RecvStream.active): a browser
 stops sending its top encodings when its uplink or its camera's resolution falls short, and
 the consumer moves down to what there is, and back up when it returns.
@@ -41,7 +42,8 @@ class LayerSwitch(Renumbering):
 
     def _init_layers(self) -> None:
         self.spatial_layer = -1  # the encoding forwarded now; -1 until the first keyframe
-        self.preferred_spatial_layer = len(self.producer.streams) - 1
+        self.max_spatial_layer = len(self.producer.streams) - 1  # set_preferred_layers
+        self.preferred_spatial_layer = self.max_spatial_layer  # aim(), under the max
         self.preferred_temporal = -1  # kept for the allocator; VP8 temporal ids are not read
         self.target_spatial_layer = self._target()
         self.layer_switches = 0
@@ -78,10 +80,14 @@ class LayerSwitch(Renumbering):
     # ---- control ------------------------------------------------------------------------
 
     def set_preferred_layers(self, spatial: int, temporal: int) -> None:
-        """Aim at encoding `spatial` (the highest there is, if fewer); the switch waits for
-        its keyframe, which is asked for now."""
+        """Never above encoding `spatial` (the highest there is, if fewer), and aim at it
+        until the allocator's next round; the switch waits for its keyframe, asked for now."""
         self.preferred_temporal = temporal
-        self.preferred_spatial_layer = min(spatial, len(self.producer.streams) - 1)
+        self.max_spatial_layer = min(spatial, len(self.producer.streams) - 1)
+        self.aim(self.max_spatial_layer)
+
+    def aim(self, spatial: int) -> None:
+        self.preferred_spatial_layer = min(spatial, self.max_spatial_layer)
         self.layers_changed()
 
     def layers_changed(self) -> None:

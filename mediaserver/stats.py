@@ -51,12 +51,14 @@ def worker_stats(worker: Worker) -> dict[str, int]:
 def worker_dump(worker: Worker) -> MediaDump:
     return MediaDump(
         [TransportDump(t.id, t.router_id, t.state, t.packets_in, t.packets_out,
-                       t.bwe.estimate if t.bwe.feedbacks else 0)
+                       t.bwe.estimate if t.bwe.feedbacks else 0,
+                       t.allocator.allocated if t.allocator else 0,
+                       bool(t.allocator and t.allocator.prober.probing))
          for t in worker.transports.values()],
         [ProducerDump(p.id, p.router_id, p.kind, p.codec.name, p.paused, p.packets_received,
                       len(p.consumers),
                       [EncodingDump(s.rid, s.ssrc, s.active, s.bitrate) for s in p.streams])
          for p in worker.producers.values()],
         [ConsumerDump(c.id, c.producer.id, c.transport.id, c.kind, c.paused, c.packets,
-                      c.spatial_layer, c.target_spatial_layer)
+                      c.spatial_layer, c.target_spatial_layer, sorted(c.holds))
          for c in worker.consumers.values()])

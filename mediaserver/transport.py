@@ -44,6 +44,7 @@ from .sendbatch import Destination
 from .srtp import SrtpError, SrtpPair
 
 if TYPE_CHECKING:
+    from .allocation import TransportAllocator
     from .consumer import BaseConsumer, Consumer
     from .producer import Producer, RecvStream
     from .worker import Worker
@@ -96,6 +97,13 @@ class WebRtcTransport:
         # (Consumer._send records it), read back when the peer's transport-cc feedback comes.
         self.tcc_history = SendHistory()
         self.bwe = SendSideEstimator()
+        # the bandwidth allocator of its consumers (allocation.py), made at its first round
+        self.allocator: TransportAllocator | None = None
+        # Bytes of resends the link has room for until the next allocation round (no limit
+        # before one) and those sent so far (Consumer._resend_allowed).
+        self.resend_allowance: float = float("inf")
+        self.resent_bytes = 0
+        self.resends_over_budget = 0
         self.twcc_errors = 0
         # A publisher that numbers its packets (transport-cc negotiated): their arrival times,
         # sent back as feedback by a worker timer so its encoder follows its uplink.
@@ -186,6 +194,8 @@ class WebRtcTransport:
             return
         self.state = "closed"
         self.close_reason = reason
+        if self.allocator is not None:
+            self.allocator.prober.stop(success=False)
         for consumer in list(self.consumers.values()):
             consumer.close()
         for producer in list(self.producers.values()):

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from . import ice
+from .allocation import ALLOCATE_INTERVAL, TransportAllocator
 from .config import MediaConfig
 from .consumer import BaseConsumer, Consumer
 from .dtls import DtlsCertificate
@@ -36,6 +37,7 @@ from .params import (
     RemoteParams,
     TransportInfo,
     check_int,
+    check_view,
 )
 from .pipe import PipeConsumer, PipeTransport
 from .producer import Producer
@@ -133,6 +135,7 @@ class Worker(asyncio.DatagramProtocol):
         # a few ticks per consent period, at most one a second
         self._schedule(min(1.0, self.config.consent_timeout / 4), self._consent_tick)
         self._schedule(SPEAKER_INTERVAL, lambda: self.speakers.tick(self.routers.values()))
+        self._schedule(ALLOCATE_INTERVAL, self._allocate_tick)
         log.info("media worker on udp %s:%d", self.config.host, self.port)
 
     async def stop(self) -> None:
@@ -295,6 +298,21 @@ class Worker(asyncio.DatagramProtocol):
                 except Exception:
                     self.fault("transport-cc feedback", transport.id)
 
+    def _allocate_tick(self) -> None:
+        """Fit each subscriber's consumers into its link (allocation.py)."""
+        now = time.monotonic()
+        for transport in list(self.transports.values()):
+            if not transport.consumers or transport.srtp is None:
+                continue
+            try:
+                allocator = transport.allocator
+                if allocator is None:
+                    allocator = transport.allocator = TransportAllocator(transport,
+                                                                         self.speakers)
+                allocator.tick(now)
+            except Exception:
+                self.fault("bandwidth allocation", transport.id)
+
     def _nack_tick(self) -> None:
         pending = self.link.nack_pending
         if not pending:
@@ -430,11 +448,12 @@ class Worker(asyncio.DatagramProtocol):
                             consumer.rtx_ssrc, consumer.cname)
 
     def pause_consumer(self, consumer_id: str, paused: bool) -> None:
-        consumer = self._consumer(consumer_id)
-        if paused:
-            consumer.pause()
-        else:
-            consumer.resume()
+        self._consumer(consumer_id).hold("app", paused)
+
+    def set_consumer_view(self, consumer_id: str, visible: bool, width: int, height: int
+                          ) -> None:
+        check_view(visible, width, height)
+        self._consumer(consumer_id).set_view(visible, width, height)
 
     def set_preferred_layers(self, consumer_id: str, spatial: int, temporal: int) -> None:
         check_int(spatial, 0, MAX_ENCODINGS - 1, "spatial")

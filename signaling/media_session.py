@@ -121,7 +121,8 @@ class MediaSession:
             try:  # the media border checks the values again (ParamsError is a MediaError)
                 params_ = ProducerParams(kind=m.kind, mid=m.mid, codec=m.codec, ssrc=m.ssrc,
                                          rtx_ssrc=m.rtx_ssrc, extensions=m.extensions,
-                                         cname=m.cname or owner.id, encodings=m.encodings)
+                                         cname=m.cname or owner.id, encodings=m.encodings,
+                                         source=sources.get(m.mid, ""))
                 producer_id = await self.media.produce(self.publish_transport, params_)
             except MediaError as exc:
                 raise RequestError("bad_sdp", str(exc)) from None
@@ -175,8 +176,11 @@ class MediaSession:
             room.broadcast_group(track.group, "trackMuted", {
                 "trackId": track.id, "participantId": self.owner.id, "muted": muted})
 
-    def shown(self, track_id: str) -> bool:
-        return self.views.get(track_id, (True, 0, 0))[0]
+    def view(self, track_id: str) -> dict[str, Any]:
+        """The tile of a track as the client last told it (setTrackView): shown, unknown
+        size, until it says otherwise."""
+        visible, width, height = self.views.get(track_id, (True, 0, 0))
+        return {"visible": visible, "width": width, "height": height}
 
     def own_track(self, track_id: str) -> Track:
         for track in self.published.values():
@@ -213,7 +217,7 @@ class MediaSession:
                 self.subscribe_transport, producer_id,
                 ConsumerParams(mid=slot.mid, codec=codec, extensions=exts, ssrc=slot.ssrc,
                                rtx_ssrc=slot.rtx_ssrc if codec.rtx_payload_type else None,
-                               paused=not self.shown(track.id)))
+                               **self.view(track.id)))
             self.consumers[track.id] = info.id
         self._offer_pending = False
         self._schedule_offer()  # what changed while this offer was out, if anything
@@ -393,22 +397,23 @@ async def subscriber_answer(p: Participant, params: schemas.SubscriberAnswer
 
 @method("setTrackView", ALL)
 async def set_track_view(p: Participant, params: schemas.SetTrackView) -> dict[str, Any]:
-    """A remote video's tile was shown, hidden or resized: a hidden one is paused at its
-    consumer (audio is never paused this way: it plays whatever the tile does)."""
+    """A remote video's tile was shown, hidden or resized: the media plane sends nothing to
+    a hidden one and no simulcast layer larger than the tile (audio is never paused this way:
+    it plays whatever the tile does)."""
     track = p.room_or_fail().tracks.get(params.track_id)
     if track is None:
         raise RequestError("not_found", "no such track")
     if track.kind != "video":
         raise RequestError("bad_request", "only a video track has a view")
     session = p.media_session
-    was_shown = session.shown(track.id)
     if track.id not in session.views and len(session.views) >= MAX_VIEWS:
         session.views = {t: v for t, v in session.views.items()
                          if t in p.room_or_fail().tracks}  # forget tracks that went away
     session.views[track.id] = (params.visible, params.width, params.height)
     consumer_id = session.consumers.get(track.id)
-    if consumer_id is not None and was_shown != params.visible:
-        await p.media.pause_consumer(consumer_id, not params.visible)
+    if consumer_id is not None:
+        await p.media.set_consumer_view(consumer_id, params.visible, params.width,
+                                        params.height)
     return {}
 
 

@@ -34,8 +34,8 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
-# What a track shows (`publish` `sources`); without one, what its kind usually is.
-SOURCES = ("camera", "microphone", "screen")
+# What a track shows (`publish` `sources`, one of SOURCES); without one, what its kind
+# usually is.
 DEFAULT_SOURCE = {"audio": "microphone", "video": "camera"}
 
 

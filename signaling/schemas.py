@@ -28,9 +28,10 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from mediaserver.api import MAX_TILE, SOURCES
+
 from .errors import RequestError
 from .recordings import LAYOUTS, MODES
-from .rooms import SOURCES
 from .tokens import ROLES
 
 MAX_ID = 2**53 - 1
@@ -45,7 +46,7 @@ MAX_BROADCAST = 500
 MAX_GROUPS = 20
 MAX_GROUP_NAME = 60
 MAX_TIMER = 4 * 3600
-MAX_VIEW = 16384  # pixels of a video tile on the largest screens (8K is 7680)
+MAX_VIEW = MAX_TILE  # pixels of a video tile per side, as the media plane takes them
 MAX_TRACK_NAME = 60
 MAX_NAME = 100
 MAX_IDENTITY = 128

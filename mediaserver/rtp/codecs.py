@@ -17,31 +17,49 @@ NAL_FU_A = 28
 _KEY_NALS = (NAL_IDR, NAL_SPS)
 
 
-def is_vp8_keyframe(payload: Payload) -> bool:
-    """True for the first packet of a VP8 key frame (RFC 7741 sections 4.2 and 4.3)."""
+def _vp8_header(payload: Payload) -> int:
+    """Where the VP8 payload header starts in a packet that begins partition 0 of a frame
+    (RFC 7741 section 4.2: descriptor byte 0 is X R N S R PID(3), S=1 and PID=0); -1 in any
+    other packet."""
     n = len(payload)
     if n < 2:
-        return False
+        return -1
     b0 = payload[0]
-    # Descriptor byte 0: X R N S R PID(3). A key frame starts in partition 0 with S=1.
     if b0 & 0x17 != 0x10:
-        return False
+        return -1
     pos = 1
     if b0 & 0x80:  # X: extension byte I L T K RSV(4)
         ext = payload[1]
         pos = 2
         if ext & 0x80:  # I: PictureID, 15 bits when its M bit is set, otherwise 7
             if pos >= n:
-                return False
+                return -1
             pos += 2 if payload[pos] & 0x80 else 1
         if ext & 0x40:  # L: TL0PICIDX
             pos += 1
         if ext & 0x30:  # T or K: TID | Y | KEYIDX share one byte
             pos += 1
-    if pos >= n:
-        return False
+    return pos if pos < n else -1
+
+
+def is_vp8_keyframe(payload: Payload) -> bool:
+    """True for the first packet of a VP8 key frame (RFC 7741 sections 4.2 and 4.3)."""
+    pos = _vp8_header(payload)
     # VP8 payload header byte 0: Size0(3) H(1) VER(3) P(1); P=0 means a key frame.
-    return payload[pos] & 0x01 == 0
+    return pos >= 0 and payload[pos] & 0x01 == 0
+
+
+def vp8_keyframe_size(payload: Payload) -> tuple[int, int] | None:
+    """(width, height) from the first packet of a VP8 key frame, else None: the frame tag (3
+    bytes), the start code 9d 01 2a, then two 14-bit sizes, little-endian (RFC 6386 9.1)."""
+    pos = _vp8_header(payload)
+    if pos < 0 or payload[pos] & 0x01 or len(payload) < pos + 10:
+        return None
+    if bytes(payload[pos + 3:pos + 6]) != b"\x9d\x01\x2a":
+        return None
+    width = (payload[pos + 6] | payload[pos + 7] << 8) & 0x3FFF
+    height = (payload[pos + 8] | payload[pos + 9] << 8) & 0x3FFF
+    return (width, height) if width and height else None
 
 
 def is_h264_keyframe(payload: Payload) -> bool:

@@ -1,0 +1,244 @@
+"""The bandwidth allocator at work on one subscriber's WebRTC transport.
+
+Every ALLOCATE_INTERVAL a worker timer calls `TransportAllocator.tick`: it describes each of
+the transport's consumers as a `allocator.Demand` (audio at its measured rate; a video as its
+arriving encodings, lowest first, with their measured bitrates and the resolutions read from
+their key frames; the producer's source; whether it is the room's active speaker; the
+subscriber's tile), fits them into the subscriber's estimate with `allocator.allocate` (pure)
+and applies the result: each simulcast consumer aims at the chosen encoding
+(`SimulcastConsumer.aim`), a video that does not fit is held ("budget", Consumer.hold).
+
+The budget is the send-side estimate from the subscriber's transport-cc feedback (bwe/), less
+what resends took in the last round; resends themselves get an allowance of RESEND_SHARE of
+the estimate per round (Consumer._resend_allowed), so that repair never floods a weak link. A
+subscriber that sends no transport-cc feedback has no estimate: nothing is held for budget,
+the tile still caps the layer.
+
+An estimate can only climb as far as what the subscriber receives lets it (the rate control
+never exceeds 1.5 x the received rate): a subscriber moved down to a low layer would stay
+there. So while something shown gets less than it could use, a `Prober` sends padding (RTP
+packets of padding only, on a video consumer's RTX stream: the browser counts them in its
+transport-cc feedback and drops them) to fill the link up to a little over the estimate,
+which lets the estimate climb while the link carries it, and stops at the first sign of
+overuse (the estimate falling), to try again after a back-off.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .allocator import Allocation, Demand, Layer, allocate, useful_layers
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .producer import RecvStream
+    from .speaker import ActiveSpeakers
+    from .transport import WebRtcTransport
+
+ALLOCATE_INTERVAL = 0.5  # s between two rounds
+RESEND_SHARE = 0.25  # of the estimate that resends may take
+AUDIO_BITRATE = 40_000  # bit/s of an audio stream not measured yet (Opus voice is 30-50k)
+# bit/s of a video encoding not measured yet, by its place from the top (the top one, the one
+# below...): what Chromium's simulcast sends at 720p
+UNMEASURED = (1_500_000, 500_000, 150_000, 100_000)
+
+# Probing: padding packets of PADDING bytes (the most one packet can say it has, RFC 3550
+# 5.1), paced every PACE_INTERVAL, filling up to FILL x the estimate; a probe ends when the
+# estimate reaches its target, after PROBE_MAX seconds, or when the estimate falls below
+# BACK_OFF x its peak (overuse: the link is full), after which the next one waits
+# RETRY_MIN, doubling up to RETRY_MAX.
+PADDING = 255
+PACE_INTERVAL = 0.02
+FILL = 1.1
+PROBE_MAX = 8.0
+BACK_OFF = 0.9
+RETRY_MIN = 1.0
+RETRY_MAX = 4.0
+
+
+class TransportAllocator:
+    def __init__(self, transport: WebRtcTransport, speakers: ActiveSpeakers) -> None:
+        self.transport = transport
+        self.speakers = speakers
+        self.layers: dict[str, int | None] = {}  # consumer id -> index chosen last round
+        self.allocated = 0  # bit/s given last round (0: no budget known)
+        self.prober = Prober(transport)
+        self._resent_prior = 0
+        self._last_tick: float | None = None
+
+    def budget(self) -> int | None:
+        """bit/s the subscriber's path carries, if its feedback says (bwe/)."""
+        bwe = self.transport.bwe
+        return bwe.estimate if bwe.feedbacks else None
+
+    def tick(self, now: float) -> None:
+        transport = self.transport
+        dt = now - self._last_tick if self._last_tick is not None else ALLOCATE_INTERVAL
+        self._last_tick = now
+        resent = transport.resent_bytes - self._resent_prior
+        self._resent_prior = transport.resent_bytes
+        estimate = self.budget()
+        demands, streams = self._demands()
+        if estimate is None:
+            transport.resend_allowance = float("inf")
+            budget = 1 << 40  # no estimate: everything fits, tiles still cap
+        else:
+            transport.resend_allowance = estimate * RESEND_SHARE * ALLOCATE_INTERVAL / 8
+            budget = max(0, estimate - int(resent * 8 / max(dt, 0.1)))
+        result = allocate(budget, demands, current=self.layers)
+        self.layers = {d.consumer_id: result.layer(d.consumer_id) for d in demands
+                       if d.kind == "video"}
+        self.allocated = result.used if estimate is not None else 0
+        for demand in demands:
+            if demand.kind == "video":
+                self._apply(demand, result, streams[demand.consumer_id])
+        if estimate is not None:
+            want = self._wanted(demands, result)
+            if want > budget:
+                self.prober.want(want, now)
+            else:
+                self.prober.stop(success=True)
+
+    def _demands(self) -> tuple[list[Demand], dict[str, list[RecvStream]]]:
+        """What each consumer could send; for videos, also the streams behind the layers."""
+        demands, streams = [], {}
+        for consumer in self.transport.consumers.values():
+            if consumer.holds - {"budget"}:
+                continue  # paused by the app or hidden: nothing to send, nothing to fit
+            producer = consumer.producer
+            if consumer.kind == "audio":
+                demands.append(Demand(consumer.id, "audio",
+                                      bitrate=producer.bitrate or AUDIO_BITRATE))
+                continue
+            arriving = [s for s in producer.streams[:consumer.max_spatial_layer + 1]
+                        if s.active] or [producer.streams[0]]
+            streams[consumer.id] = arriving
+            top = len(producer.streams) - 1
+            layers = tuple(Layer(s.width, s.height, s.bitrate or UNMEASURED[
+                min(top - s.layer, len(UNMEASURED) - 1)]) for s in arriving)
+            demands.append(Demand(consumer.id, "video", layers,
+                                  source=producer.params.source or "camera",
+                                  speaker=self.speakers.speaks(producer),
+                                  tile=consumer.tile))
+        return demands, streams
+
+    @staticmethod
+    def _wanted(demands: list[Demand], result: Allocation) -> int:
+        """bit/s of everything at the layer its tile could use (what probing aims for)."""
+        total = 0
+        for demand in demands:
+            if demand.kind == "audio":
+                total += demand.bitrate
+            else:
+                total += demand.layers[useful_layers(demand) - 1].bitrate
+        return total
+
+    def _apply(self, demand: Demand, result: Allocation, arriving: list[RecvStream]) -> None:
+        consumer = self.transport.consumers[demand.consumer_id]
+        index = result.layer(demand.consumer_id)
+        consumer.hold("budget", index is None)
+        if index is not None:
+            consumer.aim(arriving[index].layer)
+
+
+class Prober:
+    """Padding towards one subscriber, to see whether its link carries more (module doc)."""
+
+    def __init__(self, transport: WebRtcTransport) -> None:
+        self.transport = transport
+        self.target = 0  # bit/s the probe aims the estimate at; 0: not probing
+        self.probes = self.failures = 0
+        self.padding_packets = 0
+        self._peak = 0
+        self._until = 0.0
+        self._next = 0.0  # no probe before this time
+        self._retry = RETRY_MIN
+        self._timer = None
+        self._last_pace = 0.0
+        self._bytes_prior = 0
+        self._media_rate = 0.0
+
+    @property
+    def probing(self) -> bool:
+        return self.target > 0
+
+    def want(self, target: int, now: float) -> None:
+        """The allocator could use `target` bit/s: probe for it, unless backing off."""
+        if self.probing:
+            self.target = target
+            return
+        if now < self._next or self._carrier() is None:
+            return
+        self.target = target
+        self.probes += 1
+        self._peak = self.transport.bwe.estimate
+        self._until = now + PROBE_MAX
+        self._last_pace = now
+        self._bytes_prior = self.transport.bytes_out
+        self._media_rate = 0.0
+        loop = self.transport.worker.loop
+        self._timer = loop.call_later(PACE_INTERVAL, self._pace)
+
+    def stop(self, success: bool) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.probing:
+            return
+        self.target = 0
+        now = time.monotonic()
+        if success:
+            self._retry = RETRY_MIN
+            self._next = now
+        else:
+            self.failures += 1
+            self._next = now + self._retry
+            self._retry = min(RETRY_MAX, self._retry * 2)
+
+    def _carrier(self) -> Consumer | None:
+        """A video consumer with an RTX stream the subscriber knows (padding goes there), one
+        that is forwarding if there is one."""
+        found = None
+        for consumer in self.transport.consumers.values():
+            if consumer.kind == "video" and consumer.rtx_ssrc is not None and \
+                    consumer.rtx_payload_type is not None:
+                if consumer.started and not consumer.paused:
+                    return consumer
+                found = found or consumer
+        return found
+
+    def _pace(self) -> None:
+        self._timer = None
+        transport = self.transport
+        if transport.state == "closed":
+            self.target = 0
+            return
+        now = time.monotonic()
+        estimate = transport.bwe.estimate
+        if estimate >= self.target:
+            self.stop(success=True)
+            return
+        if estimate < BACK_OFF * self._peak:
+            self.stop(success=False)
+            return
+        if now > self._until:
+            self.stop(success=True)
+            return
+        self._peak = max(self._peak, estimate)
+        dt = max(now - self._last_pace, 0.001)
+        # what the media itself took since the last pace (its padding was counted before),
+        # smoothed over a few paces
+        media = (transport.bytes_out - self._bytes_prior) * 8 / dt
+        self._media_rate = media if not self._media_rate else \
+            0.8 * self._media_rate + 0.2 * media
+        self._last_pace = now
+        fill = min(self.target, estimate * FILL) - self._media_rate
+        carrier = self._carrier()
+        if carrier is not None and fill > 0:
+            packets = int(fill * PACE_INTERVAL / 8 / PADDING) + 1
+            for _ in range(packets):
+                carrier.send_padding(PADDING, now)
+            self.padding_packets += packets
+        self._bytes_prior = transport.bytes_out
+        self._timer = transport.worker.loop.call_later(PACE_INTERVAL, self._pace)
