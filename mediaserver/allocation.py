@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .transport import WebRtcTransport
 
 ALLOCATE_INTERVAL = 0.5  # s between two rounds
+ALLOCATE_SLICES = 10  # a round is spread over this many ticks of the worker's timer
 RESEND_SHARE = 0.25  # of the estimate that resends may take
 AUDIO_BITRATE = 40_000  # bit/s of an audio stream not measured yet (Opus voice is 30-50k)
 # bit/s of a video encoding not measured yet, by its place from the top (the top one, the one
@@ -79,6 +80,8 @@ class TransportAllocator:
         resent = transport.resent_bytes - self._resent_prior
         self._resent_prior = transport.resent_bytes
         estimate = self.budget()
+        if estimate is None and not self._anything_to_choose():
+            return
         demands, streams = self._demands()
         if estimate is None:
             transport.resend_allowance = float("inf")
@@ -99,6 +102,15 @@ class TransportAllocator:
                 self.prober.want(want, now)
             else:
                 self.prober.stop(success=True)
+
+    def _anything_to_choose(self) -> bool:
+        """Without an estimate, only layers (for tiles) are to choose, and budget holds left
+        from when there was one to lift."""
+        for consumer in self.transport.consumers.values():
+            if len(consumer.producer.streams) > 1 or "budget" in consumer.holds:
+                return True
+        self.allocated = 0
+        return False
 
     def _demands(self) -> tuple[list[Demand], dict[str, list[RecvStream]]]:
         """What each consumer could send; for videos, also the streams behind the layers."""

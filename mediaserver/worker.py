@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from . import ice
-from .allocation import ALLOCATE_INTERVAL, TransportAllocator
+from .allocation import ALLOCATE_INTERVAL, ALLOCATE_SLICES, TransportAllocator
 from .config import MediaConfig
 from .consumer import BaseConsumer, Consumer
 from .dtls import DtlsCertificate
@@ -84,6 +84,8 @@ class Worker(asyncio.DatagramProtocol):
         self.link = WorkerLink(self.forget_producer, self.forget_consumer)
         self._udp: asyncio.DatagramTransport | None = None
         self._timers: list[asyncio.TimerHandle] = []
+        self._allocate_queue: list[WebRtcTransport] = []  # what this round has still to do
+        self._allocate_share = 0
         self.port = 0
         self.transport_closed_listeners: list[Callable[[str, str], None]] = []
         self.speakers = ActiveSpeakers(self.fault)  # active speaker per router (speaker.py)
@@ -135,7 +137,7 @@ class Worker(asyncio.DatagramProtocol):
         # a few ticks per consent period, at most one a second
         self._schedule(min(1.0, self.config.consent_timeout / 4), self._consent_tick)
         self._schedule(SPEAKER_INTERVAL, lambda: self.speakers.tick(self.routers.values()))
-        self._schedule(ALLOCATE_INTERVAL, self._allocate_tick)
+        self._schedule(ALLOCATE_INTERVAL / ALLOCATE_SLICES, self._allocate_tick)
         log.info("media worker on udp %s:%d", self.config.host, self.port)
 
     async def stop(self) -> None:
@@ -299,10 +301,18 @@ class Worker(asyncio.DatagramProtocol):
                     self.fault("transport-cc feedback", transport.id)
 
     def _allocate_tick(self) -> None:
-        """Fit each subscriber's consumers into its link (allocation.py)."""
+        """Fit each subscriber's consumers into its link (allocation.py): every transport
+        once per ALLOCATE_INTERVAL, a slice of them per tick, so that the round (7 ms for
+        300 subscribers here) never stalls the packet path in one piece."""
+        queue = self._allocate_queue
+        if not queue:
+            queue.extend(t for t in self.transports.values() if t.consumers)
+            self._allocate_share = -(-len(queue) // ALLOCATE_SLICES)
+        batch = queue[:self._allocate_share]
+        del queue[:self._allocate_share]
         now = time.monotonic()
-        for transport in list(self.transports.values()):
-            if not transport.consumers or transport.srtp is None:
+        for transport in batch:
+            if transport.state == "closed" or transport.srtp is None:
                 continue
             try:
                 allocator = transport.allocator

@@ -100,7 +100,9 @@ class Room:
             if estimate is not None:  # as SendSideEstimator.on_feedback leaves it
                 sub.transport.bwe.estimate = estimate
                 sub.transport.bwe.feedbacks += 1
-        self.worker._allocate_tick()
+        self.worker._allocate_tick()  # a round is spread over the ticks of a half second
+        while self.worker._allocate_queue:
+            self.worker._allocate_tick()
 
     def dump(self, consumer):
         return next(c for c in self.worker.dump().consumers if c.id == consumer.id)
