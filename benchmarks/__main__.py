@@ -6,6 +6,8 @@
     python -m benchmarks run rooms --rooms 5 --size 4
     python -m benchmarks run webinar --target janus --step 50 --max 300
     python -m benchmarks run webinar --compare --step 50 --max 300 --wait-idle 120
+    python -m benchmarks run webinar --simulcast --twcc --attendees 300 --weak-share 10
+    python -m benchmarks run webinar --simulcast --twcc --compare --repeat 3 --step 100 --max 300
 
 Against Janus (`--target janus`, or `--compare` for ours then Janus with the same steps and one
 report with both and their ratios) the command re-runs itself inside a throwaway network
@@ -79,6 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Janus's event_loops setting (0: Janus's default, a loop per handle)")
     r.add_argument("--keep-logs", action="store_true",
                    help="keep the server's and bots' logs (always kept after a failure)")
+    r.add_argument("--simulcast", action="store_true",
+                   help="publishers send three VP8 encodings (rids q, h, f: 320x180 ~150 "
+                        "kbit/s, 640x360 ~500 kbit/s, 1280x720 ~1.5 Mbit/s) as Chromium does")
+    r.add_argument("--twcc", action="store_true",
+                   help="publishers negotiate transport-cc (the server's feedback to them); "
+                        "subscribers send transport-cc feedback wherever the offer has it")
+    r.add_argument("--feedback-interval", type=float, default=0.1,
+                   help="subscribers' transport-cc feedback interval, s (Chromium: 0.1)")
+    r.add_argument("--weak-share", type=float, default=0.0,
+                   help="webinar: %% of attendees behind an emulated weak downlink")
+    r.add_argument("--weak-kbps", type=int, default=400,
+                   help="rate of the emulated weak downlinks, kbit/s (tbf-like, see "
+                        "benchmarks/link.py)")
+    r.add_argument("--link-queue", type=int, default=20_000,
+                   help="queue of the emulated weak downlinks, bytes (tbf limit)")
+    r.add_argument("--layers", default="",
+                   help="webinar with --simulcast: the layers attendees show in turn, e.g. "
+                        "'012' (default: none asked, each server's own choice)")
+    r.add_argument("--repeat", type=int, default=1,
+                   help="with --compare: this many alternations, ours and Janus in ABBA "
+                        "order (ours, Janus, Janus, ours, ...); one report with the medians")
+    r.add_argument("--baseline-root", type=Path, default=None,
+                   help="compare our server run from this source tree (a git worktree: "
+                        "'before') with this one ('after') instead of with Janus")
     return parser
 
 
@@ -88,7 +114,17 @@ def scenario_from(args: argparse.Namespace) -> scenarios.Scenario:
     if args.scenario == "rooms":
         return scenarios.rooms(args.rooms, args.size, args.sample_every)
     targets = (scenarios.step_targets(args.step, args.max) if args.step else [args.attendees])
-    return scenarios.webinar(targets, args.sample_every, args.presenters)
+    layers = tuple(int(c) for c in args.layers if c.isdigit())
+    scenario = scenarios.webinar(targets, args.sample_every, args.presenters,
+                                 weak_share=args.weak_share / 100, weak_kbps=args.weak_kbps,
+                                 layer_mix=layers)
+    if args.simulcast:
+        scenario.name += "-simulcast"
+        scenario.description += "; the presenter publishes three simulcast encodings"
+    if args.twcc:
+        scenario.name += "-twcc"
+        scenario.description += "; transport-cc negotiated on both legs"
+    return scenario
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
@@ -105,18 +141,21 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       idle_threshold=args.idle_threshold, retries=args.retries,
                       publisher_proc=args.publisher_proc,
                       target=args.target,
-                      janus_event_loops=args.janus_event_loops or None)
+                      janus_event_loops=args.janus_event_loops or None,
+                      simulcast=args.simulcast, twcc=args.twcc,
+                      feedback_interval=args.feedback_interval,
+                      link_queue_bytes=args.link_queue)
 
 
 async def main_async(args: argparse.Namespace) -> int:
     scenario = scenario_from(args)
     opts = options_from(args)
-    if args.compare:
-        combined = await compare.run_compare(scenario, opts)
+    if args.compare or args.baseline_root:
+        targets = compare.targets_for(args.baseline_root)
+        combined = await compare.run_compare(scenario, opts, targets, args.repeat)
         for kind, path in compare_report.write(combined, opts.out_dir, opts.plots).items():
             log(f"{kind}: {path}")
-        return 0 if all(combined[t]["steps"] and not combined[t]["error"]
-                        for t in compare.TARGETS) else 1
+        return 0 if all(r["steps"] and not r["error"] for r in combined["runs"]) else 1
     results = await run(scenario, opts)
     paths = report.write(results, opts.out_dir, opts.plots)
     for kind, path in paths.items():

@@ -2,7 +2,9 @@
 
 One JSON command per line in, one JSON reply per line out (logs go to stderr):
   {"cmd": "init", "base_url": ..., "media": [MediaSpec fields...], "sample_frames": 2,
-   "decrypt_all": false, "drop_percent": 0, "target": "ours" | "janus", "run_id": ...}
+   "decrypt_all": false, "drop_percent": 0, "target": "ours" | "janus", "run_id": ...,
+   "simulcast": {sender id: [MediaSpec fields, lowest first]}, "twcc": false,
+   "feedback_interval": 0.1, "link_queue_bytes": 20000}
   {"cmd": "add", "bots": [BotSpec fields...], "concurrency": 10}   -> {"started", "failed"}
   {"cmd": "wait", "timeout": 20}     -> once every subscriber got its first keyframe (or timeout)
   {"cmd": "snapshot"}                -> cumulative counters, the runner takes differences
@@ -39,9 +41,13 @@ class BotHost:
         for fields in cmd["media"]:
             spec = MediaSpec(**fields)
             media[spec.sender_id] = load_media(spec)
+        simulcast = {int(sender): [load_media(MediaSpec(**f)) for f in layers]
+                     for sender, layers in (cmd.get("simulcast") or {}).items()}
         self.ctx = BotContext(cmd["base_url"], media, cmd.get("sample_frames", 2),
                               cmd.get("decrypt_all", False), cmd.get("drop_percent", 0.0),
-                              cmd.get("run_id", ""))
+                              cmd.get("run_id", ""), simulcast, cmd.get("twcc", False),
+                              cmd.get("feedback_interval", 0.1),
+                              cmd.get("link_queue_bytes", 20_000))
         if cmd.get("target", "ours") == "janus":
             from .janus.bots import JanusBotSession, open_link
 
@@ -80,14 +86,60 @@ class BotHost:
     def _subscribers(self) -> list[Any]:
         return [s for s in self.sessions if s.subscriber and not s.spec.aux_subscriber]
 
+    @staticmethod
+    def _groups(subs: list[Any]) -> dict[str, dict[str, Any]]:
+        """Per group of subscribers (weak links, each preferred layer, everyone else):
+        cumulative counters, the runner takes differences. Bytes are SRTP datagrams as they
+        reached the subscriber's code (after its emulated link, if any)."""
+        out: dict[str, dict[str, Any]] = {}
+        for sub in subs:
+            g = out.setdefault(sub.group, {
+                "subscribers": 0, "packets": 0, "bytes": 0, "video_packets": 0,
+                "video_bytes": 0, "expected": 0, "lost": 0, "nacks": 0, "nack_seqs": 0,
+                "rtx": 0, "rtx_recovered": 0, "duplicates": 0, "plis_on_loss": 0,
+                "feedback_sent": 0, "link_offered": 0, "link_offered_bytes": 0,
+                "link_delivered": 0, "link_delivered_bytes": 0, "link_dropped": 0,
+                "link_delay_sum_ms": 0.0, "link_max_delay_ms": 0.0, "link_kbps": 0,
+                "layers_asked": 0, "padding": 0})
+            g["subscribers"] += 1
+            g["plis_on_loss"] += sub.plis_on_loss
+            g["feedback_sent"] += sub.feedback_sent
+            g["layers_asked"] += sub.layers_asked
+            g["link_kbps"] = max(g["link_kbps"], sub.link_kbps)
+            for st in sub.streams.values():
+                g["packets"] += st.packets
+                g["bytes"] += st.bytes
+                if st.kind == "video":
+                    g["video_packets"] += st.packets
+                    g["video_bytes"] += st.bytes
+                g["expected"] += st.expected
+                g["lost"] += st.lost
+                g["nacks"] += st.nacks
+                g["rtx"] += st.rtx_packets
+                g["rtx_recovered"] += st.rtx_recovered
+                g["duplicates"] += st.duplicates
+                g["padding"] += st.padding
+            link = sub.peer.link if sub.peer is not None else None
+            if link is not None:
+                g["link_offered"] += link.offered
+                g["link_offered_bytes"] += link.offered_bytes
+                g["link_delivered"] += link.delivered
+                g["link_delivered_bytes"] += link.delivered_bytes
+                g["link_dropped"] += link.dropped
+                g["link_delay_sum_ms"] += link.delay_sum_ns / 1e6
+                g["link_max_delay_ms"] = max(g["link_max_delay_ms"], link.max_delay_ns / 1e6)
+        return out
+
     def _waiting(self) -> int:
         return sum(1 for s in self._subscribers() if not s.closed and s.subscriber
                    and s.subscriber.join_time is None and not s.subscriber.failure)
 
     def snapshot(self) -> dict[str, Any]:
         assert self.ctx is not None
-        subs = [s.subscriber for s in self._subscribers() if s.subscriber is not None]
+        all_subs = [s.subscriber for s in self._subscribers() if s.subscriber is not None]
         pubs = [s.publisher for s in self.sessions if s.publisher is not None]
+        # The audience's figures leave the emulated weak links out: their own group has them.
+        subs = [sub for sub in all_subs if not sub.link_kbps]
         streams = [st for sub in subs for st in sub.streams.values()]
         peers = [p for p in [*(sub.peer for sub in subs), *(pub.peer for pub in pubs)] if p]
         samplers = [sm for sub in subs for sm in sub.samplers.values()]
@@ -114,6 +166,7 @@ class BotHost:
                     "recovered": total(streams, "recovered"),
                     "duplicates": total(streams, "duplicates"),
                     "rtx": total(streams, "rtx_packets"), "nacks": total(streams, "nacks"),
+                    "padding": total(streams, "padding"),
                     "unknown_ssrc": total(subs, "unknown_ssrc"),
                     "not_keyframe_first": total(subs, "not_keyframe_first"),
                     "dropped_on_purpose": total(subs, "dropped"),
@@ -124,7 +177,10 @@ class BotHost:
                      "send_errors": total(peers, "send_errors"),
                      "failed": sum(1 for p in peers if p.state == "failed")},
             "latency": self.ctx.latency.sparse(),
-            "join_times": [sub.join_time for sub in subs],  # None: not joined (yet)
+            "latency_weak": self.ctx.latency_weak.sparse(),
+            "groups": self._groups(all_subs),
+            # the order the runner counts subscribers in (join_before), weak ones included
+            "join_times": [sub.join_time for sub in all_subs],  # None: not joined (yet)
             "waiting": self._waiting(),
             "samples": {"verified": total(samplers, "verified"),
                         "failed": total(samplers, "failed"),
@@ -134,6 +190,7 @@ class BotHost:
                     "retransmitted": total(pubs, "retransmitted"),
                     "plis_received": total(pubs, "plis_received"),
                     "late_ticks": total(pubs, "late_ticks"),
+                    "twcc_feedback": total(pubs, "twcc_feedback"),
                     "skipped_frames": total(pubs, "skipped_frames")},
             "failures": failures[:10], "failure_count": len(failures),
             "loop": {"lag_max_ms": round(self.ctx.lag_max * 1000, 1),

@@ -31,6 +31,7 @@ from mediaserver.rtp.rtcp import (
     Pli,
     ReceiverReport,
     Remb,
+    TransportCc,
     build_sdes_cname,
     build_sr,
     ntp_now,
@@ -39,18 +40,21 @@ from mediaserver.rtp.rtcp import (
 
 from .media import AUDIO_CLOCK, EncodedMedia, MediaLoop
 from .peer import Peer
-from .rtpstats import GapTracker, LatencyHistogram, abs_send_time
+from .rtpstats import FeedbackClock, GapTracker, LatencyHistogram, abs_send_time
 from .sdp_client import (
     OPUS_PT,
     PUB_ABS_SEND_TIME_ID,
     PUB_MID_ID,
+    PUB_RID_ID,
+    PUB_RRID_ID,
+    PUB_TCC_ID,
     RTX_PT,
     VP8_PT,
     PublishStreams,
     publish_offer,
     remote_transport,
 )
-from .sendlog import SendLog, log_path
+from .sendlog import VIDEO_KINDS, SendLog, log_path
 from .signal_client import SignalClient
 from .subscriber import SubscriberBot
 
@@ -61,6 +65,7 @@ log = logging.getLogger(__name__)
 SENDER = re.compile(r"-s(\d+)-")
 NACK_CACHE = 512  # video packets kept for retransmission (~4 s at 120 packets/s)
 MAX_LATE = 0.2  # a publisher this far behind its schedule skips ahead instead of bursting
+SIMULCAST_RIDS = ("q", "h", "f")  # lowest first, as web_client/js/publisher.js offers them
 
 
 @dataclass
@@ -75,6 +80,12 @@ class BotSpec:
     # webinar); left out of the audience's statistics, and with one presenter it never gets
     # an offer (nothing to receive), which the server holds open indefinitely
     aux_subscriber: bool = False
+    # A subscriber behind an emulated bottleneck of this many kbit/s (0: none): see
+    # benchmarks.link. Its figures are kept apart from the audience's ("weak" group).
+    link_kbps: int = 0
+    # The simulcast layer this subscriber shows (-1: none asked, the server's choice): told to
+    # our server as the tile size of that layer (setTrackView), to Janus as its substream.
+    layer: int = -1
 
 
 class BotContext:
@@ -82,11 +93,21 @@ class BotContext:
 
     def __init__(self, base_url: str, media: dict[int, EncodedMedia], sample_frames: int = 2,
                  decrypt_all: bool = False, drop_percent: float = 0.0,
-                 run_id: str = "") -> None:
+                 run_id: str = "", simulcast: dict[int, list[EncodedMedia]] | None = None,
+                 twcc: bool = False, feedback_interval: float = 0.1,
+                 link_queue_bytes: int = 20_000) -> None:
         self.run_id = run_id  # names the publishers' send logs shared between bot processes
         self.loop = asyncio.get_running_loop()
         self.base_url = base_url
         self.media = media
+        # sender id -> its encodings, lowest first (publishers send them all, as simulcast)
+        self.simulcast = simulcast or {}
+        self.twcc = twcc  # publishers number their packets (transport-cc) and ask for feedback
+        # subscribers send transport-cc feedback this often, where the offer negotiated it
+        self.feedback_interval = feedback_interval
+        self.link_queue_bytes = link_queue_bytes  # emulated links: the bottleneck's queue
+        self.latency_weak = LatencyHistogram()  # the emulated weak links' own latency
+        self.feedback = FeedbackClock(self.loop, feedback_interval)
         self.sample_frames = sample_frames
         self.decrypt_all = decrypt_all
         self.drop = drop_percent / 100  # subscribers discard this share of incoming video
@@ -112,6 +133,9 @@ class BotContext:
                 self.send_logs[publisher] = log
         return log
 
+    def publisher_media(self, sender_id: int) -> EncodedMedia | list[EncodedMedia]:
+        return self.simulcast.get(sender_id) or self.media[sender_id]
+
     def _lag_tick(self) -> None:
         now = self.loop.time()
         lag = now - self._lag_due
@@ -124,6 +148,7 @@ class BotContext:
     async def close(self) -> None:
         self._lag_timer.cancel()
         self.tracker.stop()
+        self.feedback.stop()
         if self.janus is not None:
             await self.janus.close()
         for log in self.send_logs.values():
@@ -144,6 +169,9 @@ class BotSession:
         self.closed = False
         self.close_code: int | None = None
         self.close_reason = ""
+        # set once the join result is in: the subscriber offer may come before it (the
+        # server offers while joining), and who publishes what is only known from it
+        self.ready = asyncio.Event()
 
     write_candidates = False  # our server is ICE-lite and learns the address from STUN
 
@@ -156,6 +184,13 @@ class BotSession:
         """Our answer to a subscriber offer."""
         await self.signal.request("subscriberAnswer", {"sdp": sdp})
 
+    async def prefer_layer(self, mid: str, track_id: str, layer: int, width: int,
+                           height: int) -> None:
+        """Show a simulcast video in a tile of that layer's size, as the web client tells it
+        (setTrackView): the allocator sends no larger layer than the tile needs."""
+        await self.signal.request("setTrackView", {"trackId": track_id, "visible": True,
+                                                   "width": width, "height": height})
+
     async def start(self) -> None:
         self.opened_at = time.time()
         await self.signal.connect()
@@ -164,8 +199,9 @@ class BotSession:
             self.names[p["id"]] = p.get("name", "")
         for t in joined.get("tracks", []):
             self.track_owner[t["id"]] = t["participantId"]
+        self.ready.set()
         if self.spec.publish:
-            self.publisher = PublisherBot(self, self.ctx.media[self.spec.sender_id])
+            self.publisher = PublisherBot(self, self.ctx.publisher_media(self.spec.sender_id))
             await self.publisher.start()
 
     def sender_of(self, track_id: str) -> int:
@@ -193,43 +229,92 @@ class BotSession:
         await self.signal.close(leave=not self.closed)
 
 
+class VideoEncoding:
+    """One encoding a publisher sends: its loop, SSRCs, numbering and NACK cache. Without
+    simulcast a publisher has one (no rid); with it, one per rid, lowest first."""
+
+    __slots__ = ("index", "rid", "loop", "ssrc", "rtx_ssrc", "seq", "rtx_seq", "cache", "ext",
+                 "rtx_ext", "tcc_pos", "rtx_tcc_pos", "kind", "packets", "octets", "last")
+
+    def __init__(self, index: int, rid: str, media: EncodedMedia, ssrc: int, rtx_ssrc: int,
+                 mid: str, twcc: bool, kind: str) -> None:
+        self.index = index
+        self.rid = rid
+        self.loop = MediaLoop(media, random.getrandbits(32), random.getrandbits(32),
+                              random.getrandbits(15))
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        self.seq = random.getrandbits(15)
+        self.rtx_seq = random.getrandbits(15)
+        self.cache: list[tuple[int, bytes]] = [(-1, b"")] * NACK_CACHE  # (seq, plain packet)
+        rid_ext = [(PUB_RID_ID, rid.encode())] if rid else []
+        rrid_ext = [(PUB_RRID_ID, rid.encode())] if rid else []
+        self.ext, self.tcc_pos = ext_block(mid, twcc, rid_ext)
+        self.rtx_ext, self.rtx_tcc_pos = ext_block(mid, twcc, rrid_ext)
+        self.kind = kind  # its send log's kind (Janus target): "video", "video1", ...
+        self.packets = self.octets = 0
+        self.last = (0, 0.0)  # last RTP timestamp and its send time, for sender reports
+
+
+def ext_block(mid: str, twcc: bool, more: list[tuple[int, bytes]]) -> tuple[bytearray, int]:
+    """A one-byte-form extension block: abs-send-time first (patched per packet at bytes
+    5..7), then mid, the transport-wide number (patched at the returned offset, -1: none) and
+    `more` (rid or repaired rid)."""
+    body = bytearray((PUB_ABS_SEND_TIME_ID << 4 | 2, 0, 0, 0,
+                      PUB_MID_ID << 4 | len(mid) - 1)) + mid.encode()
+    tcc_pos = -1
+    if twcc:
+        body.append(PUB_TCC_ID << 4 | 1)
+        tcc_pos = 4 + len(body)
+        body += b"\x00\x00"
+    for ident, value in more:
+        body += bytes((ident << 4 | len(value) - 1,)) + value
+    body += b"\x00" * (-len(body) % 4)
+    return bytearray(b"\xbe\xde" + U16.pack(len(body) // 4)) + body, tcc_pos
+
+
 class PublisherBot:
-    def __init__(self, session: BotSession, media: EncodedMedia) -> None:
+    def __init__(self, session: BotSession, media: EncodedMedia | list[EncodedMedia]) -> None:
         self.session = session
         self.loop = session.ctx.loop
-        self.media = MediaLoop(media, random.getrandbits(32), random.getrandbits(32),
-                               random.getrandbits(15))
-        self.streams = PublishStreams()
+        layers = media if isinstance(media, list) else [media]
+        rids = SIMULCAST_RIDS[:len(layers)] if len(layers) > 1 else ()
+        self.twcc = session.ctx.twcc
+        self.streams = PublishStreams(rids=rids, twcc=self.twcc)
         self.peer = Peer(session.ctx.certificate, self._on_rtp, self._on_rtcp,
                          name=f"{session.spec.name}/pub")
+        s = self.streams
+        if rids:
+            ssrcs = [(random.getrandbits(32) or 1, random.getrandbits(32) or 1) for _ in rids]
+        else:
+            ssrcs = [(s.video_ssrc, s.rtx_ssrc)]
+        self.encodings = [
+            VideoEncoding(i, rid, m, ssrc, rtx, s.video_mid, self.twcc,
+                          "video" if not rids else VIDEO_KINDS[i])
+            for i, (rid, m, (ssrc, rtx)) in enumerate(zip(rids or ("",), layers, ssrcs,
+                                                         strict=True))]
+        self.by_ssrc = {e.ssrc: e for e in self.encodings}
+        self.media = MediaLoop(layers[0], random.getrandbits(32), random.getrandbits(32),
+                               random.getrandbits(15))  # for its audio
         self.audio_seq = random.getrandbits(15)
-        self.video_seq = random.getrandbits(15)
-        self.rtx_seq = random.getrandbits(15)
-        self._cache: list[tuple[int, bytes]] = [(-1, b"")] * NACK_CACHE  # (seq, plain packet)
+        self.tcc_seq = random.getrandbits(15)
         self._timer: asyncio.TimerHandle | None = None
         self._sr_timer: asyncio.TimerHandle | None = None
         self._next_audio = self._next_video = 0.0
-        self._video_period = 1 / media.spec.fps
-        self._last = {"audio": (0, 0.0), "video": (0, 0.0)}  # last RTP ts and its send time
-        self.audio_ext = self._ext_block(self.streams.audio_mid)
-        self.video_ext = self._ext_block(self.streams.video_mid)
+        self._video_period = 1 / layers[0].spec.fps
+        self._audio_last = (0, 0.0)  # last RTP ts and its send time
+        self.audio_ext, self.audio_tcc_pos = ext_block(s.audio_mid, self.twcc, [])
         # counters
         self.packets = {"audio": 0, "video": 0}
         self.octets = {"audio": 0, "video": 0}
+        self.audio_packets = self.audio_octets = 0
         self.packets_sent = self.bytes_sent = 0
         self.nacks_received = self.retransmitted = self.plis_received = 0
+        self.twcc_feedback = 0  # transport-cc feedback packets the server sent us
         self.late_ticks = self.skipped_frames = 0
         self.remote_lost = 0
         # set by targets that rewrite or strip our latency stamp (Janus): send times by seq
         self.send_log: SendLog | None = None
-
-    @staticmethod
-    def _ext_block(mid: str) -> bytearray:
-        # one-byte form: abs-send-time (patched per packet) then mid, padded to 32 bits
-        body = bytes((PUB_ABS_SEND_TIME_ID << 4 | 2, 0, 0, 0, PUB_MID_ID << 4 | len(mid) - 1))
-        body += mid.encode()
-        body += b"\x00" * (-len(body) % 4)
-        return bytearray(b"\xbe\xde" + U16.pack(len(body) // 4) + body)
 
     async def start(self) -> None:
         addr = self.peer.open()
@@ -264,46 +349,73 @@ class PublisherBot:
             self._next_audio = self._next_video = now
         while self._next_audio <= now + 0.001:
             ts, payload = self.media.next_audio()
-            self._send("audio", OPUS_PT, self.audio_seq, ts, self.streams.audio_ssrc, payload,
-                       True, self.audio_ext)
-            self.audio_seq = (self.audio_seq + 1) & 0xFFFF
+            self._send_audio(ts, payload)
             self._next_audio += 0.02
         while self._next_video <= now + 0.001:
-            ts, _key, payloads = self.media.next_video()
-            last = len(payloads) - 1
-            for i, payload in enumerate(payloads):
-                seq = self.video_seq
-                packet = self._send("video", VP8_PT, seq, ts, self.streams.video_ssrc, payload,
-                                    i == last, self.video_ext)
-                self._cache[seq % NACK_CACHE] = (seq, packet)
-                self.video_seq = (seq + 1) & 0xFFFF
+            for enc in self.encodings:  # lowest first, as a browser's encoders finish
+                ts, _key, payloads = enc.loop.next_video()
+                last = len(payloads) - 1
+                for i, payload in enumerate(payloads):
+                    seq = enc.seq
+                    packet = self._send_video(enc, seq, ts, payload, i == last)
+                    enc.cache[seq % NACK_CACHE] = (seq, packet)
+                    enc.seq = (seq + 1) & 0xFFFF
             self._next_video += self._video_period
         self._timer = self.loop.call_at(min(self._next_audio, self._next_video), self._tick)
 
-    def _send(self, kind: str, pt: int, seq: int, ts: int, ssrc: int, payload: bytes,
-              marker: bool, ext: bytearray) -> bytes:
-        now = time.time()
+    def _stamp(self, ext: bytearray, tcc_pos: int, now: float) -> None:
         ext[5:8] = abs_send_time(now)
-        packet = RTP_HEADER.pack(0x90, (0x80 if marker else 0) | pt, seq, ts, ssrc) + ext + payload
+        if tcc_pos >= 0:
+            seq = self.tcc_seq = (self.tcc_seq + 1) & 0xFFFF
+            ext[tcc_pos] = seq >> 8
+            ext[tcc_pos + 1] = seq & 0xFF
+
+    def _send_audio(self, ts: int, payload: bytes) -> None:
+        now = time.time()
+        seq = self.audio_seq
+        self._stamp(self.audio_ext, self.audio_tcc_pos, now)
+        packet = (RTP_HEADER.pack(0x90, 0x80 | OPUS_PT, seq, ts, self.streams.audio_ssrc)
+                  + self.audio_ext + payload)
         if self.send_log is not None:
-            self.send_log.sent(kind, seq, payload, now)
+            self.send_log.sent("audio", seq, payload, now)
         self.peer.send_rtp(packet)
-        self.packets[kind] += 1
-        self.octets[kind] += len(payload)
+        self.audio_seq = (seq + 1) & 0xFFFF
+        self.packets["audio"] += 1
+        self.octets["audio"] += len(payload)
         self.packets_sent += 1
         self.bytes_sent += len(packet)
-        self._last[kind] = (ts, time.monotonic())
+        self._audio_last = (ts, time.monotonic())
+
+    def _send_video(self, enc: VideoEncoding, seq: int, ts: int, payload: bytes,
+                    marker: bool) -> bytes:
+        now = time.time()
+        self._stamp(enc.ext, enc.tcc_pos, now)
+        packet = (RTP_HEADER.pack(0x90, (0x80 if marker else 0) | VP8_PT, seq, ts, enc.ssrc)
+                  + enc.ext + payload)
+        if self.send_log is not None:
+            self.send_log.sent(enc.kind, seq, payload, now)
+        self.peer.send_rtp(packet)
+        enc.packets += 1
+        enc.octets += len(payload)
+        self.packets["video"] += 1
+        self.octets["video"] += len(payload)
+        self.packets_sent += 1
+        self.bytes_sent += len(packet)
+        enc.last = (ts, time.monotonic())
         return packet
 
     def _send_sr(self) -> None:
         ntp, now = ntp_now(), time.monotonic()
         report = b""
-        for kind, ssrc, clock in (("audio", self.streams.audio_ssrc, AUDIO_CLOCK),
-                                  ("video", self.streams.video_ssrc, 90000)):
-            ts, at = self._last[kind]
-            rtp = (ts + int((now - at) * clock)) & 0xFFFFFFFF
-            report += build_sr(ssrc, ntp, rtp, self.packets[kind], self.octets[kind])
-        self.peer.send_rtcp(report + build_sdes_cname(self.streams.video_ssrc,
+        ts, at = self._audio_last
+        report += build_sr(self.streams.audio_ssrc, ntp,
+                           (ts + int((now - at) * AUDIO_CLOCK)) & 0xFFFFFFFF,
+                           self.packets["audio"], self.octets["audio"])
+        for enc in self.encodings:
+            ts, at = enc.last
+            report += build_sr(enc.ssrc, ntp, (ts + int((now - at) * 90000)) & 0xFFFFFFFF,
+                               enc.packets, enc.octets)
+        self.peer.send_rtcp(report + build_sdes_cname(self.encodings[0].ssrc,
                                                       self.streams.cname))
         self._sr_timer = self.loop.call_later(0.5 + random.random(), self._send_sr)
 
@@ -318,30 +430,43 @@ class PublisherBot:
         except ValueError:
             return
         for item in items:
-            if isinstance(item, Nack) and item.media_ssrc == self.streams.video_ssrc:
-                self.nacks_received += 1
-                for seq in item.seqs:
-                    self._retransmit(seq)
-            elif isinstance(item, (Pli, Fir)):
-                self.plis_received += 1
-                self.media.jump_to_keyframe()
+            if isinstance(item, Nack):
+                enc = self.by_ssrc.get(item.media_ssrc)
+                if enc is not None:
+                    self.nacks_received += 1
+                    for seq in item.seqs:
+                        self._retransmit(enc, seq)
+            elif isinstance(item, Pli):
+                self._keyframe(item.media_ssrc)
+            elif isinstance(item, Fir):
+                for ssrc, _n in item.entries:
+                    self._keyframe(ssrc)
             elif isinstance(item, ReceiverReport):
                 for block in item.reports:
-                    if block.ssrc == self.streams.video_ssrc:
+                    if block.ssrc == self.encodings[-1].ssrc:
                         self.remote_lost = block.packets_lost
+            elif isinstance(item, TransportCc):
+                self.twcc_feedback += 1  # a fixed-rate loop: nothing to adapt
             elif isinstance(item, Remb):
                 pass  # no bandwidth adaptation: the loop has one bitrate
 
-    def _retransmit(self, seq: int) -> None:
-        cached_seq, packet = self._cache[seq % NACK_CACHE]
+    def _keyframe(self, ssrc: int) -> None:
+        enc = self.by_ssrc.get(ssrc)
+        if enc is not None:
+            self.plis_received += 1
+            enc.loop.jump_to_keyframe()
+
+    def _retransmit(self, enc: VideoEncoding, seq: int) -> None:
+        cached_seq, packet = enc.cache[seq % NACK_CACHE]
         if cached_seq != seq:
             return
-        # RTX (RFC 4588): own SSRC and sequence, original sequence number before the payload
+        # RTX (RFC 4588): own SSRC and sequence, original sequence number before the payload;
+        # with simulcast the repaired rid in place of the rid (RFC 8852)
         offset = payload_offset(packet)
-        rtx = (RTP_HEADER.pack(packet[0], (packet[1] & 0x80) | RTX_PT, self.rtx_seq,
-                               int.from_bytes(packet[4:8], "big"), self.streams.rtx_ssrc)
-               + packet[12:offset] + U16.pack(seq) + packet[offset:])
-        self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+        self._stamp(enc.rtx_ext, enc.rtx_tcc_pos, time.time())
+        rtx = (RTP_HEADER.pack(packet[0], (packet[1] & 0x80) | RTX_PT, enc.rtx_seq,
+                               int.from_bytes(packet[4:8], "big"), enc.rtx_ssrc)
+               + enc.rtx_ext + U16.pack(seq) + packet[offset:])
+        enc.rtx_seq = (enc.rtx_seq + 1) & 0xFFFF
         self.peer.send_rtp(rtx)
         self.retransmitted += 1
-

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .compare import TARGETS
 
 
 def _pair(values: list[Any], digits: int | None = None) -> str:
@@ -42,8 +41,7 @@ def ratio_table(rows: list[dict[str, Any]]) -> str:
                                    + " |" for r in rows)])
 
 
-def _capacity_line(target: str, c: dict[str, Any]) -> str:
-    name = "ours" if target == "ours" else "Janus"
+def _capacity_line(name: str, c: dict[str, Any]) -> str:
     if c["largest"] is None:
         return f"- {name}: no step within the limits (first step failing: {c['first_failing']})"
     tail = f"; next step over the limits: {c['first_failing']}" if c["first_failing"] else \
@@ -52,16 +50,58 @@ def _capacity_line(target: str, c: dict[str, Any]) -> str:
             f"about {c['per_core']:,} attendees per core at that cost{tail}")
 
 
+def _targets(c: dict[str, Any]) -> list[dict[str, Any]]:
+    return c.get("targets") or [{"key": "ours", "label": "ours"},
+                                {"key": "janus", "label": "Janus"}]
+
+
+def _pairs(values: list[Any], digits: int | None = None) -> str:
+    return " ".join("-" if v is None else (f"{v:.{digits}f}" if digits is not None
+                                            and isinstance(v, float) else str(v))
+                    for v in values)
+
+
+def median_table(rows: list[dict[str, Any]]) -> str:
+    head = ("| attendees | alternations | ratio per alternation | median ratio | received / "
+            "server CPU-s, medians | p99 ms A, per alternation | p99 ms B, per alternation | "
+            "p99 ms medians | p50 ms medians | server CPU % medians | A >= 1.0 and p99 A <= B "
+            "in | other CPU % (max) |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r['alternations']} | {_pairs(r['efficiency_ratio'])} | "
+            f"{r['efficiency_ratio_median']} | {_pair(r['received_per_cpu_s_median'])} | "
+            f"{_pairs(r['p99_ms'][0])} | {_pairs(r['p99_ms'][1])} | "
+            f"{_pair(r['p99_ms_median'])} | {_pair(r['p50_ms_median'])} | "
+            f"{_pair(r['server_cpu_percent_median'])} | {r['both_met']} of "
+            f"{r['alternations']} | {r['other_cpu_percent_max']} |")
+    return "\n".join(lines)
+
+
 def markdown(c: dict[str, Any], plot: str | None) -> str:
-    ours, janus = c["ours"], c["janus"]
-    loops = janus["options"].get("janus_event_loops")
-    lines = [f"# {c['scenario']} ({c['timestamp']})", "", c["description"] + ": ours, then "
-             "Janus 1.1.2, with the same bots, media and steps.", ""]
-    lines += report.header(ours)
-    lines += [f"Janus: Debian's 1.1.2, VideoRoom, HTTP API, ICE-lite, event_loops = "
-              f"{loops if loops else 'default (one loop per handle)'}; in a network namespace "
-              "on loopback (benchmarks/janus/launcher.py).", "",
-              "## Ours / Janus", "", ratio_table(c["ratios"]), ""]
+    ta, tb = _targets(c)
+    first_a, first_b = c[ta["key"]], c[tb["key"]]
+    janus = tb["key"] == "janus"
+    lines = [f"# {c['scenario']} ({c['timestamp']})", "",
+             c["description"] + f": {ta['label']} and {tb['label']}"
+             + (" 1.1.2" if janus else "") + ", with the same bots, media and steps"
+             + (f", {c.get('repeat', 1)} alternations in ABBA order" if c.get("repeat", 1) > 1
+                else "") + ".", ""]
+    lines += report.header(first_a)
+    if janus:
+        loops = first_b["options"].get("janus_event_loops")
+        lines += [f"Janus: Debian's 1.1.2, VideoRoom, HTTP API, ICE-lite, event_loops = "
+                  f"{loops if loops else 'default (one loop per handle)'}; in a network "
+                  "namespace on loopback (benchmarks/janus/launcher.py)."]
+    else:
+        lines += [f"A: {ta['label']}; B: {tb['label']} (our server from that source tree)."]
+    title = "Ours / Janus" if janus else "After / before"
+    lines += [""]
+    if c.get("medians") and c.get("repeat", 1) > 1:
+        lines += [f"## {title}: every alternation and the medians", "",
+                  median_table(c["medians"]), ""]
+    lines += [f"## {title}" + (" (first alternation)" if c.get("repeat", 1) > 1 else ""), "",
+              ratio_table(c["ratios"]), ""]
     s = c["summary"]
     if s["efficiency_ratio_median"] is not None:
         lines += [f"Efficiency ratio (received packets per server CPU-second, ours / Janus): "
@@ -69,9 +109,15 @@ def markdown(c: dict[str, Any], plot: str | None) -> str:
                   f"{s['efficiency_ratio_range'][0]}-{s['efficiency_ratio_range'][1]} over "
                   f"{s['steps_compared']} step(s).", ""]
     lines += ["Largest webinar within the limits (loss <= 1%, p99 <= 50 ms, every subscriber "
-              "joined):", *[_capacity_line(t, c["capacity"][t]) for t in TARGETS], ""]
-    for target, r in (("Ours", ours), ("Janus", janus)):
-        lines += [f"## {target}", "", report.table(r["steps"]), "", *report.outcome(r)]
+              "joined; first alternation):",
+              *[_capacity_line(t["label"], c["capacity"][t["key"]]) for t in (ta, tb)], ""]
+    runs = c.get("runs") or [first_a, first_b]
+    labels = {t["key"]: t["label"] for t in (ta, tb)}
+    for r in runs:
+        name = labels.get(r.get("compare_key", r.get("target")), r.get("target"))
+        alt = f", alternation {r['alternation'] + 1}" if "alternation" in r else ""
+        lines += [f"## {name[0].upper() + name[1:]}{alt} ({r['timestamp']})", "",
+                  report.table(r["steps"]), "", *report.group_section(r), *report.outcome(r)]
     lines += [
         "Received / server CPU-s: RTP packets (retransmissions included) the subscriber bots "
         "received, per CPU-second of the server's processes (ours: signalling + media workers; "
@@ -90,9 +136,16 @@ def plot(c: dict[str, Any], path: Path) -> bool:
                ("server CPU % (of one core)", lambda s: s["server"]["cpu_percent"]),
                ("loss %", lambda s: s["loss_percent"]),
                ("added latency p99 ms", lambda s: s["latency_ms"]["p99"])]
+    runs = c.get("runs") or [c[t["key"]] for t in _targets(c)]
+    labels = {t["key"]: t["label"] for t in _targets(c)}
+
+    def name(r: dict[str, Any]) -> str:
+        label = labels.get(r.get("compare_key", r.get("target")), "?")
+        return label + (f" #{r['alternation'] + 1}" if c.get("repeat", 1) > 1 else "")
+
     panels: list[tuple[str, list[report.Series]]] = [
-        (title, [("ours" if t == "ours" else "Janus 1.1.2", [s["x"] for s in c[t]["steps"]],
-                  [get(s) for s in c[t]["steps"]]) for t in TARGETS])
+        (title, [(name(r), [s["x"] for s in r["steps"]], [get(s) for s in r["steps"]])
+                 for r in runs])
         for title, get in getters]
     return report.save_panels(path, f"{c['scenario']} ({c['timestamp']})", "attendees", panels)
 

@@ -157,6 +157,10 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
                    "bits_in_per_s": round(8 * bots("pub", "bytes") / wall),
                    "bits_out_per_s": round(8 * bots("sub", "bytes") / wall)}
     pct = LatencyHistogram.percentile
+    hist_weak = LatencyHistogram.diff(
+        LatencyHistogram.merge([x.get("latency_weak", {}) for x in b.bots]),
+        LatencyHistogram.merge([x.get("latency_weak", {}) for x in a.bots]))
+    groups = group_results(a, b, wall, hist_weak)
     return {
         "window_s": round(wall, 2),
         "server": {"cpu_percent": round(100 * server_cpu / wall, 1),
@@ -173,6 +177,7 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
         "loss_percent": _r(loss, 3), "lost": lost, "expected": expected,
         "recovery": {"nacks": bots("sub", "nacks"), "rtx_received": bots("sub", "rtx"),
                      "recovered": bots("sub", "recovered"),
+                     "padding_received": bots("sub", "padding"),
                      "dropped_on_purpose": bots("sub", "dropped_on_purpose"),
                      "plis_to_publishers": bots("pub", "plis_received"),
                      "nacks_to_publishers": bots("pub", "nacks_received"),
@@ -205,4 +210,76 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
                     "runner_percent": round(runner, 1), "cpus": NCPU},
         "bot_limited": any(n.endswith("(bot-limited)") for n in notes),
         "notes": notes,
+        "groups": groups,
+        "twcc": {"feedback_to_publishers": bots("pub", "twcc_feedback"),
+                 "feedback_from_subscribers": sum(g["feedback_sent"] for g in groups.values())},
     }
+
+
+GROUP_KEYS = ("packets", "bytes", "video_packets", "video_bytes", "expected", "lost", "nacks",
+              "rtx", "rtx_recovered", "duplicates", "plis_on_loss", "feedback_sent",
+              "link_offered", "link_offered_bytes", "link_delivered", "link_delivered_bytes",
+              "link_dropped", "link_delay_sum_ms", "padding")
+
+
+def group_results(a: Snapshot, b: Snapshot, wall: float,
+                  hist_weak: dict[int, int]) -> dict[str, dict[str, Any]]:
+    """Per group of subscribers (bots.SubscriberBot.group: "weak", "L0".."L2", "all"): what
+    they received in the window, per subscriber. For the weak ones also their emulated link:
+    what the server sent them (offered), what got through, what the link dropped, the
+    queueing delay, and their latency (after the link)."""
+    def total(snap: Snapshot, name: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for x in snap.bots:
+            g = x.get("groups", {}).get(name)
+            if g:
+                for k in (*GROUP_KEYS, "subscribers"):
+                    out[k] = out.get(k, 0) + g[k]
+                out["link_max_delay_ms"] = max(out.get("link_max_delay_ms", 0.0),
+                                               g["link_max_delay_ms"])
+                out["link_kbps"] = max(out.get("link_kbps", 0), g["link_kbps"])
+                out["layers_asked"] = out.get("layers_asked", 0) + g.get("layers_asked", 0)
+        return out
+
+    names = sorted({n for x in b.bots for n in x.get("groups", {})})
+    result = {}
+    for name in names:
+        before, after = total(a, name), total(b, name)
+        d = {k: after.get(k, 0) - before.get(k, 0) for k in GROUP_KEYS}
+        n = int(after.get("subscribers", 0))
+        if not n:
+            continue
+        per = 1 / (n * wall)
+        r: dict[str, Any] = {
+            "subscribers": n,
+            "kbps_per_subscriber": round(8 * d["bytes"] * per / 1000, 1),
+            "video_kbps_per_subscriber": round(8 * d["video_bytes"] * per / 1000, 1),
+            "packets_per_s_per_subscriber": round(d["packets"] * per, 1),
+            "loss_percent": _r(100 * d["lost"] / d["expected"], 3) if d["expected"] > 0
+            else None,
+            "lost": int(d["lost"]), "expected": int(d["expected"]),
+            "nacks_sent": int(d["nacks"]), "rtx_received": int(d["rtx"]),
+            "rtx_recovered": int(d["rtx_recovered"]), "duplicates": int(d["duplicates"]),
+            "plis_on_loss": int(d["plis_on_loss"]),
+            "feedback_sent": int(d["feedback_sent"]),
+            "padding_per_s_per_subscriber": round(d["padding"] * per, 1),
+        }
+        if after.get("link_kbps"):
+            pct = LatencyHistogram.percentile
+            r["link"] = {
+                "kbps": int(after["link_kbps"]),
+                "offered_kbps_per_subscriber": round(8 * d["link_offered_bytes"] * per / 1000,
+                                                     1),
+                "delivered_kbps_per_subscriber": round(
+                    8 * d["link_delivered_bytes"] * per / 1000, 1),
+                "dropped_packets": int(d["link_dropped"]),
+                "dropped_percent": _r(100 * d["link_dropped"] / d["link_offered"], 2)
+                if d["link_offered"] else None,
+                "mean_queue_delay_ms": _r(d["link_delay_sum_ms"] / d["link_offered"], 1)
+                if d["link_offered"] else None,
+                "max_queue_delay_ms_since_start": _r(after.get("link_max_delay_ms"), 1)}
+            r["latency_ms"] = {"p50": _r(pct(hist_weak, 50)), "p99": _r(pct(hist_weak, 99)),
+                               "samples": sum(hist_weak.values())}
+        r["layers_asked"] = int(after.get("layers_asked", 0))
+        result[name] = r
+    return result

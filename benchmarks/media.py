@@ -31,6 +31,11 @@ VP8_DESCRIPTOR = 4  # X=1, I=1 with a 15-bit PictureID: 4 bytes
 CACHE_VERSION = 2
 
 
+# Simulcast encodings of a publisher, lowest first: (width, height, target bit/s), about what
+# Chromium sends for a 720p camera (scaleResolutionDownBy 4, 2, 1).
+SIMULCAST_LAYERS = ((320, 180, 150_000), (640, 360, 500_000), (1280, 720, 1_500_000))
+
+
 @dataclass(frozen=True)
 class MediaSpec:
     sender_id: int
@@ -213,3 +218,10 @@ class MediaLoop:
             return
         later = [i for i in self.keyframes if i > self.video_index]
         self.video_index = later[0] if later else self.keyframes[0]
+
+
+def simulcast_specs(sender_id: int, seconds: float = 4.0,
+                    layers: tuple[tuple[int, int, int], ...] = SIMULCAST_LAYERS) -> list[MediaSpec]:
+    """One MediaSpec per simulcast encoding of a sender, lowest first."""
+    return [MediaSpec(sender_id=sender_id, seconds=seconds, width=w, height=h, bitrate=b)
+            for w, h, b in layers]

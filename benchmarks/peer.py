@@ -27,6 +27,7 @@ from mediaserver.dtls import DtlsCertificate, DtlsEndpoint
 from mediaserver.ice import new_credentials
 from mediaserver.srtp import SrtpError, SrtpPair
 
+from .link import EmulatedLink
 from .sdp_client import LocalTransport, RemoteTransport
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class Peer:
         self.send_errors = 0
         self.srtp_errors = 0
         self.socket_drops = 0  # the kernel's drop count of our own socket (SO_RXQ_OVFL)
+        # an emulated bottleneck (benchmarks.link) that SRTP and SRTCP pass through first
+        self.link: EmulatedLink | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -120,6 +123,8 @@ class Peer:
             self._check_timer = None
         if self._dtls is not None:
             self._dtls.close()
+        if self.link is not None:
+            self.link.close()
         if self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
@@ -250,6 +255,7 @@ class Peer:
             return
         recvmsg = sock.recvmsg
         on_rtp = self.on_rtp
+        link = self.link
         for _ in range(READ_BATCH):
             try:
                 data, ancillary, _flags, addr = recvmsg(2048, 64)
@@ -268,7 +274,9 @@ class Peer:
                     self.socket_drops = DROPS.unpack_from(value)[0]
             first = data[0] if data else 255
             if 127 < first < 192:
-                if len(data) > 1 and 191 < data[1] < 224:
+                if link is not None:
+                    link.offer(data, arrival or time.time_ns())
+                elif len(data) > 1 and 191 < data[1] < 224:
                     self._on_srtcp(data)
                 else:
                     on_rtp(data, arrival or time.time_ns())
@@ -277,6 +285,13 @@ class Peer:
                     self._dtls.receive(data)
             elif first < 4:
                 self._on_stun(data, addr)
+
+    def on_media(self, data: bytes, arrival_ns: int) -> None:
+        """SRTP or SRTCP, out of the emulated link at `arrival_ns`."""
+        if len(data) > 1 and 191 < data[1] < 224:
+            self._on_srtcp(data)
+        else:
+            self.on_rtp(data, arrival_ns)
 
     def _on_srtcp(self, data: bytes) -> None:
         srtp = self.srtp

@@ -72,10 +72,24 @@ def header(results: dict[str, Any]) -> list[str]:
         f"{o['warmup']} s warm-up; {o['bot_procs']} bot process(es)"
         + (", the publishers in one of their own." if o.get("publisher_proc") else "."),
     ]
-    if media:
+    if media.get("simulcast"):
+        lines.append("Media per publisher: VP8 simulcast, 30 fps, " + ", ".join(
+            f"{x['width']}x{x['height']} at {x['kbps']} kbit/s ({x['packets_per_s']} "
+            "packets/s)" for x in media["simulcast"])
+            + f" + Opus 20 ms ({media['audio_packets_per_s']} packets/s).")
+    elif media:
         lines.append(f"Media per publisher: VP8 {media['width']}x{media['height']} 30 fps at "
                      f"{media['video_kbps']} kbit/s ({media['video_packets_per_s']} packets/s) "
                      f"+ Opus 20 ms ({media['audio_packets_per_s']} packets/s).")
+    if o.get("twcc") or o.get("simulcast"):
+        lines.append(f"Transport-cc: {'on' if o.get('twcc') else 'off'} for the publisher; "
+                     f"subscribers send feedback every {o.get('feedback_interval', 0.1)} s "
+                     "wherever the server's offer negotiates it.")
+    src = results.get("source")
+    if src and results.get("target") != "janus":
+        lines.append(f"Server code: commit {src['commit'][:12]} of {src['root']}"
+                     + (" with uncommitted changes in mediaserver/ or signaling/"
+                        if src.get("server_changes_uncommitted") else "") + ".")
     return lines
 
 
@@ -93,6 +107,53 @@ FOOTNOTE_JANUS = (
     "publisher's send time, looked up in its send log (benchmarks/sendlog.py), to the "
     "subscriber socket's kernel receive timestamp. Loss: sequence gaps still open 200 ms "
     "after they were seen. Join: start of signalling to the first complete keyframe.")
+
+
+GROUP_NAMES = {"all": "audience", "weak": "weak links", "L0": "showing layer 0",
+               "L1": "showing layer 1", "L2": "showing layer 2"}
+
+
+def group_section(results: dict[str, Any]) -> list[str]:
+    """Per step and group of subscribers (weak links, layers shown): what each received, its
+    repair, and for the weak ones their emulated link. Empty when the run had one group and
+    no transport-cc feedback."""
+    steps = results["steps"]
+    multi = any(len(s.get("groups", {})) > 1 or "weak" in s.get("groups", {}) for s in steps)
+    fb = any((s.get("twcc") or {}).get("feedback_from_subscribers") for s in steps)
+    if not multi and not fb:
+        return []
+    head = ("| step | group | subs | kbit/s each (video) | pkt/s each | loss % | NACKs sent | "
+            "RTX recv | padding pkt/s each | PLIs on loss | tcc feedback sent | link kbit/s | "
+            "offered kbit/s each "
+            "| delivered kbit/s each | link drops % | queue delay mean / max ms | p50 / p99 "
+            "ms |")
+    lines = ["Per group of subscribers (kbit/s: SRTP payload as it reached the subscriber, "
+             "after its emulated link; link figures count IP+UDP headers as tbf does):", "",
+             head, "|" + "---|" * 17]
+    for st in steps:
+        for name, g in sorted(st.get("groups", {}).items()):
+            link = g.get("link") or {}
+            lat = g.get("latency_ms") or {}
+            lines.append(
+                f"| {st['label']} | {GROUP_NAMES.get(name, name)} | {g['subscribers']} | "
+                f"{g['kbps_per_subscriber']} ({g['video_kbps_per_subscriber']}) | "
+                f"{g['packets_per_s_per_subscriber']} | {g['loss_percent']} | "
+                f"{g['nacks_sent']} | {g['rtx_received']} | "
+                f"{g.get('padding_per_s_per_subscriber', '-')} | {g['plis_on_loss']} | "
+                f"{g['feedback_sent']} | {link.get('kbps', '-')} | "
+                f"{link.get('offered_kbps_per_subscriber', '-')} | "
+                f"{link.get('delivered_kbps_per_subscriber', '-')} | "
+                f"{link.get('dropped_percent', '-')} | "
+                f"{link.get('mean_queue_delay_ms', '-')} / "
+                f"{link.get('max_queue_delay_ms_since_start', '-')} | "
+                f"{lat.get('p50', '-')} / {lat.get('p99', '-')} |")
+    rec = [(st["label"], st.get("recovery", {}), st.get("twcc", {})) for st in steps]
+    lines += ["", "Server side, whole window: " + "; ".join(
+        f"{label}: {r.get('server_retransmissions', '-')} retransmissions, "
+        f"{r.get('plis_to_publishers', '-')} keyframe requests reached the publisher, "
+        f"{t.get('feedback_to_publishers', '-')} transport-cc feedback packets to it"
+        for label, r, t in rec) + ".", ""]
+    return lines
 
 
 def outcome(results: dict[str, Any]) -> list[str]:
@@ -113,7 +174,7 @@ def outcome(results: dict[str, Any]) -> list[str]:
 def markdown(results: dict[str, Any], plot: str | None = None) -> str:
     lines = [f"# {results['scenario']} ({results['timestamp']})", "",
              results.get("description", ""), "", *header(results)]
-    lines += ["", table(results["steps"]), "", *outcome(results)]
+    lines += ["", table(results["steps"]), "", *group_section(results), *outcome(results)]
     lines += [FOOTNOTE_JANUS if results.get("target") == "janus" else FOOTNOTE, ""]
     if plot:
         lines += [f"![plots]({plot})", ""]

@@ -7,8 +7,10 @@ is integer arithmetic on `__slots__` objects; the histogram is one list shared b
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from mediaserver.rtp.rtcp import ReportBlock
 
@@ -17,12 +19,15 @@ from mediaserver.rtp.rtcp import ReportBlock
 ABS_UNITS = 1 << 18
 ABS_MASK = 0xFFFFFF
 BUCKET_US = 100  # histogram resolution: 0.1 ms
-BUCKETS = 2000  # up to 200 ms; one more bucket collects everything beyond
+BUCKETS = 10000  # up to 1 s (weak links queue); one more bucket collects everything beyond
 LOSS_GRACE_NS = 200_000_000  # a gap still open after this is lost (time for RTX to arrive)
 NACK_DELAY_NS = 10_000_000  # like a browser: NACK 10 ms after noticing the gap
 NACK_RETRY_NS = 30_000_000
 NACK_TRIES = 3
 MAX_GAP = 1000  # a jump larger than this is a stream restart, not loss
+WEAK_LOSS_GRACE_NS = 1_000_000_000
+BROWSER_NACK_RETRY_NS = 100_000_000
+BROWSER_NACK_TRIES = 10
 
 
 def abs_send_time(t: float) -> bytes:
@@ -97,7 +102,7 @@ class ReceiveStream:
                  "bytes", "highest", "base", "missing", "lost", "recovered", "duplicates",
                  "rtx_packets", "rtx_recovered", "nacks", "hist", "tracker", "on_nack",
                  "sr_middle", "sr_time", "expected_prior", "received_prior", "sender_id",
-                 "latency_samples")
+                 "latency_samples", "on_loss", "grace_ns", "retry_ns", "tries", "padding")
 
     def __init__(self, ssrc: int, rtx_ssrc: int | None, kind: str, clock_rate: int, mid: str,
                  abs_id: int, hist: list[int], tracker: GapTracker,
@@ -123,6 +128,22 @@ class ReceiveStream:
         self.expected_prior = self.received_prior = 0
         self.sender_id = -1
         self.latency_samples = 0
+        # called when a gap of this stream is given up as lost (a browser then asks for a
+        # keyframe: the picture cannot be decoded on without the missing packet)
+        self.on_loss: Callable[[ReceiveStream], None] | None = None
+        # NACK timing and when a gap counts as lost (set_browser_timing for weak links)
+        self.grace_ns = LOSS_GRACE_NS
+        self.retry_ns = NACK_RETRY_NS
+        self.tries = NACK_TRIES
+        self.padding = 0  # padding-only packets on the RTX stream (a server's probe)
+
+    def set_browser_timing(self) -> None:
+        """NACK as libwebrtc's NackRequester does without an RTT estimate (a receive-only
+        peer has none: 100 ms by default), up to 10 times, and a gap counts as lost after
+        1 s: on a link whose queue holds hundreds of ms, a repair cannot come sooner."""
+        self.grace_ns = WEAK_LOSS_GRACE_NS
+        self.retry_ns = BROWSER_NACK_RETRY_NS
+        self.tries = BROWSER_NACK_TRIES
 
     def receive(self, data: bytes, arrival_ns: int) -> int:
         """Account one packet of this SSRC; returns its extended sequence number."""
@@ -180,13 +201,14 @@ class ReceiveStream:
     def scan(self, now_ns: int) -> list[int]:
         """Sequence numbers to NACK now; gaps older than the grace period become loss."""
         out = []
+        grace, retry, max_tries = self.grace_ns, self.retry_ns, self.tries
         for ext, entry in list(self.missing.items()):
             noticed, last, tries = entry
-            if now_ns - noticed > LOSS_GRACE_NS:
+            if now_ns - noticed > grace:
                 del self.missing[ext]
                 self.lost += 1
-            elif tries < NACK_TRIES and now_ns - noticed >= NACK_DELAY_NS and \
-                    now_ns - last >= NACK_RETRY_NS:
+            elif tries < max_tries and now_ns - noticed >= NACK_DELAY_NS and \
+                    now_ns - last >= retry:
                 entry[1] = now_ns
                 entry[2] = tries + 1
                 out.append(ext & 0xFFFF)
@@ -223,13 +245,57 @@ class GapTracker:
         if self.pending:
             now = time.time_ns()
             for stream in list(self.pending):
+                lost = stream.lost
                 seqs = stream.scan(now)
                 if seqs:
                     stream.nacks += 1
                     stream.on_nack(stream, seqs)
+                if stream.lost > lost and stream.on_loss is not None:
+                    stream.on_loss(stream)
                 if not stream.missing:
                     self.pending.discard(stream)
         self._call_later(0.01, self._tick)
 
     def stop(self) -> None:
         self._running = False
+
+
+class FeedbackClock:
+    """The process's one 10 ms timer that has every subscriber send its transport-cc feedback
+    once per interval, each at its own random phase (browsers are not synchronized; one timer
+    for all of them at once would hit the server with a burst of hundreds of feedback
+    packets every interval). Members are anything with a `send_feedback()` method."""
+
+    TICK = 0.01
+
+    def __init__(self, loop: Any, interval: float = 0.1) -> None:
+        self._loop = loop
+        self._slots: list[set[Any]] = [set() for _ in range(max(1, round(interval / self.TICK)))]
+        self._index = 0
+        self._timer = None
+        self._running = True
+
+    def add(self, member: Any) -> None:
+        random.choice(self._slots).add(member)
+        if self._timer is None and self._running:
+            self._timer = self._loop.call_later(self.TICK, self._tick)
+
+    def discard(self, member: Any) -> None:
+        for slot in self._slots:
+            slot.discard(member)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if not self._running:
+            return
+        slot = self._slots[self._index]
+        self._index = (self._index + 1) % len(self._slots)
+        for member in list(slot):
+            member.send_feedback()
+        self._timer = self._loop.call_later(self.TICK, self._tick)
+
+    def stop(self) -> None:
+        self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import measure
-from .media import MediaSpec, load_media
+from .media import MediaSpec, load_media, simulcast_specs
 from .scenarios import Member, Scenario, over_limits
 from .sendlog import log_path
 from .server_proc import ROOT, ServerProcess, Target
@@ -60,6 +60,11 @@ class RunOptions:
     retries: int = 2  # windows measured again when others' load may have broken the limits
     target: str = "ours"  # or "janus": the same bots against Janus 1.1.2 (benchmarks/janus)
     janus_event_loops: int | None = 1  # Janus's event_loops; None: its default (per handle)
+    simulcast: bool = False  # publishers send three VP8 encodings (media.SIMULCAST_LAYERS)
+    twcc: bool = False  # publishers negotiate transport-cc (subscribers do whenever offered)
+    feedback_interval: float = 0.1  # subscribers' transport-cc feedback interval, s
+    link_queue_bytes: int = 20_000  # emulated weak links: the bottleneck's queue (tbf limit)
+    server_root: str = ""  # run our server from this source tree (a worktree), not ours
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +118,22 @@ class BotProcess:
                 await self.proc.wait()
 
 
+def source_state(root: Path) -> dict[str, Any]:
+    """The commit a server tree is at, and whether it has changes on top (the measurement
+    then ran code no commit holds: the report says so)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    changed = git("status", "--porcelain", "--", "mediaserver", "signaling")
+    return {"root": str(root), "commit": git("rev-parse", "HEAD"),
+            "server_changes_uncommitted": bool(changed)}
+
+
 def machine() -> dict[str, Any]:
     model = ""
     try:
@@ -152,7 +173,8 @@ def _make_target(opts: RunOptions, workdir: Path) -> Target:
         return JanusTarget(workdir / "janus", opts.janus_event_loops)
     return ServerProcess(workers=opts.workers, data_dir=workdir / "data",
                          log_path=workdir / "server.log",
-                         subscribers_per_worker=opts.subscribers_per_worker)
+                         subscribers_per_worker=opts.subscribers_per_worker,
+                         root=Path(opts.server_root) if opts.server_root else ROOT)
 
 
 async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
@@ -164,23 +186,33 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
         "scenario": name, "target": opts.target, "description": scenario.description,
         "timestamp": stamp,
         "machine": machine(),
+        "source": source_state(Path(opts.server_root) if opts.server_root else ROOT),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "steps": [], "stopped": "", "error": "",
     }
     specs = [MediaSpec(sender_id=s, seconds=opts.media_seconds, width=opts.width,
                        height=opts.height, bitrate=opts.bitrate)
              for s in sorted(scenario.sender_ids)]
+    layer_specs = ({s: simulcast_specs(s, opts.media_seconds) for s in sorted(scenario.sender_ids)}
+                   if opts.simulcast else {})
     server = _make_target(opts, workdir)
     procs = [BotProcess(i, workdir / f"bots-{i}.log") for i in range(max(1, opts.bot_procs))]
     ok = False
     try:
         log(f"{scenario.name}: media for {len(specs)} sender(s) (encoded once, then cached)")
         media = [load_media(s) for s in specs]
+        layers = {s: [load_media(x) for x in spec_list] for s, spec_list in layer_specs.items()}
         if media:
             results["media"] = {"video_kbps": round(media[0].video_bitrate / 1000),
                                 "video_packets_per_s": round(media[0].video_packets_per_second),
                                 "width": opts.width, "height": opts.height,
                                 "audio_packets_per_s": 50}
+        if layers:
+            first = next(iter(layers.values()))
+            results["media"]["simulcast"] = [
+                {"width": m.spec.width, "height": m.spec.height,
+                 "kbps": round(m.video_bitrate / 1000),
+                 "packets_per_s": round(m.video_packets_per_second)} for m in first]
         await server.start()
         log(server.describe())
         for room in scenario.rooms:
@@ -191,7 +223,10 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
             "cmd": "init", "base_url": server.base_url, "media": [asdict(s) for s in specs],
             "sample_frames": opts.sample_frames, "decrypt_all": opts.decrypt_all,
             "drop_percent": opts.drop_percent, "target": opts.target,
-            "run_id": run_id}, 120)
+            "run_id": run_id,
+            "simulcast": {str(k): [asdict(x) for x in v] for k, v in layer_specs.items()},
+            "twcc": opts.twcc, "feedback_interval": opts.feedback_interval,
+            "link_queue_bytes": opts.link_queue_bytes}, 120)
             for p in procs))
         assigned = 0
         for index, step in enumerate(scenario.iter_steps()):
@@ -240,7 +275,8 @@ async def _run_step(server: Target, procs: list[BotProcess], scenario: Scenario,
         batches[proc].append({
             "name": m.name, "token": server.token(m.room, m.identity, m.name, m.role),
             "publish": m.publish, "subscribe": m.subscribe, "sample": m.sample,
-            "sender_id": m.sender_id, "aux_subscriber": m.aux_subscriber})
+            "sender_id": m.sender_id, "aux_subscriber": m.aux_subscriber,
+            "link_kbps": m.link_kbps, "layer": m.layer})
         if m.subscribe and not m.aux_subscriber:
             procs[proc].subscribers += 1
     # Publishers first, so subscribers find the tracks when they join.

@@ -32,6 +32,8 @@ class Member:
     sample: bool
     sender_id: int = 0
     aux_subscriber: bool = False  # see benchmarks.bots.BotSpec
+    link_kbps: int = 0  # behind an emulated bottleneck of this rate (benchmarks.link)
+    layer: int = -1  # the simulcast layer it shows (-1: the server's choice)
 
 
 @dataclass
@@ -88,9 +90,20 @@ def rooms(count: int, size: int, sample_every: int = 10) -> Scenario:
                     description=f"{count} meetings of {size} at once")
 
 
+def is_weak(index: int, share: float) -> bool:
+    """Attendee `index` is one of the `share` (0..1) on weak links: evenly spread, so every
+    step has its share (10%: attendees 9, 19, 29...)."""
+    return share > 0 and int((index + 1) * share) > int(index * share)
+
+
 def webinar(attendees: list[int], sample_every: int = 10, presenters: int = 1,
-            room: str = "webinar-1") -> Scenario:
-    """One step per attendee count in `attendees` (increasing); each adds the difference."""
+            room: str = "webinar-1", weak_share: float = 0.0, weak_kbps: int = 400,
+            layer_mix: tuple[int, ...] = ()) -> Scenario:
+    """One step per attendee count in `attendees` (increasing); each adds the difference.
+
+    weak_share: the share of attendees (0..1) behind an emulated link of weak_kbps;
+    layer_mix: the simulcast layers attendees show, in turn (attendee i: layer_mix[i % n]);
+    empty: none asked (the server's choice)."""
     # Presenters subscribe too (as in a real webinar, they see each other), outside the
     # audience's statistics. With one presenter nobody else publishes: its subscribe side gets
     # no offer and simply waits, however long the run.
@@ -99,16 +112,30 @@ def webinar(attendees: list[int], sample_every: int = 10, presenters: int = 1,
     steps = []
     have = 0
     for target in attendees:
-        new = [Member(room, f"att-{i}", f"{room}-att{i}", "attendee", False, True,
-                      _sample(i, sample_every)) for i in range(have, target)]
+        new = []
+        for i in range(have, target):
+            weak = is_weak(i, weak_share)
+            new.append(Member(room, f"att-{i}", f"{room}-att{i}", "attendee", False, True,
+                              _sample(i, sample_every) and not weak,
+                              link_kbps=weak_kbps if weak else 0,
+                              layer=layer_mix[i % len(layer_mix)] if layer_mix else -1))
         steps.append(Step(f"1x{target}" if presenters == 1 else f"{presenters}x{target}",
                           target, (first if not steps else []) + new))
         have = target
     label = (f"webinar-{presenters}x{attendees[0]}" if len(attendees) == 1
              else f"webinar-steps-{attendees[0]}-{attendees[-1]}")
+    description = (f"{presenters} presenter(s) publishing to attendees who only subscribe"
+                   + (", stepped up" if len(attendees) > 1 else ""))
+    if weak_share > 0:
+        label += f"-weak{round(weak_share * 100)}pc"
+        description += (f"; {weak_share:.0%} of the attendees behind an emulated "
+                        f"{weak_kbps} kbit/s downlink (benchmarks/link.py)")
+    if layer_mix:
+        label += "-layers" + "".join(map(str, layer_mix))
+        description += ("; attendees show the simulcast layers "
+                        + ", ".join(map(str, layer_mix)) + " in turn")
     return Scenario(label, [RoomSpec(room, "webinar")], steps, stepped=len(attendees) > 1,
-                    description=f"{presenters} presenter(s) publishing to attendees who only "
-                                "subscribe" + (", stepped up" if len(attendees) > 1 else ""))
+                    description=description)
 
 
 def step_targets(step: int, maximum: int) -> list[int]:

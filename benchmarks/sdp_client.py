@@ -11,12 +11,21 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
-from mediaserver.rtp.packet import EXT_ABS_SEND_TIME, EXT_MID
+from mediaserver.rtp.packet import (
+    EXT_ABS_SEND_TIME,
+    EXT_MID,
+    EXT_REPAIRED_RID,
+    EXT_RID,
+    EXT_TRANSPORT_CC,
+)
 from signaling.sdp import Media, Session, parse
 
 # Ids of the header extensions in our publish offer (one BUNDLE: the same for every m-line).
 PUB_ABS_SEND_TIME_ID = 2
 PUB_MID_ID = 4
+PUB_TCC_ID = 5  # transport-wide sequence numbers (with --twcc)
+PUB_RID_ID = 10  # simulcast: rtp-stream-id and repaired-rtp-stream-id, as Chromium numbers them
+PUB_RRID_ID = 11
 OPUS_PT = 111
 VP8_PT = 96
 RTX_PT = 97
@@ -44,6 +53,10 @@ class PublishStreams:
     video_mid: str = "1"
     cname: str = field(default_factory=lambda: "bot-" + secrets.token_hex(6))
     stream: str = field(default_factory=lambda: "s-" + secrets.token_hex(6))
+    # simulcast (RFC 8853) as Chromium offers it: rids lowest first, no a=ssrc for the video
+    # (the server learns the SSRCs from the rid and repaired-rid header extensions)
+    rids: tuple[str, ...] = ()
+    twcc: bool = False  # transport-cc: transport-wide numbers on every packet, feedback asked
 
 
 @dataclass
@@ -74,23 +87,37 @@ def _transport_lines(local: LocalTransport, setup: str, mid: str) -> list[str]:
 
 
 def publish_offer(local: LocalTransport, s: PublishStreams) -> str:
-    """sendonly Opus audio and VP8 video (with RTX) carrying abs-send-time and mid."""
+    """sendonly Opus audio and VP8 video (with RTX) carrying abs-send-time and mid; with
+    `s.twcc` transport-cc too, with `s.rids` the video as simulcast encodings."""
     exts = [f"a=extmap:{PUB_ABS_SEND_TIME_ID} {EXT_ABS_SEND_TIME}",
             f"a=extmap:{PUB_MID_ID} {EXT_MID}"]
+    tcc_fb = []
+    if s.twcc:
+        exts.append(f"a=extmap:{PUB_TCC_ID} {EXT_TRANSPORT_CC}")
     msid = f"a=msid:{s.stream} "
     audio = [f"m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PT}", *_transport_lines(local, "actpass",
                                                                          s.audio_mid),
              *exts, "a=sendonly", msid + "audio-" + s.stream,
              f"a=rtpmap:{OPUS_PT} opus/48000/2", f"a=fmtp:{OPUS_PT} minptime=10;useinbandfec=1",
+             *([f"a=rtcp-fb:{OPUS_PT} transport-cc"] if s.twcc else []),
              f"a=ssrc:{s.audio_ssrc} cname:{s.cname}"]
+    if s.twcc:
+        tcc_fb = [f"a=rtcp-fb:{VP8_PT} transport-cc"]
+    video_exts = exts + ([f"a=extmap:{PUB_RID_ID} {EXT_RID}",
+                          f"a=extmap:{PUB_RRID_ID} {EXT_REPAIRED_RID}"] if s.rids else [])
+    if s.rids:  # as Chromium: rids and simulcast, no SSRCs
+        ssrc_lines = [*(f"a=rid:{rid} send" for rid in s.rids),
+                      "a=simulcast:send " + ";".join(s.rids)]
+    else:
+        ssrc_lines = [f"a=ssrc-group:FID {s.video_ssrc} {s.rtx_ssrc}",
+                      f"a=ssrc:{s.video_ssrc} cname:{s.cname}",
+                      f"a=ssrc:{s.rtx_ssrc} cname:{s.cname}"]
     video = [f"m=video 9 UDP/TLS/RTP/SAVPF {VP8_PT} {RTX_PT}",
-             *_transport_lines(local, "actpass", s.video_mid), *exts, "a=sendonly",
+             *_transport_lines(local, "actpass", s.video_mid), *video_exts, "a=sendonly",
              msid + "video-" + s.stream, f"a=rtpmap:{VP8_PT} VP8/90000",
-             f"a=rtcp-fb:{VP8_PT} goog-remb", f"a=rtcp-fb:{VP8_PT} nack",
+             f"a=rtcp-fb:{VP8_PT} goog-remb", *tcc_fb, f"a=rtcp-fb:{VP8_PT} nack",
              f"a=rtcp-fb:{VP8_PT} nack pli", f"a=rtcp-fb:{VP8_PT} ccm fir",
-             f"a=rtpmap:{RTX_PT} rtx/90000", f"a=fmtp:{RTX_PT} apt={VP8_PT}",
-             f"a=ssrc-group:FID {s.video_ssrc} {s.rtx_ssrc}",
-             f"a=ssrc:{s.video_ssrc} cname:{s.cname}", f"a=ssrc:{s.rtx_ssrc} cname:{s.cname}"]
+             f"a=rtpmap:{RTX_PT} rtx/90000", f"a=fmtp:{RTX_PT} apt={VP8_PT}", *ssrc_lines]
     lines = _session_head([s.audio_mid, s.video_mid]) + audio + video
     return "\r\n".join(lines) + "\r\n"
 

@@ -33,7 +33,14 @@ ANCHOR_MAX_NS = 500_000_000  # a match sent longer ago than this is not the same
 MAX_DELAY_NS = 2_000_000_000  # a longer "delay" means the offset no longer fits
 REANCHOR_AFTER = 20  # impossible delays in a row before the offset is learned again
 
-KINDS = ("audio", "video")
+# a simulcast publisher logs each encoding under its own kind, lowest first ("video" alone
+# without simulcast); a subscriber through Janus finds which one it receives when it anchors
+VIDEO_KINDS = ("video", "video1", "video2")
+KINDS = ("audio", *VIDEO_KINDS)
+# Payload bytes left out of the match: the VP8 payload descriptor (4 bytes as the bots write
+# it, benchmarks.media.vp8_descriptor), whose picture id Janus rewrites for a simulcast
+# subscriber (it keeps the ids continuous across layer switches); the VP8 data is untouched.
+SKIP = dict.fromkeys(VIDEO_KINDS, 4)
 TIMES_BYTES = 65536 * 8  # one int64 send time (Unix ns) per sequence number
 ENTRY = struct.Struct(f"<IHH{KEY_BYTES}s")  # write count, sequence number, size, payload key
 COUNT = struct.Struct("<I")
@@ -90,14 +97,17 @@ class SendLog:
         self.times[kind][seq] = int(unix_time * 1e9)
         n = self._written[kind] = self._written[kind] + 1
         ring = self._rings[kind]
+        skip = SKIP.get(kind, 0)
         ENTRY.pack_into(ring, COUNT.size + (n % RECENT) * ENTRY.size, n, seq, len(payload),
-                        payload[:KEY_BYTES])
+                        payload[skip:skip + KEY_BYTES])
         COUNT.pack_into(ring, 0, n)
 
     def find(self, kind: str, payload: bytes) -> int | None:
         """The sequence number of the most recent packet sent with this payload (the media
         loop repeats every few seconds: an older match is an earlier lap)."""
-        key, size = payload[:KEY_BYTES].ljust(KEY_BYTES, b"\0"), len(payload)
+        skip = SKIP.get(kind, 0)
+        key = payload[skip:skip + KEY_BYTES].ljust(KEY_BYTES, b"\0")
+        size = len(payload)
         ring = self._rings[kind]
         best, best_seq = 0, None
         for i in range(RECENT):
@@ -116,11 +126,12 @@ class SendLog:
 class LoggedStream(ReceiveStream):
     """A ReceiveStream whose latency comes from the publisher's SendLog, not a header stamp."""
 
-    __slots__ = ("log_times", "log", "offset", "misses", "anchors")
+    __slots__ = ("log_times", "log", "offset", "misses", "anchors", "log_kind")
 
     def __init__(self, log: SendLog | None, *args: object) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
         self.log = log
+        self.log_kind = self.kind
         self.log_times = log.times[self.kind] if log is not None else None
         self.offset = -1  # our sequence number minus the publisher's; -1: not known yet
         self.misses = 0
@@ -133,12 +144,16 @@ class LoggedStream(ReceiveStream):
     def anchor(self, seq: int, payload: bytes, arrival_ns: int) -> None:
         """Learn the offset from one decrypted packet (its sequence number and payload)."""
         assert self.log is not None
-        sent_seq = self.log.find(self.kind, payload)
-        if sent_seq is not None and \
-                0 <= arrival_ns - self.log.times[self.kind][sent_seq] < ANCHOR_MAX_NS:
-            self.offset = (seq - sent_seq) & 0xFFFF
-            self.misses = 0
-            self.anchors += 1
+        for kind in (VIDEO_KINDS if self.kind == "video" else (self.kind,)):
+            sent_seq = self.log.find(kind, payload)
+            if sent_seq is not None and \
+                    0 <= arrival_ns - self.log.times[kind][sent_seq] < ANCHOR_MAX_NS:
+                self.offset = (seq - sent_seq) & 0xFFFF
+                self.log_kind = kind
+                self.log_times = self.log.times[kind]
+                self.misses = 0
+                self.anchors += 1
+                return
 
     def receive(self, data: bytes, arrival_ns: int) -> int:
         ext = ReceiveStream.receive(self, data, arrival_ns)

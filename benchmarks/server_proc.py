@@ -158,6 +158,9 @@ class ServerProcess:
     api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     proc: subprocess.Popen[bytes] | None = None
     known_pids: set[int] = field(default_factory=set)
+    # the source tree the server runs from: this one, or another (a git worktree with a
+    # change to measure against this one); its modules come first on the server's path
+    root: Path = ROOT
 
     kind = "ours"
 
@@ -191,6 +194,8 @@ class ServerProcess:
     async def _start_once(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         exe = Path(sys.executable).with_name("mediaserver")
+        if self.root.resolve() != ROOT.resolve():
+            exe = Path("/nonexistent")  # the entry point would import this tree's modules
         cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else
                ["-m", "signaling.cli"]), "serve", "--no-dev", "--host", "127.0.0.1",
                "--port", str(self.http_port), "--rtc-port", str(self.rtc_port),
@@ -200,12 +205,15 @@ class ServerProcess:
                "--log-level", "warning"]
         if self.subscribers_per_worker is not None:
             cmd += ["--subscribers-per-worker", str(self.subscribers_per_worker)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(self.root), *filter(None, [env.get("PYTHONPATH", "")])])
         if self.log_path:
             with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
-                self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
+                self.proc = subprocess.Popen(cmd, cwd=self.root, stdout=log, env=env,
+                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         else:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(cmd, cwd=self.root, stdout=subprocess.DEVNULL, env=env,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as http:

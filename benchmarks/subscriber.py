@@ -4,7 +4,11 @@ Per packet it counts, checks sequence continuity and reads the latency (rtpstats
 are decrypted only where needed: until the first keyframe is complete (join time, and a check
 that the server started the stream on a keyframe), for sampled streams (vp8sample.py), and for
 RTX packets (their original sequence number is inside the encrypted payload). It sends receiver
-reports every second, NACKs gaps like a browser, and a PLI when a stream starts.
+reports every second, NACKs gaps like a browser, a PLI when a stream starts and when a gap is
+given up as lost (at most one per PLI_INTERVAL per stream), and, where the offer negotiated
+transport-cc, feedback every `BotContext.feedback_interval` (100 ms, as Chromium) with the
+kernel's receive times. A subscriber on an emulated link (BotSpec.link_kbps) receives through a
+`benchmarks.link.EmulatedLink`, and everything it measures is taken after that link.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mediaserver.rtp.codecs import is_vp8_keyframe
-from mediaserver.rtp.packet import EXT_ABS_SEND_TIME, U16, payload_offset
+from mediaserver.rtp.packet import EXT_ABS_SEND_TIME, EXT_TRANSPORT_CC, U16, payload_offset
 from mediaserver.rtp.rtcp import (
     SenderReport,
     build_nack,
@@ -26,8 +30,10 @@ from mediaserver.rtp.rtcp import (
     ntp_to_middle32,
     parse_compound,
 )
+from mediaserver.rtp.twcc import TwccRecorder, tcc_seq_of
 from mediaserver.srtp import SrtpError
 
+from .link import EmulatedLink
 from .peer import Peer
 from .rtpstats import ReceiveStream
 from .sdp_client import ReceivedTrack, remote_transport, subscribe_answer
@@ -37,6 +43,8 @@ if TYPE_CHECKING:
     from .bots import BotSession
 
 log = logging.getLogger(__name__)
+
+PLI_INTERVAL = 0.5  # s: a lost video packet asks for a keyframe at most this often per stream
 
 
 class SubscriberBot:
@@ -62,6 +70,18 @@ class SubscriberBot:
         self.dropped = 0
         self.offers = 0
         self.failure = ""
+        spec = session.spec
+        self.group = "weak" if spec.link_kbps else (f"L{spec.layer}" if spec.layer >= 0
+                                                     else "all")
+        self.link_kbps = spec.link_kbps
+        self.hist = self.ctx.latency_weak.counts if spec.link_kbps else self.ctx.latency.counts
+        # transport-cc: set when the offer negotiated it (every RTP packet is numbered)
+        self.tcc_id = 0
+        self.twcc: TwccRecorder | None = None
+        self.feedback_sent = 0
+        self.plis_on_loss = 0
+        self._last_pli: dict[int, float] = {}
+        self.layers_asked = 0
 
     def on_offer(self, data: dict[str, Any]) -> None:
         task = asyncio.ensure_future(self._answer(data))
@@ -69,6 +89,12 @@ class SubscriberBot:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, data: dict[str, Any]) -> None:
+        ready = getattr(self.session, "ready", None)
+        if ready is not None:
+            try:
+                await asyncio.wait_for(ready.wait(), 30)
+            except TimeoutError:
+                pass  # answered all the same; senders of its tracks unknown
         async with self._lock:
             try:
                 await self._answer_locked(data)
@@ -81,22 +107,44 @@ class SubscriberBot:
         if self.peer is None:
             self.peer = Peer(self.ctx.certificate, self._on_rtp, self._on_rtcp,
                              name=f"{self.session.spec.name}/sub")
+            if self.link_kbps:
+                self.peer.link = EmulatedLink(self.ctx.loop, self.link_kbps,
+                                              self.peer.on_media, self.ctx.link_queue_bytes)
             addr = self.peer.open()
             if self.session.write_candidates:
                 self.peer.local.candidate = addr
         sdp, tracks = subscribe_answer(data["sdp"], self.peer.local)
         mids = data.get("tracks", {})
+        new_video = []
         for t in tracks:
+            if t.extensions.get(EXT_TRANSPORT_CC) and self.twcc is None:
+                self.tcc_id = t.extensions[EXT_TRANSPORT_CC]
+                self.twcc = TwccRecorder()
+                self.ctx.feedback.add(self)
             if t.ssrc in self.streams:
                 continue
             st = self._new_stream(t, mids.get(t.mid, ""))
             st.sender_id = self.session.sender_of(mids.get(t.mid, ""))
+            if self.link_kbps:
+                st.set_browser_timing()
+            if t.kind == "video":
+                st.on_loss = self._on_loss
+                new_video.append((t.mid, mids.get(t.mid, ""), st.sender_id))
             self.streams[t.ssrc] = st
             if t.rtx_ssrc:
                 self.by_rtx[t.rtx_ssrc] = st
             if t.kind == "video" and self.session.spec.sample:
                 self.samplers[t.ssrc] = Vp8Sampler(st.sender_id, self.ctx.sample_frames)
         await self.session.send_answer(sdp)
+        layer = self.session.spec.layer
+        if layer >= 0:
+            for mid, track_id, sender in new_video:
+                encodings = self.ctx.simulcast.get(sender)
+                if encodings:
+                    spec = encodings[min(layer, len(encodings) - 1)].spec
+                    await self.session.prefer_layer(mid, track_id, layer, spec.width,
+                                                    spec.height)
+                    self.layers_asked += 1
         if self.peer.remote is None:
             self.peer.connect(remote_transport(data["sdp"]))
             await asyncio.wait_for(asyncio.shield(self.peer.connected), 15)
@@ -108,7 +156,7 @@ class SubscriberBot:
     def _new_stream(self, t: ReceivedTrack, track_id: str) -> ReceiveStream:
         """Latency from the publisher's abs-send-time stamp, which our server passes through."""
         return ReceiveStream(t.ssrc, t.rtx_ssrc, t.kind, t.clock_rate, t.mid,
-                             t.extensions.get(EXT_ABS_SEND_TIME, 0), self.ctx.latency.counts,
+                             t.extensions.get(EXT_ABS_SEND_TIME, 0), self.hist,
                              self.ctx.tracker, self._send_nack)
 
     def stop(self) -> None:
@@ -119,12 +167,18 @@ class SubscriberBot:
             task.cancel()
         for st in self.streams.values():
             self.ctx.tracker.pending.discard(st)
+        self.ctx.feedback.discard(self)
         if self.peer is not None:
             self.peer.close()
 
     # ---- packet path --------------------------------------------------------------------
 
     def _on_rtp(self, data: bytes, arrival_ns: int) -> None:
+        twcc = self.twcc
+        if twcc is not None:  # every numbered packet, RTX and unknown SSRCs included
+            tcc = tcc_seq_of(data, self.tcc_id)
+            if tcc >= 0:
+                twcc.record(tcc, arrival_ns // 1000)
         ssrc = int.from_bytes(data[8:12], "big")
         st = self.streams.get(ssrc)
         if st is not None:
@@ -142,6 +196,11 @@ class SubscriberBot:
         st = self.by_rtx.get(ssrc)
         if st is None:
             self.unknown_ssrc += 1
+            return
+        if data[0] & 0x20 and len(data) <= 12 + 4 * (data[0] & 0x0F) + 300:
+            # RTP padding on the RTX stream: a probe of the server's bandwidth estimation
+            # (allocation.Prober: padding only). Counted apart, never as media received.
+            st.padding += 1
             return
         plain = self._decrypt(data)
         if plain is None:
@@ -210,6 +269,24 @@ class SubscriberBot:
                 if st is not None:
                     st.sr_middle = ntp_to_middle32(item.ntp_timestamp)
                     st.sr_time = now
+
+    def send_feedback(self) -> None:
+        """Transport-cc feedback for what arrived since the last (the process's FeedbackClock
+        calls it once per interval)."""
+        if self.twcc is None or self.peer is None or self.peer.srtp is None:
+            return
+        media = next(iter(self.streams), 0)
+        for packet in self.twcc.build(self.rtcp_ssrc, media):
+            self.peer.send_rtcp(packet)
+            self.feedback_sent += 1
+
+    def _on_loss(self, st: ReceiveStream) -> None:
+        """A video packet given up as lost: ask for a keyframe, as a browser's decoder would."""
+        now = time.monotonic()
+        if self.peer is not None and now - self._last_pli.get(st.ssrc, -1e9) >= PLI_INTERVAL:
+            self._last_pli[st.ssrc] = now
+            self.plis_on_loss += 1
+            self.peer.send_rtcp(build_pli(self.rtcp_ssrc, st.ssrc))
 
     def _send_nack(self, st: ReceiveStream, seqs: list[int]) -> None:
         if self.peer is not None:

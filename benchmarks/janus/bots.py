@@ -81,7 +81,7 @@ class JanusSubscriberBot(SubscriberBot):
         log = self.ctx.send_log(track_id)
         # abs-send-time id 0: Janus's own stamp on this leg is its send time, not ours
         return LoggedStream(log, t.ssrc, t.rtx_ssrc, t.kind, t.clock_rate, t.mid, 0,
-                            self.ctx.latency.counts, self.ctx.tracker, self._send_nack)
+                            self.hist, self.ctx.tracker, self._send_nack)
 
     def _on_rtp(self, data: bytes, arrival_ns: int) -> None:
         st = self.streams.get(int.from_bytes(data[8:12], "big"))
@@ -142,7 +142,7 @@ class JanusBotSession:
     async def start(self) -> None:
         self.opened_at = time.time()
         if self.spec.publish:
-            self.publisher = PublisherBot(self, self.ctx.media[self.spec.sender_id])  # type: ignore[arg-type]
+            self.publisher = PublisherBot(self, self.ctx.publisher_media(self.spec.sender_id))  # type: ignore[arg-type]
             log = SendLog(log_path(self.ctx.run_id, self.spec.name), create=True)
             self.publisher.send_log = self.ctx.send_logs[self.spec.name] = log
             await self.publisher.start()
@@ -164,6 +164,12 @@ class JanusBotSession:
     async def send_answer(self, sdp: str) -> None:
         assert self._sub is not None
         await self._sub.answer(sdp)
+
+    async def prefer_layer(self, mid: str, track_id: str, layer: int, width: int,
+                           height: int) -> None:
+        """Janus's own way: the subscriber's simulcast substream for that m-line."""
+        assert self._sub is not None
+        await self._sub.configure_substream(mid, layer)
 
     def sender_of(self, track_id: str) -> int:
         """track_id: the display name of the feed (our bots' names carry the sender id)."""

@@ -428,8 +428,12 @@ class JanusPublisher(_Participant):
             raise JanusError(None, f"unexpected reply to publisher join: {data}")
         self.feed_id = int(data["id"])
         self.private_id = data.get("private_id")
-        data, jsep = await handle.message(
-            {"request": "publish"}, {"type": "offer", "sdp": offer_sdp}, timeout=timeout)
+        offer: dict[str, Any] = {"type": "offer", "sdp": offer_sdp}
+        if "a=simulcast:" in offer_sdp:
+            # our rids are listed lowest first (as the web client and Firefox do); Janus
+            # assumes high, medium, low unless told
+            offer["rid_order"] = "lmh"
+        data, jsep = await handle.message({"request": "publish"}, offer, timeout=timeout)
         if data.get("configured") != "ok" or not jsep or jsep.get("type") != "answer":
             raise JanusError(None, f"unexpected reply to publish: {data} jsep={jsep}")
         await handle.trickle_completed()
@@ -464,3 +468,14 @@ class JanusSubscriber(_Participant):
         if data.get("started") != "ok":
             raise JanusError(None, f"unexpected reply to start: {data}")
         await self.handle.trickle_completed()
+
+    async def configure_substream(self, mid: str, substream: int, *,
+                                  timeout: float = 15) -> None:
+        """The simulcast encoding Janus sends on m-line `mid` (0: the lowest). Janus 1.1's
+        multistream form: `configure` with `streams: [{mid, substream}]`."""
+        assert self.handle is not None, "subscribe() first"
+        data, _ = await self.handle.message(
+            {"request": "configure", "streams": [{"mid": mid, "substream": substream}]},
+            timeout=timeout)
+        if data.get("configured") != "ok":
+            raise JanusError(None, f"unexpected reply to configure: {data}")

@@ -63,7 +63,11 @@ class JanusTarget:
         assert self._session is not None
         # a webinar and a meeting are the same VideoRoom here: no cap on the bitrate, no
         # periodic keyframe requests (fir_freq 0), as many publishers as a meeting needs
-        self.rooms[name] = await JanusRoom(self._session, publishers=64).create()
+        # transport_wide_cc_ext: Janus's default, said explicitly (transport-cc is negotiated
+        # with a publisher that offers it, and Janus sends it feedback every twcc_period);
+        # simulcast needs nothing here: Janus takes it from the publisher's offer
+        self.rooms[name] = await JanusRoom(self._session, publishers=64,
+                                           extra={"transport_wide_cc_ext": True}).create()
 
     def token(self, room: str, identity: str, name: str, role: str) -> str:
         return room_token(self.rooms[room])
