@@ -18,7 +18,7 @@ from mediaserver.api import (
     open_media,
 )
 
-from . import speaking, websocket
+from . import analytics_api, speaking, websocket
 from .cluster import Cluster
 from .cluster_sync import RoomSync
 from .config import ServerConfig
@@ -69,6 +69,7 @@ def make_app(config: ServerConfig) -> web.Application:
                          RoomSync(cluster) if cluster is not None else None, recordings)
     state = AppState(config, store, media, rooms, recordings)
     app[STATE] = state
+    analytics_api.install(app)  # the event log, its routes (docs/analytics.md)
 
     collector = MediaCollector(lambda: len(state.rooms.rooms),
                                lambda: state.rooms.participant_count)

@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webhook-secret", default=_env("WEBHOOK_SECRET", ""),
                        help="HMAC-SHA256 key signing webhooks; default: the JWT secret "
                             "[env MEDIASERVER_WEBHOOK_SECRET]")
+    serve.add_argument("--analytics-retention-days", type=float,
+                       default=float(_env("ANALYTICS_RETENTION_DAYS", "365")),
+                       help="days analytics events are kept (docs/analytics.md) "
+                            "[env MEDIASERVER_ANALYTICS_RETENTION_DAYS]")
+    serve.add_argument("--analytics-hash-identities", action=argparse.BooleanOptionalAction,
+                       default=_env_bool("ANALYTICS_HASH_IDENTITIES", False),
+                       help="store analytics identities as keyed hashes, and no names "
+                            "[env MEDIASERVER_ANALYTICS_HASH_IDENTITIES]")
     serve.add_argument("--shutdown-timeout", type=float,
                        default=float(_env("SHUTDOWN_TIMEOUT",
                                           str(ServerConfig.shutdown_timeout))),
@@ -121,7 +129,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         grace_period=max(0.0, args.grace_period),
                         ice_consent_timeout=args.ice_consent_timeout,
                         shutdown_timeout=max(0.0, args.shutdown_timeout),
-                        webhook_url=args.webhook_url, webhook_secret=args.webhook_secret)
+                        webhook_url=args.webhook_url, webhook_secret=args.webhook_secret,
+                        analytics_retention_days=max(0.0, args.analytics_retention_days),
+                        analytics_hash_identities=args.analytics_hash_identities)
 
 
 def main(argv: list[str] | None = None) -> int:

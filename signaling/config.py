@@ -27,6 +27,8 @@ class ServerConfig:
     log_level: str = "info"
     webhook_url: str = ""  # where recording.ready and other events are POSTed
     webhook_secret: str = ""  # HMAC-SHA256 key of X-Mediaserver-Signature; default JWT secret
+    analytics_retention_days: float = 365.0  # analytics events older than this are deleted
+    analytics_hash_identities: bool = False  # store keyed hashes of identities, no names
     grace_period: float = 30.0  # a dropped participant keeps their place this long
     # RFC 7675: a media connection that was up and has had no ICE check this long is gone
     ice_consent_timeout: float = 30.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import schemas
+from . import events, schemas
 from .errors import RequestError
 from .methods import ALL, HOST, PARTICIPANTS, method
 from .rooms import set_live
@@ -32,6 +32,7 @@ async def raise_hand(p: Participant, params: schemas.RaiseHand) -> dict[str, Any
     await p.store.set_hand(room.name, p.identity, raised)
     room.hands = await p.store.hands(room.name)
     room.broadcast("handRaised", {"participantId": p.id, "raised": raised})
+    events.note(p, "hand", raised=raised)
     return {"hands": room.hand_ids()}
 
 
@@ -85,6 +86,7 @@ async def promote(p: Participant, params: schemas.ParticipantRef) -> dict[str, A
         room.hands = await p.store.hands(room.name)
         room.broadcast("handRaised", {"participantId": target.id, "raised": False})
     room.broadcast("stageChanged", {"participantId": target.id, "onStage": True})
+    events.note(target, "stage", onStage=True, by=p.identity)
     return {}
 
 
@@ -96,6 +98,7 @@ async def demote(p: Participant, params: schemas.ParticipantRef) -> dict[str, An
         for track in list(target.media_session.published.values()):
             await target.media_session.unpublish(track)
     p.room_or_fail().broadcast("stageChanged", {"participantId": target.id, "onStage": False})
+    events.note(target, "stage", onStage=False, by=p.identity)
     return {}
 
 
@@ -118,6 +121,7 @@ async def admit(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any
     room.admitted.add(target.identity)
     room.waiting.pop(target.id, None)
     target.send_event("admitted", {})
+    events.note(target, "lobby.admit", by=p.identity)
     room.tell_hosts("lobbyLeft", {"participantId": target.id, "admitted": True})
     return {}
 
@@ -126,6 +130,7 @@ async def admit(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any
 async def refuse(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any]:
     target = _waiting(p, params)
     target.send_event("refused", {})
+    events.note(target, "lobby.refuse", by=p.identity)
     # the close below tells every host `lobbyLeft`, as when someone gives up waiting
     await target.close("refused by the host", code=4403)
     return {}
@@ -140,6 +145,7 @@ async def broadcast_live(p: Participant, params: schemas.SetLive) -> dict[str, A
     if room.bus is not None:
         room.bus({"t": "live", "live": live})
     room.broadcast("liveChanged", {"live": live})
+    events.note(p, "live", live=live)
     return {"live": live}
 
 

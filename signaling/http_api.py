@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from . import safe_json, schemas
+from . import events, safe_json, schemas
 from .errors import RequestError
 from .pages import page_response
 from .recording_files import add_recording_routes
@@ -116,6 +116,7 @@ async def create_token(request: web.Request) -> web.Response:
     identity = body.identity or f"user-{secrets.token_hex(4)}"
     token = mint(request.app[STATE].config.effective_jwt_secret, name, identity,
                  body.name or identity[:schemas.MAX_NAME], body.role, body.ttl)
+    events.room_event(request.app[STATE].rooms, name, "token", identity=identity, role=body.role)
     return web.json_response({"token": token, "url": f"/r/{name}?token={token}"})
 
 
@@ -128,6 +129,7 @@ async def create_invite(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     token = mint(request.app[STATE].config.effective_jwt_secret, name, "*", "Guest", body.role,
                  body.ttl, invite=True)
+    events.room_event(request.app[STATE].rooms, name, "token", invite=True, role=body.role)
     return web.json_response({"token": token, "url": f"/r/{name}?token={token}"})
 
 

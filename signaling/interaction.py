@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import schemas
+from . import events, schemas
 from .chapters import title
 from .errors import RequestError
 from .methods import ALL, HOST, MODERATORS, PARTICIPANTS, method
@@ -56,6 +56,7 @@ async def qa_ask(p: Participant, params: schemas.Question) -> dict[str, Any]:
     room = p.room_or_fail()
     question = await p.store.add_question(room.name, p.id, p.name, params.text)
     room.broadcast("questionAdded", {"question": question})
+    events.note(p, "qa.ask", question=question["id"])
     return {"question": question}
 
 
@@ -67,6 +68,7 @@ async def qa_upvote(p: Participant, params: schemas.QuestionRef) -> dict[str, An
         question = await p.store.upvote_question(room.name, params.question_id, p.identity)
     except (AlreadyVoted, NotFound) as exc:
         raise _store_errors(exc) from None
+    events.note(p, "qa.upvote", question=params.question_id)
     room.broadcast("questionUpdated", {"question": question})
     return {"question": question}
 
@@ -139,6 +141,7 @@ async def poll_vote(p: Participant, params: schemas.PollVote) -> dict[str, Any]:
     except (AlreadyVoted, NotFound, NotOpen) as exc:
         raise _store_errors(exc) from None
     room.broadcast("pollUpdated", {"poll": poll})
+    events.note(p, "poll.vote", poll=params.poll_id, option=params.option)
     return {"poll": poll}
 
 
@@ -160,6 +163,7 @@ async def chat(p: Participant, params: schemas.Chat) -> dict[str, Any]:
     throttle(p, "chat")
     message = await p.store.add_chat(room.name, p.id, p.name, params.text)
     room.broadcast("chat", {"message": message})
+    events.note(p, "chat", message=message["id"])
     return {"message": message}
 
 
@@ -192,5 +196,6 @@ async def private_message(p: Participant, params: schemas.PrivateMessage) -> dic
 async def reaction(p: Participant, params: schemas.Reaction) -> dict[str, Any]:
     throttle(p, "reaction")
     p.room_or_fail().broadcast("reaction", {"participantId": p.id, "emoji": params.emoji})
+    events.note(p, "reaction", emoji=params.emoji)
     return {}
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mediaserver.api import ConsumerParams, MediaError, ProducerParams, TransportInfo
 
-from . import schemas, sdp, speaking
+from . import events, schemas, sdp, speaking
 from .cluster import track_to_wire
 from .errors import RequestError
 from .methods import ALL, PUBLISHERS, method
@@ -136,6 +136,7 @@ class MediaSession:
             await self.rooms.announce(room, {"t": "track", "op": "add",
                                              "track": track_to_wire(track)})
             new_tracks.append(track)
+            events.track(owner, "publish", track)
         if self.rooms.recordings is not None:  # taps them, or starts an auto-recording
             await self.rooms.recordings.tracks_published(room, new_tracks, owner.role)
         for track in new_tracks:
@@ -152,6 +153,7 @@ class MediaSession:
         self.retired_mids.update(mid for mid, t in self.published.items() if t is track)
         self.published = {mid: t for mid, t in self.published.items() if t is not track}
         room.tracks.pop(track.id, None)
+        events.track(owner, "unpublish", track)
         if self.rooms.recordings is not None:
             await self.rooms.recordings.track_removed(room, track)
         await self.media.close_producer(track.producer_id)
@@ -168,6 +170,7 @@ class MediaSession:
         if track.muted != muted:
             room = self.owner.room_or_fail()
             track.muted = muted
+            events.track(self.owner, "mute", track)
             # Paused at the producer: nothing of a muted track is forwarded, and unmuting
             # restarts every subscriber on a fresh keyframe.
             await self.rooms.track_paused(room, track, muted)
@@ -330,6 +333,7 @@ class MediaSession:
             await self.close_transports()
             self.release_router(room)
             owner.group = group
+            events.moved(owner, room, group)
             self._publish_ufrag = ""
             self.retired_mids.clear()
             await self.enter(room)

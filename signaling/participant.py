@@ -18,7 +18,7 @@ from typing import Any
 from mediaserver.api import MediaControl
 
 # features and interaction are imported for the methods they register
-from . import breakouts, features, interaction, methods, schemas, speaking  # noqa: F401
+from . import breakouts, events, features, interaction, methods, schemas, speaking  # noqa: F401
 from .errors import RequestError
 from .media_session import MediaSession
 from .methods import ALL, Handler, method
@@ -113,6 +113,7 @@ class Participant:
             self.room = room
             room.waiting[self.id] = self
             room.tell_hosts("lobbyRequest", {"participant": self.public()})
+            events.note(self, "lobby.wait")
             return {"lobby": True, "self": self.public(), "room": room.name,
                     "token": self._session_token()}
         room.waiting.pop(self.id, None)
@@ -128,6 +129,7 @@ class Participant:
             self.group = room.breakouts.assignments.get(self.identity)
         await self.media_session.enter(room)
         self.joined = True
+        events.note(self, "resume" if previous is not None else "join", group=self.group)
         await self.rooms.announce(room, {"t": "participant", "op": "add", "participant": {
             **self.public(), "identity": self.identity}})
         room.broadcast("participantJoined", {"participant": self.public()}, exclude=self.id)
@@ -171,6 +173,7 @@ class Participant:
     def suspend(self, grace: float) -> None:
         """Keep our place for `grace` seconds after the socket dropped."""
         self.suspended = True
+        events.note(self, "drop")
         if self.tokens is not None:
             self.tokens.stop()
         loop = asyncio.get_running_loop()
@@ -219,6 +222,7 @@ class Participant:
             await self.rooms.announce(room, {"t": "participant", "op": "remove",
                                              "participantId": self.id})
             room.broadcast("participantLeft", {"participantId": self.id})
+            events.note(self, "leave", reason=reason)
         await self.media_session.close_transports()
         if room is not None and was_joined:
             await self.rooms.release_if_empty(room)

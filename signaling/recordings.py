@@ -61,6 +61,7 @@ class Recordings:
         self.directory = directory
         self.secret = secret
         self.webhooks = webhooks
+        self.events: Any = None  # the analytics event log (events.py), set by analytics_api
         self.active: dict[str, Active] = {}  # room name -> running recording
         self.rooms: dict[str, Room] = {}
         self.link = RecorderLink(directory, self._on_event, self._on_restart)
@@ -155,6 +156,8 @@ class Recordings:
         await self.store.put_recording({"id": active.id, "room": room.name, "mode": mode,
                                         "state": "recording", "started": active.started})
         room.broadcast("recordingChanged", {"recording": True, "recordingId": active.id})
+        if self.events is not None:
+            self.events.emit("recording.start", room.name, recordingId=active.id)
         return {"recordingId": active.id, "mode": mode, "layout": layout,
                 "lowLatency": low_latency}
 
@@ -239,6 +242,8 @@ class Recordings:
             raise RequestError("internal", f"the recorder failed: {exc}") from None
         finally:  # over, whatever the recorder says: nobody is told "● Recording" any more
             room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id})
+            if self.events is not None:
+                self.events.emit("recording.stop", room.name, recordingId=active.id)
         return await self._finished(room.name, active.id, result, sorted(active.names))
 
     async def _finished(self, room: str, rid: str, result: dict[str, Any],

@@ -23,6 +23,7 @@ from .store import Store
 if TYPE_CHECKING:
     from .cluster import Cluster
     from .cluster_sync import RoomSync
+    from .events import EventLog
     from .participant import Participant
     from .recordings import Recordings
 
@@ -175,6 +176,7 @@ class RoomRegistry:
         self.placement = placement
         self.sync = sync
         self.recordings = recordings
+        self.events: EventLog | None = None  # analytics (events.py; analytics_api.install)
         self.rooms: dict[str, Room] = {}
         self._lock = asyncio.Lock()
 
@@ -209,6 +211,8 @@ class RoomRegistry:
         async with self._lock:
             if not room.participants and not room.waiting and self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
+                if self.events is not None:  # analytics: speaking stops, session.ended
+                    self.events.room_empty(room)
                 if self.recordings is not None:
                     await self.recordings.room_ended(room)
                 if self.sync is not None:

@@ -140,6 +140,12 @@ class SetTrackView(TrackRef):
     height: Annotated[int, Field(ge=0, le=MAX_VIEW)] = 0
 
 
+class SetVisibility(Params):
+    """The page is visible or hidden (analytics: visibleSeconds; events.py)."""
+
+    visible: bool
+
+
 class SubscriberAnswer(Params):
     sdp: Sdp
     offer_id: Id | None = None
@@ -274,7 +280,7 @@ class Timer(Params):
 PARAMS: dict[str, type[Params]] = {
     "ping": Empty, "join": Join, "publish": Publish, "unpublish": TrackRef, "mute": Mute,
     "subscriberAnswer": SubscriberAnswer, "requestKeyframe": TrackRef, "chat": Chat,
-    "setTrackView": SetTrackView,
+    "setTrackView": SetTrackView, "setVisibility": SetVisibility,
     "leave": Empty, "probe": Probe, "probeDone": Empty,
     "recordStart": RecordStart, "recordStop": Empty, "setLive": SetLive, "lobbyList": Empty,
     "admit": ParticipantRef, "refuse": ParticipantRef, "raiseHand": RaiseHand,

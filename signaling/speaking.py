@@ -101,6 +101,8 @@ def on_active_speaker(rooms: RoomRegistry, recordings: Recordings | None, router
     turns.tracks[router_id] = track
     local = room.participants.get(track.participant_id) if track is not None else None
     turns.changed(router_id, local.identity if local is not None else None, time.time())
+    if rooms.events is not None:  # analytics: speak.start / speak.stop (events.py)
+        rooms.events.speaker(room.name, router_id, local.identity if local else None)
     room.deliver("activeSpeaker", speaker_of(room, group), group=group, media=True)
     if group is None and recordings is not None and recordings.recording(room):
         task = asyncio.ensure_future(recordings.speaker(room, track))
