@@ -236,9 +236,10 @@ class ConsumerInfo:
 class IceCandidate:
     ip: str
     port: int
-    protocol: str = "udp"
+    protocol: str = "udp"  # or "tcp" (ICE-TCP, RFC 6544)
     priority: int = 2130706431
     foundation: str = "1"
+    tcptype: str = ""  # a TCP candidate's: "passive" (the worker accepts connections)
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,8 @@ class TransportDump:
     # before its first round), and whether it is sending padding to probe for more
     allocated: int = 0
     probing: bool = False
+    # how media reaches the peer now: "udp", "tcp" (ICE-TCP), "" before an address is known
+    protocol: str = ""
 
 
 @dataclass(frozen=True)

@@ -89,8 +89,8 @@ class WorkerPool(MediaControl):
             "--port", str(w.port), "--announced-ip", self.config.announced_ip,
             "--rpc", w.rpc_path, "--index", str(w.index), "--prefix", w.prefix,
             "--parent", str(os.getpid()),
-            "--consent-timeout", str(self.config.consent_timeout), stdout=asyncio.subprocess.PIPE,
-            start_new_session=True)
+            "--consent-timeout", str(self.config.consent_timeout), *self._tcp_args(w),
+            stdout=asyncio.subprocess.PIPE, start_new_session=True)
         assert w.process.stdout is not None
         line = await asyncio.wait_for(w.process.stdout.readline(), 30)
         if not line.startswith(b"ready"):
@@ -103,6 +103,14 @@ class WorkerPool(MediaControl):
         w.control = control
         w.transports.clear()
         w.routers.clear()
+
+    def _tcp_args(self, w: WorkerHandle) -> list[str]:
+        """ICE-TCP: off, or worker i on tcp_port + i (default: its UDP port's number)."""
+        if not self.config.ice_tcp:
+            return ["--no-ice-tcp"]
+        if self.config.tcp_port:
+            return ["--tcp-port", str(self.config.tcp_port + w.index)]
+        return [] if self.config.tcp_port is None else ["--tcp-port", "0"]
 
     async def _watch(self, w: WorkerHandle) -> None:
         while not self._stopping.is_set():

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .params import ConsumerDump, EncodingDump, MediaDump, ProducerDump, TransportDump
+from .tcp import TcpAddr
 
 if TYPE_CHECKING:
     from .consumer import BaseConsumer
@@ -45,6 +46,8 @@ def worker_stats(worker: Worker) -> dict[str, int]:
     out.update(transports=len(worker.transports), producers=len(worker.producers),
                consumers=len(worker.consumers), datagrams_in=worker.datagrams_in,
                dropped=worker.dropped, errors=worker.errors, timer_errors=worker.timer_errors)
+    if worker.tcp is not None:  # ICE-TCP connections (tcp.py)
+        out.update(worker.tcp.counters())
     return out
 
 
@@ -53,7 +56,8 @@ def worker_dump(worker: Worker) -> MediaDump:
         [TransportDump(t.id, t.router_id, t.state, t.packets_in, t.packets_out,
                        t.bwe.estimate if t.bwe.feedbacks else 0,
                        t.allocator.allocated if t.allocator else 0,
-                       bool(t.allocator and t.allocator.prober.probing))
+                       bool(t.allocator and t.allocator.prober.probing),
+                       "" if t.addr is None else "tcp" if t.addr.__class__ is TcpAddr else "udp")
          for t in worker.transports.values()],
         [ProducerDump(p.id, p.router_id, p.kind, p.codec.name, p.paused, p.packets_received,
                       len(p.consumers),

@@ -42,6 +42,7 @@ from .rtp.rtcp import (
 from .rtp.twcc import TwccRecorder, parse_feedback, tcc_seq_of
 from .sendbatch import Destination
 from .srtp import SrtpError, SrtpPair
+from .tcp import TcpAddr
 
 if TYPE_CHECKING:
     from .allocation import TransportAllocator
@@ -242,6 +243,15 @@ class WebRtcTransport:
         self.addrs.discard(addr)
         self._addr_checked.pop(addr, None)
         self.worker.unregister_addr(addr, self)
+
+    def lost_addr(self, addr: tuple) -> None:
+        """An address that cannot be sent to any more (its ICE-TCP connection closed):
+        forgotten, and if media went there, it goes to the most recently checked address
+        left until the peer nominates one (none left: nothing is sent)."""
+        self.forget_addr(addr)
+        if self.addr == addr:
+            self.addr = next(reversed(self._addr_checked), None)
+            self._update_destination()
 
     def on_dtls(self, data: bytes) -> None:
         if self.dtls is None:
@@ -478,8 +488,13 @@ class WebRtcTransport:
                 consumer.ask_keyframe()
 
     def _update_destination(self) -> None:
-        if self.srtp is not None and self.addr is not None:
-            self.destination = Destination(self.addr, self.srtp.tx_buffer)
+        addr = self.addr
+        if self.srtp is not None and addr is not None and addr.__class__ is not TcpAddr:
+            self.destination = Destination(addr, self.srtp.tx_buffer)
+        else:
+            # no sendmmsg batch for a TCP connection (nor before an address): each consumer
+            # sends its packet directly (the worker's send: TcpConnection.send)
+            self.destination = None
 
     def _on_dtls_failed(self, reason: str) -> None:
         log.warning("transport %s DTLS failed: %s", self.id, reason)

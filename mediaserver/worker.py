@@ -2,7 +2,9 @@
 
 `datagram_received` is the top of the packet path: it demultiplexes by remote address and
 first byte (RFC 7983) and hands the datagram to its transport synchronously. Unknown addresses
-are only accepted through an authenticated STUN Binding request (ICE-lite).
+are only accepted through an authenticated STUN Binding request (ICE-lite). The worker's TCP
+port (ICE-TCP, tcp.py) hands each framed packet of a connection to the same method, with the
+connection's `TcpAddr` as the address.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from .stats import (
     worker_dump,
     worker_stats,
 )
+from .tcp import TCP_PRIORITY, TcpAddr, TcpServer
 from .transport import WebRtcTransport
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,9 @@ class Worker(asyncio.DatagramProtocol):
         # all that producers and consumers see of the worker (links.py)
         self.link = WorkerLink(self.forget_producer, self.forget_consumer)
         self._udp: asyncio.DatagramTransport | None = None
+        self._udp_send: Callable[[bytes, tuple], None] = self.link.sendto
+        self.tcp: TcpServer | None = None  # ICE-TCP (tcp.py), when config.ice_tcp
+        self._tcp_open = False  # any TCP connection open: sends go through _send_any
         self._timers: list[asyncio.TimerHandle] = []
         self._allocate_queue: list[WebRtcTransport] = []  # what this round has still to do
         self._allocate_share = 0
@@ -116,7 +122,28 @@ class Worker(asyncio.DatagramProtocol):
 
     @sendto.setter
     def sendto(self, sendto: Callable[[bytes, tuple], None]) -> None:
-        self.link.sendto = sendto
+        self._udp_send = sendto
+        self.link.sendto = self._send_any if self._tcp_open else sendto
+
+    def _send_any(self, data: bytes, addr: tuple) -> None:
+        """The send while TCP connections are open: a TcpAddr's packets go to its connection
+        (framed, bounded, tcp.py), every other one to the UDP socket."""
+        if addr.__class__ is TcpAddr:
+            addr.conn.send(data)  # type: ignore[attr-defined]
+        else:
+            self._udp_send(data, addr)
+
+    def tcp_in_use(self, in_use: bool) -> None:
+        """The first TCP connection opened or the last one closed (tcp.py): only meanwhile
+        does a UDP send pay for the check of `_send_any`."""
+        self._tcp_open = in_use
+        self.link.sendto = self._send_any if in_use else self._udp_send
+
+    def tcp_lost(self, addr: TcpAddr) -> None:
+        """A TCP connection closed: its transport forgets it (and sends elsewhere)."""
+        transport = self._by_addr.get(addr)
+        if transport is not None:
+            transport.lost_addr(addr)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -131,6 +158,13 @@ class Worker(asyncio.DatagramProtocol):
         self.sendto = self._udp.sendto
         self.link.batch.fd = sock.fileno()
         self.port = sock.getsockname()[1]
+        if self.config.ice_tcp:
+            # Same port number as UDP unless configured (other protocol, no clash); a worker
+            # on an ephemeral UDP port (tests) takes any TCP port if that number is taken.
+            tcp_port = self.config.tcp_port
+            self.tcp = TcpServer(self)
+            await self.tcp.start(self.config.host, self.port if tcp_port is None else tcp_port,
+                                 fallback=tcp_port is None and self.config.port == 0)
         self._schedule_reports()
         self._schedule(self.config.nack_interval, self._nack_tick)
         self._schedule(self.config.twcc_interval, self._twcc_tick)
@@ -138,7 +172,8 @@ class Worker(asyncio.DatagramProtocol):
         self._schedule(min(1.0, self.config.consent_timeout / 4), self._consent_tick)
         self._schedule(SPEAKER_INTERVAL, lambda: self.speakers.tick(self.routers.values()))
         self._schedule(ALLOCATE_INTERVAL / ALLOCATE_SLICES, self._allocate_tick)
-        log.info("media worker on udp %s:%d", self.config.host, self.port)
+        log.info("media worker on udp %s:%d%s", self.config.host, self.port,
+                 f", tcp {self.tcp.port}" if self.tcp else "")
 
     async def stop(self) -> None:
         for pipe in list(self.pipes.values()):
@@ -150,6 +185,8 @@ class Worker(asyncio.DatagramProtocol):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self.tcp is not None:
+            await self.tcp.stop()
         if self._udp is not None:
             self.link.batch.fd = -1
             self._udp.close()
@@ -206,10 +243,14 @@ class Worker(asyncio.DatagramProtocol):
         if previous is not None and previous is not transport:
             previous.forget_addr(addr)
         self._by_addr[addr] = transport
+        if addr.__class__ is TcpAddr:
+            addr.conn.bind(True)  # type: ignore[attr-defined]
 
     def unregister_addr(self, addr: tuple, transport: WebRtcTransport) -> None:
         if self._by_addr.get(addr) is transport:
             del self._by_addr[addr]
+            if addr.__class__ is TcpAddr:
+                addr.conn.bind(False)  # type: ignore[attr-defined]
 
     def register_ufrag(self, transport: WebRtcTransport) -> None:
         self._by_ufrag[transport.local_ufrag] = transport
@@ -392,9 +433,14 @@ class Worker(asyncio.DatagramProtocol):
 
     def transport_info(self, transport_id: str) -> TransportInfo:
         t = self._transport(transport_id)
-        candidate = IceCandidate(ip=self.config.candidate_ip, port=self.port)
+        ip = self.config.candidate_ip
+        candidates = [IceCandidate(ip=ip, port=self.port)]
+        if self.tcp is not None:  # after UDP, with a lower priority (RFC 6544)
+            candidates.append(IceCandidate(ip=ip, port=self.tcp.port, protocol="tcp",
+                                           priority=TCP_PRIORITY, foundation="2",
+                                           tcptype="passive"))
         return TransportInfo(t.id, t.local_ufrag, t.local_pwd, self.certificate.fingerprint,
-                             [candidate])
+                             candidates)
 
     def connect_transport(self, transport_id: str, remote: RemoteParams) -> None:
         self._transport(transport_id).connect(remote)

@@ -46,6 +46,9 @@ def main() -> None:
                         help="PID of the server; leave when it is gone (default: our parent)")
     parser.add_argument("--consent-timeout", type=float, default=MediaConfig.consent_timeout,
                         help="ICE consent timeout of connections that were up (RFC 7675)")
+    parser.add_argument("--tcp-port", type=int, default=None,
+                        help="ICE-TCP port; default: the UDP port's number")
+    parser.add_argument("--no-ice-tcp", action="store_true", help="no ICE-TCP candidate")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(),
@@ -53,7 +56,8 @@ def main() -> None:
                                "%(message)s")
     config = MediaConfig(host=args.host, port=args.port, announced_ip=args.announced_ip,
                          id_prefix=args.prefix or f"w{args.index}.",
-                         consent_timeout=args.consent_timeout)
+                         consent_timeout=args.consent_timeout, ice_tcp=not args.no_ice_tcp,
+                         tcp_port=args.tcp_port)
     try:
         import uvloop
 

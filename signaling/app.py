@@ -41,6 +41,7 @@ GOING_AWAY = 1001  # WebSocket close code: the server is going down
 
 def media_config(config: ServerConfig) -> MediaConfig:
     return MediaConfig(host=config.rtc_host or config.host, port=config.rtc_port,
+                       ice_tcp=config.ice_tcp, tcp_port=config.rtc_tcp_port,
                        announced_ip=config.announced_ip,
                        consent_timeout=config.ice_consent_timeout)
 

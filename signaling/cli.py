@@ -43,10 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(_env("PORT", "8080")),
                        help="HTTP port [env MEDIASERVER_PORT]")
     serve.add_argument("--rtc-host", default=_env("RTC_HOST", ""),
-                       help="UDP bind address of the media worker; default: --host "
+                       help="UDP (and TCP) bind address of the media worker; default: --host "
                             "[env MEDIASERVER_RTC_HOST]")
     serve.add_argument("--rtc-port", type=int, default=int(_env("RTC_PORT", "40000")),
                        help="the media worker's one UDP port [env MEDIASERVER_RTC_PORT]")
+    serve.add_argument("--rtc-tcp-port", type=int,
+                       default=int(_env("RTC_TCP_PORT", "-1")),
+                       help="TCP port of the media worker for ICE-TCP (clients whose UDP is "
+                            "blocked); worker i uses rtc-tcp-port + i; -1: the same numbers "
+                            "as the UDP ports [env MEDIASERVER_RTC_TCP_PORT]")
+    serve.add_argument("--ice-tcp", action=argparse.BooleanOptionalAction,
+                       default=_env_bool("ICE_TCP", True),
+                       help="offer ICE-TCP: every media worker also listens on TCP and "
+                            "announces it after its UDP candidate [env MEDIASERVER_ICE_TCP]")
     serve.add_argument("--workers", type=int,
                        default=int(_env("WORKERS", str(os.cpu_count() or 1))),
                        help="media worker processes, UDP ports rtc-port .. rtc-port+N-1; "
@@ -120,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(host=args.host, http_port=args.port, rtc_host=args.rtc_host,
                         rtc_port=args.rtc_port, announced_ip=args.announced_ip,
+                        ice_tcp=args.ice_tcp,
+                        rtc_tcp_port=None if args.rtc_tcp_port < 0 else args.rtc_tcp_port,
                         workers=max(0, args.workers),
                         subscribers_per_worker=max(0, args.subscribers_per_worker),
                         data_dir=Path(args.data_dir), store=args.store, node=args.node,
@@ -150,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://{config.host}:{config.http_port}/r/demo"
     ports = (f"{config.rtc_port}-{config.rtc_port + config.workers - 1}"
              if config.workers > 1 else str(config.rtc_port))
+    if config.ice_tcp:
+        tcp = config.rtc_port if config.rtc_tcp_port is None else config.rtc_tcp_port
+        ports += (" and TCP " + (f"{tcp}-{tcp + config.workers - 1}" if config.workers > 1
+                                 else str(tcp)))
     print(f"mediaserver ({mode}) HTTP on {config.host}:{config.http_port}, "
           f"{max(1, config.workers)} media worker(s) on UDP {config.rtc_host or config.host}:"
           f"{ports}\nopen {url}", flush=True)

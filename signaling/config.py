@@ -15,6 +15,9 @@ class ServerConfig:
     http_port: int = 8080
     rtc_host: str = ""  # UDP bind address; default: host
     rtc_port: int = 40000  # worker i of a pool listens on rtc_port + i
+    # ICE-TCP: worker i also listens on TCP rtc_tcp_port + i (None: the same numbers as UDP)
+    ice_tcp: bool = True
+    rtc_tcp_port: int | None = None
     workers: int = 0  # media worker processes; 0: one worker inside this process
     subscribers_per_worker: int = 0  # spread a room's subscribers past this many; 0: never
     announced_ip: str = ""
@@ -40,6 +43,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.http_port <= 65535:
             raise ValueError(f"bad HTTP port {self.http_port}")
+        if self.rtc_tcp_port is not None and not 0 <= self.rtc_tcp_port <= 65535:
+            raise ValueError(f"bad --rtc-tcp-port {self.rtc_tcp_port}")
         if self.store not in ("", "sqlite") and not self.store.startswith(("redis://",
                                                                           "rediss://")):
             raise ValueError(f"unknown store {self.store!r}: use sqlite or a redis:// URL")

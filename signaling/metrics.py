@@ -32,6 +32,10 @@ COUNTERS = {
     "timer_errors": "timer steps (one transport's reports, one producer's NACKs) that raised; "
                     "the other transports' steps still ran",
     "worker_restarts": "media worker processes restarted after dying",
+    "tcp_connections": "ICE-TCP connections accepted",
+    "tcp_rejected": "ICE-TCP connections closed for a bad frame, no check in time or too many "
+                    "waiting",
+    "tcp_send_dropped": "packets to ICE-TCP clients dropped: their connection's queue was full",
 }
 
 

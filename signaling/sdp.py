@@ -204,9 +204,10 @@ def _media_head(kind: str, pts: list[int], info: TransportInfo, mid: str,
         f"a=setup:{setup}",
         f"a=mid:{mid}",
     ]
-    for cand in info.candidates:
+    for cand in info.candidates:  # UDP first, then ICE-TCP's passive one (lower priority)
+        tcptype = f" tcptype {cand.tcptype}" if cand.tcptype else ""
         lines.append(f"a=candidate:{cand.foundation} 1 {cand.protocol} {cand.priority} "
-                     f"{cand.ip} {cand.port} typ host")
+                     f"{cand.ip} {cand.port} typ host{tcptype}")
     lines += ["a=end-of-candidates", "a=rtcp-mux", "a=rtcp-rsize"]
     return lines
 
