@@ -1,0 +1,101 @@
+"""A doctor behind a hospital firewall that drops UDP, in Chromium: her page runs in a NetLab
+namespace whose forwarder drops every UDP frame (TCP passes), the rep's page publishes from a
+clean link. Over ICE-TCP (the worker's passive TCP candidate, mediaserver/tcp.py) she decodes
+the rep's video and hears the audio, the rep decodes hers, and both of her connections'
+selected candidate pairs are TCP. The control: with UDP open the same pages take UDP, the TCP
+candidate's lower priority leaves it unused."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.browser import WAIT_MS, lab_browsers, wait_decoding, wait_joined, watch_stats
+from tests.support.netlab import NetLab
+
+# the selected candidate pair of one of the page's connections, as its getStats() says
+SELECTED_PAIR = """async (which) => {
+  const pc = window.__meeting && window.__meeting[which];
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach(s => {
+    if (s.type === 'transport' && s.selectedCandidatePairId)
+      pair = stats.get(s.selectedCandidatePairId);
+  });
+  if (!pair || pair.state !== 'succeeded') return null;
+  const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
+  return {local: local.protocol, localType: local.candidateType, tcpType: local.tcpType || '',
+          remote: remote.protocol, remoteAddress: remote.address, remotePort: remote.port,
+          rtt: pair.currentRoundTripTime};
+}"""
+
+
+async def selected_pair(page, which: str) -> dict:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while True:
+        pair = await page.evaluate(SELECTED_PAIR, which)
+        if pair is not None:
+            return pair
+        assert time.monotonic() < deadline, f"{which}: no selected candidate pair"
+        await asyncio.sleep(0.2)  # getStats is async: polled
+
+
+async def first_frame(page) -> float:
+    """Seconds until the page's first decoded remote video frame."""
+    started = time.monotonic()
+    await page.wait_for_function("() => window.__inbound && window.__inbound.framesDecoded > 0",
+                                 timeout=WAIT_MS, polling=50)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("udp_blocked", [True, False], ids=["udp-blocked", "udp-open"])
+async def test_doctor_behind_a_udp_blocking_firewall(tmp_path: Path, udp_blocked: bool) -> None:
+    with NetLab() as lab:
+        lab.set(block_udp=udp_blocked)
+        async with lab_browsers(lab, tmp_path) as (server, here, there):
+            await server.create_room("ward")
+            rep = await (await here.new_context()).new_page()
+            await rep.goto(f"{server.base_url}/r/ward?name=Rep&autojoin=1")
+            await wait_joined(rep, WAIT_MS, reloads=1)
+            await watch_stats(rep)
+            doctor = await (await there.new_context()).new_page()
+            errors: list[str] = []
+            doctor.on("pageerror", lambda exc: errors.append(str(exc)))
+            loading = time.monotonic()
+            await doctor.goto(f"{server.base_url}/r/ward?name=Doctor&autojoin=1")
+            await wait_joined(doctor, WAIT_MS, reloads=1)
+            joined = time.monotonic()
+            await watch_stats(doctor)
+            await first_frame(doctor)
+            to_first_frame = time.monotonic() - loading
+            # her view: the rep's video decoding and the sound arriving, and it goes on
+            first = await wait_decoding(doctor, 30)
+            later = await wait_decoding(doctor, first["framesDecoded"] + 30)
+            assert later["audioPackets"] > first["audioPackets"], (first, later)
+            # the rep sees and hears what she publishes over the same path
+            await wait_decoding(rep, 30)
+            protocol = "tcp" if udp_blocked else "udp"
+            tcp_port = server.state.media.worker.tcp.port  # type: ignore[attr-defined]
+            for which in ("publishPc", "subscribePc"):
+                pair = await selected_pair(doctor, which)
+                assert (pair["local"], pair["remote"]) == (protocol, protocol), (which, pair)
+                assert pair["remoteAddress"] == lab.host_ip, pair
+                if udp_blocked:  # Chromium's active TCP candidate to our passive one
+                    assert pair["tcpType"] == "active" and pair["remotePort"] == tcp_port, pair
+            # the server's side: the doctor's two transports on TCP (or UDP), the rep's on UDP
+            dump = await server.state.media.dump()
+            paths = sorted(t.protocol for t in dump.transports)
+            assert paths == sorted([protocol, protocol, "udp", "udp"]), paths
+            stats = await server.state.media.stats()
+            if udp_blocked:
+                assert lab.counters()["up_blocked"] > 0  # she did try UDP first
+                assert stats["tcp_frames_in"] > 0 and stats["tcp_frames_out"] > 0, stats
+            assert stats.get("tcp_send_dropped", 0) == 0, stats
+            assert not errors, errors
+            print(f"\n{protocol}: joined {joined - loading:.2f} s after loading the page, "
+                  f"first frame at {to_first_frame:.2f} s (to 200 ms), rtt {pair['rtt']}, "
+                  f"TCP connections {stats.get('tcp_connections')}")
