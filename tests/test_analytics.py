@@ -335,3 +335,61 @@ def test_csv_columns_cover_the_json(n: int) -> None:
                            1000)
     for p in rep["participants"]:
         assert set(analytics.CSV_COLUMNS) <= set(p)
+
+
+# ---- replay analytics: the player's reports --------------------------------------------------
+
+
+async def test_replay_analytics_from_player_reports(server: RunningServer) -> None:
+    from signaling.grants import grant_path
+
+    await server.create_room("vod")
+    await server.state.store.put_recording({"id": "rec-1", "room": "vod", "state": "ready",
+                                            "started": time.time(), "duration": 100.0})
+    src = grant_path(server.config.effective_jwt_secret, "rec-1") + "/index.m3u8"
+
+    async def post(body: dict) -> int:
+        async with aiohttp.ClientSession() as s, s.post(server.base_url + "/api/player/report",
+                                                        json=body) as r:
+            return r.status
+
+    # Dr A on replay: 0-30, skips to 60, plays to 80, back to 70, plays to 90, stops there
+    assert await post({"src": src, "viewId": "v1", "viewer": "dr-a", "ranges": [[0, 30, 1]],
+                       "seeks": [[30, 60]]}) == 200
+    assert await post({"src": src, "viewId": "v1", "viewer": "dr-a",
+                       "ranges": [[60, 80, 1], [70, 90, 2]], "seeks": [[80, 70]], "pauses": 1,
+                       "final": True}) == 200
+    # Dr B live: the first 10 s
+    assert await post({"src": src, "viewId": "v2", "viewer": "dr-b", "live": True,
+                       "ranges": [[0, 10]]}) == 200
+    # no grant, a bad grant, a bad body
+    assert await post({"src": "/recordings/rec-1/g/1/" + "0" * 32 + "/index.m3u8",
+                       "viewId": "v3", "ranges": [[0, 50]]}) == 403
+    assert await post({"src": src, "viewId": "v3", "ranges": [[0, "x"]]}) == 400
+
+    status, a = await get(server, "/api/recordings/rec-1/analytics")
+    assert status == 200
+    assert (a["views"], a["uniqueViewers"]) == (2, 2)
+    assert a["liveMinutes"] == round(10 / 60, 2)
+    assert a["replayMinutes"] == round((30 + 20 + 10) / 60, 2)  # 70-90 at twice the speed
+    assert a["perSecond"] == [2] * 10 + [1] * 20 + [0] * 30 + [1] * 30 + [0] * 10
+    assert a["unwatched"] == [[30, 60], [90, 100]]
+    assert a["skipped"] == [[30, 60]]
+    assert a["rewatched"] == [[70, 80]]
+    assert a["dropoff"][0] == [0, 1.0] and a["dropoff"][10] == [10, 0.5]
+    assert a["dropoff"][89] == [89, 0.5] and a["dropoff"][90] == [90, 0.0]
+    assert a["completion"] == {"25": 0.5, "50": 0.5, "75": 0.5, "100": 0.0}
+
+    status, b = await get(server, "/api/recordings/rec-1/analytics?viewer=dr-b")
+    assert status == 200 and b["views"] == 1 and b["viewer"] == "dr-b"
+    assert b["perSecond"][:11] == [1] * 10 + [0] and b["completion"]["25"] == 0.0
+
+    # access: as for sessions
+    assert (await get(server, "/api/recordings/rec-1/analytics", {}))[0] == 401
+    attendee = server.token("vod", "a1", role="attendee")
+    assert (await get(server, "/api/recordings/rec-1/analytics",
+                      {"Authorization": f"Bearer {attendee}"}))[0] == 403
+    host = server.token("vod", "h1", role="host")
+    assert (await get(server, "/api/recordings/rec-1/analytics",
+                      {"Authorization": f"Bearer {host}"}))[0] == 200
+    assert (await get(server, "/api/recordings/nope/analytics"))[0] == 404

@@ -130,6 +130,7 @@ WEB_CLIENT = [
     ("mute", {"trackId": "t-1a2b", "muted": True}), ("leave", {}),
     ("setTrackView", {"trackId": "t-1a2b", "visible": True, "width": 640, "height": 360}),
     ("setTrackView", {"trackId": "t-1a2b", "visible": False, "width": 0, "height": 0}),
+    ("setVisibility", {"visible": True}),
     ("chat", {"text": "hello"}), ("privateMessage", {"participantId": "p-1", "text": "hi"}),
     ("setChat", {"enabled": False}), ("raiseHand", {"raised": True}),
     ("muteParticipant", {"participantId": "p-1", "kind": "video"}),

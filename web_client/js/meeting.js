@@ -4,6 +4,7 @@
 // through onJoined.
 import { Signaling, wsUrl } from './signaling.js';
 import { state } from './state.js';
+import { reportVisibility } from './visibility.js';
 import { showError, showStatus } from './status.js';
 import { Subscriber } from './subscriber.js';
 import { Publisher } from './publisher.js';
@@ -109,6 +110,7 @@ export class Meeting {
     if (res.lobby) res = await this.waitInLobby();
     this.keepToken(res.token);
     this.applyJoin(res);
+    reportVisibility((method, params) => this.request(method, params));
     this.onJoined?.(this, res);
     state.joined = true;
     state.joins += 1;

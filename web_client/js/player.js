@@ -4,6 +4,8 @@
 // with chapters, the browser's own WebVTT parser reads them (a hidden chapters <track>) and the
 // page lists them: a click seeks there.
 
+import { startReporting } from './playstats.js';
+
 const video = document.getElementById('video');
 const statusLine = document.getElementById('player-status');
 const liveState = document.getElementById('live-state');
@@ -14,6 +16,7 @@ const chaptersSrc = params.get('chapters');
 
 // For automated tests: what the player did.
 window.__player = { errors: [], live: false, ready: false, chapters: [] };
+if (src) startReporting(video, src, () => window.__player.live, params); // playstats.js
 
 function fail(message) {
   window.__player.errors.push(message);
