@@ -1,7 +1,8 @@
 # The server on its embedded defaults, reachable from outside the container.
 # Set MEDIASERVER_ANNOUNCED_IP to the address browsers reach the host on, and publish the UDP
-# ports one-to-one: media worker i listens on MEDIASERVER_RTC_PORT + i and ICE candidates carry
-# that port. With MEDIASERVER_WORKERS=4: -p 40000-40003:40000-40003/udp.
+# and TCP ports one-to-one: media worker i listens on MEDIASERVER_RTC_PORT + i (UDP, and TCP for
+# clients whose UDP is blocked) and ICE candidates carry that port. With MEDIASERVER_WORKERS=4:
+# -p 40000-40003:40000-40003/udp -p 40000-40003:40000-40003/tcp.
 
 # hls.js for the recording player, from the npm registry at build time (never at run time).
 FROM node:20-bookworm-slim AS player
@@ -25,6 +26,6 @@ ENV MEDIASERVER_HOST=0.0.0.0 \
     MEDIASERVER_RTC_PORT=40000 \
     MEDIASERVER_WORKERS=2 \
     MEDIASERVER_DATA_DIR=/data
-EXPOSE 8080/tcp 40000-40001/udp
+EXPOSE 8080/tcp 40000-40001/udp 40000-40001/tcp
 VOLUME ["/data"]
 CMD ["mediaserver", "serve"]
