@@ -31,9 +31,11 @@ def playwright_disabled_features() -> list[str]:
     raise RuntimeError("cannot find Playwright's disabled Chromium features")
 
 
-def chromium_args(origins: tuple[str, ...] = ()) -> list[str]:
+def chromium_args(origins: tuple[str, ...] = (), video_file: Path | None = None) -> list[str]:
     """`origins`: servers ("http://10.1.2.1:8080") pages may reach besides loopback, trusted
-    like localhost (camera and microphone need a secure origin): a NetLab's."""
+    like localhost (camera and microphone need a secure origin): a NetLab's. `video_file`: the
+    fake camera plays this .y4m or .mjpeg file (looped) instead of Chromium's own pattern
+    (tests/support/fake_capture.py makes a detailed one)."""
     features = [*playwright_disabled_features(), "WebRtcHideLocalIpsWithMdns"]
     hosts = [urlsplit(origin).hostname for origin in origins]
     allowed = "".join(f" , EXCLUDE {host}" for host in ("127.0.0.1", "localhost", *hosts))
@@ -49,14 +51,16 @@ def chromium_args(origins: tuple[str, ...] = ()) -> list[str]:
         "--autoplay-policy=no-user-gesture-required",
         "--disable-features=" + ",".join(features),
         *trusted,
+        *([f"--use-file-for-fake-video-capture={video_file}"] if video_file else []),
     ]
 
 
 @asynccontextmanager
-async def chromium(netns: str | None = None, origins: tuple[str, ...] = ()
-                   ) -> AsyncIterator[Browser]:
+async def chromium(netns: str | None = None, origins: tuple[str, ...] = (),
+                   video_file: Path | None = None) -> AsyncIterator[Browser]:
     """`netns`: run the browser in that network namespace (a NetLab's client_ns): Playwright
-    drives it over pipes, its network is the namespace's. `origins`: see chromium_args."""
+    drives it over pipes, its network is the namespace's. `origins`, `video_file`: see
+    chromium_args."""
     if not CHROMIUM.exists():
         raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     executable, wrapper = str(CHROMIUM), None
@@ -69,7 +73,7 @@ async def chromium(netns: str | None = None, origins: tuple[str, ...] = ()
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=executable, headless=True,
-                                              args=chromium_args(origins))
+                                              args=chromium_args(origins, video_file))
             try:
                 yield browser
             finally:
@@ -142,12 +146,15 @@ async def wait_joined(page, timeout_ms: int = WAIT_MS, reloads: int = 0) -> None
 
 
 @asynccontextmanager
-async def lab_browsers(lab, data_dir: Path) -> AsyncIterator[tuple]:
+async def lab_browsers(lab, data_dir: Path, video_file: Path | None = None
+                       ) -> AsyncIterator[tuple]:
     """A dev server listening on a NetLab's host address, a Chromium here (a clean link) and
-    one in the lab's client namespace (behind the emulated link): (server, here, there)."""
+    one in the lab's client namespace (behind the emulated link): (server, here, there).
+    `video_file`: both browsers' fake camera plays it (see chromium_args)."""
     from tests.support.server import running_server  # the server side only when needed
 
     async with running_server(data_dir, dev=True, host=lab.host_ip) as server, \
-            chromium(origins=(server.base_url,)) as here, \
-            chromium(netns=lab.client_ns, origins=(server.base_url,)) as there:
+            chromium(origins=(server.base_url,), video_file=video_file) as here, \
+            chromium(netns=lab.client_ns, origins=(server.base_url,),
+                     video_file=video_file) as there:
         yield server, here, there
