@@ -11,16 +11,19 @@ and applies the result: each simulcast consumer aims at the chosen encoding
 The budget is the send-side estimate from the subscriber's transport-cc feedback (bwe/), less
 what resends took in the last round; resends themselves get an allowance of RESEND_SHARE of
 the estimate per round (Consumer._resend_allowed), so that repair never floods a weak link. A
-subscriber that sends no transport-cc feedback has no estimate: nothing is held for budget,
-the tile still caps the layer.
+subscriber that negotiated transport-cc has an estimate from the start (the estimator's start
+rate, transport.START_RATE, until its first feedback); one that did not (aiortc) has none:
+nothing is held for budget, the tile still caps the layer.
 
 An estimate can only climb as far as what the subscriber receives lets it (the rate control
 never exceeds 1.5 x the received rate): a subscriber moved down to a low layer would stay
 there. So while something shown gets less than it could use, a `Prober` sends padding (RTP
 packets of padding only, on a video consumer's RTX stream: the browser counts them in its
-transport-cc feedback and drops them) to fill the link up to a little over the estimate,
-which lets the estimate climb while the link carries it, and stops at the first sign of
-overuse (the estimate falling), to try again after a back-off.
+transport-cc feedback and drops them) to fill the link up to FILL x the estimate, which lets
+the estimate climb while the link carries it; after PROBE_RESULT_AFTER the rate the subscriber
+received raises the estimate at once (`SendSideEstimator.raise_to`, as libwebrtc's probe
+results do). A probe stops at the first sign of overuse (the estimate falling), to try again
+after a back-off, and when a layer is raised (SETTLE: let the new layer show its cost).
 """
 
 from __future__ import annotations
@@ -51,8 +54,10 @@ UNMEASURED = (1_500_000, 500_000, 150_000, 100_000)
 # RETRY_MIN, doubling up to RETRY_MAX.
 PADDING = 255
 PACE_INTERVAL = 0.02
-FILL = 1.1
+FILL = 1.3
 PROBE_MAX = 8.0
+PROBE_RESULT_AFTER = 0.3  # s of probing before its received rate may raise the estimate
+SETTLE = 1.0  # s without probing after an upgrade
 BACK_OFF = 0.9
 RETRY_MIN = 1.0
 RETRY_MAX = 4.0
@@ -69,9 +74,11 @@ class TransportAllocator:
         self._last_tick: float | None = None
 
     def budget(self) -> int | None:
-        """bit/s the subscriber's path carries, if its feedback says (bwe/)."""
-        bwe = self.transport.bwe
-        return bwe.estimate if bwe.feedbacks else None
+        """bit/s the subscriber's path carries, if it sends feedback (bwe/): from the start
+        (the estimator's start rate until its first feedback) when it negotiated it."""
+        transport = self.transport
+        return transport.bwe.estimate if transport.sends_tcc or transport.bwe.feedbacks \
+            else None
 
     def tick(self, now: float) -> None:
         transport = self.transport
@@ -90,15 +97,20 @@ class TransportAllocator:
             transport.resend_allowance = estimate * RESEND_SHARE * ALLOCATE_INTERVAL / 8
             budget = max(0, estimate - int(resent * 8 / max(dt, 0.1)))
         result = allocate(budget, demands, current=self.layers)
+        before = self.layers
         self.layers = {d.consumer_id: result.layer(d.consumer_id) for d in demands
                        if d.kind == "video"}
+        raised = any(layer is not None and (before.get(cid) is None or layer > before[cid])
+                     for cid, layer in self.layers.items() if cid in before)
         self.allocated = result.used if estimate is not None else 0
         for demand in demands:
             if demand.kind == "video":
                 self._apply(demand, result, streams[demand.consumer_id])
         if estimate is not None:
             want = self._wanted(demands, result)
-            if want > budget:
+            if raised:
+                self.prober.settle(now)  # let the new layer show what it costs first
+            elif want > budget:
                 self.prober.want(want, now)
             else:
                 self.prober.stop(success=True)
@@ -165,6 +177,7 @@ class Prober:
         self._peak = 0
         self._until = 0.0
         self._next = 0.0  # no probe before this time
+        self._started = 0.0
         self._retry = RETRY_MIN
         self._timer = None
         self._last_pace = 0.0
@@ -186,11 +199,17 @@ class Prober:
         self.probes += 1
         self._peak = self.transport.bwe.estimate
         self._until = now + PROBE_MAX
+        self._started = now
         self._last_pace = now
         self._bytes_prior = self.transport.bytes_out
         self._media_rate = 0.0
         loop = self.transport.worker.loop
         self._timer = loop.call_later(PACE_INTERVAL, self._pace)
+
+    def settle(self, now: float) -> None:
+        """A layer was raised: stop, and probe again only after SETTLE."""
+        self.stop(success=True)
+        self._next = max(self._next, now + SETTLE)
 
     def stop(self, success: bool) -> None:
         if self._timer is not None:
@@ -237,6 +256,10 @@ class Prober:
         if now > self._until:
             self.stop(success=True)
             return
+        bwe = transport.bwe
+        if now - self._started >= PROBE_RESULT_AFTER and bwe.received_rate > estimate:
+            bwe.raise_to(bwe.received_rate)  # it carried what was sent: start from there
+            estimate = bwe.estimate
         self._peak = max(self._peak, estimate)
         dt = max(now - self._last_pace, 0.001)
         # what the media itself took since the last pace (its padding was counted before),

@@ -12,8 +12,10 @@ per video, or none. The order is the issue's, and LiveKit's stream allocator's:
 4. then, in the same order, each is raised layer by layer up to the smallest layer that covers
    its tile (never a layer larger than the tile shows), while the rest of the estimate allows.
 
-Upgrades need `headroom` (a fraction of the layer's bitrate) to spare, so an estimate that
-wobbles around a layer's cost does not switch it up and down every round.
+Upgrades need `headroom` (a fraction of the layer's bitrate) to spare, and a layer already sent
+is kept while `keep` of its bitrate fits, so an estimate that wobbles around a layer's cost
+does not switch it up and down every round (each switch and each resume costs a keyframe, and
+Chromium's simulcast makes one on every encoding at once).
 """
 
 from __future__ import annotations
@@ -67,9 +69,9 @@ def _rank(demand: Demand) -> tuple:
 
 
 def allocate(budget: int, demands: list[Demand], headroom: float = 0.1,
-             current: dict[str, int | None] | None = None) -> Allocation:
+             current: dict[str, int | None] | None = None, keep: float = 0.8) -> Allocation:
     """Layers for `demands` within `budget` bit/s. `current`: the last allocation, so that a
-    layer already sent is kept without headroom (only upgrades need it)."""
+    layer already sent is kept while `keep` of its cost fits (only upgrades need headroom)."""
     current = current or {}
     result = Allocation()
     for demand in demands:
@@ -83,10 +85,11 @@ def allocate(budget: int, demands: list[Demand], headroom: float = 0.1,
     shown = [d for d in videos if d.visible]
 
     def cost(demand: Demand, index: int) -> int:
-        """What moving to `index` costs beyond what it has, with headroom if it is new."""
+        """What `index` needs to fit: less than its bitrate if it is being sent (`keep`),
+        more if it is new (`headroom`)."""
         had = current.get(demand.consumer_id)
-        spare = 0 if had is not None and index <= had else headroom
-        return int(demand.layers[index].bitrate * (1 + spare))
+        factor = keep if had is not None and index <= had else 1 + headroom
+        return int(demand.layers[index].bitrate * factor)
 
     for demand in shown:  # everyone's lowest layer first, in priority order
         if cost(demand, 0) <= left:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+START_RATE = 300_000  # bit/s a subscriber's estimate starts at
 MAX_EARLY_DTLS = 8  # DTLS records kept while the peer's SDP answer is still on its way
 MAX_EARLY_DTLS_BYTES = 16 * 1024  # a ClientHello flight is a few hundred bytes to a few KiB
 # Remote addresses one transport answers from at once. A browser checks from each of its
@@ -97,7 +98,9 @@ class WebRtcTransport:
         # Send-side bandwidth estimation: what went out under each transport-wide seq
         # (Consumer._send records it), read back when the peer's transport-cc feedback comes.
         self.tcc_history = SendHistory()
-        self.bwe = SendSideEstimator()
+        # Until the first feedback it starts low (what libwebrtc starts at) and probes up.
+        self.bwe = SendSideEstimator(initial=START_RATE)
+        self.sends_tcc = False  # a consumer negotiated transport-cc: an estimate will come
         # the bandwidth allocator of its consumers (allocation.py), made at its first round
         self.allocator: TransportAllocator | None = None
         # Bytes of resends the link has room for until the next allocation round (no limit
@@ -181,6 +184,7 @@ class WebRtcTransport:
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers[consumer.id] = consumer
         self.consumers_by_ssrc[consumer.ssrc] = consumer
+        self.sends_tcc = self.sends_tcc or consumer._tcc
         if consumer.rtx_ssrc is not None:
             self.consumers_by_ssrc[consumer.rtx_ssrc] = consumer
 

@@ -47,7 +47,7 @@ class Room:
     """A worker with a simulcast video and an audio producer, and `subscribers` transports
     consuming both (transport-cc negotiated, RTX on the video)."""
 
-    def __init__(self, subscribers: int = 1) -> None:
+    def __init__(self, subscribers: int = 1, without_tcc: tuple[int, ...] = ()) -> None:
         self.worker = worker = Worker()
         worker.loop = asyncio.get_running_loop()
         self.router = worker.create_router()
@@ -61,10 +61,11 @@ class Room:
         self.subs, self.video_consumers, self.audio_consumers = [], [], []
         for i in range(subscribers):
             sub = capture.transport(self.router)
+            exts = {} if i in without_tcc else {EXT_TRANSPORT_CC: TCC_ID}
             video = worker.consume(sub.id, self.video.id, ConsumerParams(
-                f"v{i}", VP8, {EXT_TRANSPORT_CC: TCC_ID}, ssrc=5000 + i, rtx_ssrc=6000 + i))
+                f"v{i}", VP8, exts, ssrc=5000 + i, rtx_ssrc=6000 + i))
             audio = worker.consume(sub.id, self.audio.id, ConsumerParams(
-                f"a{i}", AUDIO, {EXT_TRANSPORT_CC: TCC_ID}, ssrc=7000 + i))
+                f"a{i}", AUDIO, exts, ssrc=7000 + i))
             self.subs.append(sub)
             self.video_consumers.append(worker.consumers[video.id])
             self.audio_consumers.append(worker.consumers[audio.id])
@@ -95,7 +96,7 @@ class Room:
             stream.report_block(self.now)
 
     def allocate(self, *estimates: int | None) -> None:
-        """One round with these estimates (None: the subscriber sent no feedback yet)."""
+        """One round with these estimates (None: the subscriber sent no feedback)."""
         for sub, estimate in zip(self.subs, estimates, strict=True):
             if estimate is not None:  # as SendSideEstimator.on_feedback leaves it
                 sub.transport.bwe.estimate = estimate
@@ -118,19 +119,20 @@ async def test_layers_are_measured_and_sized_from_the_packets() -> None:
 
 
 async def test_each_subscriber_gets_the_layer_its_estimate_carries() -> None:
-    room = Room(subscribers=4)
+    room = Room(subscribers=5, without_tcc=(3,))
     room.second_of_media()
-    room.allocate(3_000_000, 1_000_000, 300_000, None)
+    room.allocate(3_000_000, 1_000_000, 300_000, None, None)
     targets = [c.target_spatial_layer for c in room.video_consumers]
-    # 1.5M+40k fits 3M; 1M: 500k+40k; 300k: the lowest; no feedback: no limit, the top
-    assert targets == [2, 1, 0, 2]
-    assert [room.dump(c).paused_by for c in room.video_consumers] == [[]] * 4
+    # 1.5M+40k fits 3M; 1M: 500k+40k; 300k: the lowest; without transport-cc no limit: the
+    # top; with it but no feedback yet: the start rate (300k), the lowest
+    assert targets == [2, 1, 0, 2, 0]
+    assert [room.dump(c).paused_by for c in room.video_consumers] == [[]] * 5
     dumps = {t.id: t for t in room.worker.dump().transports}
     lowest = room.video.streams[0].bitrate + room.audio.bitrate  # as measured
     assert dumps[room.subs[2].id].allocated == lowest
     assert dumps[room.subs[3].id].allocated == 0  # nothing to allocate against
     # the weak one's link improves: the next round raises it, the switch waits for a keyframe
-    room.allocate(3_000_000, 1_000_000, 3_000_000, None)
+    room.allocate(3_000_000, 1_000_000, 3_000_000, None, None)
     assert room.video_consumers[2].target_spatial_layer == 2
 
 
@@ -241,3 +243,16 @@ def test_vp8_keyframe_size_of_a_real_encoder() -> None:
     assert vp8_keyframe_size(b"\x00" + data) is None  # not the start of the frame
     assert vp8_keyframe_size(b"\x10" + data[:8]) is None
     assert vp8_keyframe_size(DELTA) is None
+
+
+def test_a_probe_result_raises_the_estimate_only_upwards_and_never_in_overuse() -> None:
+    from mediaserver.bwe.delay import OVERUSE
+    from mediaserver.bwe.estimator import SendSideEstimator
+    bwe = SendSideEstimator(initial=300_000)
+    bwe.raise_to(200_000)
+    assert bwe.estimate == 300_000
+    bwe.raise_to(900_000)
+    assert bwe.estimate == 900_000
+    bwe.usage = OVERUSE
+    bwe.raise_to(2_000_000)
+    assert bwe.estimate == 900_000

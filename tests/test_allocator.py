@@ -66,9 +66,16 @@ def test_upgrades_need_headroom_but_what_is_sent_is_kept() -> None:
     budget = AUDIO + SIMULCAST[1].bitrate
     demands = [audio("a"), camera("v")]
     assert allocate(budget, demands).layer("v") == 0
-    # ...but a consumer already on it keeps it at the same estimate (no flapping)
+    # ...but a consumer already on it keeps it at the same estimate, and down to 80% of
+    # its cost (no flapping: every switch costs a keyframe)
     assert allocate(budget, demands, current={"v": 1}).layer("v") == 1
-    assert allocate(budget - 1, demands, current={"v": 1}).layer("v") == 0
+    kept = AUDIO + int(SIMULCAST[1].bitrate * 0.8)
+    assert allocate(kept, demands, current={"v": 1}).layer("v") == 1
+    assert allocate(kept - 1, demands, current={"v": 1}).layer("v") == 0
+    # the same for the lowest layer: kept down to 80%, paused below
+    low = AUDIO + int(SIMULCAST[0].bitrate * 0.8)
+    assert allocate(low, demands, current={"v": 0}).layer("v") == 0
+    assert allocate(low - 1, demands, current={"v": 0}).layer("v") is None
 
 
 def test_a_capacity_step_down_and_up_moves_layers_down_and_back() -> None:

@@ -102,6 +102,15 @@ class SendSideEstimator:
         rate = self._loss.update(lost, total, delay_rate, self.rtt, now)
         self.estimate = int(min(delay_rate, rate))
 
+    def raise_to(self, rate: float) -> None:
+        """A probe showed the path carrying `rate` without overuse (allocation.Prober, as
+        libwebrtc's probe results do): both controls start from there."""
+        if rate <= self.estimate or self.usage != NORMAL:
+            return
+        self._aimd.rate = min(max(self._aimd.rate, rate), self._aimd.max_rate)
+        self._loss.rate = min(max(self._loss.rate, rate), self._loss.max_rate)
+        self.estimate = int(min(self._aimd.rate, self._loss.rate))
+
     def _unwrap(self, reference: int) -> int:
         """Reference time without its 24-bit wrap, as a difference from the last one."""
         if self._reference is None:
