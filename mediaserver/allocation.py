@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 ALLOCATE_INTERVAL = 0.5  # s between two rounds
 ALLOCATE_SLICES = 10  # a round is spread over this many ticks of the worker's timer
 RESEND_SHARE = 0.25  # of the estimate that resends may take
+# A layer moves after two rounds that want it; down at once when the budget is below this
+# share of what the videos are being sent at.
+SEVERE = 0.6
 AUDIO_BITRATE = 40_000  # bit/s of an audio stream not measured yet (Opus voice is 30-50k)
 # bit/s of a video encoding not measured yet, by its place from the top (the top one, the one
 # below...): what Chromium's simulcast sends at 720p
@@ -68,6 +71,7 @@ class TransportAllocator:
         self.transport = transport
         self.speakers = speakers
         self.layers: dict[str, int | None] = {}  # consumer id -> index chosen last round
+        self._pending: dict[str, bool] = {}  # consumer id -> a move up (True) or down waits
         self.allocated = 0  # bit/s given last round (0: no budget known)
         self.prober = Prober(transport)
         self._resent_prior = 0
@@ -98,14 +102,18 @@ class TransportAllocator:
             budget = max(0, estimate - int(resent * 8 / max(dt, 0.1)))
         result = allocate(budget, demands, current=self.layers)
         before = self.layers
-        self.layers = {d.consumer_id: result.layer(d.consumer_id) for d in demands
-                       if d.kind == "video"}
+        videos = [d for d in demands if d.kind == "video"]
+        severe = budget < SEVERE * sum(
+            d.layers[min(before[d.consumer_id], len(d.layers) - 1)].bitrate
+            for d in videos if before.get(d.consumer_id) is not None)
+        self.layers = {d.consumer_id: self._settled(d.consumer_id, result.layer(d.consumer_id),
+                                                    before, severe) for d in videos}
         raised = any(layer is not None and (before.get(cid) is None or layer > before[cid])
                      for cid, layer in self.layers.items() if cid in before)
         self.allocated = result.used if estimate is not None else 0
-        for demand in demands:
-            if demand.kind == "video":
-                self._apply(demand, result, streams[demand.consumer_id])
+        for demand in videos:
+            self._apply(demand, self.layers[demand.consumer_id],
+                        streams[demand.consumer_id])
         if estimate is not None:
             want = self._wanted(demands, result)
             if raised:
@@ -114,6 +122,24 @@ class TransportAllocator:
                 self.prober.want(want, now)
             else:
                 self.prober.stop(success=True)
+
+    def _settled(self, consumer_id: str, layer: int | None,
+                 before: dict[str, int | None], severe: bool) -> int | None:
+        """`layer` if it is new, the same as before, or wanted two rounds in a row (a second
+        of estimate, not one feedback's swing); a move down also at once when the budget
+        fell far below what is being sent (`severe`: a capacity step)."""
+        if consumer_id not in before:
+            return layer
+        old = before[consumer_id]
+        if layer == old:
+            self._pending.pop(consumer_id, None)
+            return layer
+        up = old is None or (layer is not None and layer > old)
+        if self._pending.get(consumer_id) == up or (severe and not up):
+            self._pending.pop(consumer_id, None)
+            return layer
+        self._pending[consumer_id] = up
+        return old
 
     def _anything_to_choose(self) -> bool:
         """Without an estimate, only layers (for tiles) are to choose, and budget holds left
@@ -158,12 +184,11 @@ class TransportAllocator:
                 total += demand.layers[useful_layers(demand) - 1].bitrate
         return total
 
-    def _apply(self, demand: Demand, result: Allocation, arriving: list[RecvStream]) -> None:
+    def _apply(self, demand: Demand, index: int | None, arriving: list[RecvStream]) -> None:
         consumer = self.transport.consumers[demand.consumer_id]
-        index = result.layer(demand.consumer_id)
         consumer.hold("budget", index is None)
         if index is not None:
-            consumer.aim(arriving[index].layer)
+            consumer.aim(arriving[min(index, len(arriving) - 1)].layer)
 
 
 class Prober:

@@ -131,9 +131,17 @@ async def test_each_subscriber_gets_the_layer_its_estimate_carries() -> None:
     lowest = room.video.streams[0].bitrate + room.audio.bitrate  # as measured
     assert dumps[room.subs[2].id].allocated == lowest
     assert dumps[room.subs[3].id].allocated == 0  # nothing to allocate against
-    # the weak one's link improves: the next round raises it, the switch waits for a keyframe
+    # the weak one's link improves: a second round that still says so raises it (one round
+    # is one feedback's swing), the switch waits for a keyframe
+    room.allocate(3_000_000, 1_000_000, 3_000_000, None, None)
+    assert room.video_consumers[2].target_spatial_layer == 0
     room.allocate(3_000_000, 1_000_000, 3_000_000, None, None)
     assert room.video_consumers[2].target_spatial_layer == 2
+    # a dip of one round moves nothing down; a capacity step far below does at once
+    room.allocate(1_400_000, 1_000_000, 3_000_000, None, None)
+    assert room.video_consumers[0].target_spatial_layer == 2
+    room.allocate(3_000_000, 250_000, 3_000_000, None, None)  # < 60% of the 500k sent
+    assert [c.target_spatial_layer for c in room.video_consumers[:2]] == [2, 0]
 
 
 async def test_what_does_not_fit_is_held_and_audio_goes_on() -> None:
@@ -147,7 +155,9 @@ async def test_what_does_not_fit_is_held_and_audio_goes_on() -> None:
     room.send(SSRCS[0], keyframe(*SIZES[0]))
     room.send(40, b"o" * 80)
     assert len(room.subs[0].rtp) == sent + 1  # the audio packet only
-    room.allocate(600_000)  # room again: it resumes, on a key frame
+    room.allocate(600_000)  # room again for a second: it resumes, on a key frame
+    assert video.paused
+    room.allocate(600_000)
     assert not video.paused and video.target_spatial_layer == 1
     room.send(SSRCS[1], keyframe(*SIZES[1]))
     assert header(room.subs[0].rtp[-1])[4] == 5000  # forwarded under the consumer's SSRC
@@ -161,6 +171,7 @@ async def test_the_tile_caps_the_layer_and_a_hidden_tile_gets_nothing() -> None:
     room.allocate(5_000_000)
     assert video.target_spatial_layer == 0  # 320x180 covers it, plenty of budget or not
     room.worker.set_consumer_view(video.id, True, 1280, 720)
+    room.allocate(5_000_000)
     room.allocate(5_000_000)
     assert video.target_spatial_layer == 2
     room.worker.set_consumer_view(video.id, False, 0, 0)
