@@ -45,6 +45,10 @@ RESEND_SHARE = 0.25  # of the estimate that resends may take
 # A layer moves after two rounds that want it; down at once when the budget is below this
 # share of what the videos are being sent at.
 SEVERE = 0.6
+# A video on its lowest layer is held only when less than this share of it fits: a picture
+# that overloads a weak link a little is better than none (and every resume costs a keyframe
+# on every encoding of a Chromium publisher).
+KEEP_LOWEST = 0.5
 AUDIO_BITRATE = 40_000  # bit/s of an audio stream not measured yet (Opus voice is 30-50k)
 # bit/s of a video encoding not measured yet, by its place from the top (the top one, the one
 # below...): what Chromium's simulcast sends at 720p
@@ -57,13 +61,13 @@ UNMEASURED = (1_500_000, 500_000, 150_000, 100_000)
 # RETRY_MIN, doubling up to RETRY_MAX.
 PADDING = 255
 PACE_INTERVAL = 0.02
-FILL = 1.3
+FILL = 1.15
 PROBE_MAX = 8.0
 PROBE_RESULT_AFTER = 0.3  # s of probing before its received rate may raise the estimate
 SETTLE = 1.0  # s without probing after an upgrade
 BACK_OFF = 0.9
-RETRY_MIN = 1.0
-RETRY_MAX = 4.0
+RETRY_MIN = 2.0
+RETRY_MAX = 6.0
 
 
 class TransportAllocator:
@@ -100,7 +104,7 @@ class TransportAllocator:
         else:
             transport.resend_allowance = estimate * RESEND_SHARE * ALLOCATE_INTERVAL / 8
             budget = max(0, estimate - int(resent * 8 / max(dt, 0.1)))
-        result = allocate(budget, demands, current=self.layers)
+        result = allocate(budget, demands, current=self.layers, keep_lowest=KEEP_LOWEST)
         before = self.layers
         videos = [d for d in demands if d.kind == "video"]
         severe = budget < SEVERE * sum(

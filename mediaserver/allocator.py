@@ -69,9 +69,11 @@ def _rank(demand: Demand) -> tuple:
 
 
 def allocate(budget: int, demands: list[Demand], headroom: float = 0.1,
-             current: dict[str, int | None] | None = None, keep: float = 0.8) -> Allocation:
+             current: dict[str, int | None] | None = None, keep: float = 0.8,
+             keep_lowest: float | None = None) -> Allocation:
     """Layers for `demands` within `budget` bit/s. `current`: the last allocation, so that a
-    layer already sent is kept while `keep` of its cost fits (only upgrades need headroom)."""
+    layer already sent is kept while `keep` of its cost fits (`keep_lowest` for the lowest
+    layer, if given; only upgrades need headroom)."""
     current = current or {}
     result = Allocation()
     for demand in demands:
@@ -88,7 +90,12 @@ def allocate(budget: int, demands: list[Demand], headroom: float = 0.1,
         """What `index` needs to fit: less than its bitrate if it is being sent (`keep`),
         more if it is new (`headroom`)."""
         had = current.get(demand.consumer_id)
-        factor = keep if had is not None and index <= had else 1 + headroom
+        if had is None or index > had:
+            factor = 1 + headroom
+        elif index == 0 and keep_lowest is not None:
+            factor = keep_lowest
+        else:
+            factor = keep
         return int(demand.layers[index].bitrate * factor)
 
     for demand in shown:  # everyone's lowest layer first, in priority order

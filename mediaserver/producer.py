@@ -64,7 +64,8 @@ class RecvStream:
         # Sending now: since its first packet, and while each receiver report interval saw
         # packets (a browser stops its top encodings when its uplink or camera falls short).
         self.active = False
-        # bit/s over the last receiver-report interval: what forwarding it costs (allocator)
+        # bit/s over the last receiver-report intervals (halved towards each new one): what
+        # forwarding it costs (allocator)
         self.bitrate = 0
         self._bytes_prior = 0
         self._report_time = 0.0
@@ -233,7 +234,10 @@ class RecvStream:
 
     def report_block(self, now: float) -> ReportBlock | None:
         if self._report_time and now > self._report_time:
-            self.bitrate = int((self.bytes - self._bytes_prior) * 8 / (now - self._report_time))
+            rate = int((self.bytes - self._bytes_prior) * 8 / (now - self._report_time))
+            # smoothed over a few intervals: one with a keyframe is not what the stream costs
+            self.bitrate = rate if not self.bitrate or not rate else \
+                (self.bitrate + rate) // 2
         self._bytes_prior, self._report_time = self.bytes, now
         if self.highest < 0 or self.ssrc is None:
             return None

@@ -86,3 +86,12 @@ def test_a_capacity_step_down_and_up_moves_layers_down_and_back() -> None:
         layers.append(chosen["v"])
         current = chosen
     assert layers == [2, 0, 2]
+
+
+def test_the_lowest_layer_being_sent_is_kept_down_to_keep_lowest() -> None:
+    demands = [audio("a"), camera("v")]
+    half = AUDIO + SIMULCAST[0].bitrate // 2
+    assert allocate(half, demands, current={"v": 0}, keep_lowest=0.5).layer("v") == 0
+    assert allocate(half - 1, demands, current={"v": 0}, keep_lowest=0.5).layer("v") is None
+    # a video not being sent still needs all of it and the headroom
+    assert allocate(half, demands, keep_lowest=0.5).layer("v") is None
