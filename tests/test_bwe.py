@@ -45,8 +45,10 @@ class Link:
 def simulate(duration: float, capacity: Callable[[float], float],
              delay: Callable[[float], float] = lambda t: 0.025, loss: float = 0.0,
              jitter: float = 0.0, initial: int = 1_000_000,
-             seed: int = 1) -> list[tuple[float, int]]:
-    """(time, estimate) after each feedback the sender got."""
+             seed: int = 1, sending: Callable[[float], float] | None = None,
+             packet: int = PACKET) -> list[tuple[float, int]]:
+    """(time, estimate) after each feedback the sender got. The sender sends at the estimate,
+    or at `sending(t)` when that is less (an application with less to send)."""
     est = SendSideEstimator(initial=initial)
     history = SendHistory()
     recorder = TwccRecorder()
@@ -65,12 +67,13 @@ def simulate(duration: float, capacity: Callable[[float], float],
                 est.on_feedback(history.lookup(fb.base_seq, len(fb.arrivals)), fb, t)
             trace.append((t, est.estimate))
         elif t == next_send:
-            arrival = link.send(t, PACKET)
-            history.sent(seq, PACKET, t)
+            arrival = link.send(t, packet)
+            history.sent(seq, packet, t)
             if arrival is not None:
                 heapq.heappush(in_flight, (arrival, seq))
             seq = (seq + 1) & 0xFFFF
-            next_send = t + PACKET * 8 / est.estimate
+            rate = est.estimate if sending is None else min(est.estimate, sending(t))
+            next_send = t + packet * 8 / rate
         else:
             while in_flight and in_flight[0][0] <= t:
                 arrival, s = heapq.heappop(in_flight)
@@ -92,6 +95,18 @@ def between(trace: list[tuple[float, int]], t0: float, t1: float) -> list[int]:
 
 def step(t0: float, before: float, after: float) -> Callable[[float], float]:
     return lambda t: before if t < t0 else after
+
+
+def test_sending_little_a_delay_swing_lowers_the_estimate_only_by_steps() -> None:
+    """Videos held, only sound going (40 kbit/s of a 400 kbit/s path): a swing of delay
+    (another flow's queue, a busy host) is overuse, but what arrived says nothing of the path,
+    so the estimate falls by steps of BETA, not to BETA x 40 kbit/s at once."""
+    swing = lambda t: 0.025 + (0.2 * (t - 12) / 0.5 if 12 <= t < 12.5 else 0.0)  # noqa: E731
+    trace = simulate(20, lambda t: 400_000, delay=swing, initial=300_000, packet=200,
+                     sending=lambda t: 300_000 if t < 10 else 40_000)
+    before = at(trace, 10)
+    assert before >= 250_000
+    assert min(between(trace, 12, 20)) >= 0.4 * before  # it was 50 kbit/s (the minimum)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -14,6 +14,7 @@ MIN_RATE = 50_000  # audio and a thumbnail still fit
 MAX_RATE = 20_000_000
 RECEIVED_WINDOW = 0.5  # s of arrivals the received rate is measured over
 RTT_SMOOTHING = 0.9
+APP_LIMITED = 0.5  # sending below this share of the estimate: it is not the path that limits
 
 
 class SendSideEstimator:
@@ -34,9 +35,9 @@ class SendSideEstimator:
         self._aimd = AimdRateControl(initial, min_rate, max_rate, increase_per_second)
         self._loss = LossBasedControl(initial, min_rate, max_rate)
         # bytes received per feedback: (first arrival, last arrival, bytes), last 0.5 s
-        self._received: deque[tuple[float, float, int]] = deque()
-        self._received_bytes = 0
-        self._newest_arrival = float("-inf")
+        self._received = RateWindow()  # by arrival time (the receiver's clock)
+        self.sent_rate = 0  # bit/s we sent over the last half second (of what feedback covers)
+        self._sent = RateWindow()  # by send time (ours)
         self._reference: int | None = None  # last reference time, unwrapped (64 ms units)
         self._last_acked = -1  # highest seq reported (extended), so repeats count once
 
@@ -63,6 +64,7 @@ class SendSideEstimator:
         highest = -1
         first_at = last_at = 0.0
         newest_send = None
+        first_send, last_send, sent_bytes = float("inf"), float("-inf"), 0
         usage = self._detector.state
         for seq, send, size in sent:
             i = (seq - base) & 0xFFFF
@@ -71,6 +73,9 @@ class SendSideEstimator:
             if i > highest:
                 highest = i
             total += 1
+            sent_bytes += size
+            first_send = min(first_send, send)
+            last_send = max(last_send, send)
             arrival = arrivals[i]
             if arrival is None:
                 lost += 1
@@ -91,14 +96,20 @@ class SendSideEstimator:
         self._last_acked = ext_base + highest
         self.feedbacks += 1  # that told us about packets we know
         if got_bytes:
-            self._add_received(first_at, last_at, got_bytes)
+            self.received_rate = self._received.add(first_at, last_at, got_bytes) or \
+                self.received_rate
+        self.sent_rate = self._sent.add(first_send, last_send, sent_bytes) or self.sent_rate
         self.packets_lost += lost
         self.packets_acked += total - lost
         if newest_send is not None and now >= newest_send:
             self.rtt = RTT_SMOOTHING * self.rtt + (1 - RTT_SMOOTHING) * (now - newest_send)
         received = self.received_rate or None
         self.usage = usage
-        delay_rate = self._aimd.update(usage, received, self.rtt, now)
+        # Sending far below the estimate (videos held, only sound going), what arrives says
+        # little about the path: an overuse then lowers the estimate by BETA, not to BETA x
+        # the little that arrived (which fell again at each overuse, down to the minimum)
+        limited = self.sent_rate < APP_LIMITED * self._aimd.rate
+        delay_rate = self._aimd.update(usage, received, self.rtt, now, app_limited=limited)
         rate = self._loss.update(lost, total, delay_rate, self.rtt, now)
         self.estimate = int(min(delay_rate, rate))
 
@@ -121,14 +132,27 @@ class SendSideEstimator:
             self._reference = last + d
         return self._reference - reference
 
-    def _add_received(self, first: float, last: float, size: int) -> None:
-        """Bytes that arrived from `first` to `last` (one feedback's worth)."""
-        window = self._received
-        window.append((first, last, size))
-        self._received_bytes += size
-        newest = self._newest_arrival = max(last, self._newest_arrival)
-        while len(window) > 1 and window[0][1] < newest - RECEIVED_WINDOW:
-            self._received_bytes -= window.popleft()[2]
-        span = newest - window[0][0]
-        if span >= 0.1:
-            self.received_rate = int(self._received_bytes * 8 / span)
+
+class RateWindow:
+    """bit/s of what happened in the last RECEIVED_WINDOW seconds, from spans of (first,
+    last, bytes): what arrived (receiver's clock) or what was sent (ours)."""
+
+    __slots__ = ("_spans", "_bytes", "_newest")
+
+    def __init__(self) -> None:
+        self._spans: deque[tuple[float, float, int]] = deque()
+        self._bytes = 0
+        self._newest = float("-inf")
+
+    def add(self, first: float, last: float, size: int) -> int:
+        """Add a span; the rate over the window, 0 while it spans under 0.1 s."""
+        if not size:
+            return 0
+        spans = self._spans
+        spans.append((first, last, size))
+        self._bytes += size
+        newest = self._newest = max(last, self._newest)
+        while len(spans) > 1 and spans[0][1] < newest - RECEIVED_WINDOW:
+            self._bytes -= spans.popleft()[2]
+        span = newest - spans[0][0]
+        return int(self._bytes * 8 / span) if span >= 0.1 else 0

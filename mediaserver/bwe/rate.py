@@ -81,7 +81,8 @@ class AimdRateControl:
         self._last_change: float | None = None
         self._last_decrease: float | None = None
 
-    def update(self, usage: str, received: float | None, rtt: float, now: float) -> float:
+    def update(self, usage: str, received: float | None, rtt: float, now: float,
+               app_limited: bool = False) -> float:
         if usage == OVERUSE:
             self.state = DECREASE
         elif usage == UNDERUSE:
@@ -93,7 +94,7 @@ class AimdRateControl:
             self._increase(received, rtt, now)
         elif self.state == DECREASE and received is not None and self._may_reduce(
                 received, rtt, now):
-            self._decrease(received, now)
+            self._decrease(self.rate if app_limited else received, now)
         self.rate = min(max(self.rate, self.min_rate), self.max_rate)
         return self.rate
 
