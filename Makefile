@@ -21,18 +21,29 @@ test: test-setup
 fuzz: test-setup
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -p no:cacheprovider -m fuzz --timeout=0 -q
 
-# hls.js for the recording player, from the npm registry (never fetched at run time)
+# hls.js for the recording player, uPlot for the analytics dashboard's charts, from the npm
+# registry (never fetched at run time)
 HLS_JS := web_client/vendor/hls.min.js
+UPLOT_JS := web_client/vendor/uPlot.iife.min.js
 
-setup: $(VENV)/.installed $(HLS_JS)
+setup: $(VENV)/.installed $(HLS_JS) $(UPLOT_JS)
 
-test-setup: system-test-deps $(VENV)/.installed-test $(HLS_JS)
+test-setup: system-test-deps $(VENV)/.installed-test $(HLS_JS) $(UPLOT_JS)
 
 $(HLS_JS):
 	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
 	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix .npm hls.js@1.6
 	mkdir -p $(dir $@) && cp .npm/node_modules/hls.js/dist/hls.min.js $@
+
+# its own prefix: npm may prune what another install left in one (and make -j runs both)
+$(UPLOT_JS):
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
+	npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix .npm/uplot \
+	  uplot@1.6
+	mkdir -p $(dir $@) && cp .npm/uplot/node_modules/uplot/dist/uPlot.iife.min.js \
+	  .npm/uplot/node_modules/uplot/dist/uPlot.min.css $(dir $@)
 
 $(VENV)/bin/python:
 	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || \

@@ -8,6 +8,7 @@ Pure functions of the events; docs/analytics.md describes every figure and the s
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import math
@@ -169,31 +170,35 @@ def sessions(events: list[Event], now: float) -> list[Session]:
     # memberships grouped into sessions: overlapping spans are one session
     spans = sorted(((iv[0], iv[1], m) for m in members.values() for iv in m.member),
                    key=lambda s: s[0])
+    at = [e.at for e in events]
     out: list[Session] = []
     group: list[Member] = []
+    in_group: set[str] = set()  # their pids (a list's `in` compared whole dataclasses)
     start = end = None
     open_ = False
     for a, b, m in spans:
         if start is not None and not open_ and a > end:
-            out.append(_session(start, end, group, events))
-            group, start = [], None
+            out.append(_session(start, end, group, events, at))
+            group, in_group, start = [], set(), None
         if start is None:
             start, end, open_ = a, a, False
         if b is None:
             open_ = True
         else:
             end = max(end, b)
-        if m not in group:
+        if m.pid not in in_group:
+            in_group.add(m.pid)
             group.append(m)
     if start is not None:
-        out.append(_session(start, None if open_ else end, group, events))
+        out.append(_session(start, None if open_ else end, group, events, at))
     return out
 
 
-def _session(start: float, end: float | None, members: list[Member], events: list[Event]
-             ) -> Session:
+def _session(start: float, end: float | None, members: list[Member], events: list[Event],
+             at: list[float]) -> Session:
     hi = end if end is not None else math.inf
-    inside = [e for e in events if start <= e.at <= hi]
+    # events are sorted by time (`at`: their times): the session's are one slice
+    inside = events[bisect.bisect_left(at, start):bisect.bisect_right(at, hi)]
     return Session(f"s-{int(start * 1000)}", start, end, members, inside)
 
 
@@ -283,6 +288,9 @@ def report(s: Session, now: float, all_events: list[Event] | None = None) -> dic
                           merge([iv for m in ms for iv in _closed(m.member, end)])],
             **{k: round(v, 1) for k, v in seconds.items()}, **c,
             "breakouts": groups.get(identity, []),
+            # for the dashboard's strips (JSON only, not in the CSV)
+            "presentIntervals": [[round(a, 3), round(b, 3)] for a, b in present],
+            "talkIntervals": [[round(a, 3), round(b, 3)] for a, b in spoke],
             "score": score(seconds["presentSeconds"], seconds["visibleSeconds"],
                            seconds["talkSeconds"], sum(c.values()), duration)})
     participants.sort(key=lambda p: p["intervals"][0][0] if p["intervals"] else 0)

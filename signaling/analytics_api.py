@@ -19,6 +19,7 @@ from aiohttp import web
 
 from . import analytics, grants, replay_analytics, safe_json
 from .events import EventLog, RedisEvents, SqliteEvents
+from .pages import page_response
 from .state import STATE, AppState
 from .tokens import TokenError, verify
 
@@ -59,7 +60,15 @@ def install(app: web.Application) -> EventLog:
     app.router.add_get("/api/rooms/{room}/sessions/{session}/report", session_report)
     app.router.add_get("/api/recordings/{id}/analytics", recording_analytics)
     app.router.add_post("/api/player/report", player_report)
+    app.router.add_get("/dashboard", dashboard_page)
     return log_
+
+
+async def dashboard_page(request: web.Request) -> web.Response:
+    """The hosts' analytics page (web_client/dashboard.html). The page holds no data: it asks
+    for the API key or a host token and reads everything from the API above, whose access
+    rules apply."""
+    return page_response(request.app[STATE].config.web_root, "dashboard.html")
 
 
 # ---- access --------------------------------------------------------------------------------
@@ -156,6 +165,8 @@ async def recording_analytics(request: web.Request) -> web.Response:
                                       log_.who(viewer) if viewer else None)
     if viewer:
         result["viewer"] = viewer
+    # to play it on the dashboard: the same links (with grants) a host gets from recordStop
+    result["links"] = state.recordings.describe(entry)["links"]
     return web.json_response(result)
 
 

@@ -72,7 +72,9 @@ COLUMNS = ("at", "kind", "room", "session", "identity", "name", "role", "recordi
 class Backend(Protocol):
     async def open(self) -> None: ...
     async def write(self, events: list[Event]) -> None: ...
-    async def read(self, room: str | None = None, recording: str | None = None) -> list[Event]: ...
+    async def read(self, room: str | None = None, recording: str | None = None) -> list[Event]:
+        """By time: a room's own events (`room` alone: not its recordings' player events), or
+        a recording's player events."""
     async def purge(self, before: float) -> int: ...
     async def close(self) -> None: ...
 
@@ -91,7 +93,8 @@ CREATE TABLE IF NOT EXISTS events (
     node TEXT NOT NULL DEFAULT '',
     data TEXT NOT NULL DEFAULT '{}'
 );
-CREATE INDEX IF NOT EXISTS events_room ON events(room, at);
+CREATE INDEX IF NOT EXISTS events_room_recording ON events(room, recording, at);
+DROP INDEX IF EXISTS events_room;
 CREATE INDEX IF NOT EXISTS events_recording ON events(recording, at);
 CREATE INDEX IF NOT EXISTS events_at ON events(at);
 """
@@ -137,12 +140,15 @@ class SqliteEvents:
     async def read(self, room: str | None = None, recording: str | None = None) -> list[Event]:
         def work() -> list[Event]:
             where, args = [], []
+            # a room alone: its own events, not its recordings' viewers (as with Redis,
+            # which keeps those in streams of their own)
+            of = "" if recording is None and room is not None else recording
             if room is not None:
                 where.append("room = ?")
                 args.append(room)
-            if recording is not None:
+            if of is not None:
                 where.append("recording = ?")
-                args.append(recording)
+                args.append(of)
             sql = f"SELECT {', '.join(COLUMNS)} FROM events"
             if where:
                 sql += " WHERE " + " AND ".join(where)

@@ -15,6 +15,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mediaserver.api import MediaControl
 
+from .state import STATE
+
 COUNTERS = {
     "packets_in": "RTP packets received from publishers",
     "bytes_in": "SRTP bytes received from publishers",
@@ -38,12 +40,20 @@ COUNTERS = {
     "tcp_send_dropped": "packets to ICE-TCP clients dropped: their connection's queue was full",
 }
 
+# the analytics event log (signaling/events.py, EventLog.counters()), per node
+EVENT_COUNTERS = {
+    "written": "analytics events written to the event log",
+    "dropped": "analytics events dropped: the log's queue was full",
+    "failed": "analytics events whose write failed (logged at most every 10 s)",
+}
+
 
 class MediaCollector:
     """Reads the counters fetched for this scrape (from the in-process worker or the pool)."""
 
     def __init__(self, rooms: Callable[[], int], participants: Callable[[], int]) -> None:
         self.latest: dict[str, int] = {}
+        self.events: dict[str, int] = {}  # EventLog.counters() of this scrape
         self._rooms = rooms
         self._participants = participants
 
@@ -57,12 +67,20 @@ class MediaCollector:
             yield GaugeMetricFamily(f"mediaserver_{key}", f"open {key}", value=s.get(key, 0))
         for key, doc in COUNTERS.items():
             yield CounterMetricFamily(f"mediaserver_{key}", doc, value=s.get(key, 0))
+        for key, doc in EVENT_COUNTERS.items():
+            yield CounterMetricFamily(f"mediaserver_analytics_events_{key}", doc,
+                                      value=self.events.get(key, 0))
+        yield GaugeMetricFamily("mediaserver_analytics_events_queued",
+                                "analytics events waiting to be written",
+                                value=self.events.get("queued", 0))
 
 
 def metrics_handler(registry: CollectorRegistry, collector: MediaCollector,
                     media: MediaControl) -> Callable:
     async def handler(request: web.Request) -> web.Response:
         collector.latest = await media.stats()
+        events = getattr(request.app[STATE].rooms, "events", None)  # analytics_api.install
+        collector.events = events.counters() if events is not None else {}
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import math
+import random
 import time
 from pathlib import Path
 
@@ -13,7 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from signaling import analytics
+from signaling import analytics, replay_analytics
+from signaling.analytics_api import EVENTS
 from signaling.events import Event, EventLog, RedisEvents, SqliteEvents
 from tests.support.client import Client
 from tests.support.redis_server import redis_server
@@ -393,3 +396,119 @@ async def test_replay_analytics_from_player_reports(server: RunningServer) -> No
     assert (await get(server, "/api/recordings/rec-1/analytics",
                       {"Authorization": f"Bearer {host}"}))[0] == 200
     assert (await get(server, "/api/recordings/nope/analytics"))[0] == 404
+    assert a["links"] == {}  # ready, without files here; with them the player's links
+
+
+# ---- the replay figures against their definition; reads, metrics, the dashboard --------------
+
+
+def reference_figures(events: list[Event], duration: float) -> dict:
+    """docs/analytics.md's definitions, second by second in plain Python."""
+    n = math.ceil(duration)
+    views: dict[str, dict] = {}
+    for e in events:
+        v = views.setdefault(e.session, {"plays": [0] * n, "jumped": [False] * n, "end": None})
+        for a, b, *_ in e.data.get("ranges", []):
+            if b <= a or a < 0:
+                continue
+            v["end"] = b if v["end"] is None else max(v["end"], b)
+            for s in range(n):
+                v["plays"][s] += a <= s + 0.5 < b  # a second counts when its middle is played
+        for a, b in e.data.get("seeks", []):
+            for s in range(n):
+                v["jumped"][s] |= a <= s + 0.5 < b  # forward only: a > b covers nothing
+    played = [v for v in views.values() if v["end"] is not None]
+    per = [sum(v["plays"][s] > 0 for v in played) for s in range(n)]
+    again = [any(v["plays"][s] > 1 for v in played) for s in range(n)]
+    skipped = [any(v["jumped"][s] and not v["plays"][s] for v in played) for s in range(n)]
+    drop = [[s, round(sum(v["end"] > s for v in played) / len(played), 3)] for s in range(n)]
+    return {"perSecond": per, "rewatched": again, "skipped": skipped, "dropoff": drop}
+
+
+def runs_of(flags: list[bool]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for s, flag in enumerate(flags):
+        if flag and out and out[-1][1] == s:
+            out[-1][1] = s + 1
+        elif flag:
+            out.append([s, s + 1])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_replay_figures_match_their_definition(seed: int, monkeypatch) -> None:
+    rng = random.Random(seed)
+    duration = rng.choice([45.0, 60.5, 90.0])
+    events = []
+    for v in range(rng.randint(1, 9)):
+        for k in range(rng.randint(1, 6)):
+            ranges = []
+            for _ in range(rng.randint(0, 3)):
+                a = round(rng.uniform(-1, duration), rng.choice([0, 2]))
+                ranges.append([a, round(a + rng.choice([-2, 0, rng.uniform(0, 40)]), 2),
+                               rng.choice([1, 1.5])])
+            seeks = [[rng.uniform(0, duration), rng.uniform(0, duration)]
+                     for _ in range(rng.randint(0, 2))]
+            events.append(Event(k, "play", "r", f"v{v}", f"dr-{v % 4}", recording="rec",
+                                data={"ranges": ranges, "seeks": seeks}))
+    expected = reference_figures(events, duration)
+    figures = replay_analytics.analyze(events, duration)
+    monkeypatch.setattr(replay_analytics, "BLOCK_CELLS", 100)  # views in blocks of one or two
+    assert replay_analytics.analyze(events, duration) == figures
+    assert figures["perSecond"] == expected["perSecond"]
+    assert figures["unwatched"] == runs_of([c == 0 for c in expected["perSecond"]])
+    assert figures["rewatched"] == runs_of(expected["rewatched"])
+    assert figures["skipped"] == runs_of(expected["skipped"])
+    if figures["views"]:
+        assert figures["dropoff"] == expected["dropoff"]
+
+
+async def test_room_reads_leave_out_player_reports(tmp_path: Path) -> None:
+    """SQLite as Redis: a room's events are its own, a recording's are its viewers'."""
+    log = EventLog(SqliteEvents(tmp_path / "a.sqlite3"))
+    await log.start()
+    log.emit("join", "r", session="p1", identity="ann")
+    log.emit("play", "r", session="v1", identity="bea", recording="rec-1", ranges=[[0, 5]])
+    assert [e.kind for e in await log.read(room="r")] == ["join"]
+    assert [e.kind for e in await log.read(recording="rec-1")] == ["play"]
+    assert [e.kind for e in await log.read(room="r", recording="rec-1")] == ["play"]
+    await log.stop()
+
+
+def test_report_carries_the_strips() -> None:
+    """presentIntervals and talkIntervals (the dashboard's strips), in the JSON only."""
+    events = sorted(SCRIPT, key=lambda e: e.at)
+    rep = analytics.report(analytics.sessions(events, 1000)[0], 1000, events)
+    bea = next(p for p in rep["participants"] if p["identity"] == "bea")
+    assert bea["presentIntervals"] == [[110, 160], [165, 180]]
+    assert bea["talkIntervals"] == [[130, 160], [165, 180]]
+    assert "presentIntervals" not in analytics.CSV_COLUMNS
+
+
+async def test_event_log_counters_in_metrics(server: RunningServer) -> None:
+    log = server.runner.app[EVENTS]
+    before = log.written
+    for i in range(5):
+        log.emit("chat", "m", session="p1", identity=f"x{i}")
+    await log.flush()
+    text = await server.metrics()
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("mediaserver_analytics_events_")}
+    assert values["mediaserver_analytics_events_written_total"] >= before + 5
+    assert values["mediaserver_analytics_events_dropped_total"] == 0
+    assert values["mediaserver_analytics_events_failed_total"] == 0
+    assert values["mediaserver_analytics_events_queued"] == 0
+
+
+async def test_dashboard_page_is_served_with_its_chart_library(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(server.base_url + "/dashboard?room=x") as r:
+            assert r.status == 200 and r.content_type == "text/html"
+            page = await r.text()
+        # fetched by `make setup` / `make test` from the npm registry, served by us
+        for asset in ("/static/vendor/uPlot.iife.min.js", "/static/vendor/uPlot.min.css"):
+            assert asset in page
+            async with s.get(server.base_url + asset) as r:
+                assert r.status == 200, f"{asset}: run `make setup` (it fetches uPlot)"
+        assert '<link rel="modulepreload" href="/static/js/dashcharts.js">' in page
+        assert "cdn" not in page.lower() and "https://" not in page
