@@ -114,6 +114,9 @@ def test_capacity_step_down_is_followed_within_2_s(seed: int) -> None:
     trace = simulate(30, step(15, 2_000_000, 300_000), jitter=0.005, seed=seed)
     assert at(trace, 15) > 1_500_000  # it had found the clean link
     assert at(trace, 17) <= 300_000  # followed down within 2 s
+    # never far below what got through while the queue drained (loss judged on a window
+    # that still saw the old rate: 180 kbit/s before the loss-based floor)
+    assert min(between(trace, 15, 30)) >= 240_000
     # and it stays near the new capacity, neither starving nor flooding the link
     late = between(trace, 20, 30)
     assert min(late) > 150_000 and 225_000 < sum(late) / len(late) < 330_000

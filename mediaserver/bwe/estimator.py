@@ -110,7 +110,7 @@ class SendSideEstimator:
         # the little that arrived (which fell again at each overuse, down to the minimum)
         limited = self.sent_rate < APP_LIMITED * self._aimd.rate
         delay_rate = self._aimd.update(usage, received, self.rtt, now, app_limited=limited)
-        rate = self._loss.update(lost, total, delay_rate, self.rtt, now)
+        rate = self._loss.update(lost, total, delay_rate, self.rtt, now, received)
         self.estimate = int(min(delay_rate, rate))
 
     def raise_to(self, rate: float) -> None:

@@ -156,7 +156,7 @@ class LossBasedControl:
         self._last_decrease: float | None = None
 
     def update(self, lost: int, total: int, delay_rate: float, rtt: float,
-               now: float) -> float:
+               now: float, received: float | None = None) -> float:
         if self._window_start is None:
             self._window_start = now
         self._lost += lost
@@ -169,7 +169,9 @@ class LossBasedControl:
             if self.loss > LOSS_DECREASE and (
                     self._last_decrease is None
                     or now - self._last_decrease >= LOSS_DECREASE_INTERVAL + rtt):
-                self.rate *= 1.0 - 0.5 * self.loss
+                # what got through in the window is carried: a window that judged the
+                # sending before the last decrease took effect does not push below it
+                self.rate = max(self.rate * (1.0 - 0.5 * self.loss), BETA * (received or 0))
                 self._last_decrease = now
         # never ahead of the delay-based rate (libwebrtc caps it so); up with it while clean
         self.rate = delay_rate if self._follow else min(self.rate, delay_rate)
