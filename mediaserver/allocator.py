@@ -73,7 +73,8 @@ def allocate(budget: int, demands: list[Demand], headroom: float = 0.1,
              keep_lowest: float | None = None) -> Allocation:
     """Layers for `demands` within `budget` bit/s. `current`: the last allocation, so that a
     layer already sent is kept while `keep` of its cost fits (`keep_lowest` for the lowest
-    layer, if given; only upgrades need headroom)."""
+    layer, if given, and for the first video's lowest layer even when new; only upgrades need
+    headroom)."""
     current = current or {}
     result = Allocation()
     for demand in demands:
@@ -98,8 +99,13 @@ def allocate(budget: int, demands: list[Demand], headroom: float = 0.1,
             factor = keep
         return int(demand.layers[index].bitrate * factor)
 
-    for demand in shown:  # everyone's lowest layer first, in priority order
-        if cost(demand, 0) <= left:
+    for rank, demand in enumerate(shown):  # everyone's lowest layer first, by priority
+        # the most important picture is started (or kept) at keep_lowest of its cost too: a
+        # weak link's estimate hovering just under the lowest layer plus headroom would
+        # otherwise leave the person with no picture at all
+        need = int(demand.layers[0].bitrate * keep_lowest) if rank == 0 and \
+            keep_lowest is not None else cost(demand, 0)
+        if need <= left:
             result.layers[demand.consumer_id] = 0
             left -= demand.layers[0].bitrate
         else:

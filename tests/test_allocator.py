@@ -93,5 +93,8 @@ def test_the_lowest_layer_being_sent_is_kept_down_to_keep_lowest() -> None:
     half = AUDIO + SIMULCAST[0].bitrate // 2
     assert allocate(half, demands, current={"v": 0}, keep_lowest=0.5).layer("v") == 0
     assert allocate(half - 1, demands, current={"v": 0}, keep_lowest=0.5).layer("v") is None
-    # a video not being sent still needs all of it and the headroom
-    assert allocate(half, demands, keep_lowest=0.5).layer("v") is None
+    # the first video gets its lowest layer at that share even when new (no picture at
+    # all is worse than a slightly overloaded link); a second one needs all of it and more
+    assert allocate(half, demands, keep_lowest=0.5).layer("v") == 0
+    two = [*demands, camera("w", tile=(320, 180))]
+    assert allocate(half, two, keep_lowest=0.5).layer("w") is None
