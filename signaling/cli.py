@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .config import ServerConfig
+from .turn import parse_urls
 
 ENV = "MEDIASERVER_"
 HTTP_SHUTDOWN_WAIT = 0.25  # for HTTP requests still running once every session is closed
@@ -100,6 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "back and keeps their place for the grace period; a connection "
                             "that has not connected yet never expires "
                             "[env MEDIASERVER_ICE_CONSENT_TIMEOUT]")
+    serve.add_argument("--turn-url", default=_env("TURN_URLS", ""),
+                       help="TURN servers handed to every participant in the join result, "
+                            "comma-separated, e.g. turn:turn.example.org:3478?transport=tcp,"
+                            "turns:turn.example.org:443?transport=tcp; none: no TURN "
+                            "(docs/operations.md, \"TURN\") [env MEDIASERVER_TURN_URLS]")
+    # default "": the variable is read in config_from_args, so --help never prints it
+    serve.add_argument("--turn-secret", default="",
+                       help="coturn's static-auth-secret (use-auth-secret), which signs the "
+                            "participants' short-lived TURN credentials; prefer the "
+                            "environment variable [env MEDIASERVER_TURN_SECRET]")
+    serve.add_argument("--turn-ttl", type=float,
+                       default=float(_env("TURN_TTL", str(ServerConfig.turn_ttl))),
+                       help="seconds a participant's TURN credentials stay valid; coturn "
+                            "checks it at each allocation refresh, so longer than a meeting "
+                            "[env MEDIASERVER_TURN_TTL]")
     serve.add_argument("--webhook-url", default=_env("WEBHOOK_URL", ""),
                        help="URL receiving signed JSON events such as recording.ready "
                             "[env MEDIASERVER_WEBHOOK_URL]")
@@ -141,6 +157,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         ice_consent_timeout=args.ice_consent_timeout,
                         shutdown_timeout=max(0.0, args.shutdown_timeout),
                         webhook_url=args.webhook_url, webhook_secret=args.webhook_secret,
+                        turn_urls=parse_urls(args.turn_url),
+                        turn_secret=args.turn_secret or _env("TURN_SECRET", ""),
+                        turn_ttl=args.turn_ttl,
                         analytics_retention_days=max(0.0, args.analytics_retention_days),
                         analytics_hash_identities=args.analytics_hash_identities)
 
@@ -167,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                                  else str(tcp)))
     print(f"mediaserver ({mode}) HTTP on {config.host}:{config.http_port}, "
           f"{max(1, config.workers)} media worker(s) on UDP {config.rtc_host or config.host}:"
-          f"{ports}\nopen {url}", flush=True)
+          f"{ports}" + (f", TURN {' '.join(config.turn_urls)}" if config.turn_urls else "")
+          + f"\nopen {url}", flush=True)
     try:
         import uvloop  # the receive path is about three times faster than on asyncio's loop
 

@@ -35,6 +35,11 @@ class ServerConfig:
     grace_period: float = 30.0  # a dropped participant keeps their place this long
     # RFC 7675: a media connection that was up and has had no ICE check this long is gone
     ice_consent_timeout: float = 30.0
+    # TURN (signaling/turn.py): coturn's URLs, the static-auth-secret shared with it, and how
+    # long a participant's credentials stay valid; no URLs: `join` hands out no iceServers
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = ""
+    turn_ttl: float = 12 * 3600.0
     shutdown_timeout: float = 5.0  # SIGTERM or SIGINT to exit, everything included
     max_message: int = 64 * 1024  # largest WebSocket message accepted
     messages_per_second: float = 50.0  # per session, with a burst of twice that
@@ -50,6 +55,11 @@ class ServerConfig:
             raise ValueError(f"unknown store {self.store!r}: use sqlite or a redis:// URL")
         if not 0 < self.ice_consent_timeout <= 3600:
             raise ValueError("--ice-consent-timeout must be more than 0 and at most 3600 s")
+        if any(u.startswith("turn") for u in self.turn_urls) and not self.turn_secret:
+            raise ValueError("--turn-url needs the secret shared with coturn (--turn-secret or "
+                             "MEDIASERVER_TURN_SECRET)")
+        if not 60 <= self.turn_ttl <= 7 * 86400:
+            raise ValueError("--turn-ttl must be between 60 s and 7 days")
         if self.shutdown_timeout < 0:
             raise ValueError("--shutdown-timeout must not be negative")
         if self.node and not self.node.isalnum():

@@ -26,6 +26,7 @@ from .rooms import Room, RoomRegistry, Track, new_id
 from .session_token import TokenRefresher
 from .store import Store
 from .tokens import Grant
+from .turn import TurnIssuer
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class Participant:
         self._grace_timer: asyncio.TimerHandle | None = None
         # fresh tokens for coming back (session_token.py); set by the WebSocket endpoint
         self.tokens: TokenRefresher | None = None
+        # short-lived TURN credentials for the join result (turn.py); set by the WebSocket
+        # endpoint when TURN is configured
+        self.turn: TurnIssuer | None = None
 
     def public(self) -> dict[str, Any]:
         hand = self.room is not None and self.identity in self.room.hands
@@ -147,7 +151,8 @@ class Participant:
                 "live": room.live, "recording": self.rooms.recordings is not None
                 and self.rooms.recordings.recording(room),
                 "activeSpeaker": speaking.speaker_of(room, self.group, room.sees_media(self)),
-                "token": self._session_token()}
+                "token": self._session_token(),
+                **({"iceServers": self.turn.ice_servers(self.id)} if self.turn else {})}
 
     def _session_token(self) -> str | None:
         """A token to come back with, refreshed while we are connected (session_token.py)."""

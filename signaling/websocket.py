@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from mediaserver.api import MediaError
 
-from . import safe_json, schemas
+from . import safe_json, schemas, turn
 from .errors import RequestError
 from .participant import Participant
 from .ratelimit import FloodGuard, TokenBucket
@@ -63,6 +63,7 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     participant = Participant(grant, state.rooms, state.store, state.media, out.send)
     participant.tokens = TokenRefresher(config.effective_jwt_secret, grant,
                                         participant.send_event)
+    participant.turn = turn.issuer(config.turn_urls, config.turn_secret, config.turn_ttl)
     state.sessions.add(participant)
 
     def on_closed(reason: str, code: int) -> None:

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import playwright
@@ -146,14 +147,16 @@ async def wait_joined(page, timeout_ms: int = WAIT_MS, reloads: int = 0) -> None
 
 
 @asynccontextmanager
-async def lab_browsers(lab, data_dir: Path, video_file: Path | None = None
-                       ) -> AsyncIterator[tuple]:
+async def lab_browsers(lab, data_dir: Path, video_file: Path | None = None,
+                       **server_options: Any) -> AsyncIterator[tuple]:
     """A dev server listening on a NetLab's host address, a Chromium here (a clean link) and
     one in the lab's client namespace (behind the emulated link): (server, here, there).
-    `video_file`: both browsers' fake camera plays it (see chromium_args)."""
+    `video_file`: both browsers' fake camera plays it (see chromium_args). `server_options`:
+    more ServerConfig fields (turn_urls, ...)."""
     from tests.support.server import running_server  # the server side only when needed
 
-    async with running_server(data_dir, dev=True, host=lab.host_ip) as server, \
+    async with running_server(data_dir, dev=True, host=lab.host_ip,
+                              **server_options) as server, \
             chromium(origins=(server.base_url,), video_file=video_file) as here, \
             chromium(netns=lab.client_ns, origins=(server.base_url,),
                      video_file=video_file) as there:

@@ -6,6 +6,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -56,17 +57,18 @@ class RunningServer:
 async def running_server(data_dir: Path, dev: bool = False, rtc_port: int | None = None,
                          workers: int = 0, subscribers_per_worker: int = 0,
                          grace_period: float = 30.0, store: str = "", node: str = "",
-                         ice_consent_timeout: float = 30.0, host: str = "127.0.0.1"
-                         ) -> AsyncIterator[RunningServer]:
+                         ice_consent_timeout: float = 30.0, host: str = "127.0.0.1",
+                         **options: Any) -> AsyncIterator[RunningServer]:
     """In-process server; with workers > 0, media workers are real child processes. `host`:
-    where HTTP and media listen and what ICE announces (a NetLab's host address)."""
+    where HTTP and media listen and what ICE announces (a NetLab's host address). `options`:
+    more ServerConfig fields (turn_urls, turn_secret, ...)."""
     if rtc_port is None:
         rtc_port = 0 if workers else free_port(socket.SOCK_DGRAM)
     config = ServerConfig(host=host, http_port=free_port(), rtc_port=rtc_port,
                           data_dir=data_dir, dev=dev, api_key=API_KEY, jwt_secret=JWT_SECRET,
                           workers=workers, subscribers_per_worker=subscribers_per_worker,
                           grace_period=grace_period, store=store, node=node,
-                          ice_consent_timeout=ice_consent_timeout)
+                          ice_consent_timeout=ice_consent_timeout, **options)
     runner = web.AppRunner(make_app(config))
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.http_port)

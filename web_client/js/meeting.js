@@ -6,7 +6,7 @@ import { Signaling, wsUrl } from './signaling.js';
 import { state } from './state.js';
 import { reportVisibility } from './visibility.js';
 import { showError, showStatus } from './status.js';
-import { Subscriber } from './subscriber.js';
+import { Subscriber, useIceServers } from './subscriber.js';
 import { Publisher } from './publisher.js';
 import { Roster, STAGE_ROLES } from './roster.js';
 import { admission } from './lobby.js';
@@ -108,6 +108,7 @@ export class Meeting {
     let res = await this.sig.request('join');
     this.keepToken(res.token);
     if (res.lobby) res = await this.waitInLobby();
+    useIceServers(res.iceServers, this.subscriber.pc); // TURN, before the first answer
     this.keepToken(res.token);
     this.applyJoin(res);
     reportVisibility((method, params) => this.request(method, params));

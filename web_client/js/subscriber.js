@@ -4,6 +4,16 @@ import { waitForIceGathering } from './rtc.js';
 
 export const PC_CONFIG = { iceServers: [] };
 
+/** The TURN servers of the join result (docs/protocol.md): for every connection made from now
+ * on, and for `pc`, made before `join`, whose gathering starts at its first answer. */
+export function useIceServers(iceServers, pc) {
+  if (!Array.isArray(iceServers) || !iceServers.length) return;
+  PC_CONFIG.iceServers = iceServers;
+  if (pc && pc.signalingState !== 'closed') {
+    pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
+  }
+}
+
 export class Subscriber {
   /** onChange(): the set of received tracks changed; onError(err): a negotiation failed. */
   constructor({ sig, onChange, onError }) {
