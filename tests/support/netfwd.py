@@ -7,10 +7,12 @@ and "UDP blocked" are done here, in userspace; rate is tc tbf on the interfaces 
 
 Per direction: `delay_ms` (each frame held until its due time), `loss` (a fraction of IPv4
 frames dropped at random; ARP always passes so the link stays up), and `block_udp` (every
-IPv4 UDP frame dropped, TCP and ICMP pass: a firewall that blocks UDP). Changed at run time by
-JSON datagrams on the Unix socket CONTROL: {"delay_ms": 50, "loss": 0.05, "block_udp": false}
-(keys optional, "up"/"down" prefixes for one direction: "down_loss"), answered with the
-counters. Prints "ready" once forwarding.
+IPv4 UDP frame dropped, TCP and ICMP pass: a firewall that blocks UDP) and `block_tcp_ports`
+(IPv4 TCP frames from or to one of these ports dropped: a firewall that lets TCP out only to
+some ports). Changed at run time by JSON datagrams on the Unix socket CONTROL: {"delay_ms": 50,
+"loss": 0.05, "block_udp": false, "block_tcp_ports": [40000]} (keys optional, "up"/"down"
+prefixes for one direction: "down_loss"), answered with the counters. Prints "ready" once
+forwarding.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent: our own writes, never forwarded
 ETHERTYPE_IPV4 = b"\x08\x00"
 IPPROTO_UDP = 17
+IPPROTO_TCP = 6
 
 
 def _open(interface: str) -> socket.socket:
@@ -46,6 +49,7 @@ class Direction:
         self.delay = 0.0
         self.loss = 0.0
         self.block_udp = False
+        self.block_tcp_ports: frozenset[int] = frozenset()
         self.forwarded = self.dropped = self.blocked = 0
 
     def verdict(self, frame: bytes, rng: random.Random) -> bool:
@@ -55,6 +59,13 @@ class Direction:
         if self.block_udp and frame[23] == IPPROTO_UDP:
             self.blocked += 1
             return False
+        if self.block_tcp_ports and frame[23] == IPPROTO_TCP:
+            start = 14 + (frame[14] & 0x0F) * 4  # the TCP header, after the IP options
+            ports = frame[start:start + 4]
+            if len(ports) == 4 and (int.from_bytes(ports[:2], "big") in self.block_tcp_ports
+                                    or int.from_bytes(ports[2:], "big") in self.block_tcp_ports):
+                self.blocked += 1
+                return False
         if self.loss and rng.random() < self.loss:
             self.dropped += 1
             return False
@@ -71,6 +82,8 @@ def _configure(directions: dict[str, Direction], settings: dict) -> None:
                 direction.loss = float(value)
             elif field == "block_udp":
                 direction.block_udp = bool(value)
+            elif field == "block_tcp_ports":
+                direction.block_tcp_ports = frozenset(int(port) for port in value or ())
 
 
 def main() -> None:

@@ -115,7 +115,8 @@ class NetLab:
     # ---- the link -----------------------------------------------------------------------
 
     def set(self, **settings: Any) -> dict[str, Any]:
-        """Delay, loss, UDP blocking, both ways or one ("down_loss": towards the client);
+        """Delay, loss, UDP blocking, TCP blocking by port (`block_tcp_ports=[40000]`), both
+        ways or one ("down_loss": towards the client);
         returns the forwarder's counters (forwarded, dropped, blocked, max lateness)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         reply_path = os.path.join(self._dir, f"reply-{secrets.token_hex(3)}.sock")
