@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "environment variable [env MEDIASERVER_TURN_SECRET]")
     serve.add_argument("--turn-ttl", type=float,
                        default=float(_env("TURN_TTL", str(ServerConfig.turn_ttl))),
-                       help="seconds a participant's TURN credentials stay valid; coturn "
-                            "checks it at each allocation refresh, so longer than a meeting "
+                       help="seconds a participant's TURN credentials stay valid; the web "
+                            "client uses them for every connection of its session (breakout "
+                            "moves make new ones), so longer than a meeting "
                             "[env MEDIASERVER_TURN_TTL]")
     serve.add_argument("--webhook-url", default=_env("WEBHOOK_URL", ""),
                        help="URL receiving signed JSON events such as recording.ready "

@@ -5,9 +5,12 @@ database, a username "<expiry unix time>:<anything>" whose password is
 base64(HMAC-SHA1(SECRET, username)), until that time. The signalling server and coturn share
 only SECRET (--turn-secret / MEDIASERVER_TURN_SECRET, never in the repository); each `join`
 result carries a fresh pair in `iceServers` (docs/protocol.md), which the web client gives its
-RTCPeerConnections. coturn checks the expiry on every request of an allocation, its refreshes
-included, so the lifetime (--turn-ttl) must outlast a meeting: a client that joins again (a
-reconnect, a breakout move does not need it) gets a new pair.
+RTCPeerConnections. coturn checks the expiry when it authenticates a client: an Allocate, and
+again only when its nonce goes stale (coturn's `stale-nonce`, off by default); an allocation
+made in time lives on through its refreshes (tests/test_turn.py). The web client keeps the pair
+of its last `join` for every connection of the session (a breakout move, an ICE restart make new
+allocations), so the lifetime (--turn-ttl, default 12 h) must outlast a meeting; a client that
+joins again (a reconnect) gets a new pair.
 """
 
 from __future__ import annotations

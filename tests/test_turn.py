@@ -120,3 +120,27 @@ async def _join(server) -> dict:
             if msg.get("id") == 1:
                 assert "result" in msg, msg
                 return msg["result"]
+
+
+async def test_an_allocation_made_in_time_outlives_its_credential() -> None:
+    """coturn checks the expiry when it authenticates (Allocate), not at each Refresh or
+    CreatePermission of an allocation it already has (its default: no stale-nonce): why the
+    credentials' lifetime only needs to cover the allocations a session makes."""
+    with turn_server() as server:
+        [entry] = turn.TurnIssuer((server.url(),), server.secret, 2).ice_servers("p_short")
+        relay, _ = await asyncio.wait_for(create_turn_endpoint(
+            _Sink, (server.host, server.port), entry["username"], entry["credential"],
+            lifetime=600, transport="tcp"), WAIT_S)
+        try:
+            while time.time() <= int(entry["username"].split(":")[0]) + 1:
+                await asyncio.sleep(0.2)  # until the credential has expired (wall clock)
+            client = relay._TurnTransport__inner_protocol  # type: ignore[attr-defined]
+            refresh = stun.Message(message_method=stun.Method.REFRESH,
+                                   message_class=stun.Class.REQUEST)
+            refresh.attributes["LIFETIME"] = 600
+            response, _ = await asyncio.wait_for(client.request_with_retry(refresh), WAIT_S)
+            assert response.attributes["LIFETIME"] == 600
+            # a new allocation with the same, now expired, credential is refused
+            assert await allocate(server, entry["username"], entry["credential"], "tcp") == 401
+        finally:
+            relay.close()
