@@ -3,6 +3,8 @@
 # and TCP ports one-to-one: media worker i listens on MEDIASERVER_RTC_PORT + i (UDP, and TCP for
 # clients whose UDP is blocked) and ICE candidates carry that port. With MEDIASERVER_WORKERS=4:
 # -p 40000-40003:40000-40003/udp -p 40000-40003:40000-40003/tcp.
+# With TURN for networks that allow only outbound TCP or TLS: docs/examples/compose.yaml runs this
+# image and Debian's coturn side by side (MEDIASERVER_TURN_URLS, MEDIASERVER_TURN_SECRET).
 
 # hls.js for the recording player, from the npm registry at build time (never at run time).
 FROM node:20-bookworm-slim AS player
