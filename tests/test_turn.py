@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ssl
 import time
 from pathlib import Path
 
@@ -54,13 +55,15 @@ class _Sink(asyncio.DatagramProtocol):
     pass
 
 
-async def allocate(server, username: str, password: str, transport: str
-                   ) -> tuple[str, int] | int:
-    """The relayed address, or the error code coturn answered the Allocate with."""
+async def allocate(server, username: str, password: str, transport: str,
+                   tls: ssl.SSLContext | None = None) -> tuple[str, int] | int:
+    """The relayed address, or the error code coturn answered the Allocate with. `tls`: over
+    TLS to the server's TLS port (transport "tcp")."""
+    port = server.tls_port if tls else server.port
     try:
         relay, _ = await asyncio.wait_for(create_turn_endpoint(
-            _Sink, (server.host, server.port), username, password, lifetime=60,
-            transport=transport), WAIT_S)
+            _Sink, (server.host, port), username, password, lifetime=60,
+            transport=transport, ssl=tls), WAIT_S)
     except stun.TransactionFailed as exc:
         return exc.response.attributes["ERROR-CODE"][0]
     try:
@@ -90,6 +93,20 @@ async def test_coturn_accepts_valid_and_refuses_expired_or_forged(transport: str
         # a valid credential with the expiry pushed later after signing
         stretched = f"{int(time.time()) + 86400}:p_good"
         assert await allocate(server, stretched, good["credential"], transport) == 401
+
+
+async def test_coturn_over_tls() -> None:
+    """turns: (TURN over TLS, what a firewall that lets out only 443 passes), with a
+    certificate the client checks: accepted with the server's credential, refused forged."""
+    with turn_server(tls=True) as server:
+        context = ssl.create_default_context(cafile=str(server.cert))
+        issuer = turn.TurnIssuer((server.tls_url(),), server.secret, 3600)
+        [good] = issuer.ice_servers("p_tls")
+        relayed = await allocate(server, good["username"], good["credential"], "tcp", context)
+        assert isinstance(relayed, tuple) and relayed[0] == server.host, relayed
+        [other] = turn.TurnIssuer((server.tls_url(),), "forged", 3600).ice_servers("p_tls")
+        assert await allocate(server, other["username"], other["credential"], "tcp",
+                              context) == 401
 
 
 async def test_join_result_carries_ice_servers_only_when_turn_is_configured(

@@ -4,7 +4,8 @@
 static-auth-secret, listening and relaying on `host` only, a free port, no TLS, DTLS, CLI or
 user database outside the temporary directory), starts `turnserver` under `timeout` (so a
 killed test run leaves no relay behind for long), waits until its TCP listener answers and
-stops it by its PID at the end. `host` is 127.0.0.1 or a NetLab's host address.
+stops it by its PID at the end. `host` is 127.0.0.1 or a NetLab's host address. With
+`tls=True` also TURN over TLS with a self-signed certificate (needs the `openssl` command).
 """
 
 from __future__ import annotations
@@ -37,17 +38,27 @@ class TurnServer:
     realm: str
     log: Path
 
+    tls_port: int | None = None
+    cert: Path | None = None  # the self-signed certificate of tls_port (subjectAltName: host)
+
     def url(self, transport: str = "tcp") -> str:
         return f"turn:{self.host}:{self.port}?transport={transport}"
+
+    def tls_url(self) -> str:
+        return f"turns:{self.host}:{self.tls_port}?transport=tcp"
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _config(host: str, port: int, secret: str, realm: str, work: Path) -> str:
+def _config(host: str, port: int, secret: str, realm: str, work: Path,
+            tls_port: int | None) -> str:
+    tls = ([f"tls-listening-port={tls_port}", f"cert={work / 'cert.pem'}",
+            f"pkey={work / 'key.pem'}"] if tls_port else ["no-tls"])
     return "\n".join([
         f"listening-ip={host}",
         f"listening-port={port}",
+        *tls,
         f"relay-ip={host}",
         f"external-ip={host}",
         "min-port=49152", "max-port=65535",
@@ -55,7 +66,7 @@ def _config(host: str, port: int, secret: str, realm: str, work: Path) -> str:
         f"static-auth-secret={secret}",
         f"realm={realm}",
         "fingerprint",
-        "no-tls", "no-dtls", "no-cli", "no-rfc5780", "no-stun-backward-compatibility",
+        "no-dtls", "no-cli", "no-rfc5780", "no-stun-backward-compatibility",
         "allow-loopback-peers",  # the media server may be on 127.0.0.1 in a test
         "no-multicast-peers",
         f"userdb={work / 'turndb'}",
@@ -74,24 +85,37 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
+def _self_signed(host: str, work: Path) -> Path:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem"),
+                    "-subj", "/CN=turn.test", "-addext", f"subjectAltName=IP:{host}"],
+                   check=True, capture_output=True)
+    return work / "cert.pem"
+
+
 @contextmanager
-def turn_server(host: str = "127.0.0.1") -> Iterator[TurnServer]:
+def turn_server(host: str = "127.0.0.1", tls: bool = False) -> Iterator[TurnServer]:
+    """`tls`: also TURN over TLS (turns:) on a port of its own, with a self-signed certificate
+    for `host` (TurnServer.cert)."""
     binary = shutil.which(TURNSERVER)
     assert binary, "coturn is not installed (Debian package coturn: make test-setup)"
     work = Path(tempfile.mkdtemp(prefix="turn-"))
     port = free_port()
+    tls_port = free_port() if tls else None
     secret = secrets.token_urlsafe(24)
     realm = "mediaserver.test"
+    cert = _self_signed(host, work) if tls else None
     conf = work / "turnserver.conf"
-    conf.write_text(_config(host, port, secret, realm, work))
-    server = TurnServer(host, port, secret, realm, work / "turn.log")
+    conf.write_text(_config(host, port, secret, realm, work, tls_port))
+    server = TurnServer(host, port, secret, realm, work / "turn.log", tls_port, cert)
     process = subprocess.Popen(["timeout", "--signal=KILL", str(LIFETIME_S), binary,
                                 "-c", str(conf)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
     try:
         deadline = time.monotonic() + START_WAIT_S
-        while not _listening(host, port):
+        while not all(_listening(host, p) for p in (port, tls_port) if p):
             if process.poll() is not None:
                 stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
                 raise AssertionError(f"turnserver exited ({process.returncode}): {stderr}\n"
