@@ -35,6 +35,38 @@ SELECTED_PAIR = """async (which) => {
 }"""
 
 
+# every candidate pair of both connections, for a failure's message
+ALL_PAIRS = """async () => {
+  const out = {};
+  for (const which of ['publishPc', 'subscribePc']) {
+    const pc = window.__meeting && window.__meeting[which];
+    if (!pc) { out[which] = null; continue; }
+    const stats = await pc.getStats();
+    const pairs = [];
+    stats.forEach(s => {
+      if (s.type !== 'candidate-pair') return;
+      const l = stats.get(s.localCandidateId), r = stats.get(s.remoteCandidateId);
+      pairs.push(`${l.candidateType}/${l.protocol}/${l.relayProtocol || ''} ` +
+                 `${l.address}:${l.port} -> ${r.protocol} ${r.address}:${r.port} ${s.state}`);
+    });
+    out[which] = {ice: pc.iceConnectionState, connection: pc.connectionState, pairs};
+  }
+  return JSON.stringify(out);
+}"""
+
+
+async def decoding_or_why(page, frames: int, lab: NetLab, turn) -> dict:
+    """wait_decoding, and on a timeout the page's candidate pairs, the link's counters and the
+    end of coturn's log in the failure."""
+    try:
+        return await wait_decoding(page, frames)
+    except Exception as exc:
+        pairs = await page.evaluate(ALL_PAIRS)
+        inbound = await page.evaluate("JSON.stringify(window.__inbound || null)")
+        raise AssertionError(f"{page.url}: not {frames} frames: {inbound}\n{pairs}\n"
+                             f"link {lab.counters()}\ncoturn: {turn.log_text()[-3000:]}") from exc
+
+
 async def selected_pair(page, which: str) -> dict:
     deadline = time.monotonic() + WAIT_MS / 1000
     while True:
@@ -66,12 +98,12 @@ async def test_doctor_reaches_the_server_only_through_turn_over_tcp(tmp_path: Pa
             await wait_joined(doctor, WAIT_MS, reloads=1)
             await watch_stats(doctor)
             # her view: the rep's video decoding and the sound arriving, and it goes on
-            first = await wait_decoding(doctor, 30)
+            first = await decoding_or_why(doctor, 30, lab, turn)
             to_30_frames = time.monotonic() - loading
-            later = await wait_decoding(doctor, first["framesDecoded"] + 30)
+            later = await decoding_or_why(doctor, first["framesDecoded"] + 30, lab, turn)
             assert later["audioPackets"] > first["audioPackets"], (first, later)
             # the rep sees and hears what she publishes through the relay
-            await wait_decoding(rep, 30)
+            await decoding_or_why(rep, 30, lab, turn)
             for which in ("publishPc", "subscribePc"):
                 pair = await selected_pair(doctor, which)
                 assert pair["localType"] == "relay" and pair["relayProtocol"] == "tcp", \
