@@ -4,6 +4,7 @@
 
 const uPlot = window.uPlot;
 const charts = new Map(); // element -> [uPlot, height]
+const following = new Map(); // element -> its video's timeupdate listener
 
 const AXIS = { stroke: '#9aa0a6', grid: { stroke: '#2a2f39', width: 1 }, ticks: { stroke: '#2a2f39', width: 1 } };
 const BANDS = [ // [figure, colour, where]: along the bottom, the top, or the whole height
@@ -100,7 +101,12 @@ export function heatChart(el, figures, video, readout) {
     video.currentTime = Math.min(Math.max(0, u.posToVal(e.offsetX, 'x')), Math.max(0, n - 0.5));
     video.play().catch(() => {});
   });
-  if (video) video.addEventListener('timeupdate', () => u.redraw(false, false));
+  if (video) { // the playing position follows the video (one listener per chart element)
+    const follow = () => u.redraw(false, false);
+    video.removeEventListener('timeupdate', following.get(el));
+    following.set(el, follow);
+    video.addEventListener('timeupdate', follow);
+  }
   return u;
 }
 
