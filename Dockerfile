@@ -6,9 +6,10 @@
 # With TURN for networks that allow only outbound TCP or TLS: docs/examples/compose.yaml runs this
 # image and Debian's coturn side by side (MEDIASERVER_TURN_URLS, MEDIASERVER_TURN_SECRET).
 
-# hls.js for the recording player, from the npm registry at build time (never at run time).
+# hls.js for the recording player and uPlot for the analytics dashboard, from the npm registry
+# at build time (never at run time).
 FROM node:20-bookworm-slim AS player
-RUN npm install --silent --no-audit --no-fund --prefix /npm hls.js@1.6
+RUN npm install --silent --no-audit --no-fund --prefix /npm hls.js@1.6 uplot@1.6
 
 FROM python:3.11-slim-bookworm
 WORKDIR /app
@@ -19,6 +20,8 @@ COPY recorder recorder
 COPY benchmarks benchmarks
 COPY web_client web_client
 COPY --from=player /npm/node_modules/hls.js/dist/hls.min.js web_client/vendor/hls.min.js
+COPY --from=player /npm/node_modules/uplot/dist/uPlot.iife.min.js \
+     /npm/node_modules/uplot/dist/uPlot.min.css web_client/vendor/
 # Editable: the server serves web_client/ from beside its packages (signaling/config.py).
 RUN pip install --no-cache-dir -e . && useradd --system --home /app mediaserver && \
     mkdir -p /data && chown mediaserver /data
