@@ -111,13 +111,13 @@ async def test_doctor_reaches_the_server_only_through_turn_over_tcp(tmp_path: Pa
                 assert pair["localAddress"] == turn.host, pair  # coturn's relay address
                 assert (pair["remoteAddress"], pair["remotePort"]) == (lab.host_ip, udp_port), \
                     pair
-            # the server's side: all four transports on UDP, hers from coturn's relay ports
+            # the server's side: all four transports on UDP (hers from coturn, which relays UDP)
             dump = await server.state.media.dump()
             assert sorted(t.protocol for t in dump.transports) == ["udp"] * 4
             counters = lab.counters()
             assert counters["up_blocked"] > 0, counters  # she did try UDP and ICE-TCP first
-            stats = await server.state.media.stats()
-            assert stats.get("tcp_frames_in", 0) == 0, stats  # nothing came over ICE-TCP
+            # (the server's tcp_* counters are no proof either way: the rep, on a clean link,
+            # may send a check over ICE-TCP before her UDP pair is chosen)
             assert not errors, errors
             print(f"\nrelay over TURN/TCP: 30 frames {to_30_frames:.2f} s after loading the "
                   f"page, rtt {pair['rtt']}, link blocked {counters['up_blocked']} frames up")
