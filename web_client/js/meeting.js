@@ -104,11 +104,14 @@ export class Meeting {
 
     // Created before `join` because the server may send subscriberOffer right after it.
     this.subscriber = this.newSubscriber();
+    let joined;
+    this.subscriber.holdUntil(new Promise((resolve) => { joined = resolve; }));
     this.view.reset(); // now: a participantJoined may come before the join result
     let res = await this.sig.request('join');
     this.keepToken(res.token);
     if (res.lobby) res = await this.waitInLobby();
     useIceServers(res.iceServers, this.subscriber.pc); // TURN, before the first answer
+    joined();
     this.keepToken(res.token);
     this.applyJoin(res);
     reportVisibility((method, params) => this.request(method, params));

@@ -28,6 +28,12 @@ export class Subscriber {
     this.closed = false;
   }
 
+  /** Answer no offer before `promise` settles: an offer may come before the join result,
+   * whose iceServers (TURN) the connection must have before it gathers. */
+  holdUntil(promise) {
+    this.chain = this.chain.then(() => promise).catch(() => {});
+  }
+
   queueOffer(data) {
     // Never two negotiations at once: each offer waits for the previous answer.
     this.chain = this.chain
