@@ -68,11 +68,16 @@ async def test_simulcast_layers_switch_through_the_control_call(tmp_path: Path) 
         bob = pages[1][0]
         await wait_decoding(bob, 30)
         media = server.state.media
-        # the publish offer had rids: each camera is one producer of three encodings, and
-        # each subscriber's consumer of it targets the top one
+        # the publish offer had rids: each camera is one producer of three encodings.
         # Chromium sends the encodings its camera's size and its uplink allow (here not
-        # always the top one): each consumer targets the highest of them
-        layers = await video_layers(media)
+        # always the top one); each subscriber starts low (its estimate starts at 300
+        # kbit/s) and the allocator raises it as its estimate climbs: both consumers come to
+        # target a higher one (dump polled: the allocator's rounds are its own timer's)
+        for _ in range(100):
+            layers = await video_layers(media)
+            if len(layers) == 2 and all(target >= 1 for _, _, target in layers):
+                break
+            await asyncio.sleep(0.2)
         assert len(layers) == 2 and all(target >= 1 for _, _, target in layers), layers
         start = await wait_width(bob, "w > 0", 30)
 
