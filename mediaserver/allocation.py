@@ -62,6 +62,10 @@ UNMEASURED = (1_500_000, 500_000, 150_000, 100_000)
 PADDING = 255
 PACE_INTERVAL = 0.02
 FILL = 1.15
+# Until a probe has failed in the last CALM seconds (a new subscriber, a link that recovered),
+# probes fill to FILL_FAST: libwebrtc's first probes go to 3x and 6x its start rate.
+FILL_FAST = 1.6
+CALM = 15.0
 PROBE_MAX = 8.0
 PROBE_RESULT_AFTER = 0.3  # s of probing before its received rate may raise the estimate
 SETTLE = 1.0  # s without probing after an upgrade
@@ -207,6 +211,7 @@ class Prober:
         self._until = 0.0
         self._next = 0.0  # no probe before this time
         self._started = 0.0
+        self._failed_at = float("-inf")
         self._retry = RETRY_MIN
         self._timer = None
         self._last_pace = 0.0
@@ -253,6 +258,7 @@ class Prober:
             self._next = now
         else:
             self.failures += 1
+            self._failed_at = now
             self._next = now + self._retry
             self._retry = min(RETRY_MAX, self._retry * 2)
 
@@ -297,7 +303,8 @@ class Prober:
         self._media_rate = media if not self._media_rate else \
             0.8 * self._media_rate + 0.2 * media
         self._last_pace = now
-        fill = min(self.target, estimate * FILL) - self._media_rate
+        factor = FILL if now - self._failed_at < CALM else FILL_FAST
+        fill = min(self.target, estimate * factor) - self._media_rate
         carrier = self._carrier()
         if carrier is not None and fill > 0:
             packets = int(fill * PACE_INTERVAL / 8 / PADDING) + 1
