@@ -63,8 +63,9 @@ PADDING = 255
 PACE_INTERVAL = 0.02
 FILL = 1.15
 # Until a probe has failed in the last CALM seconds (a new subscriber, a link that recovered),
-# probes fill to FILL_FAST: libwebrtc's first probes go to 3x and 6x its start rate.
-FILL_FAST = 1.6
+# probes fill to FILL_FAST (libwebrtc's first probes go to 3x and 6x its start rate; past
+# 1.3x a weak link's first seconds got more than it carries).
+FILL_FAST = 1.3
 CALM = 15.0
 PROBE_MAX = 8.0
 PROBE_RESULT_AFTER = 0.3  # s of probing before its received rate may raise the estimate
