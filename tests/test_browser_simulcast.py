@@ -75,11 +75,13 @@ async def test_simulcast_layers_switch_through_the_control_call(tmp_path: Path) 
         # target a higher one (dump polled: the allocator's rounds are its own timer's)
         for _ in range(100):
             layers = await video_layers(media)
-            if len(layers) == 2 and all(target >= 1 for _, _, target in layers):
+            if len(layers) == 2 and all(layer == target >= 1 for _, layer, target in layers):
                 break
             await asyncio.sleep(0.2)
-        assert len(layers) == 2 and all(target >= 1 for _, _, target in layers), layers
-        start = await wait_width(bob, "w > 0", 30)
+        assert len(layers) == 2 and all(layer == target >= 1 for _, layer, target in layers), \
+            layers
+        seen = await wait_width(bob, "w > 0", 30)
+        start = await wait_width(bob, "w > 0", seen["frames"] + 10)  # from the switched layer
 
         # (Chromium may scale every encoding down a step when the machine is busy: widths
         # are compared, never expected exactly)
@@ -94,7 +96,9 @@ async def test_simulcast_layers_switch_through_the_control_call(tmp_path: Path) 
             await media.set_preferred_layers(consumer_id, 2, 0)
         high = await wait_width(bob, f"w > {more['width']}", more["frames"] + 1)
         await wait_width(bob, f"w > {more['width']}", high["frames"] + 30)
-        assert all(layer == target >= 1 for _, layer, target in await video_layers(media))
+        async def raised():
+            return all(layer == target >= 1 for _, layer, target in await video_layers(media))
+        await wait_for(raised, "both consumers on a raised layer")
         for _, errors in pages:
             assert not errors, errors
 
