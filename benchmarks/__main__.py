@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--step", type=int, default=0,
                    help="webinar: add this many attendees per step (0: one step)")
     r.add_argument("--max", type=int, default=400, help="webinar: largest step")
+    r.add_argument("--all-steps", action="store_true",
+                   help="webinar: measure every step even past the limits (comparisons at "
+                        "each step, on a machine others load)")
     r.add_argument("--seconds", type=float, default=30.0, help="measurement window per step")
     r.add_argument("--warmup", type=float, default=4.0, help="seconds skipped after joining")
     r.add_argument("--workers", type=int, default=1, help="media worker processes of the server")
@@ -88,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publishers negotiate transport-cc (the server's feedback to them); "
                         "subscribers send transport-cc feedback wherever the offer has it")
     r.add_argument("--feedback-interval", type=float, default=0.1,
-                   help="subscribers' transport-cc feedback interval, s (Chromium: 0.1)")
+                   help="subscribers' transport-cc feedback interval, s (Chromium: 0.1; 0: "
+                        "negotiated but never sent, to measure what the feedback costs)")
     r.add_argument("--weak-share", type=float, default=0.0,
                    help="webinar: %% of attendees behind an emulated weak downlink")
     r.add_argument("--weak-kbps", type=int, default=400,
@@ -102,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeat", type=int, default=1,
                    help="with --compare: this many alternations, ours and Janus in ABBA "
                         "order (ours, Janus, Janus, ours, ...); one report with the medians")
+    r.add_argument("--trace-loop", type=Path, default=None,
+                   help="our media workers record every datagram, timer and GC pass of their "
+                        "event loop into files in this folder (benchmarks/looptrace.py reads "
+                        "them); adds about a microsecond per datagram")
+    r.add_argument("--server-root", type=Path, default=None,
+                   help="run our server from this source tree (e.g. a git worktree with a "
+                        "change to mediaserver/), also as 'ours' in --compare")
     r.add_argument("--baseline-root", type=Path, default=None,
                    help="compare our server run from this source tree (a git worktree: "
                         "'before') with this one ('after') instead of with Janus")
@@ -118,6 +129,8 @@ def scenario_from(args: argparse.Namespace) -> scenarios.Scenario:
     scenario = scenarios.webinar(targets, args.sample_every, args.presenters,
                                  weak_share=args.weak_share / 100, weak_kbps=args.weak_kbps,
                                  layer_mix=layers)
+    if args.all_steps:
+        scenario.stepped = False
     if args.simulcast:
         scenario.name += "-simulcast"
         scenario.description += "; the presenter publishes three simulcast encodings"
@@ -144,14 +157,17 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       janus_event_loops=args.janus_event_loops or None,
                       simulcast=args.simulcast, twcc=args.twcc,
                       feedback_interval=args.feedback_interval,
-                      link_queue_bytes=args.link_queue)
+                      link_queue_bytes=args.link_queue,
+                      trace_loop=str(args.trace_loop.resolve()) if args.trace_loop else "",
+                      server_root=str(args.server_root.resolve()) if args.server_root else "")
 
 
 async def main_async(args: argparse.Namespace) -> int:
     scenario = scenario_from(args)
     opts = options_from(args)
     if args.compare or args.baseline_root:
-        targets = compare.targets_for(args.baseline_root)
+        targets = compare.targets_for(args.baseline_root.resolve() if args.baseline_root
+                                      else None, opts.server_root)
         combined = await compare.run_compare(scenario, opts, targets, args.repeat)
         for kind, path in compare_report.write(combined, opts.out_dir, opts.plots).items():
             log(f"{kind}: {path}")

@@ -189,6 +189,7 @@ class BotHost:
                     "nacks_received": total(pubs, "nacks_received"),
                     "retransmitted": total(pubs, "retransmitted"),
                     "plis_received": total(pubs, "plis_received"),
+                    "plis_ignored": total(pubs, "plis_ignored"),
                     "late_ticks": total(pubs, "late_ticks"),
                     "twcc_feedback": total(pubs, "twcc_feedback"),
                     "skipped_frames": total(pubs, "skipped_frames")},

@@ -7,8 +7,8 @@ participant has both on one session, a webinar presenter only the first, an atte
 second.
 
 PLI handling (decided): a publisher answers PLI/FIR by jumping to the loop's next keyframe and
-sending it as the next frame, as a browser encoder would; the server merges requests (0.5 s), so
-this at most doubles the keyframe rate while subscribers join.
+sending it as the next frame, as a browser encoder would, at most once per 300 ms per encoding
+(libwebrtc's limit); our server merges requests (0.5 s) anyway, Janus relays many more.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ SENDER = re.compile(r"-s(\d+)-")
 NACK_CACHE = 512  # video packets kept for retransmission (~4 s at 120 packets/s)
 MAX_LATE = 0.2  # a publisher this far behind its schedule skips ahead instead of bursting
 SIMULCAST_RIDS = ("q", "h", "f")  # lowest first, as web_client/js/publisher.js offers them
+# A keyframe request within this long of the last one honoured is ignored, per encoding, as
+# libwebrtc's EncoderRtcpFeedback does (kMinKeyframeSendIntervalMs): a browser never answers
+# a storm of PLIs with a keyframe each, whatever the server relays.
+KEYFRAME_REQUEST_INTERVAL = 0.3
 
 
 @dataclass
@@ -107,7 +111,7 @@ class BotContext:
         self.feedback_interval = feedback_interval
         self.link_queue_bytes = link_queue_bytes  # emulated links: the bottleneck's queue
         self.latency_weak = LatencyHistogram()  # the emulated weak links' own latency
-        self.feedback = FeedbackClock(self.loop, feedback_interval)
+        self.feedback = FeedbackClock(self.loop, feedback_interval or 0.1)
         self.sample_frames = sample_frames
         self.decrypt_all = decrypt_all
         self.drop = drop_percent / 100  # subscribers discard this share of incoming video
@@ -234,7 +238,8 @@ class VideoEncoding:
     simulcast a publisher has one (no rid); with it, one per rid, lowest first."""
 
     __slots__ = ("index", "rid", "loop", "ssrc", "rtx_ssrc", "seq", "rtx_seq", "cache", "ext",
-                 "rtx_ext", "tcc_pos", "rtx_tcc_pos", "kind", "packets", "octets", "last")
+                 "rtx_ext", "tcc_pos", "rtx_tcc_pos", "kind", "packets", "octets", "last",
+                 "last_keyframe_request")
 
     def __init__(self, index: int, rid: str, media: EncodedMedia, ssrc: int, rtx_ssrc: int,
                  mid: str, twcc: bool, kind: str) -> None:
@@ -254,6 +259,7 @@ class VideoEncoding:
         self.kind = kind  # its send log's kind (Janus target): "video", "video1", ...
         self.packets = self.octets = 0
         self.last = (0, 0.0)  # last RTP timestamp and its send time, for sender reports
+        self.last_keyframe_request = -1e9
 
 
 def ext_block(mid: str, twcc: bool, more: list[tuple[int, bytes]]) -> tuple[bytearray, int]:
@@ -310,6 +316,7 @@ class PublisherBot:
         self.audio_packets = self.audio_octets = 0
         self.packets_sent = self.bytes_sent = 0
         self.nacks_received = self.retransmitted = self.plis_received = 0
+        self.plis_ignored = 0  # within KEYFRAME_REQUEST_INTERVAL of the last one honoured
         self.twcc_feedback = 0  # transport-cc feedback packets the server sent us
         self.late_ticks = self.skipped_frames = 0
         self.remote_lost = 0
@@ -452,9 +459,15 @@ class PublisherBot:
 
     def _keyframe(self, ssrc: int) -> None:
         enc = self.by_ssrc.get(ssrc)
-        if enc is not None:
-            self.plis_received += 1
-            enc.loop.jump_to_keyframe()
+        if enc is None:
+            return
+        self.plis_received += 1
+        now = time.monotonic()
+        if now - enc.last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+            self.plis_ignored += 1  # as libwebrtc's encoder does within 300 ms
+            return
+        enc.last_keyframe_request = now
+        enc.loop.jump_to_keyframe()
 
     def _retransmit(self, enc: VideoEncoding, seq: int) -> None:
         cached_seq, packet = enc.cache[seq % NACK_CACHE]

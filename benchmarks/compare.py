@@ -36,11 +36,13 @@ class CompareTarget:
     options: dict[str, Any]  # RunOptions fields that make this target
 
 
-def targets_for(baseline_root: Path | None) -> list[CompareTarget]:
+def targets_for(baseline_root: Path | None, server_root: str = "") -> list[CompareTarget]:
+    """Ours (from `server_root` if given) and Janus, or ours after and before a change."""
     if baseline_root is None:
-        return [CompareTarget("ours", "ours", {"target": "ours"}),
+        return [CompareTarget("ours", "ours" + (f" ({server_root})" if server_root else ""),
+                              {"target": "ours"}),
                 CompareTarget("janus", "Janus", {"target": "janus"})]
-    return [CompareTarget("ours", "after (this tree)", {"target": "ours"}),
+    return [CompareTarget("ours", f"after ({server_root or 'this tree'})", {"target": "ours"}),
             CompareTarget("base", f"before ({baseline_root})",
                           {"target": "ours", "server_root": str(baseline_root)})]
 

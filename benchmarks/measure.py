@@ -180,6 +180,7 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
                      "padding_received": bots("sub", "padding"),
                      "dropped_on_purpose": bots("sub", "dropped_on_purpose"),
                      "plis_to_publishers": bots("pub", "plis_received"),
+                     "plis_ignored_by_publishers": bots("pub", "plis_ignored"),
                      "nacks_to_publishers": bots("pub", "nacks_received"),
                      "server_retransmissions": round(rate("retransmissions") * wall),
                      "server_upstream_lost": round(rate("packets_lost") * wall)},

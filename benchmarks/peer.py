@@ -286,6 +286,11 @@ class Peer:
             elif first < 4:
                 self._on_stun(data, addr)
 
+    def drain(self) -> None:
+        """Read what the socket holds now (before a report about what arrived)."""
+        if self._sock is not None:
+            self._on_readable()
+
     def on_media(self, data: bytes, arrival_ns: int) -> None:
         """SRTP or SRTCP, out of the emulated link at `arrival_ns`."""
         if len(data) > 1 and 191 < data[1] < 224:

@@ -150,7 +150,8 @@ def group_section(results: dict[str, Any]) -> list[str]:
     rec = [(st["label"], st.get("recovery", {}), st.get("twcc", {})) for st in steps]
     lines += ["", "Server side, whole window: " + "; ".join(
         f"{label}: {r.get('server_retransmissions', '-')} retransmissions, "
-        f"{r.get('plis_to_publishers', '-')} keyframe requests reached the publisher, "
+        f"{r.get('plis_to_publishers', '-')} keyframe requests reached the publisher "
+        f"({r.get('plis_ignored_by_publishers', '-')} within 300 ms of one it answered), "
         f"{t.get('feedback_to_publishers', '-')} transport-cc feedback packets to it"
         for label, r, t in rec) + ".", ""]
     return lines

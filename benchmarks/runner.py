@@ -65,6 +65,7 @@ class RunOptions:
     feedback_interval: float = 0.1  # subscribers' transport-cc feedback interval, s
     link_queue_bytes: int = 20_000  # emulated weak links: the bottleneck's queue (tbf limit)
     server_root: str = ""  # run our server from this source tree (a worktree), not ours
+    trace_loop: str = ""  # folder for the media workers' loop traces (benchmarks/looptrace.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -174,7 +175,17 @@ def _make_target(opts: RunOptions, workdir: Path) -> Target:
     return ServerProcess(workers=opts.workers, data_dir=workdir / "data",
                          log_path=workdir / "server.log",
                          subscribers_per_worker=opts.subscribers_per_worker,
-                         root=Path(opts.server_root) if opts.server_root else ROOT)
+                         root=Path(opts.server_root) if opts.server_root else ROOT,
+                         trace_loop=_trace_prefix(opts, workdir))
+
+
+def _trace_prefix(opts: RunOptions, workdir: Path) -> str:
+    if not opts.trace_loop:
+        return ""
+    folder = Path(opts.trace_loop)
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = Path(opts.server_root).name if opts.server_root else "ours"
+    return str(folder / f"{workdir.name}-{tag}")
 
 
 async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
@@ -196,6 +207,8 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
     layer_specs = ({s: simulcast_specs(s, opts.media_seconds) for s in sorted(scenario.sender_ids)}
                    if opts.simulcast else {})
     server = _make_target(opts, workdir)
+    if getattr(server, "trace_loop", ""):
+        results["loop_trace"] = server.trace_loop  # type: ignore[union-attr]
     procs = [BotProcess(i, workdir / f"bots-{i}.log") for i in range(max(1, opts.bot_procs))]
     ok = False
     try:
@@ -323,9 +336,12 @@ async def _window(server: Target, procs: list[BotProcess], opts: RunOptions,
     if opts.wait_idle > 0:
         await _wait_quiet(server, procs, opts)
     a = await measure.take(server, await _snapshots(procs))
+    started = time.time()
     await asyncio.sleep(opts.seconds)
     b = await measure.take(server, await _snapshots(procs))
-    return measure.step_result(a, b, join_before)
+    result = measure.step_result(a, b, join_before)
+    result["window_wall"] = [round(started, 3), round(time.time(), 3)]  # for loop traces
+    return result
 
 
 async def _wait_quiet(server: Target, procs: list[BotProcess], opts: RunOptions) -> None:

@@ -161,6 +161,9 @@ class ServerProcess:
     # the source tree the server runs from: this one, or another (a git worktree with a
     # change to measure against this one); its modules come first on the server's path
     root: Path = ROOT
+    # benchmarks/looptrace.py: the media workers record what their loop does into files
+    # starting with this path (empty: no tracing)
+    trace_loop: str = ""
 
     kind = "ours"
 
@@ -206,8 +209,12 @@ class ServerProcess:
         if self.subscribers_per_worker is not None:
             cmd += ["--subscribers-per-worker", str(self.subscribers_per_worker)]
         env = dict(os.environ)
+        first = [str(Path(__file__).resolve().parent / "looptrace_site")] if self.trace_loop \
+            else []
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(self.root), *filter(None, [env.get("PYTHONPATH", "")])])
+            [*first, str(self.root), *filter(None, [env.get("PYTHONPATH", "")])])
+        if self.trace_loop:
+            env["BENCH_LOOPTRACE"] = self.trace_loop
         if self.log_path:
             with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
                 self.proc = subprocess.Popen(cmd, cwd=self.root, stdout=log, env=env,

@@ -30,12 +30,12 @@ from mediaserver.rtp.rtcp import (
     ntp_to_middle32,
     parse_compound,
 )
-from mediaserver.rtp.twcc import TwccRecorder, tcc_seq_of
+from mediaserver.rtp.twcc import TwccRecorder
 from mediaserver.srtp import SrtpError
 
 from .link import EmulatedLink
 from .peer import Peer
-from .rtpstats import ReceiveStream
+from .rtpstats import ReceiveStream, find_ext
 from .sdp_client import ReceivedTrack, remote_transport, subscribe_answer
 from .vp8sample import Vp8Sampler
 
@@ -77,6 +77,8 @@ class SubscriberBot:
         self.hist = self.ctx.latency_weak.counts if spec.link_kbps else self.ctx.latency.counts
         # transport-cc: set when the offer negotiated it (every RTP packet is numbered)
         self.tcc_id = 0
+        self._tcc_byte = 0  # the element's first byte: id and length (2 bytes: 1)
+        self._tcc_pos = -1
         self.twcc: TwccRecorder | None = None
         self.feedback_sent = 0
         self.plis_on_loss = 0
@@ -119,8 +121,10 @@ class SubscriberBot:
         for t in tracks:
             if t.extensions.get(EXT_TRANSPORT_CC) and self.twcc is None:
                 self.tcc_id = t.extensions[EXT_TRANSPORT_CC]
+                self._tcc_byte = self.tcc_id << 4 | 1
                 self.twcc = TwccRecorder()
-                self.ctx.feedback.add(self)
+                if self.ctx.feedback_interval > 0:  # 0: negotiated, never sent (a what-if)
+                    self.ctx.feedback.add(self)
             if t.ssrc in self.streams:
                 continue
             st = self._new_stream(t, mids.get(t.mid, ""))
@@ -176,9 +180,11 @@ class SubscriberBot:
     def _on_rtp(self, data: bytes, arrival_ns: int) -> None:
         twcc = self.twcc
         if twcc is not None:  # every numbered packet, RTX and unknown SSRCs included
-            tcc = tcc_seq_of(data, self.tcc_id)
-            if tcc >= 0:
-                twcc.record(tcc, arrival_ns // 1000)
+            pos = self._tcc_pos  # the server writes its extensions in a fixed layout
+            if pos < 0 or len(data) < pos + 2 or data[pos - 1] != self._tcc_byte:
+                pos = self._tcc_pos = find_ext(data, self.tcc_id)
+            if pos >= 0:
+                twcc.record(data[pos] << 8 | data[pos + 1], arrival_ns // 1000)
         ssrc = int.from_bytes(data[8:12], "big")
         st = self.streams.get(ssrc)
         if st is not None:
@@ -275,6 +281,10 @@ class SubscriberBot:
         calls it once per interval)."""
         if self.twcc is None or self.peer is None or self.peer.srtp is None:
             return
+        # What the kernel holds for us arrived already (its receive timestamp says when): read
+        # it first, or a bot process that fell behind would report those packets lost, which a
+        # browser's network thread never does.
+        self.peer.drain()
         media = next(iter(self.streams), 0)
         for packet in self.twcc.build(self.rtcp_ssrc, media):
             self.peer.send_rtcp(packet)
