@@ -181,9 +181,16 @@ class Ward:
         """Through the pre-join page (its camera at 1280x720), as a person joins."""
         self.rep = await self.page(self.here, watcher=False)
         await self.rep.goto(f"{self.server.base_url}/r/{ROOM}?name=Rep")
-        await self.rep.wait_for_function(
-            "['pass', 'fail'].includes(document.getElementById('precheck-banner')"
-            ".dataset.state)", timeout=WAIT_MS)
+        checked = ("['pass', 'fail'].includes(document.getElementById('precheck-banner')"
+                   "?.dataset.state)")
+        try:
+            await self.rep.wait_for_function(checked, timeout=WAIT_MS)
+        except Exception:
+            # the rare stall of a fresh browser's first page on a NetLab address (see
+            # browser.wait_joined): loaded once more, as wait_joined does
+            print("the rep's pre-join check did not finish within 30 s: loading again")
+            await self.rep.reload()
+            await self.rep.wait_for_function(checked, timeout=WAIT_MS)
         await self.rep.click("#join-btn")
         await wait_joined(self.rep, WAIT_MS)
 
