@@ -114,3 +114,20 @@ class SendBatch:
                 return
             self.errors += 1  # e.g. an ICMP error reported late: this message is lost
             start += 1
+
+
+def set_buffers(sock: socket.socket, recv: int, send: int) -> None:
+    """Large buffers absorb bursts (a keyframe is dozens of packets at once)."""
+    for force, plain, size in (
+        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF, recv),
+        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF, send),
+    ):
+        try:
+            if force is None:
+                raise OSError
+            sock.setsockopt(socket.SOL_SOCKET, force, size)  # root may exceed rmem_max
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+            except OSError:
+                pass

@@ -17,9 +17,10 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import TypeVar
 
 from . import ice
-from .allocation import ALLOCATE_INTERVAL, ALLOCATE_SLICES, TransportAllocator
+from .allocation import ALLOCATE_INTERVAL, ALLOCATE_SLICES, AllocationRounds
 from .config import MediaConfig
 from .consumer import BaseConsumer, Consumer
 from .dtls import DtlsCertificate
@@ -45,6 +46,7 @@ from .pipe import PipeConsumer, PipeTransport
 from .producer import Producer
 from .router import Router
 from .rtp.rtcp import ntp_now
+from .sendbatch import set_buffers
 from .simulcast import SimulcastConsumer, SimulcastPipeConsumer
 from .speaker import INTERVAL as SPEAKER_INTERVAL
 from .speaker import ActiveSpeakers
@@ -59,6 +61,7 @@ from .tcp import TCP_PRIORITY, TcpAddr, TcpServer
 from .transport import WebRtcTransport
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 __all__ = ["CONSENT_EXPIRED", "MediaError", "Worker"]
@@ -90,11 +93,11 @@ class Worker(asyncio.DatagramProtocol):
         self.tcp: TcpServer | None = None  # ICE-TCP (tcp.py), when config.ice_tcp
         self._tcp_open = False  # any TCP connection open: sends go through _send_any
         self._timers: list[asyncio.TimerHandle] = []
-        self._allocate_queue: list[WebRtcTransport] = []  # what this round has still to do
-        self._allocate_share = 0
         self.port = 0
         self.transport_closed_listeners: list[Callable[[str, str], None]] = []
         self.speakers = ActiveSpeakers(self.fault)  # active speaker per router (speaker.py)
+        # bandwidth allocation of every subscriber transport, a slice a tick (allocation.py)
+        self.allocation = AllocationRounds(self.transports, self.speakers, self.fault)
         # counters; `retired` keeps the totals of closed objects so sums never go down
         self.retired: Counter[str] = Counter()
         self.datagrams_in = 0
@@ -151,7 +154,7 @@ class Worker(asyncio.DatagramProtocol):
         self.loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
-        _set_buffers(sock, self.config.recv_buffer, self.config.send_buffer)
+        set_buffers(sock, self.config.recv_buffer, self.config.send_buffer)
         sock.bind((self.config.host, self.config.port))
         sock.setblocking(False)
         self._udp, _ = await self.loop.create_datagram_endpoint(lambda: self, sock=sock)
@@ -171,7 +174,7 @@ class Worker(asyncio.DatagramProtocol):
         # a few ticks per consent period, at most one a second
         self._schedule(min(1.0, self.config.consent_timeout / 4), self._consent_tick)
         self._schedule(SPEAKER_INTERVAL, lambda: self.speakers.tick(self.routers.values()))
-        self._schedule(ALLOCATE_INTERVAL / ALLOCATE_SLICES, self._allocate_tick)
+        self._schedule(ALLOCATE_INTERVAL / ALLOCATE_SLICES, self.allocation.tick)
         log.info("media worker on udp %s:%d%s", self.config.host, self.port,
                  f", tcp {self.tcp.port}" if self.tcp else "")
 
@@ -340,29 +343,6 @@ class Worker(asyncio.DatagramProtocol):
                     transport.send_transport_feedback()
                 except Exception:
                     self.fault("transport-cc feedback", transport.id)
-
-    def _allocate_tick(self) -> None:
-        """Fit each subscriber's consumers into its link (allocation.py): every transport
-        once per ALLOCATE_INTERVAL, a slice of them per tick, so that the round (7 ms for
-        300 subscribers here) never stalls the packet path in one piece."""
-        queue = self._allocate_queue
-        if not queue:
-            queue.extend(t for t in self.transports.values() if t.consumers)
-            self._allocate_share = -(-len(queue) // ALLOCATE_SLICES)
-        batch = queue[:self._allocate_share]
-        del queue[:self._allocate_share]
-        now = time.monotonic()
-        for transport in batch:
-            if transport.state == "closed" or transport.srtp is None:
-                continue
-            try:
-                allocator = transport.allocator
-                if allocator is None:
-                    allocator = transport.allocator = TransportAllocator(transport,
-                                                                         self.speakers)
-                allocator.tick(now)
-            except Exception:
-                self.fault("bandwidth allocation", transport.id)
 
     def _nack_tick(self) -> None:
         pending = self.link.nack_pending
@@ -585,48 +565,24 @@ class Worker(asyncio.DatagramProtocol):
         return worker_dump(self)
 
     def _pipe(self, pipe_id: str) -> PipeTransport:
-        pipe = self.pipes.get(pipe_id)
-        if pipe is None:
-            raise MediaError(f"no pipe transport {pipe_id}")
-        return pipe
+        return _find(self.pipes, pipe_id, "pipe transport")
 
     def _router(self, router_id: str) -> Router:
-        router = self.routers.get(router_id)
-        if router is None:
-            raise MediaError(f"no router {router_id}")
-        return router
+        return _find(self.routers, router_id, "router")
 
     def _transport(self, transport_id: str) -> WebRtcTransport:
-        transport = self.transports.get(transport_id)
-        if transport is None:
-            raise MediaError(f"no transport {transport_id}")
-        return transport
+        return _find(self.transports, transport_id, "transport")
 
     def _producer(self, producer_id: str) -> Producer:
-        producer = self.producers.get(producer_id)
-        if producer is None:
-            raise MediaError(f"no producer {producer_id}")
-        return producer
+        return _find(self.producers, producer_id, "producer")
 
     def _consumer(self, consumer_id: str) -> BaseConsumer:
-        consumer = self.consumers.get(consumer_id)
-        if consumer is None:
-            raise MediaError(f"no consumer {consumer_id}")
-        return consumer
+        return _find(self.consumers, consumer_id, "consumer")
 
 
-def _set_buffers(sock: socket.socket, recv: int, send: int) -> None:
-    """Large buffers absorb bursts (a keyframe is dozens of packets at once)."""
-    for force, plain, size in (
-        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF, recv),
-        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF, send),
-    ):
-        try:
-            if force is None:
-                raise OSError
-            sock.setsockopt(socket.SOL_SOCKET, force, size)  # root may exceed rmem_max
-        except OSError:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, plain, size)
-            except OSError:
-                pass
+def _find(table: dict[str, T], key: str, what: str) -> T:
+    """`table[key]`, or the MediaError a control call answers with."""
+    found = table.get(key)
+    if found is None:
+        raise MediaError(f"no {what} {key}")
+    return found

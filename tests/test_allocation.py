@@ -101,9 +101,10 @@ class Room:
             if estimate is not None:  # as SendSideEstimator.on_feedback leaves it
                 sub.transport.bwe.estimate = estimate
                 sub.transport.bwe.feedbacks += 1
-        self.worker._allocate_tick()  # a round is spread over the ticks of a half second
-        while self.worker._allocate_queue:
-            self.worker._allocate_tick()
+        rounds = self.worker.allocation
+        rounds.tick()  # a round is spread over the ticks of a half second
+        while rounds.queue:
+            rounds.tick()
 
     def dump(self, consumer):
         return next(c for c in self.worker.dump().consumers if c.id == consumer.id)
