@@ -13,25 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import WAIT_MS, lab_browsers, wait_decoding, wait_joined, watch_stats
+from tests.support.browser import (
+    SELECTED_PAIR,
+    WAIT_MS,
+    lab_browsers,
+    wait_decoding,
+    wait_joined,
+    watch_stats,
+)
 from tests.support.netlab import NetLab
-
-# the selected candidate pair of one of the page's connections, as its getStats() says
-SELECTED_PAIR = """async (which) => {
-  const pc = window.__meeting && window.__meeting[which];
-  if (!pc) return null;
-  const stats = await pc.getStats();
-  let pair = null;
-  stats.forEach(s => {
-    if (s.type === 'transport' && s.selectedCandidatePairId)
-      pair = stats.get(s.selectedCandidatePairId);
-  });
-  if (!pair || pair.state !== 'succeeded') return null;
-  const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-  return {local: local.protocol, localType: local.candidateType, tcpType: local.tcpType || '',
-          remote: remote.protocol, remoteAddress: remote.address, remotePort: remote.port,
-          rtt: pair.currentRoundTripTime};
-}"""
 
 
 async def selected_pair(page, which: str) -> dict:

@@ -13,27 +13,16 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.support.browser import WAIT_MS, lab_browsers, wait_decoding, wait_joined, watch_stats
+from tests.support.browser import (
+    SELECTED_PAIR,
+    WAIT_MS,
+    lab_browsers,
+    wait_decoding,
+    wait_joined,
+    watch_stats,
+)
 from tests.support.netlab import NetLab
 from tests.support.turn_server import turn_server
-
-# the selected candidate pair of one of the page's connections, as its getStats() says
-SELECTED_PAIR = """async (which) => {
-  const pc = window.__meeting && window.__meeting[which];
-  if (!pc) return null;
-  const stats = await pc.getStats();
-  let pair = null;
-  stats.forEach(s => {
-    if (s.type === 'transport' && s.selectedCandidatePairId)
-      pair = stats.get(s.selectedCandidatePairId);
-  });
-  if (!pair || pair.state !== 'succeeded') return null;
-  const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-  return {localType: local.candidateType, relayProtocol: local.relayProtocol || '',
-          localAddress: local.address, remote: remote.protocol, remoteAddress: remote.address,
-          remotePort: remote.port, rtt: pair.currentRoundTripTime};
-}"""
-
 
 # every candidate pair of both connections, for a failure's message
 ALL_PAIRS = """async () => {

@@ -103,6 +103,26 @@ INBOUND_STATS = """async () => {
 }"""
 
 
+# The selected candidate pair of one of the page's connections (`which`: 'publishPc' or
+# 'subscribePc'), as its getStats() says; null until one succeeded.
+SELECTED_PAIR = """async (which) => {
+  const pc = window.__meeting && window.__meeting[which];
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach(s => {
+    if (s.type === 'transport' && s.selectedCandidatePairId)
+      pair = stats.get(s.selectedCandidatePairId);
+  });
+  if (!pair || pair.state !== 'succeeded') return null;
+  const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
+  return {local: local.protocol, localType: local.candidateType, tcpType: local.tcpType || '',
+          relayProtocol: local.relayProtocol || '', localAddress: local.address,
+          remote: remote.protocol, remoteAddress: remote.address, remotePort: remote.port,
+          rtt: pair.currentRoundTripTime};
+}"""
+
+
 WAIT_MS = 30_000
 
 
