@@ -177,6 +177,16 @@ class Ward:
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         return page
 
+    @classmethod
+    async def gathered(cls, lab, server, here, there) -> Ward:
+        """The room, the rep publishing, the doctor watching her top encoding."""
+        await server.create_room(ROOM)
+        ward = cls(lab, server, here, there)
+        await ward.rep_joins()
+        await ward.doctor_joins()
+        await ward.doctor_on_top()
+        return ward
+
     async def rep_joins(self) -> None:
         """Through the pre-join page (its camera at 1280x720), as a person joins."""
         self.rep = await self.page(self.here, watcher=False)
@@ -385,11 +395,7 @@ async def test_nurse_on_400_kbit_sees_the_low_layer_smoothly(tmp_path: Path,
     with NetLab() as lab:
         lab.rate(link // 1000, link // 1000)
         async with lab_browsers(lab, tmp_path, video_file=clip) as (server, here, there):
-            await server.create_room(ROOM)
-            ward = Ward(lab, server, here, there)
-            await ward.rep_joins()
-            await ward.doctor_joins()
-            await ward.doctor_on_top()
+            ward = await Ward.gathered(lab, server, here, there)
             base = [await ward.rep.evaluate(SENT)]
             await asyncio.sleep(baseline_s)  # a window of the rep's encoder: the measurement
             base.append(await ward.rep.evaluate(SENT))
@@ -478,11 +484,7 @@ async def test_nurse_follows_a_capacity_step_down_and_back(tmp_path: Path,
     with NetLab() as lab:
         lab.rate(high // 1000, high // 1000)
         async with lab_browsers(lab, tmp_path, video_file=clip) as (server, here, there):
-            await server.create_room(ROOM)
-            ward = Ward(lab, server, here, there)
-            await ward.rep_joins()
-            await ward.doctor_joins()
-            await ward.doctor_on_top()
+            ward = await Ward.gathered(lab, server, here, there)
             await ward.nurse_joins()
             first = await ward.first_frames(ward.nurse, 30, FIRST_FRAMES_S)
             seen = [await ward.nurse.evaluate(RECEIVED)]
