@@ -147,7 +147,11 @@ async def test_simulcast_camera_is_recorded_across_a_layer_switch(tmp_path: Path
         frames = list(container.decode(video=0))
     widths = [f.width for f in frames]
     assert len(frames) >= 30
-    assert widths[0] > widths[-1]  # the top arriving encoding, then the lowest
-    assert sorted(set(widths)) == [widths[-1], widths[0]]
+    # Chromium may open on its lowest encoding while its estimate ramps up: the recording
+    # holds a wider encoding at some point, then ends on the lowest one it switched to.
+    top = max(widths)
+    assert top > widths[-1] == min(widths), sorted(set(widths))
+    last_top = len(widths) - 1 - widths[::-1].index(top)
+    assert all(w == widths[-1] for w in widths[last_top + 1:][-10:]) and last_top < len(widths) - 10
     pts = [f.pts for f in frames]
     assert pts == sorted(pts)  # one stream: time never goes back across the switch
