@@ -48,7 +48,7 @@ def install(app: web.Application) -> EventLog:
     state.rooms.events = log_
     state.recordings.events = log_
     app[EVENTS] = log_
-    log_.on_room_empty = lambda room: log_.spawn(session_ended(state, log_, room))
+    log_.on_room_empty = lambda room, at: log_.spawn(session_ended(state, log_, room, at))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await log_.start()
@@ -124,19 +124,28 @@ async def session_report(request: web.Request) -> web.StreamResponse:
     return web.json_response(rep)
 
 
-async def session_ended(state: AppState, log_: EventLog, room: str) -> None:
-    """The room emptied on this node and no other node has anyone in it: the signed
-    `session.ended` webhook with the session's summary (docs/analytics.md)."""
+async def session_ended(state: AppState, log_: EventLog, room: str, emptied: float) -> None:
+    """The room emptied on this node at `emptied`: if that ended the room's session on every
+    node, the signed `session.ended` webhook with its summary (docs/analytics.md), sent once.
+
+    Every node writes its own leave before it reads (the flush), so of the nodes whose last
+    participants leave at the same moment, at least the last to read sees the session ended
+    in the shared log; the claim in the store (SET NX with Redis) lets only one of those
+    that do send it."""
     webhooks = state.recordings.webhooks
     if not webhooks.url:
         return
     try:
-        evs = await log_.read(room=room)
+        evs = await log_.read(room=room)  # flushes this node's events first
         now = time.time()
-        done = [s for s in analytics.sessions(evs, now) if s.ended is not None]
-        if not done:
+        ours = [s for s in analytics.sessions(evs, now) if s.started <= emptied]
+        if not ours or ours[-1].ended is None:  # someone is still in, here or elsewhere
             return
-        rep = analytics.report(done[-1], now, evs)
+        found = ours[-1]
+        if not await log_.backend.claim(f"session.ended:{room}:{found.id}"):
+            return  # another node sent it
+        found.since = (ours[-2].ended or 0.0) if len(ours) > 1 else 0.0  # as find() does
+        rep = analytics.report(found, now, evs)
         people = [{k: p[k] for k in ("identity", "name", "role", "presentSeconds",
                                      "talkSeconds", "score")} for p in rep["participants"]]
         webhooks.send("session.ended", {"room": room, "session": rep["session"],

@@ -76,6 +76,8 @@ class Backend(Protocol):
         """By time: a room's own events (`room` alone: not its recordings' player events), or
         a recording's player events."""
     async def purge(self, before: float) -> int: ...
+    async def claim(self, key: str) -> bool:
+        """True for the first caller of `key` on any node (the session.ended webhook)."""
     async def close(self) -> None: ...
 
 
@@ -113,6 +115,7 @@ class SqliteEvents:
         self.path = Path(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
         self._db: sqlite3.Connection | None = None
+        self._claimed: set[str] = set()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -141,9 +144,12 @@ class SqliteEvents:
         def work() -> list[Event]:
             where, args = [], []
             # a room alone: its own events, not its recordings' viewers (as with Redis,
-            # which keeps those in streams of their own)
+            # which keeps those in streams of their own), and the nodes' starts (room '')
             of = "" if recording is None and room is not None else recording
-            if room is not None:
+            if room is not None and of == "":
+                where.append("room IN (?, '')")
+                args.append(room)
+            elif room is not None:
                 where.append("room = ?")
                 args.append(room)
             if of is not None:
@@ -163,6 +169,13 @@ class SqliteEvents:
                 return db.execute("DELETE FROM events WHERE at < ?", (before,)).rowcount
 
         return await self._run(work)
+
+    async def claim(self, key: str) -> bool:
+        # one node per SQLite file: this process is the only claimant
+        if key in self._claimed:
+            return False
+        self._claimed.add(key)
+        return True
 
     async def close(self) -> None:
         def work() -> None:
@@ -204,11 +217,20 @@ class RedisEvents:
 
     async def read(self, room: str | None = None, recording: str | None = None) -> list[Event]:
         if recording is not None:
-            key = f"{self.prefix}events:rec:{recording}"
+            events = await self._range(f"{self.prefix}events:rec:{recording}")
         elif room is not None:
-            key = f"{self.prefix}events:room:{room}"
+            # the room's stream and the nodes' starts (room '': what a node had open ended)
+            events = await self._range(f"{self.prefix}events:room:{room}")
+            if room:
+                events += await self._range(f"{self.prefix}events:room:")
         else:
             raise ValueError("a room or a recording")
+        if room is not None and recording is not None:
+            events = [e for e in events if e.room == room]
+        events.sort(key=lambda e: e.at)
+        return events
+
+    async def _range(self, key: str) -> list[Event]:
         events = []
         start = "-"
         while True:
@@ -220,10 +242,12 @@ class RedisEvents:
             last = chunk[-1][0]
             ms, seq = last.split("-")
             start = f"{ms}-{int(seq) + 1}"
-        if room is not None and recording is not None:
-            events = [e for e in events if e.room == room]
-        events.sort(key=lambda e: e.at)
         return events
+
+    async def claim(self, key: str) -> bool:
+        # SET NX is atomic across nodes; kept a week (longer than any retry of the webhook)
+        return bool(await self.redis.set(f"{self.prefix}claim:{key}", "1", nx=True,
+                                         ex=7 * 86400))
 
     async def purge(self, before: float) -> int:
         removed = 0
@@ -254,7 +278,8 @@ class EventLog:
         self._last_error_logged = 0.0
         # (room, router) -> the identity this node last logged as speaking there
         self.speakers: dict[tuple[str, str], str] = {}
-        # what hooks into sessions (analytics_api.py sets them): called when a room empties
+        # what hooks into sessions (analytics_api.py sets it): called with the room's name
+        # and the time whenever the room empties on this node
         self.on_room_empty: Any = None
 
     # ---- writing -------------------------------------------------------------------------
@@ -311,6 +336,11 @@ class EventLog:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def drain(self) -> None:
+        """Wait for the background work in flight (session ends; shutdown and tests)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
     # ---- life ------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -355,8 +385,7 @@ class EventLog:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.drain()
         await self.flush()
         with contextlib.suppress(Exception):
             await self.backend.close()
@@ -374,11 +403,13 @@ class EventLog:
             self.emit("speak.start", room, identity=identity, router=router_id)
 
     def room_empty(self, room: Room) -> None:
-        """The last participant of this node left the room (rooms.release_if_empty)."""
+        """The last participant of this node left the room (rooms.release_if_empty). Whether
+        the session ended is the shared log's to say, not this node's view of the others
+        (`room.remote` lags the bus): analytics_api.session_ended decides."""
         for key in [k for k in self.speakers if k[0] == room.name]:
             self.emit("speak.stop", room.name, identity=self.speakers.pop(key), router=key[1])
-        if self.on_room_empty is not None and not room.remote:
-            self.on_room_empty(room.name)
+        if self.on_room_empty is not None:
+            self.on_room_empty(room.name, time.time())
 
     def counters(self) -> dict[str, int]:
         return {"written": self.written, "dropped": self.dropped, "failed": self.failed,
