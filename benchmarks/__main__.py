@@ -8,10 +8,14 @@
     python -m benchmarks run webinar --compare --step 50 --max 300 --wait-idle 120
     python -m benchmarks run webinar --simulcast --twcc --attendees 300 --weak-share 10
     python -m benchmarks run webinar --simulcast --twcc --compare --repeat 3 --step 100 --max 300
+    python -m benchmarks run webinar --transport tcp --attendees 50
+    python -m benchmarks run webinar --compare-transports --repeat 4 --step 50 --max 100
 
 Against Janus (`--target janus`, or `--compare` for ours then Janus with the same steps and one
 report with both and their ratios) the command re-runs itself inside a throwaway network
-namespace (benchmarks/janus/launcher.py), where our server runs too.
+namespace (benchmarks/janus/launcher.py), where our server runs too. `--transport tcp` connects
+the audience over ICE-TCP (benchmarks/peer_tcp.py); `--compare-transports` runs the same steps
+over ICE-TCP and over UDP, alternated (ABBA), with the TCP / UDP ratios in one report.
 """
 
 from __future__ import annotations
@@ -110,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="our media workers record every datagram, timer and GC pass of their "
                         "event loop into files in this folder (benchmarks/looptrace.py reads "
                         "them); adds about a microsecond per datagram")
+    r.add_argument("--transport", choices=["udp", "tcp"], default="udp",
+                   help="how subscribers connect to our server: UDP, or ICE-TCP to its passive "
+                        "TCP candidate (RFC 6544/4571) as behind a firewall that blocks UDP; "
+                        "publishers stay on UDP")
+    r.add_argument("--compare-transports", action="store_true",
+                   help="run the scenario with the audience over ICE-TCP, then over UDP "
+                        "(--repeat alternations, ABBA); one report with the TCP / UDP ratios")
     r.add_argument("--server-root", type=Path, default=None,
                    help="run our server from this source tree (e.g. a git worktree with a "
                         "change to mediaserver/), also as 'ours' in --compare")
@@ -137,6 +148,9 @@ def scenario_from(args: argparse.Namespace) -> scenarios.Scenario:
     if args.twcc:
         scenario.name += "-twcc"
         scenario.description += "; transport-cc negotiated on both legs"
+    if args.transport == "tcp" and not args.compare_transports:
+        scenario.name += "-tcp"
+        scenario.description += "; the attendees connect over ICE-TCP"
     return scenario
 
 
@@ -157,7 +171,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       janus_event_loops=args.janus_event_loops or None,
                       simulcast=args.simulcast, twcc=args.twcc,
                       feedback_interval=args.feedback_interval,
-                      link_queue_bytes=args.link_queue,
+                      link_queue_bytes=args.link_queue, ice_tcp=args.transport == "tcp",
                       trace_loop=str(args.trace_loop.resolve()) if args.trace_loop else "",
                       server_root=str(args.server_root.resolve()) if args.server_root else "")
 
@@ -165,9 +179,10 @@ def options_from(args: argparse.Namespace) -> RunOptions:
 async def main_async(args: argparse.Namespace) -> int:
     scenario = scenario_from(args)
     opts = options_from(args)
-    if args.compare or args.baseline_root:
-        targets = compare.targets_for(args.baseline_root.resolve() if args.baseline_root
-                                      else None, opts.server_root)
+    if args.compare or args.baseline_root or args.compare_transports:
+        targets = (compare.TRANSPORT_TARGETS if args.compare_transports else
+                   compare.targets_for(args.baseline_root.resolve() if args.baseline_root
+                                       else None, opts.server_root))
         combined = await compare.run_compare(scenario, opts, targets, args.repeat)
         for kind, path in compare_report.write(combined, opts.out_dir, opts.plots).items():
             log(f"{kind}: {path}")
@@ -181,6 +196,10 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (args.transport == "tcp" or args.compare_transports) and (
+            args.compare or args.target == "janus" or args.baseline_root):
+        raise SystemExit("ICE-TCP subscribers run against our server only (not with "
+                         "--compare, --target janus or --baseline-root)")
     if args.compare or args.target == "janus":
         if args.scenario != "webinar":
             raise SystemExit("the Janus target runs the webinar scenario only")

@@ -4,7 +4,7 @@ One JSON command per line in, one JSON reply per line out (logs go to stderr):
   {"cmd": "init", "base_url": ..., "media": [MediaSpec fields...], "sample_frames": 2,
    "decrypt_all": false, "drop_percent": 0, "target": "ours" | "janus", "run_id": ...,
    "simulcast": {sender id: [MediaSpec fields, lowest first]}, "twcc": false,
-   "feedback_interval": 0.1, "link_queue_bytes": 20000}
+   "feedback_interval": 0.1, "link_queue_bytes": 20000, "ice_tcp": false}
   {"cmd": "add", "bots": [BotSpec fields...], "concurrency": 10}   -> {"started", "failed"}
   {"cmd": "wait", "timeout": 20}     -> once every subscriber got its first keyframe (or timeout)
   {"cmd": "snapshot"}                -> cumulative counters, the runner takes differences
@@ -47,8 +47,10 @@ class BotHost:
                               cmd.get("decrypt_all", False), cmd.get("drop_percent", 0.0),
                               cmd.get("run_id", ""), simulcast, cmd.get("twcc", False),
                               cmd.get("feedback_interval", 0.1),
-                              cmd.get("link_queue_bytes", 20_000))
+                              cmd.get("link_queue_bytes", 20_000), cmd.get("ice_tcp", False))
         if cmd.get("target", "ours") == "janus":
+            if self.ctx.ice_tcp:
+                raise ValueError("ICE-TCP subscribers run against our server only")
             from .janus.bots import JanusBotSession, open_link
 
             await open_link(self.ctx)
@@ -175,7 +177,13 @@ class BotHost:
             "peer": {"socket_drops": total(peers, "socket_drops"),
                      "srtp_errors": total(peers, "srtp_errors"),
                      "send_errors": total(peers, "send_errors"),
-                     "failed": sum(1 for p in peers if p.state == "failed")},
+                     "failed": sum(1 for p in peers if p.state == "failed"),
+                     # subscribers connected over ICE-TCP, and what came in over it
+                     "tcp_connected": sum(1 for p in peers if p.protocol == "tcp"
+                                          and p.state == "connected"),
+                     "tcp_frames_in": sum(p.datagrams_in for p in peers if p.protocol == "tcp"),
+                     "udp_datagrams_in": sum(p.datagrams_in for p in peers
+                                             if p.protocol == "udp")},
             "latency": self.ctx.latency.sparse(),
             "latency_weak": self.ctx.latency_weak.sparse(),
             "groups": self._groups(all_subs),

@@ -99,7 +99,7 @@ class BotContext:
                  decrypt_all: bool = False, drop_percent: float = 0.0,
                  run_id: str = "", simulcast: dict[int, list[EncodedMedia]] | None = None,
                  twcc: bool = False, feedback_interval: float = 0.1,
-                 link_queue_bytes: int = 20_000) -> None:
+                 link_queue_bytes: int = 20_000, ice_tcp: bool = False) -> None:
         self.run_id = run_id  # names the publishers' send logs shared between bot processes
         self.loop = asyncio.get_running_loop()
         self.base_url = base_url
@@ -110,6 +110,8 @@ class BotContext:
         # subscribers send transport-cc feedback this often, where the offer negotiated it
         self.feedback_interval = feedback_interval
         self.link_queue_bytes = link_queue_bytes  # emulated links: the bottleneck's queue
+        # subscribers connect over ICE-TCP (peer_tcp.TcpPeer), publishers stay on UDP
+        self.ice_tcp = ice_tcp
         self.latency_weak = LatencyHistogram()  # the emulated weak links' own latency
         self.feedback = FeedbackClock(self.loop, feedback_interval or 0.1)
         self.sample_frames = sample_frames

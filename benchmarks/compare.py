@@ -4,7 +4,8 @@
 results with, per step both reached, the ratios the issue asks for, and per target the largest
 webinar it carried within the limits. The targets are ours and Janus 1.1.2 (started by the
 benchmark), or ours from this source tree ("after") and ours from another one, a git worktree
-("before", `--baseline-root`): a change to mediaserver/ measured against the code without it.
+("before", `--baseline-root`): a change to mediaserver/ measured against the code without it,
+or ours with the audience over ICE-TCP and over UDP (`--compare-transports`).
 
 With `repeat` > 1 the two alternate in ABBA order (A, B, B, A, A, B...), so that whatever else
 loads the shared machine meanwhile falls on both alike; the summary gives, per step, each
@@ -34,6 +35,13 @@ class CompareTarget:
     key: str  # "ours", "janus", "base"
     label: str  # as the report names it
     options: dict[str, Any]  # RunOptions fields that make this target
+
+
+# ours with the audience over ICE-TCP (A) and over UDP (B): the ratios are TCP / UDP
+TRANSPORT_TARGETS = [CompareTarget("tcp", "ICE-TCP", {"ice_tcp": True}),
+                     CompareTarget("udp", "UDP", {"ice_tcp": False})]
+# what a comparison's report name ends with, by its second target
+SUFFIX = {"janus": "-compare", "base": "-compare-before-after", "udp": "-tcp-vs-udp"}
 
 
 def targets_for(baseline_root: Path | None, server_root: str = "") -> list[CompareTarget]:
@@ -66,7 +74,7 @@ async def run_compare(scenario: Scenario, opts: RunOptions,
     pairs = [(by[a.key][i], by[b.key][i]) for i in range(len(by[a.key]))]
     alternations = [ratios(x["steps"], y["steps"]) for x, y in pairs]
     out: dict[str, Any] = {
-        "scenario": f"{scenario.name}-compare" + ("" if b.key == "janus" else "-before-after"),
+        "scenario": scenario.name + SUFFIX.get(b.key, "-compare"),
         "timestamp": stamp, "description": scenario.description,
         "targets": [dataclasses.asdict(t) for t in targets], "repeat": repeat,
         "runs": runs,
@@ -97,6 +105,13 @@ def ratios(ours: list[dict[str, Any]], janus: list[dict[str, Any]]) -> list[dict
             "label": o["label"], "x": o["x"],
             "received_per_cpu_s": [o["received_per_cpu_s"], j["received_per_cpu_s"]],
             "efficiency_ratio": _ratio(o["received_per_cpu_s"], j["received_per_cpu_s"]),
+            # ours both: the server's own count per CPU-second of its media worker(s)
+            "forwarded_per_media_cpu_s": [o["forwarded_per_media_cpu_s"],
+                                          j["forwarded_per_media_cpu_s"]],
+            "media_ratio": _ratio(o["forwarded_per_media_cpu_s"],
+                                  j["forwarded_per_media_cpu_s"]),
+            "media_cpu_percent": [o["server"]["media_cpu_percent"],
+                                  j["server"]["media_cpu_percent"]],
             "server_cpu_percent": [o["server"]["cpu_percent"], j["server"]["cpu_percent"]],
             "bots_cpu_percent": [sum(o["bots"]["cpu_percent"]), sum(j["bots"]["cpu_percent"])],
             "p50_ms": [o["latency_ms"]["p50"], j["latency_ms"]["p50"]],
@@ -134,6 +149,15 @@ def medians(alternations: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
             "p99_ms": [[r["p99_ms"][i] for r in have] for i in (0, 1)],
             "p99_ms_median": [_median([r["p99_ms"][i] for r in have]) for i in (0, 1)],
             "p50_ms_median": [_median([r["p50_ms"][i] for r in have]) for i in (0, 1)],
+            "media_ratio": [r["media_ratio"] for r in have],
+            "media_ratio_median": _median([r["media_ratio"] for r in have]),
+            "forwarded_per_media_cpu_s_median": [
+                _median([r["forwarded_per_media_cpu_s"][i] for r in have], 0) for i in (0, 1)],
+            "media_cpu_percent_median": [
+                _median([r["media_cpu_percent"][i] for r in have], 1) for i in (0, 1)],
+            "p99_ratio": [r["p99_ratio"] for r in have],
+            "p99_ratio_median": _median([r["p99_ratio"] for r in have]),
+            "loss_percent": [[r["loss_percent"][i] for r in have] for i in (0, 1)],
             "server_cpu_percent_median": [
                 _median([r["server_cpu_percent"][i] for r in have], 1) for i in (0, 1)],
             "other_cpu_percent_max": max((max(r["other_cpu_percent"]) for r in have),

@@ -61,27 +61,45 @@ def _pairs(values: list[Any], digits: int | None = None) -> str:
                     for v in values)
 
 
+def _markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                      *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)])
+
+
 def median_table(rows: list[dict[str, Any]]) -> str:
-    head = ("| attendees | alternations | ratio per alternation | median ratio | received / "
-            "server CPU-s, medians | p99 ms A, per alternation | p99 ms B, per alternation | "
-            "p99 ms medians | p50 ms medians | server CPU % medians | A >= 1.0 and p99 A <= B "
-            "in | other CPU % (max) |")
-    lines = [head, "|" + "---|" * 12]
-    for r in rows:
-        lines.append(
-            f"| {r['label']} | {r['alternations']} | {_pairs(r['efficiency_ratio'])} | "
-            f"{r['efficiency_ratio_median']} | {_pair(r['received_per_cpu_s_median'])} | "
-            f"{_pairs(r['p99_ms'][0])} | {_pairs(r['p99_ms'][1])} | "
-            f"{_pair(r['p99_ms_median'])} | {_pair(r['p50_ms_median'])} | "
-            f"{_pair(r['server_cpu_percent_median'])} | {r['both_met']} of "
-            f"{r['alternations']} | {r['other_cpu_percent_max']} |")
-    return "\n".join(lines)
+    return _markdown_table(
+        ["attendees", "alternations", "ratio per alternation", "median ratio",
+         "received / server CPU-s, medians", "p99 ms A, per alternation",
+         "p99 ms B, per alternation", "p99 ms medians", "p50 ms medians",
+         "server CPU % medians", "A >= 1.0 and p99 A <= B in", "other CPU % (max)"],
+        [[r["label"], r["alternations"], _pairs(r["efficiency_ratio"]),
+          r["efficiency_ratio_median"], _pair(r["received_per_cpu_s_median"]),
+          _pairs(r["p99_ms"][0]), _pairs(r["p99_ms"][1]), _pair(r["p99_ms_median"]),
+          _pair(r["p50_ms_median"]), _pair(r["server_cpu_percent_median"]),
+          f"{r['both_met']} of {r['alternations']}", r["other_cpu_percent_max"]]
+         for r in rows])
+
+
+def transport_table(rows: list[dict[str, Any]]) -> str:
+    """ICE-TCP (A) against UDP (B): the media worker's own count per CPU-second, p99, loss."""
+    return _markdown_table(
+        ["attendees", "alternations", "forwarded / media-worker CPU-s, TCP / UDP (medians)",
+         "TCP / UDP per alternation", "TCP / UDP median",
+         "media worker CPU %, TCP / UDP (medians)", "p99 ms TCP, per alternation",
+         "p99 ms UDP, per alternation", "p99 TCP / UDP median", "loss % TCP, per alternation",
+         "loss % UDP, per alternation", "other CPU % (max)"],
+        [[r["label"], r["alternations"], _pair(r["forwarded_per_media_cpu_s_median"], 0),
+          _pairs(r["media_ratio"]), r["media_ratio_median"],
+          _pair(r["media_cpu_percent_median"]), _pairs(r["p99_ms"][0]), _pairs(r["p99_ms"][1]),
+          r["p99_ratio_median"], _pairs(r["loss_percent"][0]), _pairs(r["loss_percent"][1]),
+          r["other_cpu_percent_max"]] for r in rows])
 
 
 def markdown(c: dict[str, Any], plot: str | None) -> str:
     ta, tb = _targets(c)
     first_a, first_b = c[ta["key"]], c[tb["key"]]
     janus = tb["key"] == "janus"
+    transports = tb["key"] == "udp"
     lines = [f"# {c['scenario']} ({c['timestamp']})", "",
              c["description"] + f": {ta['label']} and {tb['label']}"
              + (" 1.1.2" if janus else "") + ", with the same bots, media and steps"
@@ -93,10 +111,17 @@ def markdown(c: dict[str, Any], plot: str | None) -> str:
         lines += [f"Janus: Debian's 1.1.2, VideoRoom, HTTP API, ICE-lite, event_loops = "
                   f"{loops if loops else 'default (one loop per handle)'}; in a network "
                   "namespace on loopback (benchmarks/janus/launcher.py)."]
+    elif transports:
+        lines += ["A: the attendees connect over ICE-TCP (the media worker's passive TCP "
+                  "candidate, RFC 4571 framing: benchmarks/peer_tcp.py); B: over UDP. The "
+                  "presenter publishes over UDP in both; the same server, options and steps."]
     else:
         lines += [f"A: {ta['label']}; B: {tb['label']} (our server from that source tree)."]
-    title = "Ours / Janus" if janus else "After / before"
+    title = "Ours / Janus" if janus else ("ICE-TCP / UDP" if transports else "After / before")
     lines += [""]
+    if transports and c.get("medians"):
+        lines += [f"## {title}: the media worker's efficiency, p99 and loss", "",
+                  transport_table(c["medians"]), ""]
     if c.get("medians") and c.get("repeat", 1) > 1:
         lines += [f"## {title}: every alternation and the medians", "",
                   median_table(c["medians"]), ""]

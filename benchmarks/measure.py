@@ -212,9 +212,33 @@ def step_result(a: Snapshot, b: Snapshot, join_before: list[int]) -> dict[str, A
         "bot_limited": any(n.endswith("(bot-limited)") for n in notes),
         "notes": notes,
         "groups": groups,
+        "transport": transport_result(a, b, wall),
         "twcc": {"feedback_to_publishers": bots("pub", "twcc_feedback"),
                  "feedback_from_subscribers": sum(g["feedback_sent"] for g in groups.values())},
     }
+
+
+def transport_result(a: Snapshot, b: Snapshot, wall: float) -> dict[str, Any]:
+    """How the subscribers were connected: over ICE-TCP (the bots' TCP peers, the server's
+    tcp_* counters) or UDP, and what came in over each in the window."""
+    def peer(snap: Snapshot, key: str) -> int:
+        return sum(x["peer"].get(key, 0) for x in snap.bots)
+
+    def server(key: str) -> int | None:
+        if key not in b.metrics:
+            return None  # not our server, or one without ICE-TCP
+        return round(b.metrics[key] - a.metrics.get(key, 0))
+
+    tcp = peer(b, "tcp_connected")
+    return {"subscribers_over": "tcp" if tcp else "udp",
+            "tcp_connected": tcp,
+            "tcp_frames_in_per_s": round((peer(b, "tcp_frames_in") - peer(a, "tcp_frames_in"))
+                                         / wall),
+            "udp_datagrams_in_per_s": round((peer(b, "udp_datagrams_in")
+                                             - peer(a, "udp_datagrams_in")) / wall),
+            "server_tcp_connections": (round(b.metrics["tcp_connections"])
+                                       if "tcp_connections" in b.metrics else None),
+            "server_tcp_send_dropped": server("tcp_send_dropped")}
 
 
 GROUP_KEYS = ("packets", "bytes", "video_packets", "video_bytes", "expected", "lost", "nacks",

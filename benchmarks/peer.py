@@ -49,6 +49,8 @@ OnRtcp = Callable[[bytes], None]  # decrypted compound RTCP
 class Peer:
     """ICE (controlling) + DTLS (client) + SRTP over one loopback UDP socket."""
 
+    protocol = "udp"  # peer_tcp.TcpPeer: "tcp"
+
     def __init__(self, certificate: DtlsCertificate, on_rtp: OnRtp, on_rtcp: OnRtcp,
                  name: str = "") -> None:
         self.certificate = certificate
@@ -254,8 +256,7 @@ class Peer:
         if sock is None:
             return
         recvmsg = sock.recvmsg
-        on_rtp = self.on_rtp
-        link = self.link
+        on_packet = self._on_packet
         for _ in range(READ_BATCH):
             try:
                 data, ancillary, _flags, addr = recvmsg(2048, 64)
@@ -272,19 +273,24 @@ class Peer:
                     arrival = sec * 1_000_000_000 + nsec
                 elif kind == SO_RXQ_OVFL:
                     self.socket_drops = DROPS.unpack_from(value)[0]
-            first = data[0] if data else 255
-            if 127 < first < 192:
-                if link is not None:
-                    link.offer(data, arrival or time.time_ns())
-                elif len(data) > 1 and 191 < data[1] < 224:
-                    self._on_srtcp(data)
-                else:
-                    on_rtp(data, arrival or time.time_ns())
-            elif 19 < first < 64:
-                if self._dtls is not None:
-                    self._dtls.receive(data)
-            elif first < 4:
-                self._on_stun(data, addr)
+            on_packet(data, arrival, addr)
+
+    def _on_packet(self, data: bytes, arrival: int, addr: tuple[str, int]) -> None:
+        """One packet in (a datagram, or a TCP frame: peer_tcp.py), told apart by its first
+        byte (RFC 7983); `arrival` is the kernel's receive time in ns (0: unknown)."""
+        first = data[0] if data else 255
+        if 127 < first < 192:
+            if self.link is not None:
+                self.link.offer(data, arrival or time.time_ns())
+            elif len(data) > 1 and 191 < data[1] < 224:
+                self._on_srtcp(data)
+            else:
+                self.on_rtp(data, arrival or time.time_ns())
+        elif 19 < first < 64:
+            if self._dtls is not None:
+                self._dtls.receive(data)
+        elif first < 4:
+            self._on_stun(data, addr)
 
     def drain(self) -> None:
         """Read what the socket holds now (before a report about what arrived)."""

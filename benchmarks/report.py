@@ -85,6 +85,17 @@ def header(results: dict[str, Any]) -> list[str]:
         lines.append(f"Transport-cc: {'on' if o.get('twcc') else 'off'} for the publisher; "
                      f"subscribers send feedback every {o.get('feedback_interval', 0.1)} s "
                      "wherever the server's offer negotiates it.")
+    if o.get("ice_tcp"):
+        per = [s.get("transport", {}) for s in results["steps"]]
+        lines.append("Attendees over ICE-TCP (benchmarks/peer_tcp.py: an active TCP connection "
+                     "to the media worker's passive candidate, RFC 4571 framing), the "
+                     "publisher over UDP; per step, TCP connections the bots held / the "
+                     "server accepted so far, and packets it dropped for a full connection "
+                     "queue in the window: " + ", ".join(
+                         f"{s['label']} {t.get('tcp_connected')} / "
+                         f"{t.get('server_tcp_connections')}, "
+                         f"{t.get('server_tcp_send_dropped')} dropped"
+                         for s, t in zip(results["steps"], per, strict=True)) + ".")
     src = results.get("source")
     if src and results.get("target") != "janus":
         lines.append(f"Server code: commit {src['commit'][:12]} of {src['root']}"

@@ -64,6 +64,7 @@ class RunOptions:
     twcc: bool = False  # publishers negotiate transport-cc (subscribers do whenever offered)
     feedback_interval: float = 0.1  # subscribers' transport-cc feedback interval, s
     link_queue_bytes: int = 20_000  # emulated weak links: the bottleneck's queue (tbf limit)
+    ice_tcp: bool = False  # subscribers connect over ICE-TCP (benchmarks/peer_tcp.py)
     server_root: str = ""  # run our server from this source tree (a worktree), not ours
     trace_loop: str = ""  # folder for the media workers' loop traces (benchmarks/looptrace.py)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -239,7 +240,7 @@ async def run(scenario: Scenario, opts: RunOptions) -> dict[str, Any]:
             "run_id": run_id,
             "simulcast": {str(k): [asdict(x) for x in v] for k, v in layer_specs.items()},
             "twcc": opts.twcc, "feedback_interval": opts.feedback_interval,
-            "link_queue_bytes": opts.link_queue_bytes}, 120)
+            "link_queue_bytes": opts.link_queue_bytes, "ice_tcp": opts.ice_tcp}, 120)
             for p in procs))
         assigned = 0
         for index, step in enumerate(scenario.iter_steps()):

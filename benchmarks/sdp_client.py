@@ -30,6 +30,9 @@ OPUS_PT = 111
 VP8_PT = 96
 RTX_PT = 97
 CANDIDATE = re.compile(r"^a=candidate:\S+ 1 udp \d+ (\S+) (\d+) typ host", re.M | re.I)
+# ICE-TCP (RFC 6544): the server's passive candidate, which a client connects to
+TCP_CANDIDATE = re.compile(r"^a=candidate:\S+ 1 tcp \d+ (\S+) (\d+) typ host tcptype passive",
+                           re.M | re.I)
 
 
 @dataclass
@@ -68,6 +71,7 @@ class RemoteTransport:
     fingerprints: list[tuple[str, str]]
     addr: tuple[str, int]
     setup: str = "actpass"  # the remote's a=setup: "active" makes us the DTLS server
+    tcp_addr: tuple[str, int] | None = None  # its passive ICE-TCP candidate, if it has one
 
 
 def _session_head(mids: list[str]) -> list[str]:
@@ -186,12 +190,15 @@ def subscribe_answer(offer_sdp: str, local: LocalTransport) -> tuple[str, list[R
 
 
 def remote_transport(sdp: str | Session, text: str | None = None) -> RemoteTransport:
-    """ICE credentials, fingerprints and the host candidate of the server's end."""
+    """ICE credentials, fingerprints and the host candidates (UDP, and TCP if offered) of the
+    server's end."""
     session = parse(sdp) if isinstance(sdp, str) else sdp
     raw = sdp if isinstance(sdp, str) else (text or "")
     m = next((m for m in session.media if m.port != 0), session.media[0])
     found = CANDIDATE.search(raw)
     if found is None:
         raise ValueError("server SDP has no host candidate")
+    tcp = TCP_CANDIDATE.search(raw)
     return RemoteTransport(m.ice_ufrag, m.ice_pwd, m.fingerprints,
-                           (found.group(1), int(found.group(2))), m.setup or "actpass")
+                           (found.group(1), int(found.group(2))), m.setup or "actpass",
+                           (tcp.group(1), int(tcp.group(2))) if tcp else None)

@@ -35,6 +35,7 @@ from mediaserver.srtp import SrtpError
 
 from .link import EmulatedLink
 from .peer import Peer
+from .peer_tcp import TcpPeer
 from .rtpstats import ReceiveStream, find_ext
 from .sdp_client import ReceivedTrack, remote_transport, subscribe_answer
 from .vp8sample import Vp8Sampler
@@ -107,7 +108,8 @@ class SubscriberBot:
     async def _answer_locked(self, data: dict[str, Any]) -> None:
         self.offers += 1
         if self.peer is None:
-            self.peer = Peer(self.ctx.certificate, self._on_rtp, self._on_rtcp,
+            kind = TcpPeer if self.ctx.ice_tcp else Peer
+            self.peer = kind(self.ctx.certificate, self._on_rtp, self._on_rtcp,
                              name=f"{self.session.spec.name}/sub")
             if self.link_kbps:
                 self.peer.link = EmulatedLink(self.ctx.loop, self.link_kbps,

@@ -32,7 +32,7 @@ def run_scenario(out: Path, *args: str, plots: bool = False, timeout: float = 60
     assert len(reports) == 1, reports
     assert reports[0].with_suffix(".md").exists()
     results = json.loads(reports[0].read_text())
-    if "--compare" not in args:  # one target: its report, and latest.md updated
+    if not any(a.startswith("--compare") for a in args):  # one target: latest.md updated
         assert (out / "latest.md").exists()
         assert results["error"] == ""
     return results
@@ -107,3 +107,38 @@ def test_webinar_compare_with_janus(tmp_path: Path) -> None:
     assert "## Ours / Janus" in md and "Janus 1.1.2" in md
     png = next(tmp_path.glob("*-compare-*.png"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(150)
+def test_webinar_over_ice_tcp_against_udp(tmp_path: Path) -> None:
+    """The same steps with the audience over ICE-TCP (the media worker's passive TCP
+    candidate, RFC 4571 framing), then over UDP: one report with the TCP / UDP ratios, and the
+    TCP run's media really came over TCP (the bots' connections and the server's counters)."""
+    results = run_scenario(tmp_path, "webinar", "--compare-transports", "--step", "2", "--max",
+                           "3", "--no-aiortc", timeout=140)
+    assert results["scenario"] == "webinar-steps-2-3-tcp-vs-udp"
+    for key, over in (("tcp", "tcp"), ("udp", "udp")):
+        run = results[key]
+        assert run["error"] == "", run["error"]
+        assert run["options"]["ice_tcp"] is (over == "tcp")
+        assert [s["label"] for s in run["steps"]] == ["1x2", "1x3"]
+        for step, attendees in zip(run["steps"], (2, 3), strict=True):
+            check_step(step, subscribers=attendees, publishers=1, new=attendees - 2 or 2)
+            t = step["transport"]
+            assert t["subscribers_over"] == over, t
+            if over == "tcp":
+                # one connection per attendee, held by the bots and accepted by the server
+                assert t["tcp_connected"] == t["server_tcp_connections"] == attendees, t
+                # every RTP packet the audience received came in a TCP frame
+                assert t["tcp_frames_in_per_s"] >= step["traffic"]["received_by_bots_per_s"]
+                assert t["server_tcp_send_dropped"] == 0, t
+            else:
+                assert t["tcp_connected"] == t["server_tcp_connections"] == 0, t
+                assert t["tcp_frames_in_per_s"] == 0, t
+    assert [r["label"] for r in results["ratios"]] == ["1x2", "1x3"]
+    for row in results["medians"]:
+        assert row["media_ratio_median"] > 0 and None not in row["p99_ms_median"], row
+        assert all(n > 0 for n in row["forwarded_per_media_cpu_s_median"]), row
+    md = next(tmp_path.glob("*-tcp-vs-udp-*.md")).read_text()
+    assert "## ICE-TCP / UDP: the media worker's efficiency, p99 and loss" in md
+    assert "Attendees over ICE-TCP" in md
