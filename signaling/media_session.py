@@ -19,6 +19,7 @@ from mediaserver.api import ConsumerParams, MediaError, ProducerParams, Transpor
 
 from . import events, schemas, sdp, speaking
 from .cluster import track_to_wire
+from .config import ServerConfig
 from .errors import RequestError
 from .methods import ALL, PUBLISHERS, method
 from .rooms import Room, Track, new_id
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .participant import Participant
 
 PROBE_LIFETIME = 20.0
+MAX_PROBES = 8  # probes of one session at once (the web client tests up to five paths)
+PROBE_TURN_TTL = 300.0  # the check's TURN credentials: it needs them for seconds
 MAX_VIEWS = 1024  # tile views kept per session; past that, those of gone tracks are dropped
 
 
@@ -39,9 +42,11 @@ class MediaSession:
         self._publish_ufrag = ""
         self.subscribe_transport: str | None = None
         self.subscribe_router: str | None = None
-        self.probe_transport: str | None = None
+        self.probes: dict[str, str] = {}  # probe name -> transport id
         self._probe_router: str | None = None
         self._probe_timer: asyncio.TimerHandle | None = None
+        # the media ports for the check's advice (media_ports); set by the WebSocket endpoint
+        self.ports: dict[str, list[int]] = {}
         self.published: dict[str, Track] = {}  # publish mid -> track
         self.retired_mids: set[str] = set()  # unpublished m-lines are never produced again
         self.slots: list[sdp.Slot] = []
@@ -351,26 +356,40 @@ class MediaSession:
     # ---- probe: a connectivity check before joining --------------------------------------
 
     async def probe(self, params: schemas.Probe) -> dict[str, Any]:
-        """A short-lived transport to test ICE and DTLS to the media port before joining."""
+        """A short-lived transport to test ICE and DTLS to the media port before joining: one
+        per probe name (the web client tests each path on a connection of its own, side by
+        side), all in one router, all closed PROBE_LIFETIME after the newest was made."""
         offer = sdp.parse(params.sdp)
         remote = sdp.remote_params(offer, is_offer=True)
-        await self.close_probe()
-        self._probe_router = await self.media.create_router()
-        self.probe_transport = (await self.media.create_transport(self._probe_router)).id
-        await self.media.connect_transport(self.probe_transport, remote)
-        info = await self._transport_info(self.probe_transport)
-        answer = sdp.probe_answer(offer, info)
-        loop = asyncio.get_running_loop()
-        self._probe_timer = loop.call_later(PROBE_LIFETIME,
-                                            lambda: asyncio.ensure_future(self.close_probe()))
+        await self.close_probe(params.name)
+        if len(self.probes) >= MAX_PROBES:
+            raise RequestError("conflict", f"at most {MAX_PROBES} probes at once")
+        if self._probe_router is None:
+            self._probe_router = await self.media.create_router()
+        transport = (await self.media.create_transport(self._probe_router)).id
+        self.probes[params.name] = transport
+        await self.media.connect_transport(transport, remote)
+        answer = sdp.probe_answer(offer, await self._transport_info(transport))
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+        self._probe_timer = asyncio.get_running_loop().call_later(
+            PROBE_LIFETIME, lambda: asyncio.ensure_future(self.close_probe()))
         return {"sdp": answer}
 
-    async def close_probe(self) -> None:
+    async def close_probe(self, name: str | None = None) -> None:
+        """The probe of that name, or (None) all of them and their router."""
+        if name is not None:
+            transport = self.probes.pop(name, None)
+            if transport is not None:
+                await self.media.close_transport(transport)
+            if self.probes:
+                return
         if self._probe_timer is not None:
             self._probe_timer.cancel()
             self._probe_timer = None
+        self.probes.clear()
         if self._probe_router is not None:
-            router, self._probe_router, self.probe_transport = self._probe_router, None, None
+            router, self._probe_router = self._probe_router, None
             await self.media.close_router(router)
 
 
@@ -436,6 +455,28 @@ async def probe(p: Participant, params: schemas.Probe) -> dict[str, Any]:
 
 
 @method("probeDone", ALL, before_join=True)
-async def probe_done(p: Participant, params: schemas.Empty) -> dict[str, Any]:
-    await p.media_session.close_probe()
+async def probe_done(p: Participant, params: schemas.ProbeRef) -> dict[str, Any]:
+    await p.media_session.close_probe(params.name if "name" in params.model_fields_set
+                                      else None)
     return {}
+
+
+@method("probeInfo", ALL, before_join=True)
+async def probe_info(p: Participant, params: schemas.Empty) -> dict[str, Any]:
+    """What the connectivity check needs before join: TURN credentials to test the relay (the
+    socket was opened with a valid token, websocket.py, as for join's own; short-lived, the
+    check takes seconds) and the media ports, for the advice when nothing gets through."""
+    servers: list[dict[str, Any]] = []
+    if p.turn is not None:
+        servers = dataclasses.replace(p.turn, ttl=min(p.turn.ttl, PROBE_TURN_TTL)
+                                      ).ice_servers(p.id)
+    return {"iceServers": servers, "mediaPorts": p.media_session.ports}
+
+
+def media_ports(config: ServerConfig) -> dict[str, list[int]]:
+    """The media workers' ports by protocol, [first, last] (worker i on port + i), as the
+    configuration fixes them; a protocol left out: off, or ports picked at start (port 0)."""
+    count = max(1, config.workers)
+    tcp = config.rtc_port if config.rtc_tcp_port is None else config.rtc_tcp_port
+    ports = {"udp": config.rtc_port, "tcp": tcp if config.ice_tcp else 0}
+    return {proto: [first, first + count - 1] for proto, first in ports.items() if first}

@@ -155,7 +155,13 @@ class Chat(Params):
     text: text(MAX_CHAT)
 
 
-class Probe(Params):
+class ProbeRef(Params):
+    """A probe's name: probes of different names run side by side (one per path tested)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,16}$")] = ""
+
+
+class Probe(ProbeRef):
     sdp: Sdp
 
 
@@ -281,7 +287,7 @@ PARAMS: dict[str, type[Params]] = {
     "ping": Empty, "join": Join, "publish": Publish, "unpublish": TrackRef, "mute": Mute,
     "subscriberAnswer": SubscriberAnswer, "requestKeyframe": TrackRef, "chat": Chat,
     "setTrackView": SetTrackView, "setVisibility": SetVisibility,
-    "leave": Empty, "probe": Probe, "probeDone": Empty,
+    "leave": Empty, "probe": Probe, "probeDone": ProbeRef, "probeInfo": Empty,
     "recordStart": RecordStart, "recordStop": Empty, "setLive": SetLive, "lobbyList": Empty,
     "admit": ParticipantRef, "refuse": ParticipantRef, "raiseHand": RaiseHand,
     "getNotes": Empty, "setNotes": SetNotes, "muteParticipant": MuteParticipant,

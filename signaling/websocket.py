@@ -22,6 +22,7 @@ from mediaserver.api import MediaError
 
 from . import safe_json, schemas, turn
 from .errors import RequestError
+from .media_session import media_ports
 from .participant import Participant
 from .ratelimit import FloodGuard, TokenBucket
 from .sdp import SdpError
@@ -64,6 +65,7 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     participant.tokens = TokenRefresher(config.effective_jwt_secret, grant,
                                         participant.send_event)
     participant.turn = turn.issuer(config.turn_urls, config.turn_secret, config.turn_ttl)
+    participant.media_session.ports = media_ports(config)
     state.sessions.add(participant)
 
     def on_closed(reason: str, code: int) -> None:

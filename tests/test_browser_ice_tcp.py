@@ -1,9 +1,12 @@
 """A doctor behind a hospital firewall that drops UDP, in Chromium: her page runs in a NetLab
 namespace whose forwarder drops every UDP frame (TCP passes), the rep's page publishes from a
-clean link. Over ICE-TCP (the worker's passive TCP candidate, mediaserver/tcp.py) she decodes
-the rep's video and hears the audio, the rep decodes hers, and both of her connections'
-selected candidate pairs are TCP. The control: with UDP open the same pages take UDP, the TCP
-candidate's lower priority leaves it unused."""
+clean link. The doctor comes through the pre-join page: its connectivity check reports UDP
+direct failing and TCP direct (ICE-TCP) working, with its round-trip time; she presses Join.
+Over ICE-TCP (the worker's passive TCP candidate, mediaserver/tcp.py) she decodes the rep's
+video and hears the audio, the rep decodes hers, and both of her connections' selected
+candidate pairs are TCP. The control, an open network: the check reports UDP direct working
+with its round-trip time (and TCP too), and the same pages take UDP, the TCP candidate's lower
+priority leaves it unused."""
 
 from __future__ import annotations
 
@@ -18,10 +21,10 @@ from tests.support.browser import (
     WAIT_MS,
     lab_browsers,
     wait_decoding,
-    wait_joined,
     watch_stats,
 )
 from tests.support.netlab import NetLab
+from tests.support.prejoin import join, rep_in_doctor_checked
 
 
 async def selected_pair(page, which: str) -> dict:
@@ -48,16 +51,23 @@ async def test_doctor_behind_a_udp_blocking_firewall(tmp_path: Path, udp_blocked
         lab.set(block_udp=udp_blocked)
         async with lab_browsers(lab, tmp_path) as (server, here, there):
             await server.create_room("ward")
-            rep = await (await here.new_context()).new_page()
-            await rep.goto(f"{server.base_url}/r/ward?name=Rep&autojoin=1")
-            await wait_joined(rep, WAIT_MS, reloads=1)
-            await watch_stats(rep)
-            doctor = await (await there.new_context()).new_page()
-            errors: list[str] = []
-            doctor.on("pageerror", lambda exc: errors.append(str(exc)))
+            rep, doctor, errors, check = await rep_in_doctor_checked(server, here, there)
+            udp, tcp = check["paths"]["udp"], check["paths"]["tcp"]
+            assert sorted(check["paths"]) == ["tcp", "udp"], check  # no TURN configured
+            assert tcp["ok"] and tcp["local"]["protocol"] == tcp["remote"]["protocol"] == "tcp"
+            assert tcp["remote"]["address"] == lab.host_ip, tcp
+            assert udp["ok"] is not udp_blocked, check
+            best = "tcp" if udp_blocked else "udp"
+            assert check["state"] == "pass" and check["best"] == best, check
+            rtt = check["paths"][best]["rtt"]  # ms, the selected pair's currentRoundTripTime
+            assert rtt is not None and rtt >= 0, check
+            assert not check["relayOnly"] and check["shownAdvice"] is None, check
+            if udp_blocked:
+                assert "TCP direct" in check["banner"] and "fail" in check["rows"], check
+            else:
+                assert udp["local"]["protocol"] == "udp" and "UDP direct" in check["banner"]
             loading = time.monotonic()
-            await doctor.goto(f"{server.base_url}/r/ward?name=Doctor&autojoin=1")
-            await wait_joined(doctor, WAIT_MS, reloads=1)
+            await join(doctor)
             joined = time.monotonic()
             await watch_stats(doctor)
             await first_frame(doctor)
@@ -86,6 +96,6 @@ async def test_doctor_behind_a_udp_blocking_firewall(tmp_path: Path, udp_blocked
                 assert stats["tcp_frames_in"] > 0 and stats["tcp_frames_out"] > 0, stats
             assert stats.get("tcp_send_dropped", 0) == 0, stats
             assert not errors, errors
-            print(f"\n{protocol}: joined {joined - loading:.2f} s after loading the page, "
-                  f"first frame at {to_first_frame:.2f} s (to 200 ms), rtt {pair['rtt']}, "
-                  f"TCP connections {stats.get('tcp_connections')}")
+            print(f"\n{protocol}: check {check['rows']!r}; joined {joined - loading:.2f} s after "
+                  f"pressing Join, first frame at {to_first_frame:.2f} s (to 200 ms), rtt "
+                  f"{pair['rtt']}, TCP connections {stats.get('tcp_connections')}")

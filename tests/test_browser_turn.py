@@ -2,15 +2,22 @@
 her page runs in a NetLab namespace whose forwarder drops every UDP frame and every TCP
 segment to or from the media worker's ICE-TCP port; HTTP (the page and its WebSocket) and TCP
 to coturn pass. The server is configured with a coturn of the test's own
-(tests/support/turn_server.py) and hands her short-lived credentials in the join result; her
-connections gather relay candidates over TURN/TCP, and through them she decodes the rep's video
-and hears the audio, and the rep decodes hers. Both of her connections' selected candidate pairs
-are relay candidates reached over TCP; the server sees her from coturn's relay address."""
+(tests/support/turn_server.py, TURN over UDP and TCP) and hands her short-lived credentials
+(`iceServers` before join for the check, the join result's for the meeting). Her pre-join
+check reports UDP and TCP direct and TURN over UDP failing, TURN over TCP working through a
+relay candidate; she presses Join and her connections use the relay alone
+(iceTransportPolicy 'relay'); through it she decodes the rep's video and hears the audio, and
+the rep decodes hers. Both of her connections' selected candidate pairs are relay candidates
+reached over TCP; the server sees her from coturn's relay address. With TCP to coturn blocked
+too, nothing gets through: the check fails and tells her, in plain words, which host and ports
+to ask her IT department to open."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tests.support.browser import (
@@ -18,10 +25,10 @@ from tests.support.browser import (
     WAIT_MS,
     lab_browsers,
     wait_decoding,
-    wait_joined,
     watch_stats,
 )
 from tests.support.netlab import NetLab
+from tests.support.prejoin import join, rep_in_doctor_checked, run_check
 from tests.support.turn_server import turn_server
 
 # every candidate pair of both connections, for a failure's message
@@ -66,47 +73,85 @@ async def selected_pair(page, which: str) -> dict:
         await asyncio.sleep(0.2)  # getStats is async: polled
 
 
-async def test_doctor_reaches_the_server_only_through_turn_over_tcp(tmp_path: Path) -> None:
+@asynccontextmanager
+async def behind_a_firewall(tmp_path: Path) -> AsyncIterator[tuple]:
+    """The lab, its coturn (TURN over UDP and TCP), the server, the two browsers, the room;
+    (lab, turn, server, here, there, udp_port, tcp_port) with the media worker's ports."""
     with NetLab() as lab, turn_server(lab.host_ip) as turn:
-        async with lab_browsers(lab, tmp_path, turn_urls=(turn.url("tcp"),),
+        async with lab_browsers(lab, tmp_path, turn_urls=(turn.url("udp"), turn.url("tcp")),
                                 turn_secret=turn.secret) as (server, here, there):
             media = server.state.media.worker  # type: ignore[attr-defined]
-            udp_port, tcp_port = server.config.rtc_port, media.tcp.port
-            # her firewall: no UDP at all, no TCP to the media port; HTTP and TURN/TCP pass
-            lab.set(block_udp=True, block_tcp_ports=[tcp_port])
             await server.create_room("ward")
-            rep = await (await here.new_context()).new_page()
-            await rep.goto(f"{server.base_url}/r/ward?name=Rep&autojoin=1")
-            await wait_joined(rep, WAIT_MS, reloads=1)
-            await watch_stats(rep)
-            doctor = await (await there.new_context()).new_page()
-            errors: list[str] = []
-            doctor.on("pageerror", lambda exc: errors.append(str(exc)))
-            loading = time.monotonic()
-            await doctor.goto(f"{server.base_url}/r/ward?name=Doctor&autojoin=1")
-            await wait_joined(doctor, WAIT_MS, reloads=1)
-            await watch_stats(doctor)
-            # her view: the rep's video decoding and the sound arriving, and it goes on
-            first = await decoding_or_why(doctor, 30, lab, turn)
-            to_30_frames = time.monotonic() - loading
-            later = await decoding_or_why(doctor, first["framesDecoded"] + 30, lab, turn)
-            assert later["audioPackets"] > first["audioPackets"], (first, later)
-            # the rep sees and hears what she publishes through the relay
-            await decoding_or_why(rep, 30, lab, turn)
-            for which in ("publishPc", "subscribePc"):
-                pair = await selected_pair(doctor, which)
-                assert pair["localType"] == "relay" and pair["relayProtocol"] == "tcp", \
-                    (which, pair)
-                assert pair["localAddress"] == turn.host, pair  # coturn's relay address
-                assert (pair["remoteAddress"], pair["remotePort"]) == (lab.host_ip, udp_port), \
-                    pair
-            # the server's side: all four transports on UDP (hers from coturn, which relays UDP)
-            dump = await server.state.media.dump()
-            assert sorted(t.protocol for t in dump.transports) == ["udp"] * 4
-            counters = lab.counters()
-            assert counters["up_blocked"] > 0, counters  # she did try UDP and ICE-TCP first
-            # (the server's tcp_* counters are no proof either way: the rep, on a clean link,
-            # may send a check over ICE-TCP before her UDP pair is chosen)
-            assert not errors, errors
-            print(f"\nrelay over TURN/TCP: 30 frames {to_30_frames:.2f} s after loading the "
-                  f"page, rtt {pair['rtt']}, link blocked {counters['up_blocked']} frames up")
+            yield lab, turn, server, here, there, server.config.rtc_port, media.tcp.port
+
+
+async def test_doctor_reaches_the_server_only_through_turn_over_tcp(tmp_path: Path) -> None:
+    async with behind_a_firewall(tmp_path) as (lab, turn, server, here, there, udp_port,
+                                               tcp_port):
+        # her firewall: no UDP at all, no TCP to the media port; HTTP and TURN/TCP pass
+        lab.set(block_udp=True, block_tcp_ports=[tcp_port])
+        rep, doctor, errors, check = await rep_in_doctor_checked(server, here, there)
+        # her pre-join check: only the relay over TCP gets through
+        paths = check["paths"]
+        assert list(paths) == ["udp", "tcp", "turn-udp", "turn-tcp"], check
+        assert [p["ok"] for p in paths.values()] == [False, False, False, True], check
+        relayed = paths["turn-tcp"]
+        assert relayed["local"] == {"type": "relay", "protocol": "udp",
+                                    "relayProtocol": "tcp"}, relayed
+        assert relayed["remote"]["address"] == lab.host_ip and relayed["rtt"] is not None
+        assert check["state"] == "pass" and check["best"] == "turn-tcp", check
+        assert check["relayOnly"] and "TURN relay over TCP" in check["banner"], check
+        loading = time.monotonic()
+        await join(doctor)
+        policies = await doctor.evaluate(
+            "['publishPc', 'subscribePc'].map(w => window.__meeting[w]"
+            ".getConfiguration().iceTransportPolicy)")
+        assert policies == ["relay", "relay"], policies
+        await watch_stats(doctor)
+        # her view: the rep's video decoding and the sound arriving, and it goes on
+        first = await decoding_or_why(doctor, 30, lab, turn)
+        to_30_frames = time.monotonic() - loading
+        later = await decoding_or_why(doctor, first["framesDecoded"] + 30, lab, turn)
+        assert later["audioPackets"] > first["audioPackets"], (first, later)
+        # the rep sees and hears what she publishes through the relay
+        await decoding_or_why(rep, 30, lab, turn)
+        for which in ("publishPc", "subscribePc"):
+            pair = await selected_pair(doctor, which)
+            assert pair["localType"] == "relay" and pair["relayProtocol"] == "tcp", \
+                (which, pair)
+            assert pair["localAddress"] == turn.host, pair  # coturn's relay address
+            assert (pair["remoteAddress"], pair["remotePort"]) == (lab.host_ip, udp_port), \
+                pair
+        # the server's side: all four transports on UDP (hers from coturn, which relays UDP)
+        dump = await server.state.media.dump()
+        assert sorted(t.protocol for t in dump.transports) == ["udp"] * 4
+        counters = lab.counters()
+        assert counters["up_blocked"] > 0, counters  # her check did try UDP and ICE-TCP
+        # (the server's tcp_* counters are no proof either way: the rep, on a clean link,
+        # may send a check over ICE-TCP before her UDP pair is chosen)
+        assert not errors, errors
+        print(f"\nrelay over TURN/TCP: check {check['rows']!r}; 30 frames "
+              f"{to_30_frames:.2f} s after pressing Join, rtt {pair['rtt']}, link blocked "
+              f"{counters['up_blocked']} frames up")
+
+
+async def test_nothing_gets_through_the_check_says_what_to_open(tmp_path: Path) -> None:
+    async with behind_a_firewall(tmp_path) as (lab, turn, server, _, there, udp_port,
+                                               tcp_port):
+        # no UDP, no TCP to the media port nor to coturn: only the page and its WebSocket
+        lab.set(block_udp=True, block_tcp_ports=[tcp_port, turn.port])
+        doctor = await (await there.new_context()).new_page()
+        check = await run_check(doctor, f"{server.base_url}/r/ward?name=Doctor")
+        assert list(check["paths"]) == ["udp", "tcp", "turn-udp", "turn-tcp"], check
+        assert not any(p["ok"] for p in check["paths"].values()), check
+        assert check["state"] == "fail" and check["best"] is None, check
+        assert "cannot get through your network" in check["banner"], check
+        advice = check["shownAdvice"]
+        assert advice == check["advice"] and "IT department" in advice, check
+        for opening in (f"{lab.host_ip}, UDP port {udp_port}",
+                        f"{lab.host_ip}, TCP port {tcp_port}",
+                        f"{turn.host}, UDP port {turn.port}",
+                        f"{turn.host}, TCP port {turn.port}"):
+            assert opening in advice, (opening, advice)
+        assert lab.counters()["up_blocked"] > 0, lab.counters()  # she did try each way
+        print(f"\nnothing open: {advice}")

@@ -1,15 +1,26 @@
-// Connectivity check before joining: HTTP, signalling WebSocket + ping, and a throw-away
-// media connection (`probe`) that proves UDP to the media port gets through ICE and DTLS.
+// Connectivity check before joining: HTTP, signalling WebSocket + ping, then every media path
+// (netpaths.js: UDP and TCP direct, TURN over UDP, TCP and TLS), each on a throw-away
+// connection, side by side. The best path that works decides how the meeting connects; when
+// none works the person is told what to ask their IT department to open. The outcome is on
+// the page and in window.__precheck (tests read it there).
 import { Signaling, wsUrl } from './signaling.js';
-import { waitForIceGathering, waitForConnected, candidatePairRtt, formatMs } from './rtc.js';
+import { formatMs } from './rtc.js';
 import { describeError } from './status.js';
+import { pathsFor, probePath, announced, advice } from './netpaths.js';
 
 const STEPS = [
   ['http', 'Server reachable (HTTP)'],
   ['ws', 'Signalling (WebSocket)'],
-  ['media', 'Media connection (UDP, ICE + DTLS)'],
 ];
 const PINGS = 3;
+const MEDIA_LABEL = 'Media connection: ';
+
+/** What tests and the meeting read: state 'idle'|'running'|'pass'|'fail'; paths [{id, label,
+ * ok, rtt, local, remote, detail}] in the order tried; best: the id of the first that works;
+ * relayOnly: only a TURN path works; advice: what to ask IT to open, when nothing works. */
+export const precheckResult = { state: 'idle', paths: [], best: null, relayOnly: false,
+  advice: null };
+window.__precheck = precheckResult;
 
 async function checkHealth() {
   const t0 = performance.now();
@@ -31,40 +42,45 @@ async function pingRtt(sig) {
   return times[Math.floor(times.length / 2)];
 }
 
-async function probeMedia(sig, signal) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
-  const onAbort = () => pc.close();
-  signal?.addEventListener('abort', onAbort);
-  let probing = false;
-  try {
-    pc.addTransceiver('audio', { direction: 'recvonly' });
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitForIceGathering(pc, 3000);
-    signal?.throwIfAborted();
-    probing = true;
-    const { sdp } = await sig.request('probe', { sdp: pc.localDescription.sdp });
-    await pc.setRemoteDescription({ type: 'answer', sdp });
-    await waitForConnected(pc, 8000);
-    const rtt = await candidatePairRtt(pc);
-    return rtt === null ? 'connected' : `RTT ${formatMs(rtt)}`;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-    // Frees the server's throw-away transport now instead of after its 20 s timeout.
-    if (probing) await sig.request('probeDone', undefined, 2000).catch(() => {});
-    pc.close();
+/** Every path side by side, a row each (onStep); fills precheckResult; the best that works. */
+async function probeMedia(sig, onStep, signal) {
+  const { iceServers, mediaPorts } = await sig.request('probeInfo');
+  const paths = pathsFor(iceServers);
+  for (const path of paths) {
+    onStep(`media-${path.id}`, { state: 'running', label: MEDIA_LABEL + path.label });
   }
+  const outcomes = await Promise.all(paths.map(async (path) => {
+    const out = await probePath(sig, path, signal);
+    onStep(`media-${path.id}`, { state: out.ok ? 'pass' : 'fail', detail: out.detail });
+    return { path, ...out };
+  }));
+  precheckResult.paths = outcomes.map(({ path, ok, rtt, pair, detail }) => ({
+    id: path.id, label: path.label, relay: !!path.relay, ok, rtt: rtt ?? null, detail,
+    local: pair ? { type: pair.local.candidateType, protocol: pair.local.protocol,
+      relayProtocol: pair.local.relayProtocol || '' } : null,
+    remote: pair ? { type: pair.remote.candidateType, protocol: pair.remote.protocol,
+      address: pair.remote.address, port: pair.remote.port } : null,
+  }));
+  const best = outcomes.find((o) => o.ok) || null;
+  precheckResult.best = best?.path.id ?? null;
+  precheckResult.relayOnly = !!best?.path.relay;
+  const answer = outcomes.find((o) => o.sdp)?.sdp;
+  precheckResult.advice = best ? null : advice(answer ? announced(answer) : [], iceServers,
+    mediaPorts);
+  return best;
 }
 
 /**
- * Runs all steps; onStep(id, {state: 'running'|'pass'|'fail', detail}). Resolves true when all
- * pass; rejects only when aborted. getTokenFn is called lazily so a token problem shows up as
- * a failed signalling step rather than a crash.
+ * Runs all steps; onStep(id, {state: 'running'|'pass'|'fail', detail, label}) (a step's first
+ * call may name a row not known in advance: the media paths). Resolves true when HTTP and
+ * signalling pass and at least one media path works; rejects only when aborted. getTokenFn is
+ * called lazily so a token problem shows up as a failed signalling step rather than a crash.
  */
 export async function runPrecheck({ getTokenFn, onStep, signal }) {
   let allPassed = true;
   const step = async (id, fn) => {
     signal?.throwIfAborted();
-    onStep(id, { state: 'running', detail: '' });
+    onStep(id, { state: 'running' });
     try {
       onStep(id, { state: 'pass', detail: await fn() });
       return true;
@@ -76,6 +92,8 @@ export async function runPrecheck({ getTokenFn, onStep, signal }) {
     }
   };
 
+  Object.assign(precheckResult, { state: 'running', paths: [], best: null, relayOnly: false,
+    advice: null });
   await step('http', checkHealth);
   let sig = null;
   const onAbort = () => sig?.close();
@@ -87,24 +105,28 @@ export async function runPrecheck({ getTokenFn, onStep, signal }) {
       signal?.throwIfAborted();
       return `ping RTT ${formatMs(await pingRtt(sig))}`;
     });
-    if (wsOk) {
-      await step('media', () => probeMedia(sig, signal));
-    } else {
-      onStep('media', { state: 'fail', detail: 'not tried: no signalling connection' });
+    if (!wsOk) {
+      onStep('media', { state: 'fail', label: 'Media connection',
+        detail: 'not tried: no signalling connection' });
+    } else if (!await probeMedia(sig, onStep, signal)) {
+      allPassed = false;
     }
   } finally {
     signal?.removeEventListener('abort', onAbort);
     sig?.close();
   }
+  precheckResult.state = allPassed ? 'pass' : 'fail';
   return allPassed;
 }
 
-/** The check's UI: one row per step and an overall PASS/FAIL banner. */
+/** The check's UI: one row per step and path, an overall PASS/FAIL banner, and the advice
+ * when no media path works. */
 export class PrecheckPanel {
-  constructor({ list, banner, button, getTokenFn }) {
+  constructor({ list, banner, button, adviceBox, getTokenFn }) {
     this.list = list;
     this.banner = banner;
     this.button = button;
+    this.adviceBox = adviceBox;
     this.getTokenFn = getTokenFn;
     this.controller = null;
     this.rows = new Map();
@@ -124,8 +146,9 @@ export class PrecheckPanel {
         signal: controller.signal,
         onStep: (id, s) => this._setStep(id, s),
       });
-      this._setBanner(ok ? 'pass' : 'fail', ok ? 'PASS: ready to join'
-        : 'FAIL: see the failed step; you may not be able to see or hear others');
+      this._setBanner(ok ? 'pass' : 'fail', this._summary(ok));
+      this.adviceBox.textContent = precheckResult.advice || '';
+      this.adviceBox.hidden = !precheckResult.advice;
     } catch (err) {
       if (!controller.signal.aborted) this._setBanner('fail', `FAIL: ${describeError(err)}`);
     } finally {
@@ -134,6 +157,16 @@ export class PrecheckPanel {
         this.button.disabled = false;
       }
     }
+  }
+
+  _summary(ok) {
+    const best = precheckResult.paths.find((p) => p.id === precheckResult.best);
+    if (ok) {
+      return `PASS: ready to join (media: ${best.label}${
+        best.rtt === null ? '' : `, RTT ${formatMs(best.rtt)}`})`;
+    }
+    if (precheckResult.advice) return 'FAIL: audio and video cannot get through your network';
+    return 'FAIL: see the failed step; you may not be able to see or hear others';
   }
 
   /** Stop a running check (e.g. on Join) so its throw-away session does not linger. */
@@ -145,23 +178,30 @@ export class PrecheckPanel {
 
   _render() {
     this.rows.clear();
-    this.list.replaceChildren(...STEPS.map(([id, label]) => {
-      const li = document.createElement('li');
-      li.className = 'step';
-      li.dataset.state = 'pending';
-      const name = document.createElement('span');
-      name.className = 'step-label';
-      name.textContent = label;
-      const detail = document.createElement('span');
-      detail.className = 'step-detail';
-      li.append(name, detail);
-      this.rows.set(id, { li, detail });
-      return li;
-    }));
+    this.list.replaceChildren();
+    this.adviceBox.hidden = true;
+    for (const [id, label] of STEPS) this._row(id, label);
   }
 
-  _setStep(id, { state, detail }) {
-    const row = this.rows.get(id);
+  _row(id, label) {
+    const li = document.createElement('li');
+    li.className = 'step';
+    li.dataset.state = 'pending';
+    li.dataset.step = id;
+    const name = document.createElement('span');
+    name.className = 'step-label';
+    name.textContent = label;
+    const detail = document.createElement('span');
+    detail.className = 'step-detail';
+    li.append(name, detail);
+    this.list.append(li);
+    const row = { li, detail };
+    this.rows.set(id, row);
+    return row;
+  }
+
+  _setStep(id, { state, detail, label }) {
+    const row = this.rows.get(id) || (label && this._row(id, label));
     if (!row) return;
     row.li.dataset.state = state;
     const word = { running: '…', pass: 'pass', fail: 'fail' }[state] || '';

@@ -5,7 +5,8 @@ import { state } from './state.js';
 import { initStatus, showStatus, showError, clearStatus, describeError } from './status.js';
 import { getToken, tokenFromUrl, tokenClaims } from './token.js';
 import { MediaPreview, openMedia, stopStream } from './media.js';
-import { PrecheckPanel } from './precheck.js';
+import { PrecheckPanel, precheckResult } from './precheck.js';
+import { PC_CONFIG } from './subscriber.js';
 import { MeetingView } from './view.js';
 import { Meeting } from './meeting.js';
 import { Tabs, availableTabs } from './panels.js';
@@ -196,6 +197,7 @@ function initPrejoin() {
     list: $('precheck-steps'),
     banner: $('precheck-banner'),
     button: $('precheck-btn'),
+    adviceBox: $('precheck-advice'),
     getTokenFn: () => getToken(room, nameInput.value.trim() || 'Guest').catch((err) => {
       // Not only a failed check: without an invitation there is no way in, so say it up top.
       if (err.code === 'invitation_required') showError(err);
@@ -208,6 +210,9 @@ function initPrejoin() {
     e.preventDefault();
     $('join-btn').disabled = true;
     precheck.cancel(); // its throw-away session must not overlap the real one
+    // Only the TURN relay got through: connect through it alone (no time lost on direct
+    // checks that fail); otherwise ICE picks the path the check found.
+    if (precheckResult.relayOnly) PC_CONFIG.iceTransportPolicy = 'relay';
     await preview.ready; // a device switch may still be reopening the stream
     mediaConstraints = preview.constraints();
     startMeeting(nameInput.value.trim() || 'Guest', preview.takeStream());

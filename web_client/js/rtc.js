@@ -46,18 +46,25 @@ export function waitForConnected(pc, timeoutMs) {
 }
 
 /**
- * RTT in ms of the succeeded (preferably nominated) candidate pair, or null. Polled briefly:
+ * The selected candidate pair: {rtt (ms or null), local, remote (their candidate stats:
+ * candidateType, protocol, relayProtocol, address, port)}, or null. Polled briefly:
  * currentRoundTripTime appears only once a check response has been timed.
  */
-export async function candidatePairRtt(pc, waitMs = 1500) {
+export async function selectedPair(pc, waitMs = 1500) {
   const deadline = performance.now() + waitMs;
   for (;;) {
-    const pairs = [];
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === 'candidate-pair' && s.state === 'succeeded') pairs.push(s);
+    const stats = await pc.getStats();
+    let pair = null;
+    stats.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        pair = stats.get(s.selectedCandidatePairId);
+      }
     });
-    const pair = pairs.find((p) => p.nominated) || pairs[0];
-    if (pair?.currentRoundTripTime !== undefined) return pair.currentRoundTripTime * 1000;
+    const timed = pair?.currentRoundTripTime !== undefined;
+    if (pair && (timed || performance.now() > deadline)) {
+      return { rtt: timed ? pair.currentRoundTripTime * 1000 : null,
+        local: stats.get(pair.localCandidateId), remote: stats.get(pair.remoteCandidateId) };
+    }
     if (performance.now() > deadline) return null;
     await new Promise((r) => setTimeout(r, 200));
   }
