@@ -68,9 +68,11 @@ def near(ranges: list[list[int]], expected: list[tuple[float, float]]) -> bool:
         for (a, b), (x, y) in zip(ranges, expected, strict=True))
 
 
-async def record_meeting(server: RunningServer, room: str) -> dict:
-    """Two participants publish, RECORD_SECONDS of them are recorded (counted in their
-    cameras' frames), the VOD is made; they leave. The recording's index entry."""
+async def record_meeting(server: RunningServer, room: str, seconds: int = RECORD_SECONDS,
+                         chats: int = 0) -> dict:
+    """Two participants publish, `seconds` of them are recorded (counted in their cameras'
+    frames) while dr-2 sends `chats` chat messages, the VOD is made; they leave. The
+    recording's index entry."""
     await server.create_room(room)
     bots = []
     try:
@@ -86,9 +88,10 @@ async def record_meeting(server: RunningServer, room: str) -> dict:
                               json={"mode": "composite"}, headers=AUTH) as r:
                 assert r.status == 201, await r.text()
             await bots[0].wait_event("recordingChanged", timeout=10)
+            for i in range(chats):
+                await bots[1].request("chat", {"text": f"message {i}"})
             await asyncio.wait_for(asyncio.gather(
-                *(v.sent(v.frames_sent + RECORD_SECONDS * v.fps) for v in videos)),
-                RECORD_SECONDS + 30)
+                *(v.sent(v.frames_sent + seconds * v.fps) for v in videos)), seconds + 30)
             async with s.post(server.base_url + f"/api/rooms/{room}/recordings/stop",
                               headers=AUTH) as r:
                 assert r.status == 200, await r.text()
@@ -97,7 +100,7 @@ async def record_meeting(server: RunningServer, room: str) -> dict:
         for c in bots:
             await c.close()
     assert recording["state"] == "ready"
-    assert abs(recording["duration"] - RECORD_SECONDS) <= 2, recording["duration"]
+    assert abs(recording["duration"] - seconds) <= 2, recording["duration"]
     return recording
 
 
