@@ -61,6 +61,7 @@ class MediaSession:
         # the old connections (an offer on its way) sees the change and is dropped.
         self._epoch = 0
         self._moving = False  # slots are rebuilt when the move ends; no offers meanwhile
+        self._restart_ice = False  # the next subscriber offer carries new ICE credentials
 
     # ---- joining and leaving the room ------------------------------------------------------
 
@@ -84,6 +85,25 @@ class MediaSession:
         for track in list(self.published.values()):
             await self.unpublish(track, room)
 
+    def resume(self, room: Room) -> list[Track]:
+        """Kept by a new socket of the same client (a network change): its connections stay.
+        An offer sent while its socket was gone never arrived; the next one goes out now with
+        every change since, and what it receives is described again."""
+        self._offer_pending = False
+        self._offered = None
+        self._schedule_offer()
+        return room.tracks_in(self.owner.group) if room.sees_media(self.owner) else []
+
+    def restart_ice(self) -> bool:
+        """The client's subscribe connection lost its path (a network change): the next
+        offer, sent at once or after the answer to the one out now, has new ICE credentials
+        (RFC 8445 9). False when there is no subscribe connection to restart."""
+        if self.subscribe_transport is None:
+            return False
+        self._restart_ice = True
+        self._schedule_offer()
+        return True
+
     def release_router(self, room: Room) -> None:
         """Give back the main room's subscriber router (a group's router is the group's)."""
         if self.subscribe_router is not None and self.owner.group is None:
@@ -95,6 +115,16 @@ class MediaSession:
         for transport in old:
             if transport is not None:
                 await self.media.close_transport(transport)
+
+    async def connections_alive(self) -> bool:
+        """Whether the media plane still has both of our connections (those we have)."""
+        for transport in (self.publish_transport, self.subscribe_transport):
+            if transport is not None:
+                try:
+                    await self.media.transport_info(transport)
+                except MediaError:
+                    return False
+        return True
 
     def owns_transport(self, transport_id: str) -> bool:
         return transport_id in (self.publish_transport, self.subscribe_transport)
@@ -269,7 +299,7 @@ class MediaSession:
             return  # the answer to the offer out now checks again (subscriber_answer)
         if not self.slots:
             return  # nothing to offer on this connection (yet)
-        if self._slots_now() == self._offered:
+        if self._slots_now() == self._offered and not self._restart_ice:
             return  # changes that cancelled out, or already in the last offer: one per change
         self._offer_pending = True
         asyncio.ensure_future(self._send_offer(self._epoch))
@@ -296,6 +326,9 @@ class MediaSession:
     async def _subscribe_transport_info(self, epoch: int) -> TransportInfo | None:
         """The subscribe transport's parameters; created here with the first offer."""
         if self.subscribe_transport is not None:
+            if self._restart_ice:
+                self._restart_ice = False
+                return await self.media.restart_ice(self.subscribe_transport)
             return await self.media.transport_info(self.subscribe_transport)
         assert self.subscribe_router is not None
         info = await self.media.create_transport(self.subscribe_router)
@@ -416,6 +449,13 @@ async def mute(p: Participant, params: schemas.Mute) -> dict[str, Any]:
 async def subscriber_answer(p: Participant, params: schemas.SubscriberAnswer
                             ) -> dict[str, Any]:
     return await p.media_session.subscriber_answer(params)
+
+
+@method("restartIce", ALL)
+async def restart_ice(p: Participant, params: schemas.Empty) -> dict[str, Any]:
+    """The subscribe connection's ICE restart: the server offers, so it sends the new
+    credentials in a subscriberOffer (the publish connection restarts with a new offer)."""
+    return {"restarting": p.media_session.restart_ice()}
 
 
 @method("setTrackView", ALL)

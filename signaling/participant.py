@@ -125,13 +125,15 @@ class Participant:
         # the newer session takes the place over instead of appearing twice.
         previous = next((p for p in room.participants.values()
                          if p.identity == self.identity and p is not self), None)
+        kept = False
         if previous is not None:
-            await self._take_over(previous)
+            kept = await self._take_over(previous, params.keep_media)
         self.room = room
         room.participants[self.id] = self
-        if room.breakouts.open:  # joining while the groups are open: straight into ours
-            self.group = room.breakouts.assignments.get(self.identity)
-        await self.media_session.enter(room)
+        if not kept:
+            if room.breakouts.open:  # joining while the groups are open: straight into ours
+                self.group = room.breakouts.assignments.get(self.identity)
+            await self.media_session.enter(room)
         self.joined = True
         events.note(self, "resume" if previous is not None else "join", group=self.group)
         await self.rooms.announce(room, {"t": "participant", "op": "add", "participant": {
@@ -139,12 +141,13 @@ class Participant:
         room.broadcast("participantJoined", {"participant": self.public()}, exclude=self.id)
         others = [p.public() for p in room.participants.values() if p.id != self.id and p.joined]
         others += [p for p in room.remote.values() if p["id"] != self.id]
-        tracks = [t.public() for t in self.media_session.receive(room)]
+        visible = self.media_session.resume(room) if kept else self.media_session.receive(room)
+        tracks = [t.public() for t in visible]
         chat = await self.store.chat_history(room.name)
         since = params.since_chat_id
         missed = [m for m in chat if since is not None and m["id"] > since]
         return {"self": self.public(), "participants": others, "tracks": tracks, "chat": chat,
-                "missedChat": missed, "resumed": previous is not None,
+                "missedChat": missed, "resumed": previous is not None, "mediaKept": kept,
                 "room": room.name, "roomType": room.type, "hands": room.hand_ids(),
                 "groupId": self.group, "breakouts": breakouts.view(room),
                 "settings": {"chat": room.chat_enabled, "lobby": room.lobby},
@@ -158,20 +161,32 @@ class Participant:
         """A token to come back with, refreshed while we are connected (session_token.py)."""
         return self.tokens.start() if self.tokens is not None else None
 
-    async def _take_over(self, previous: Participant) -> None:
-        """Become `previous` for the others: same participant id, stage and hand; its media
-        is dropped (the client publishes again and gets fresh subscriber offers)."""
+    async def _take_over(self, previous: Participant, keep_media: bool) -> bool:
+        """Become `previous` for the others: same participant id, stage and hand. Its media
+        is dropped (the client publishes again and gets fresh subscriber offers), unless the
+        client came back on a new socket with the same peer connections (`keep_media`, a
+        network change) and they are still up: then they become ours, tracks and all, and
+        the others see nothing change. Returns whether the media was kept."""
         room = previous.room
         assert room is not None
         previous.cancel_grace()
         self.id = previous.id
         self.on_stage = previous.on_stage
         self.group = previous.group
-        await previous.media_session.unpublish_all(room)
         room.participants.pop(previous.id, None)
-        previous.media_session.release_router(room)
+        # media_lost, or a transport that went while nobody listened: nothing left to keep
+        kept = keep_media and not previous.keep_place and \
+            await previous.media_session.connections_alive()
+        if kept:
+            self.media_session, previous.media_session = (previous.media_session,
+                                                          MediaSession(previous))
+            self.media_session.owner = self
+        else:
+            await previous.media_session.unpublish_all(room)
+            previous.media_session.release_router(room)
         previous.joined = False
         await previous.close("replaced by a newer session")
+        return kept
 
     # ---- staying and going ----------------------------------------------------------------
 

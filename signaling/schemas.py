@@ -115,6 +115,7 @@ class Empty(Params):
 
 class Join(Params):
     since_chat_id: Id | None = None
+    keep_media: bool = False  # coming back on a new socket with the same peer connections
 
 
 class Publish(Params):
@@ -285,7 +286,8 @@ class Timer(Params):
 # The params model of every WebSocket method (each has its handler in methods.METHODS).
 PARAMS: dict[str, type[Params]] = {
     "ping": Empty, "join": Join, "publish": Publish, "unpublish": TrackRef, "mute": Mute,
-    "subscriberAnswer": SubscriberAnswer, "requestKeyframe": TrackRef, "chat": Chat,
+    "subscriberAnswer": SubscriberAnswer, "restartIce": Empty, "requestKeyframe": TrackRef,
+    "chat": Chat,
     "setTrackView": SetTrackView, "setVisibility": SetVisibility,
     "leave": Empty, "probe": Probe, "probeDone": ProbeRef, "probeInfo": Empty,
     "recordStart": RecordStart, "recordStop": Empty, "setLive": SetLive, "lobbyList": Empty,

@@ -122,7 +122,8 @@ def test_valid_params_are_typed_and_trimmed() -> None:
 
 # What web_client/js sends (grep "request(" there); each must pass its schema.
 WEB_CLIENT = [
-    ("ping", {}), ("join", {}), ("probe", {"sdp": "v=0"}), ("probeDone", {}),
+    ("ping", {}), ("join", {}), ("join", {"keepMedia": True}), ("restartIce", {}),
+    ("probe", {"sdp": "v=0"}), ("probeDone", {}),
     ("probeInfo", {}), ("probe", {"sdp": "v=0", "name": "turn-tcp"}),
     ("probeDone", {"name": "turn-tcp"}),
     ("publish", {"sdp": "v=0", "names": {"0": "microphone", "1": "camera"}}),

@@ -2,7 +2,7 @@
 // connections (publisher.js, subscriber.js), roles and the webinar stage, breakout moves, and
 // the bookkeeping that maps received tracks to participants (docs/protocol.md). Panels attach
 // through onJoined.
-import { Signaling, wsUrl } from './signaling.js';
+import { Signaling, SignalingError, wsUrl } from './signaling.js';
 import { state } from './state.js';
 import { reportVisibility } from './visibility.js';
 import { showError, showStatus } from './status.js';
@@ -11,6 +11,7 @@ import { Publisher } from './publisher.js';
 import { Roster, STAGE_ROLES } from './roster.js';
 import { admission } from './lobby.js';
 import { tokenClaims } from './token.js';
+import { NetworkRecovery } from './netchange.js';
 
 export class Meeting {
   /**
@@ -42,6 +43,8 @@ export class Meeting {
     // A token to come back with, kept fresh by the server while we are connected: the link's
     // own token may have expired by the time a long meeting needs a reconnect.
     this.sessionToken = null;
+    this.recovery = new NetworkRecovery(this); // network changes (netchange.js)
+    this.resuming = null; // the resume on a new socket in progress
   }
 
   get publishPc() { return this.publisher?.pc ?? null; }
@@ -86,7 +89,16 @@ export class Meeting {
     state.participants.clear();
 
     this.sig = await Signaling.connect(wsUrl(token));
-    this.sig.on('close', (e) => this.end(this.leaving || e.byClient ? null : e.error));
+    this.sig.on('close', (e) => {
+      if (e.code === 1006 && !this.leaving && !e.byClient && this.selfId) {
+        // Dropped without a close from the server (a network change, a lost Wi-Fi): come
+        // back on a new socket, keeping our connections. If that fails, end it, and
+        // room.js comes back the long way (a new Meeting).
+        this.resume().catch((err) => this.end(err));
+        return;
+      }
+      this.end(this.leaving || e.byClient ? null : e.error);
+    });
     const r = this.roster;
     this.on('participantJoined', (d) => { r.joined(d.participant); this.changed(); });
     this.on('participantLeft', (d) => { r.left(d.participantId); this.changed(); });
@@ -132,6 +144,38 @@ export class Meeting {
     if (!token) return;
     this.sessionToken = token;
     state.sessionTokenExpires = tokenClaims(token).exp ?? null;
+  }
+
+  /**
+   * Go on over a new socket as the same participant with the same peer connections
+   * (docs/protocol.md, "Network change"). Rejects with a `closed` SignalingError when the
+   * server could not keep them: the meeting is then ended and joined again.
+   */
+  resume() {
+    this.resuming ??= this.resumeNow().finally(() => { this.resuming = null; });
+    return this.resuming;
+  }
+
+  async resumeNow() {
+    let res;
+    try {
+      await this.sig.reopen(wsUrl(this.sessionToken));
+      res = await this.sig.request('join', { keepMedia: true });
+    } catch (err) {
+      throw new SignalingError('closed', `Reconnecting failed: ${err.message}`);
+    }
+    if (!res.mediaKept) {
+      throw new SignalingError('closed', 'The server no longer had our media connections.');
+    }
+    this.keepToken(res.token);
+    // What changed while the socket was gone: who is here, their tracks, the chat.
+    const present = new Set((res.participants || []).map((p) => p.id));
+    for (const id of [...this.participants.keys()]) if (!present.has(id)) this.roster.left(id);
+    for (const p of res.participants || []) this.roster.joined(p);
+    this.roster.replaceTracks(res.tracks);
+    for (const message of res.chat || []) this.sig._emit('chat', { message });
+    state.resumes += 1;
+    this.changed();
   }
 
   /** A lobby room: wait on this socket until a host decides, then join for real. */
@@ -353,13 +397,13 @@ export class Meeting {
   }
 
   watchConnection(pc, what) {
+    this.recovery.watch(pc);
     let interrupted = false;
     pc.addEventListener('connectionstatechange', () => {
       if (this.ended || pc.signalingState === 'closed') return;
       const s = pc.connectionState;
-      if (s === 'failed') {
-        showError(new Error(`${what}: the media connection failed.`));
-      } else if (s === 'disconnected') {
+      if (s === 'failed' || s === 'disconnected') {
+        // NetworkRecovery restarts ICE; an error is shown only if that fails
         interrupted = true;
         showStatus(`${what}: connection interrupted, retrying…`, 'warn');
       } else if (s === 'connected' && interrupted) {

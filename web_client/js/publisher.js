@@ -95,6 +95,17 @@ export class Publisher {
   }
 
   /**
+   * A new ICE session on this connection (a network change): the offer carries new ICE
+   * credentials, and the server's answer new ones of its own (docs/protocol.md, "Network
+   * change"). DTLS and every track go on. Resolves once answered (null if closed).
+   */
+  restartIce() {
+    if (!this.pc) return Promise.resolve(null);
+    this.pc.restartIce();
+    return this.negotiate([]);
+  }
+
+  /**
    * Send a screen capture (getDisplayMedia's video track) on a new m-line, at full
    * resolution and a low frame rate. Resolves its track id, or null once closed.
    */

@@ -20,37 +20,40 @@ export function wsUrl(token) {
 
 export class Signaling {
   /** Resolves with a Signaling once the socket is open. */
-  static connect(url, timeoutMs = CONNECT_TIMEOUT_MS) {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
-      const timer = setTimeout(() => {
-        ws.close();
-        reject(new SignalingError('timeout', 'The signalling server did not answer.'));
-      }, timeoutMs);
-      ws.onopen = () => {
-        clearTimeout(timer);
-        // Built synchronously in onopen, so no message can arrive before our handlers exist.
-        resolve(new Signaling(ws));
-      };
-      ws.onclose = (e) => {
-        clearTimeout(timer);
-        reject(new SignalingError(e.reason || 'unreachable',
-          e.reason || `Could not reach the signalling server (WebSocket code ${e.code}).`));
-      };
-    });
+  static async connect(url, timeoutMs = CONNECT_TIMEOUT_MS) {
+    return new Signaling(await openSocket(url, timeoutMs));
   }
 
   constructor(ws) {
-    this.ws = ws;
     this.nextId = 1;
     this.pending = new Map(); // id -> {resolve, reject, timer, method}
     this.handlers = new Map(); // event name -> Set of handlers
+    this._use(ws);
+  }
+
+  _use(ws) {
+    this.ws = ws;
     this.closed = false;
     this.closedByUs = false;
     this.serverError = null; // the `error` event the server sends before closing
     ws.onmessage = (e) => this._onMessage(e.data);
     ws.onclose = (e) => this._onClose(e);
     ws.onerror = null; // a close event always follows; it carries the useful details
+  }
+
+  /**
+   * Go on over a new socket to `url`, keeping every handler: the old socket may be dead
+   * without knowing it (its address went away in a network change). Requests still waiting
+   * on the old one fail with `closed`; no `close` event is emitted for it.
+   */
+  async reopen(url, timeoutMs = CONNECT_TIMEOUT_MS) {
+    const old = this.ws;
+    old.onmessage = old.onclose = null;
+    old.close(1000);
+    this._failPending(new SignalingError('closed', 'The connection was replaced.'));
+    const ws = await openSocket(url, timeoutMs);
+    // Set synchronously after onopen, so no message can arrive before our handlers exist.
+    this._use(ws);
   }
 
   /** Resolves with `result`, rejects with a SignalingError carrying the server's `code`. */
@@ -122,11 +125,35 @@ export class Signaling {
       `The connection to the server closed (code ${e.code}).`;
     const error = new SignalingError(code, message);
     error.closeCode = e.code;
-    for (const { reject, timer, method } of this.pending.values()) {
-      clearTimeout(timer);
-      reject(new SignalingError(code, message, method));
-    }
-    this.pending.clear();
+    this._failPending(error);
     this._emit('close', { code: e.code, reason: e.reason, error, byClient: this.closedByUs });
   }
+
+  _failPending(error) {
+    for (const { reject, timer, method } of this.pending.values()) {
+      clearTimeout(timer);
+      reject(new SignalingError(error.code, error.message, method));
+    }
+    this.pending.clear();
+  }
+}
+
+/** Resolves with a WebSocket once it is open. */
+function openSocket(url, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const timer = setTimeout(() => {
+      ws.close();
+      reject(new SignalingError('timeout', 'The signalling server did not answer.'));
+    }, timeoutMs);
+    ws.onopen = () => {
+      clearTimeout(timer);
+      resolve(ws);
+    };
+    ws.onclose = (e) => {
+      clearTimeout(timer);
+      reject(new SignalingError(e.reason || 'unreachable',
+        e.reason || `Could not reach the signalling server (WebSocket code ${e.code}).`));
+    };
+  });
 }

@@ -1,0 +1,136 @@
+"""A doctor's address changes mid-call (issue "Every firewall", network change), in Chromium.
+
+The doctor's page runs in a NetLab namespace (tests/support/netlab.py), the rep's on a clean
+link; both publish Chromium's fake camera and microphone and decode each other. Mid-call the
+doctor's interface loses its address and gets another one of the same network (a new lease
+after a move from one access point to another): every path of hers, both media connections
+and the WebSocket, is bound to the old address and dies with it. The web client
+(web_client/js/netchange.js) finds its connections 'disconnected' and its socket silent, opens
+a new socket, resumes the same participant with its connections kept (`join` with keepMedia),
+and restarts ICE on both connections (docs/protocol.md, "Network change").
+
+Checked: both sides decode each other's video and receive sound again, over the new address;
+the doctor keeps her participant id and never rejoined (the page's join count stays 1, one
+resume); a third participant (an aiortc client that only listens to the room) sees no
+participantLeft and no trackUnpublished. The gap from the address change to the first frames
+decoded again on each side is printed: the issue asks for 3 s; measured here it is ~9 s,
+most of it Chromium's own ~5 s before it reports a connection 'disconnected', so no bound
+on it is asserted (docs/protocol.md says so).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.browser import (
+    SELECTED_PAIR,
+    WAIT_MS,
+    lab_browsers,
+    wait_decoding,
+    wait_joined,
+    watch_stats,
+)
+from tests.support.client import Client
+from tests.support.netlab import NetLab
+
+BACK_FRAMES = 60  # 2 s of video past the change: more than any jitter buffer holds
+WAIT_S = WAIT_MS / 1000
+
+
+async def decoded(page) -> dict:
+    return await page.evaluate("() => window.__inbound")
+
+
+async def wait_resumed(pages: dict, base: dict, changed: float) -> dict[str, tuple]:
+    """Until each page decoded BACK_FRAMES frames past `base`; for each, the longest time
+    without a new decoded frame and when it ended (s after the change). Frames already on
+    their way are decoded after the change, so the freeze starts a little later."""
+    increases: dict[str, list[float]] = {name: [changed] for name in pages}
+    last = {name: base[name]["framesDecoded"] for name in pages}
+    done: set[str] = set()
+    while len(done) < len(pages):
+        assert time.monotonic() < changed + WAIT_S, f"media did not resume: {last} {base}"
+        for name, page in pages.items():
+            frames = (await decoded(page))["framesDecoded"]
+            if frames > last[name]:
+                increases[name].append(time.monotonic())
+                last[name] = frames
+            if frames >= base[name]["framesDecoded"] + BACK_FRAMES:
+                done.add(name)
+        await page.wait_for_timeout(50)  # getStats (watch_stats, every 200 ms) is polled
+    freezes = {}
+    for name, times in increases.items():
+        gap, end = max((b - a, b) for a, b in zip(times, times[1:], strict=False))
+        freezes[name] = (gap, end - changed)
+    return freezes
+
+
+def change_address(lab: NetLab) -> str:
+    """The doctor's interface loses its address and gets a new one on the same network."""
+    dev = f"{lab.name}c0"
+    new_ip = lab.client_ip.rsplit(".", 1)[0] + ".3"
+    # Old first: a second address of the same /24 would be a secondary one, removed with
+    # the primary.
+    for args in (("del", f"{lab.client_ip}/24"), ("add", f"{new_ip}/24")):
+        subprocess.run(["ip", "-n", lab.client_ns, "addr", *args, "dev", dev], check=True,
+                       capture_output=True)
+    return new_ip
+
+
+async def test_address_change_mid_call(tmp_path: Path) -> None:
+    with NetLab() as lab:
+        async with lab_browsers(lab, tmp_path) as (server, here, there):
+            await server.create_room("ward")
+            observer = Client(server.base_url, server.token("ward", "observer"))
+            try:
+                await observer.connect()
+                await observer.join()
+                rep = await (await here.new_context()).new_page()
+                await rep.goto(f"{server.base_url}/r/ward?name=Rep&autojoin=1")
+                await wait_joined(rep, WAIT_MS, reloads=1)
+                await watch_stats(rep)
+                doctor = await (await there.new_context()).new_page()
+                errors: list[str] = []
+                doctor.on("pageerror", lambda exc: errors.append(str(exc)))
+                await doctor.goto(f"{server.base_url}/r/ward?name=Doctor&autojoin=1")
+                await wait_joined(doctor, WAIT_MS, reloads=1)
+                await watch_stats(doctor)
+                pages = {"doctor": doctor, "rep": rep}
+                for page in pages.values():
+                    await wait_decoding(page, 30)
+                doctor_id = await doctor.evaluate("() => window.__meeting.selfId")
+                before = await doctor.evaluate(SELECTED_PAIR, "subscribePc")
+                assert before["localAddress"] == lab.client_ip, before
+
+                base = {name: await decoded(page) for name, page in pages.items()}
+                changed = time.monotonic()
+                new_ip = change_address(lab)
+                freezes = await wait_resumed(pages, base, changed)
+                for name, (gap, back) in freezes.items():
+                    print(f"\n{name}: video frozen {gap:.2f} s, decoding again {back:.2f} s "
+                          "after the address change (getStats every 200 ms)", end="")
+                print()
+
+                # it goes on: video and sound both ways, over her new address
+                for page in pages.values():
+                    now = await decoded(page)
+                    later = await wait_decoding(page, now["framesDecoded"] + 30)
+                    assert later["audioPackets"] > now["audioPackets"], (now, later)
+                for which in ("publishPc", "subscribePc"):
+                    pair = await doctor.evaluate(SELECTED_PAIR, which)
+                    assert pair and pair["localAddress"] == new_ip, (which, pair)
+                # the same participant, resumed rather than rejoined, and nobody saw her go
+                state = await doctor.evaluate(
+                    "() => ({id: window.__meeting.selfId, joins: window.__meeting.joins,"
+                    " resumes: window.__meeting.resumes, error: window.__meeting.lastError})")
+                assert state == {"id": doctor_id, "joins": 1, "resumes": 1, "error": None}, \
+                    state
+                assert await rep.evaluate(
+                    "(id) => window.__meeting.participants.has(id)", doctor_id)
+                seen = {e["event"] for e in observer.events}
+                assert not seen & {"participantLeft", "trackUnpublished"}, seen
+                assert not errors, errors
+            finally:
+                await observer.close()
