@@ -10,7 +10,9 @@ relay candidate; she presses Join and her connections use the relay alone
 the rep decodes hers. Both of her connections' selected candidate pairs are relay candidates
 reached over TCP; the server sees her from coturn's relay address. With TCP to coturn blocked
 too, nothing gets through: the check fails and tells her, in plain words, which host and ports
-to ask her IT department to open."""
+to ask her IT department to open. With coturn also on TLS (turns:, a self-signed certificate
+that her Chromium is told to trust) and only that port open, the check finds the relay over
+TLS."""
 
 from __future__ import annotations
 
@@ -74,12 +76,16 @@ async def selected_pair(page, which: str) -> dict:
 
 
 @asynccontextmanager
-async def behind_a_firewall(tmp_path: Path) -> AsyncIterator[tuple]:
-    """The lab, its coturn (TURN over UDP and TCP), the server, the two browsers, the room;
-    (lab, turn, server, here, there, udp_port, tcp_port) with the media worker's ports."""
-    with NetLab() as lab, turn_server(lab.host_ip) as turn:
-        async with lab_browsers(lab, tmp_path, turn_urls=(turn.url("udp"), turn.url("tcp")),
-                                turn_secret=turn.secret) as (server, here, there):
+async def behind_a_firewall(tmp_path: Path, tls: bool = False) -> AsyncIterator[tuple]:
+    """The lab, its coturn (TURN over UDP and TCP, with `tls` also over TLS), the server, the
+    two browsers, the room; (lab, turn, server, here, there, udp_port, tcp_port) with the media
+    worker's ports."""
+    with NetLab() as lab, turn_server(lab.host_ip, tls=tls) as turn:
+        urls = (turn.url("udp"), turn.url("tcp"), *([turn.tls_url()] if tls else []))
+        # Chromium checks a turns: server's certificate: trust the test's self-signed one
+        trust = (turn.trust_flag(),) if tls else ()
+        async with lab_browsers(lab, tmp_path, turn_urls=urls, turn_secret=turn.secret,
+                                browser_args=trust) as (server, here, there):
             media = server.state.media.worker  # type: ignore[attr-defined]
             await server.create_room("ward")
             yield lab, turn, server, here, there, server.config.rtc_port, media.tcp.port
@@ -155,3 +161,20 @@ async def test_nothing_gets_through_the_check_says_what_to_open(tmp_path: Path) 
             assert opening in advice, (opening, advice)
         assert lab.counters()["up_blocked"] > 0, lab.counters()  # she did try each way
         print(f"\nnothing open: {advice}")
+
+
+async def test_check_finds_turn_over_tls_when_only_its_port_is_open(tmp_path: Path) -> None:
+    async with behind_a_firewall(tmp_path, tls=True) as (lab, turn, server, _, there, _udp,
+                                                         tcp_port):
+        # only TLS to coturn's turns: port gets out (what port 443 is in many companies)
+        lab.set(block_udp=True, block_tcp_ports=[tcp_port, turn.port])
+        doctor = await (await there.new_context()).new_page()
+        check = await run_check(doctor, f"{server.base_url}/r/ward?name=Doctor")
+        paths = check["paths"]
+        assert list(paths) == ["udp", "tcp", "turn-udp", "turn-tcp", "turns"], check
+        assert [p["ok"] for p in paths.values()] == [False, False, False, False, True], \
+            (check["rows"], turn.log_text()[-3000:])
+        assert paths["turns"]["local"] == {"type": "relay", "protocol": "udp",
+                                           "relayProtocol": "tls"}, paths["turns"]
+        assert check["best"] == "turns" and check["relayOnly"], check
+        print(f"\nonly TURN over TLS: {check['rows']!r}")

@@ -32,11 +32,13 @@ def playwright_disabled_features() -> list[str]:
     raise RuntimeError("cannot find Playwright's disabled Chromium features")
 
 
-def chromium_args(origins: tuple[str, ...] = (), video_file: Path | None = None) -> list[str]:
+def chromium_args(origins: tuple[str, ...] = (), video_file: Path | None = None,
+                  extra: tuple[str, ...] = ()) -> list[str]:
     """`origins`: servers ("http://10.1.2.1:8080") pages may reach besides loopback, trusted
     like localhost (camera and microphone need a secure origin): a NetLab's. `video_file`: the
     fake camera plays this .y4m or .mjpeg file (looped) instead of Chromium's own pattern
-    (tests/support/fake_capture.py makes a detailed one)."""
+    (tests/support/fake_capture.py makes a detailed one). `extra`: more flags (e.g. a test
+    TURN server's certificate to trust, turn_server.TurnServer.trust_flag)."""
     features = [*playwright_disabled_features(), "WebRtcHideLocalIpsWithMdns"]
     hosts = [urlsplit(origin).hostname for origin in origins]
     allowed = "".join(f" , EXCLUDE {host}" for host in ("127.0.0.1", "localhost", *hosts))
@@ -53,15 +55,17 @@ def chromium_args(origins: tuple[str, ...] = (), video_file: Path | None = None)
         "--disable-features=" + ",".join(features),
         *trusted,
         *([f"--use-file-for-fake-video-capture={video_file}"] if video_file else []),
+        *extra,
     ]
 
 
 @asynccontextmanager
 async def chromium(netns: str | None = None, origins: tuple[str, ...] = (),
-                   video_file: Path | None = None) -> AsyncIterator[Browser]:
+                   video_file: Path | None = None,
+                   extra: tuple[str, ...] = ()) -> AsyncIterator[Browser]:
     """`netns`: run the browser in that network namespace (a NetLab's client_ns): Playwright
-    drives it over pipes, its network is the namespace's. `origins`, `video_file`: see
-    chromium_args."""
+    drives it over pipes, its network is the namespace's. `origins`, `video_file`, `extra`:
+    see chromium_args."""
     if not CHROMIUM.exists():
         raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     executable, wrapper = str(CHROMIUM), None
@@ -74,7 +78,7 @@ async def chromium(netns: str | None = None, origins: tuple[str, ...] = (),
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=executable, headless=True,
-                                              args=chromium_args(origins, video_file))
+                                              args=chromium_args(origins, video_file, extra))
             try:
                 yield browser
             finally:
@@ -168,16 +172,19 @@ async def wait_joined(page, timeout_ms: int = WAIT_MS, reloads: int = 0) -> None
 
 @asynccontextmanager
 async def lab_browsers(lab, data_dir: Path, video_file: Path | None = None,
+                       browser_args: tuple[str, ...] = (),
                        **server_options: Any) -> AsyncIterator[tuple]:
     """A dev server listening on a NetLab's host address, a Chromium here (a clean link) and
     one in the lab's client namespace (behind the emulated link): (server, here, there).
-    `video_file`: both browsers' fake camera plays it (see chromium_args). `server_options`:
+    `video_file`, `browser_args`: both browsers' fake camera plays it, their extra flags (see
+    chromium_args). `server_options`:
     more ServerConfig fields (turn_urls, ...)."""
     from tests.support.server import running_server  # the server side only when needed
 
     async with running_server(data_dir, dev=True, host=lab.host_ip,
                               **server_options) as server, \
-            chromium(origins=(server.base_url,), video_file=video_file) as here, \
+            chromium(origins=(server.base_url,), video_file=video_file,
+                     extra=browser_args) as here, \
             chromium(netns=lab.client_ns, origins=(server.base_url,),
-                     video_file=video_file) as there:
+                     video_file=video_file, extra=browser_args) as there:
         yield server, here, there

@@ -10,6 +10,8 @@ stops it by its PID at the end. `host` is 127.0.0.1 or a NetLab's host address. 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import secrets
 import shutil
@@ -46,6 +48,17 @@ class TurnServer:
 
     def tls_url(self) -> str:
         return f"turns:{self.host}:{self.tls_port}?transport=tcp"
+
+    def trust_flag(self) -> str:
+        """A Chromium flag that accepts this server's self-signed TLS certificate, and only it
+        (by the SHA-256 of its public key)."""
+        assert self.cert is not None, "a TurnServer started with tls=True"
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-pubkey", "-noout"],
+                             check=True, capture_output=True).stdout
+        der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=der,
+                             check=True, capture_output=True).stdout
+        spki = base64.b64encode(hashlib.sha256(der).digest()).decode()
+        return f"--ignore-certificate-errors-spki-list={spki}"
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
