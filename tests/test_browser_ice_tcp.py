@@ -96,6 +96,7 @@ async def test_doctor_behind_a_udp_blocking_firewall(tmp_path: Path, udp_blocked
                 assert stats["tcp_frames_in"] > 0 and stats["tcp_frames_out"] > 0, stats
             assert stats.get("tcp_send_dropped", 0) == 0, stats
             assert not errors, errors
-            print(f"\n{protocol}: check {check['rows']!r}; joined {joined - loading:.2f} s after "
-                  f"pressing Join, first frame at {to_first_frame:.2f} s (to 200 ms), rtt "
-                  f"{pair['rtt']}, TCP connections {stats.get('tcp_connections')}")
+            print(f"\n{protocol}: check took {check['tookMs']:.0f} ms: {check['rows']!r}; "
+                  f"joined {joined - loading:.2f} s after pressing Join, first frame at "
+                  f"{to_first_frame:.2f} s (to 200 ms), rtt {pair['rtt']}, TCP connections "
+                  f"{stats.get('tcp_connections')}")

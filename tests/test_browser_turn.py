@@ -136,9 +136,9 @@ async def test_doctor_reaches_the_server_only_through_turn_over_tcp(tmp_path: Pa
         # (the server's tcp_* counters are no proof either way: the rep, on a clean link,
         # may send a check over ICE-TCP before her UDP pair is chosen)
         assert not errors, errors
-        print(f"\nrelay over TURN/TCP: check {check['rows']!r}; 30 frames "
-              f"{to_30_frames:.2f} s after pressing Join, rtt {pair['rtt']}, link blocked "
-              f"{counters['up_blocked']} frames up")
+        print(f"\nrelay over TURN/TCP: check took {check['tookMs']:.0f} ms: {check['rows']!r}; "
+              f"30 frames {to_30_frames:.2f} s after pressing Join, rtt {pair['rtt']}, link "
+              f"blocked {counters['up_blocked']} frames up")
 
 
 async def test_nothing_gets_through_the_check_says_what_to_open(tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ async def test_nothing_gets_through_the_check_says_what_to_open(tmp_path: Path) 
                         f"{turn.host}, TCP port {turn.port}"):
             assert opening in advice, (opening, advice)
         assert lab.counters()["up_blocked"] > 0, lab.counters()  # she did try each way
-        print(f"\nnothing open: {advice}")
+        print(f"\nnothing open (check took {check['tookMs']:.0f} ms): {advice}")
 
 
 async def test_check_finds_turn_over_tls_when_only_its_port_is_open(tmp_path: Path) -> None:
@@ -177,4 +177,4 @@ async def test_check_finds_turn_over_tls_when_only_its_port_is_open(tmp_path: Pa
         assert paths["turns"]["local"] == {"type": "relay", "protocol": "udp",
                                            "relayProtocol": "tls"}, paths["turns"]
         assert check["best"] == "turns" and check["relayOnly"], check
-        print(f"\nonly TURN over TLS: {check['rows']!r}")
+        print(f"\nonly TURN over TLS (check took {check['tookMs']:.0f} ms): {check['rows']!r}")

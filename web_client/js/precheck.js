@@ -15,11 +15,12 @@ const STEPS = [
 const PINGS = 3;
 const MEDIA_LABEL = 'Media connection: ';
 
-/** What tests and the meeting read: state 'idle'|'running'|'pass'|'fail'; paths [{id, label,
- * ok, rtt, local, remote, detail}] in the order tried; best: the id of the first that works;
- * relayOnly: only a TURN path works; advice: what to ask IT to open, when nothing works. */
+/** What tests and the meeting read: state 'idle'|'running'|'pass'|'fail'|'cancelled'; paths
+ * [{id, label, ok, rtt, local, remote, detail}] in the order tried; best: the id of the first
+ * that works; relayOnly: only a TURN path works; advice: what to ask IT to open, when nothing
+ * works; tookMs: how long the whole check took. */
 export const precheckResult = { state: 'idle', paths: [], best: null, relayOnly: false,
-  advice: null };
+  advice: null, tookMs: null };
 window.__precheck = precheckResult;
 
 async function checkHealth() {
@@ -92,8 +93,9 @@ export async function runPrecheck({ getTokenFn, onStep, signal }) {
     }
   };
 
+  const started = performance.now();
   Object.assign(precheckResult, { state: 'running', paths: [], best: null, relayOnly: false,
-    advice: null });
+    advice: null, tookMs: null });
   await step('http', checkHealth);
   let sig = null;
   const onAbort = () => sig?.close();
@@ -115,6 +117,7 @@ export async function runPrecheck({ getTokenFn, onStep, signal }) {
     signal?.removeEventListener('abort', onAbort);
     sig?.close();
   }
+  precheckResult.tookMs = performance.now() - started;
   precheckResult.state = allPassed ? 'pass' : 'fail';
   return allPassed;
 }
@@ -171,6 +174,7 @@ export class PrecheckPanel {
 
   /** Stop a running check (e.g. on Join) so its throw-away session does not linger. */
   cancel() {
+    if (this.controller) precheckResult.state = 'cancelled';
     this.controller?.abort();
     this.controller = null;
     this.button.disabled = false;
