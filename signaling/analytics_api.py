@@ -112,13 +112,16 @@ async def session_report(request: web.Request) -> web.StreamResponse:
     room = request.match_info["room"]
     if (refused := access(request, room)) is not None:
         return refused
+    form = request.query.get("format", "json")
+    if form not in ("json", "csv"):
+        return _error(400, "bad_request", "format must be json or csv")
     evs = await request.app[EVENTS].read(room=room)
     now = time.time()
     found = analytics.find(evs, request.match_info["session"], now)
     if found is None:
         return _error(404, "not_found", "no such session")
     rep = analytics.report(found, now, evs)
-    if request.query.get("format") == "csv":
+    if form == "csv":
         return web.Response(text=analytics.to_csv(rep), content_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{room}-{found.id}.csv"'})
     return web.json_response(rep)
@@ -161,15 +164,17 @@ async def recording_analytics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     entry = await state.store.get_recording(request.match_info["id"])
     if entry is None:
-        # the room is unknown, so only the API key may learn that it does not exist
+        # the room is unknown, so only the API key may learn that it does not exist: a
+        # token gets the 403 it would get for another room's recording
         refused = access(request, "\0")
-        return refused if refused is not None and refused.status == 401 else \
-            _error(404, "not_found", "no such recording")
+        return refused if refused is not None else _error(404, "not_found", "no such recording")
     if (refused := access(request, entry["room"])) is not None:
         return refused
+    viewer = request.query.get("viewer")
+    if viewer is not None and not _VIEWER.fullmatch(viewer):
+        return _error(400, "bad_request", "viewer must be 1-128 of A-Z a-z 0-9 _ . @ : + -")
     log_ = request.app[EVENTS]
     evs = await log_.read(recording=entry["id"])
-    viewer = request.query.get("viewer")
     result = replay_analytics.analyze(evs, entry.get("duration"),
                                       log_.who(viewer) if viewer else None)
     if viewer:

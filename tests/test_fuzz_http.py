@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from signaling.grants import grant_path
+from signaling.tokens import mint
 from tests.support.fuzz import fuzz_examples
 from tests.support.junk import EDGE_INTS, EDITS, JUNK, RAW, TEXT, dumps, mangle, mutated
-from tests.support.server import API_KEY, RunningServer, running_server
+from tests.support.server import API_KEY, JWT_SECRET, RunningServer, running_server
 
 pytestmark = pytest.mark.fuzz
 
@@ -67,6 +68,8 @@ async def http(tmp_path: Path) -> AsyncIterator[Http]:
         files.mkdir(parents=True, exist_ok=True)
         (files / "index.m3u8").write_text(PLAYLIST)
         (files / "seg_00000.m4s").write_bytes(b"\x00" * 64)
+        await server.state.store.put_recording({"id": RECORDING, "room": "room-1",
+                                                "state": "ready", "duration": 2.0})
         http = Http(server, session)
         yield http
         await http.healthy()
@@ -121,6 +124,22 @@ ENDPOINTS: dict[str, tuple[str, str, st.SearchStrategy[dict[str, Any]]]] = {
     "socketWithoutUpgrade": ("GET", "/ws?token={room}&identity={room}&name={room}",
                              st.just({})),
     "player": ("GET", "/play?src={room}&chapters={room}", st.just({})),
+    # analytics (docs/analytics.md)
+    "sessions": ("GET", "/api/rooms/{room}/sessions", st.just({})),
+    "sessionReport": ("GET", "/api/rooms/{room}/sessions/{room}/report?format={room}",
+                      st.just({})),
+    "recordingAnalytics": ("GET", "/api/recordings/{room}/analytics?viewer={room}",
+                           st.just({})),
+    "dashboard": ("GET", "/dashboard?room={room}&token={room}", st.just({})),
+    "playerReport": ("POST", "/api/player/report", st.fixed_dictionaries(
+        {"src": st.just(grant_path(JWT_SECRET, RECORDING, 86400) + "/index.m3u8"),
+         "viewId": st.from_regex(r"v-[a-z0-9]{1,12}", fullmatch=True)},
+        optional={"viewer": st.from_regex(r"[a-z0-9-]{1,20}", fullmatch=True),
+                  "ranges": st.lists(st.lists(st.floats(0, 5), min_size=2, max_size=3)),
+                  "seeks": st.lists(st.lists(st.floats(0, 5), min_size=2, max_size=2)),
+                  "pauses": st.integers(0, 9), "visible": st.floats(0, 9),
+                  "live": st.booleans(), "final": st.booleans(), "rate": st.floats(0, 4),
+                  "position": st.floats(0, 5), "duration": st.floats(0, 5)})),
 }
 
 
@@ -256,4 +275,138 @@ async def test_body_examples(http: Http) -> None:
         assert error["code"] == code, (path, body[:60], error)
         assert error.get("data", {}).get("fields", []) == fields, (path, body[:60], error)
         assert all(f"{f}: " in error["message"] for f in fields), error
+    await http.healthy()
+
+
+# ---- analytics: credentials, ids and queries -------------------------------------------------
+
+
+def bearer(text: str) -> dict[str, str]:
+    """An Authorization header, as far as HTTP can carry `text` (latin-1, no line breaks)."""
+    value = "".join(c for c in text if " " <= c <= "\xff" and c != "\x7f")
+    return {"Authorization": f"Bearer {value}"}
+
+
+def credentials() -> st.SearchStrategy[tuple[str, dict[str, str]]]:
+    """(what the credential is, its header): the key, host tokens of room-1 and of another
+    room, other roles, expired, tampered, junk, none."""
+    def token(room: str, role: str, ttl: int = 600, now: float | None = None) -> str:
+        return mint(JWT_SECRET, room, "fuzz-host", "Fuzz", role, ttl, now=now)
+
+    good = [("key", AUTH), ("host", bearer(token("room-1", "host")))]
+    refused = [
+        ("other-room", bearer(token("room-2", "host"))),
+        ("attendee", bearer(token("room-1", "attendee"))),
+        ("presenter", bearer(token("room-1", "presenter"))),
+        ("expired", bearer(token("room-1", "host", ttl=60, now=1_000_000))),
+        ("tampered", bearer(token("room-1", "host")[:-4] + "AAAA")),
+        ("none", {}), ("empty", {"Authorization": "Bearer "}),
+        ("basic", {"Authorization": f"Basic {API_KEY}"}),
+        ("long", bearer("x" * 6000)),
+    ]
+    return st.one_of(st.sampled_from(good + refused),
+                     TEXT.map(lambda t: ("junk", bearer(t))))
+
+
+QUERY_VALUE = st.one_of(TEXT, st.sampled_from(
+    ["json", "csv", "CSV", "", "-1", "9" * 5000, "%00", "a%00b", "dr-a", "x" * 129,
+     "1e999", "NaN"]).map(str))
+SESSION_ID = st.one_of(st.sampled_from(["s-1", "s--1", "s-" + "9" * 400, "s-1.5", "", "%00",
+                                        "..", "s-18446744073709551617"]), TEXT)
+
+
+@fuzz(150)
+@given(data=st.data())
+async def test_analytics_queries_never_fail(http: Http, data: st.DataObject) -> None:
+    """Sessions, reports and recording analytics with any credential, session or recording
+    id and query: 401/403 without a grant for that room, else 400 for a bad query, 404 for
+    what does not exist, 200; never a 500."""
+    who, headers = data.draw(credentials())
+    kind = data.draw(st.sampled_from(["sessions", "report", "recording"]))
+    query = "&".join(f"{k}={segment(data.draw(QUERY_VALUE))}" for k in
+                     data.draw(st.lists(st.sampled_from(["format", "viewer", "x"]),
+                                        max_size=3, unique=True)))
+    if kind == "sessions":
+        path = "/api/rooms/room-1/sessions"
+    elif kind == "report":
+        path = f"/api/rooms/room-1/sessions/{segment(data.draw(SESSION_ID)) or 's-1'}/report"
+    else:
+        rid = data.draw(st.one_of(st.just(RECORDING), TEXT))
+        path = f"/api/recordings/{segment(rid) or RECORDING}/analytics"
+    path += "?" + query if query else ""
+    status, answer = await http.call("GET", path, headers=headers)
+    check_answer(status, answer, f"{who} {path}")
+    if status == 400 and not answer.startswith(b"{"):
+        # aiohttp's own: a request line or a header past its 8190 bytes
+        assert max(len(path), len(headers.get("Authorization", ""))) > 8000, answer[:200]
+    elif who not in ("key", "host"):
+        assert status in (401, 403, 404), (who, path, status)  # 404: no such route
+    else:
+        assert status in (200, 400, 404), (who, path, status, answer[:200])
+    if status in (400, 401, 403) and answer.startswith(b"{"):
+        assert json.loads(answer)["error"]["message"]
+
+
+@fuzz(60)
+@given(report=bodies("playerReport"), viewer=st.one_of(st.none(), QUERY_VALUE))
+async def test_player_reports_then_the_figures(http: Http, report: bytes | None,
+                                               viewer: str | None) -> None:
+    """Whatever a player sends under a valid grant (huge, negative, reversed, ragged ranges,
+    any rate), the recording's figures still come out: 200, or 400 for a bad `viewer`."""
+    status, answer = await http.call("POST", "/api/player/report", report)
+    check_answer(status, answer, repr(report))
+    assert status in (200, 400, 403, 413), (status, answer[:200])  # 403: src mangled
+    path = f"/api/recordings/{RECORDING}/analytics"
+    if viewer is not None:
+        path += f"?viewer={segment(viewer)}"
+    status, answer = await http.call("GET", path, headers=AUTH)
+    assert status in (200, 400), (status, path, answer[:300])
+    if status == 200:
+        figures = json.loads(answer)
+        assert len(figures["perSecond"]) == 2 and figures["views"] >= 0
+
+
+async def test_analytics_examples(http: Http) -> None:
+    """One of each class, with the answer it must get."""
+    host = bearer(mint(JWT_SECRET, "room-1", "h", "H", "host"))
+    other = bearer(mint(JWT_SECRET, "room-2", "h", "H", "host"))
+    attendee = bearer(mint(JWT_SECRET, "room-1", "a", "A", "attendee"))
+    rec = f"/api/recordings/{RECORDING}/analytics"
+    grant = grant_path(JWT_SECRET, RECORDING, 600) + "/index.m3u8"
+    cases: list[tuple[str, str, dict[str, str], bytes | None, int]] = [
+        ("GET", "/api/rooms/room-1/sessions", {}, None, 401),
+        ("GET", "/api/rooms/room-1/sessions", bearer("wrong"), None, 401),
+        ("GET", "/api/rooms/room-1/sessions", attendee, None, 403),
+        ("GET", "/api/rooms/room-1/sessions", other, None, 403),
+        ("GET", "/api/rooms/room-1/sessions", host, None, 200),
+        ("GET", "/api/rooms/room-1/sessions/s-1/report", AUTH, None, 404),
+        ("GET", "/api/rooms/room-1/sessions/%00/report", AUTH, None, 404),
+        ("GET", "/api/rooms/room-1/sessions/s-1/report?format=xml", AUTH, None, 400),
+        ("GET", "/api/rooms/room-1/sessions/s-1/report?format=xml", {}, None, 401),
+        ("GET", "/api/recordings/nope/analytics", {}, None, 401),
+        ("GET", "/api/recordings/nope/analytics", AUTH, None, 404),
+        ("GET", "/api/recordings/nope/analytics", host, None, 403),  # as another room's
+        ("GET", rec, other, None, 403),
+        ("GET", rec + "?viewer=" + "x" * 129, AUTH, None, 400),
+        ("GET", rec + "?viewer=a%00b", host, None, 400),
+        ("GET", rec + "?viewer=", AUTH, None, 400),
+        ("GET", rec + "?viewer=dr-a", AUTH, None, 200),
+        ("POST", "/api/player/report", {}, b"{", 400),
+        ("POST", "/api/player/report", {}, b'{"src": "' + grant.encode() + b'", "viewId": "v",'
+         b' "ranges": [[-1, 5]]}', 400),
+        ("POST", "/api/player/report", {}, b'{"src": "' + grant.encode() + b'", "viewId": "v",'
+         b' "ranges": [[0, 1e300]]}', 400),
+        ("POST", "/api/player/report", {}, b'{"src": "' + grant.encode() + b'", "viewId": "v",'
+         b' "ranges": [[0, 1, 0]], "pauses": -3}', 200),
+        ("POST", "/api/player/report", {}, b'{"src": "/recordings/x/g/1/' + b"0" * 32 +
+         b'/index.m3u8", "viewId": "v"}', 403),
+        ("POST", "/api/player/report", {}, b'{"src": "x", "viewId": "v", "ranges": '
+         + b"[" + b"[0,1]," * 600 + b"[0,1]]}", 400),
+        ("POST", "/api/player/report", {}, b" " * (40 * 1024), 413),
+    ]
+    for method, path, headers, body, expected in cases:
+        status, answer = await http.call(method, path, body, headers)
+        assert status == expected, (method, path[:80], status, answer[:200])
+        if status >= 400:
+            assert json.loads(answer)["error"]["message"], answer
     await http.healthy()
