@@ -7,7 +7,12 @@ subscriber transports whose sends go to a local sink socket. Protected packets a
 the kernel's receive. Reports forwarded packets per CPU-second for several fan-outs, and
 optionally the top functions from cProfile.
 
+With `--transport tcp` the subscribers are ICE-TCP connections instead (mediaserver/tcp.py: one
+framed write per copy where UDP sends a fan-out in one sendmmsg), drained by a child process
+so that the kernel's buffers never fill and nothing is dropped.
+
     python -m benchmarks.packet_path --fanout 1 10 50 --packets 20000 [--profile]
+    python -m benchmarks.packet_path --fanout 10 50 --transport tcp
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import json
 import os
 import pstats
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +38,23 @@ from mediaserver.worker import Worker
 
 VP8 = Codec("VP8", 96, 90000, rtx_payload_type=97, nack=True, pli=True)
 PAYLOAD_SIZES = (1100, 1100, 1100, 1100, 600)  # a 1.2 Mbps-ish frame in 5 packets
+# The ICE-TCP subscribers' side, in a process of its own: N connections, read until closed.
+DRAIN = """
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+for _ in range(int(sys.argv[2])):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+while sel.get_map():
+    for key, _ in sel.select(10):
+        try:
+            data = key.fileobj.recv(1 << 20)
+        except BlockingIOError:
+            continue
+        if not data:
+            sel.unregister(key.fileobj)
+"""
 
 
 def _connect(worker: Worker, transport_id: str, addr: tuple, profile: bytes) -> bytes:
@@ -41,13 +65,32 @@ def _connect(worker: Worker, transport_id: str, addr: tuple, profile: bytes) -> 
     return material
 
 
+async def _tcp_subscribers(worker: Worker, count: int) -> tuple[subprocess.Popen, list]:
+    """`count` ICE-TCP connections from a draining child process, as the worker accepted
+    them (each marked as checked, as an authenticated STUN check would)."""
+    assert worker.tcp is not None
+    drain = subprocess.Popen([sys.executable, "-c", DRAIN, str(worker.tcp.port), str(count)])
+    deadline = time.monotonic() + 10
+    while len(worker.tcp.connections) < count:
+        if time.monotonic() > deadline or drain.poll() is not None:
+            raise RuntimeError("the draining process did not connect")
+        await asyncio.sleep(0.01)
+    conns = sorted(worker.tcp.connections, key=lambda c: c.addr[3])  # type: ignore[index]
+    for conn in conns:
+        conn.bind(True)
+    return drain, [conn.addr for conn in conns]
+
+
 async def measure(fanout: int, packets: int, profile_name: bytes,
-                  profiler: cProfile.Profile | None = None) -> dict[str, float]:
+                  profiler: cProfile.Profile | None = None,
+                  transport: str = "udp") -> dict[str, float]:
     worker = Worker(MediaConfig(port=0))
     await worker.start()
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    drain, tcp_addrs = (await _tcp_subscribers(worker, fanout) if transport == "tcp"
+                        else (None, []))
     try:
         router = worker.create_router()
         pub = worker.create_transport(router).id
@@ -57,7 +100,8 @@ async def measure(fanout: int, packets: int, profile_name: bytes,
         producer = worker.produce(pub, ProducerParams("video", "0", VP8, ssrc=1111))
         for i in range(fanout):
             sub = worker.create_transport(router).id
-            _connect(worker, sub, sink.getsockname(), profile_name)
+            _connect(worker, sub, tcp_addrs[i] if tcp_addrs else sink.getsockname(),
+                     profile_name)
             worker.consume(sub, producer, ConsumerParams(str(i), VP8, ssrc=5000 + i))
         # pre-protect the publisher's packets; the first is a keyframe so consumers start
         key = b"\x10\x00\x00\x9d\x01\x2a"
@@ -80,14 +124,22 @@ async def measure(fanout: int, packets: int, profile_name: bytes,
             profiler.disable()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         forwarded = sum(c.packets for c in worker.consumers.values())
-        return {"fanout": fanout, "packets_in": packets, "forwarded": forwarded,
+        tcp = worker.tcp.counters() if worker.tcp is not None else {}
+        return {"transport": transport, "fanout": fanout, "packets_in": packets,
+                "forwarded": forwarded, "tcp_send_dropped": tcp.get("tcp_send_dropped", 0),
                 "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 3),
                 "forwarded_per_cpu_second": round(forwarded / cpu),
                 "us_per_forwarded_packet": round(cpu / forwarded * 1e6, 2),
                 "errors": worker.errors}
     finally:
         sink.close()
-        await worker.stop()
+        await worker.stop()  # closes the TCP connections: the draining process ends
+        if drain is not None:
+            try:
+                drain.wait(10)
+            except subprocess.TimeoutExpired:
+                drain.kill()
+                drain.wait()
 
 
 def main() -> None:
@@ -97,6 +149,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the top cProfile costs")
     parser.add_argument("--srtp", choices=[p.openssl_name.decode() for p in PROFILES],
                         default=PROFILES[0].openssl_name.decode())
+    parser.add_argument("--transport", choices=["udp", "tcp"], default="udp",
+                        help="the subscribers' transport: UDP, or ICE-TCP connections")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     try:
@@ -108,7 +162,8 @@ def main() -> None:
     rows = []
     for fanout in args.fanout:
         profiler = cProfile.Profile() if args.profile else None
-        row = asyncio.run(measure(fanout, args.packets, args.srtp.encode(), profiler))
+        row = asyncio.run(measure(fanout, args.packets, args.srtp.encode(), profiler,
+                                  args.transport))
         rows.append(row)
         print(json.dumps(row))
         if profiler:
@@ -117,14 +172,16 @@ def main() -> None:
             print(out.getvalue())
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "packet_path.json").write_text(json.dumps(
-        {"srtp": args.srtp, "cpu": os.cpu_count(), "rows": rows}, indent=2))
+    name = "packet_path" + ("" if args.transport == "udp" else "_tcp")
+    (out_dir / f"{name}.json").write_text(json.dumps(
+        {"srtp": args.srtp, "transport": args.transport, "cpu": os.cpu_count(), "rows": rows},
+        indent=2))
     lines = ["| fan-out | forwarded | CPU s | forwarded / CPU-s | µs / forwarded packet |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['fanout']} | {r['forwarded']} | {r['cpu_seconds']} | "
               f"{r['forwarded_per_cpu_second']:,} | {r['us_per_forwarded_packet']} |"
               for r in rows]
-    (out_dir / "packet_path.md").write_text("\n".join(lines) + "\n")
+    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
