@@ -8,17 +8,18 @@ role or another room).
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from . import analytics, grants, replay_analytics, safe_json
-from .events import EventLog, RedisEvents, SqliteEvents
+from .events import Event, EventLog, RedisEvents, SqliteEvents
 from .pages import page_response
 from .state import STATE, AppState
 from .tokens import TokenError, verify
@@ -99,24 +100,36 @@ def access(request: web.Request, room: str) -> web.Response | None:
 # ---- sessions ------------------------------------------------------------------------------
 
 
-async def list_sessions(request: web.Request) -> web.Response:
-    room = request.match_info["room"]
-    if (refused := access(request, room)) is not None:
-        return refused
-    evs = await request.app[EVENTS].read(room=room)
-    now = time.time()
+RoomHandler = Callable[[web.Request, str, list[Event], float], Awaitable[web.StreamResponse]]
+
+
+def room_analytics(handler: RoomHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A GET of a room's analytics: access checked, then `handler(request, room, the room's
+    events, now)`."""
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        room = request.match_info["room"]
+        if (refused := access(request, room)) is not None:
+            return refused
+        return await handler(request, room, await request.app[EVENTS].read(room=room),
+                             time.time())
+
+    return checked
+
+
+@room_analytics
+async def list_sessions(request: web.Request, room: str, evs: list[Event], now: float
+                        ) -> web.Response:
     return web.json_response({"sessions": [s.summary() for s in analytics.sessions(evs, now)]})
 
 
-async def session_report(request: web.Request) -> web.StreamResponse:
-    room = request.match_info["room"]
-    if (refused := access(request, room)) is not None:
-        return refused
+@room_analytics
+async def session_report(request: web.Request, room: str, evs: list[Event], now: float
+                         ) -> web.StreamResponse:
     form = request.query.get("format", "json")
     if form not in ("json", "csv"):
         return _error(400, "bad_request", "format must be json or csv")
-    evs = await request.app[EVENTS].read(room=room)
-    now = time.time()
     found = analytics.find(evs, request.match_info["session"], now)
     if found is None:
         return _error(404, "not_found", "no such session")

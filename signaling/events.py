@@ -24,17 +24,16 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import schemas
 from .methods import ALL, method
+from .sqlite_file import SqliteFile
 
 if TYPE_CHECKING:
     from .participant import Participant
@@ -108,28 +107,14 @@ def _event(values: Iterable[Any]) -> Event:
                  json.loads(data or "{}"))
 
 
-class SqliteEvents:
-    """One SQLite file of its own, written on its own thread (the store's is never held up)."""
+class SqliteEvents(SqliteFile):
+    """A SQLite file of its own, written on its own thread (the store's is never held up)."""
+
+    SCHEMAS = (SCHEMA,)
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
-        self._db: sqlite3.Connection | None = None
+        super().__init__(path, "events")
         self._claimed: set[str] = set()
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
-        return self._db
-
-    async def open(self) -> None:
-        await self._run(self._conn)
 
     async def write(self, events: list[Event]) -> None:
         def work() -> None:
@@ -176,15 +161,6 @@ class SqliteEvents:
             return False
         self._claimed.add(key)
         return True
-
-    async def close(self) -> None:
-        def work() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await self._run(work)
-        self._executor.shutdown(wait=False)
 
 
 class RedisEvents:

@@ -7,14 +7,13 @@ the disk.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
+from .sqlite_file import SqliteFile
 from .store_interaction import SCHEMA as INTERACTION_SCHEMA
 from .store_interaction import AlreadyVoted, NotFound, NotOpen, SqliteInteraction
 
@@ -107,27 +106,12 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-class SqliteStore(SqliteInteraction):
+class SqliteStore(SqliteFile, SqliteInteraction):
+    SCHEMAS = (SCHEMA, INTERACTION_SCHEMA)
+    ROWS = sqlite3.Row
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._db: sqlite3.Connection | None = None
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
-            self._db.executescript(INTERACTION_SCHEMA)
-        return self._db
-
-    async def open(self) -> None:
-        await self._run(self._conn)
+        super().__init__(path, "sqlite")
 
     async def create_room(self, name: str, settings: dict[str, Any] | None = None
                           ) -> tuple[dict[str, Any], bool]:
@@ -292,15 +276,6 @@ class SqliteStore(SqliteInteraction):
             return [{"at": r["at"], "title": r["title"]} for r in rows]
 
         return await self._run(work)
-
-    async def close(self) -> None:
-        def work() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await self._run(work)
-        self._executor.shutdown(wait=True)
 
 
 def _room(row: sqlite3.Row) -> dict[str, Any]:
