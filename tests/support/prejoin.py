@@ -12,7 +12,8 @@ CHECKED = "window.__precheck && ['pass', 'fail'].includes(window.__precheck.stat
 
 async def run_check(page, url: str) -> dict[str, Any]:
     """window.__precheck once the check has ended: {state, paths: {id: {ok, rtt, local, remote,
-    detail, ...}}, best, relayOnly, advice, banner, rows, shownAdvice}. A page on a NetLab's
+    detail, ...}}, best, relayOnly, advice, openings, tookMs, banner, rows, shownAdvice (the
+    advice as the page shows it)}. A page on a NetLab's
     address that stalls before its scripts run (see browser.wait_joined) is loaded once more."""
     await page.goto(url)
     try:
@@ -26,7 +27,7 @@ async def run_check(page, url: str) -> dict[str, Any]:
         banner: document.getElementById('precheck-banner').textContent,
         rows: document.getElementById('precheck-steps').innerText,
         shownAdvice: document.getElementById('precheck-advice').hidden ? null
-          : document.getElementById('precheck-advice').textContent,
+          : document.getElementById('precheck-advice').innerText,
     })""")
     result["paths"] = {p["id"]: p for p in result["paths"]}
     return result

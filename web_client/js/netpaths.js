@@ -112,6 +112,10 @@ export async function probePath(sig, path, signal) {
   }
 }
 
+export const ADVICE_INTRO = 'Your network lets this page load but blocks the audio and video, '
+  + 'so you would see and hear nobody. Ask your IT department to allow outgoing connections '
+  + 'from your computer to one of these (the first is best):';
+
 function portWords(range) {
   return range[0] === range[1] ? `port ${range[0]}` : `ports ${range[0]}-${range[1]}`;
 }
@@ -120,7 +124,7 @@ function portWords(range) {
  * What to ask the IT department to open, in plain words, best first: the media host (from the
  * probe answers' candidates) on the media ports (`mediaPorts` of the probeInfo reply: every
  * worker's, {udp: [first, last], tcp: [...]}; else the port the candidate named), then the
- * TURN servers' host and port.
+ * TURN servers' host and port. Returns {openings: [...], text: ADVICE_INTRO and them}.
  */
 export function advice(candidates, iceServers, mediaPorts) {
   const where = [];
@@ -139,7 +143,6 @@ export function advice(candidates, iceServers, mediaPorts) {
       where.push(`${host}, ${what} port ${port} (the relay server)`);
     }
   }
-  return 'Your network lets this page load but blocks the audio and video, so you would see '
-    + 'and hear nobody. Ask your IT department to allow outgoing connections from your '
-    + `computer to one of these (the first is best): ${[...new Set(where)].join('; ')}.`;
+  const openings = [...new Set(where)];
+  return { openings, text: `${ADVICE_INTRO} ${openings.join('; ')}.` };
 }

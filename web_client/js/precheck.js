@@ -6,7 +6,7 @@
 import { Signaling, wsUrl } from './signaling.js';
 import { formatMs } from './rtc.js';
 import { describeError } from './status.js';
-import { pathsFor, probePath, announced, advice } from './netpaths.js';
+import { pathsFor, probePath, announced, advice, ADVICE_INTRO } from './netpaths.js';
 
 const STEPS = [
   ['http', 'Server reachable (HTTP)'],
@@ -18,9 +18,9 @@ const MEDIA_LABEL = 'Media connection: ';
 /** What tests and the meeting read: state 'idle'|'running'|'pass'|'fail'|'cancelled'; paths
  * [{id, label, ok, rtt, local, remote, detail}] in the order tried; best: the id of the first
  * that works; relayOnly: only a TURN path works; advice: what to ask IT to open, when nothing
- * works; tookMs: how long the whole check took. */
+ * works (openings: its list of hosts and ports); tookMs: how long the whole check took. */
 export const precheckResult = { state: 'idle', paths: [], best: null, relayOnly: false,
-  advice: null, tookMs: null };
+  advice: null, openings: [], tookMs: null };
 window.__precheck = precheckResult;
 
 async function checkHealth() {
@@ -66,8 +66,9 @@ async function probeMedia(sig, onStep, signal) {
   precheckResult.best = best?.path.id ?? null;
   precheckResult.relayOnly = !!best?.path.relay;
   const answer = outcomes.find((o) => o.sdp)?.sdp;
-  precheckResult.advice = best ? null : advice(answer ? announced(answer) : [], iceServers,
-    mediaPorts);
+  const help = best ? null : advice(answer ? announced(answer) : [], iceServers, mediaPorts);
+  precheckResult.advice = help?.text ?? null;
+  precheckResult.openings = help?.openings ?? [];
   return best;
 }
 
@@ -95,7 +96,7 @@ export async function runPrecheck({ getTokenFn, onStep, signal }) {
 
   const started = performance.now();
   Object.assign(precheckResult, { state: 'running', paths: [], best: null, relayOnly: false,
-    advice: null, tookMs: null });
+    advice: null, openings: [], tookMs: null });
   await step('http', checkHealth);
   let sig = null;
   const onAbort = () => sig?.close();
@@ -150,8 +151,7 @@ export class PrecheckPanel {
         onStep: (id, s) => this._setStep(id, s),
       });
       this._setBanner(ok ? 'pass' : 'fail', this._summary(ok));
-      this.adviceBox.textContent = precheckResult.advice || '';
-      this.adviceBox.hidden = !precheckResult.advice;
+      this._showAdvice();
     } catch (err) {
       if (!controller.signal.aborted) this._setBanner('fail', `FAIL: ${describeError(err)}`);
     } finally {
@@ -160,6 +160,19 @@ export class PrecheckPanel {
         this.button.disabled = false;
       }
     }
+  }
+
+  /** The advice as a sentence and a list of what to open. */
+  _showAdvice() {
+    const { advice: text, openings } = precheckResult;
+    this.adviceBox.hidden = !text;
+    if (!text) return;
+    const intro = document.createElement('p');
+    intro.textContent = ADVICE_INTRO;
+    const list = document.createElement('ul');
+    list.append(...openings.map((o) => Object.assign(document.createElement('li'),
+      { textContent: o })));
+    this.adviceBox.replaceChildren(intro, list);
   }
 
   _summary(ok) {
