@@ -119,6 +119,7 @@ class WebRtcTransport:
         self.packets_out = self.bytes_out = 0
         self.rtcp_in = self.rtcp_out = 0
         self.srtp_errors = 0
+        self.path_changes = 0  # nominations that moved a connected transport's media
         self.unknown_ssrc = 0
         self.nacks_sent = 0
         self.plis_sent = 0
@@ -222,11 +223,24 @@ class WebRtcTransport:
         # RFC 8445 7.3.1.5: the controlling agent nominates with USE-CANDIDATE; until it does,
         # the first address that passed a check is the best we know.
         if "USE-CANDIDATE" in request.attributes or self.addr is None:
-            first = self.addr is None
+            first, moved = self.addr is None, self.addr != addr
             self.addr = addr
             self._update_destination()
             if first and self.dtls is not None and self.dtls.role == "client":
                 self.dtls.start()
+            elif moved and self.srtp is not None:
+                self._on_path_changed()
+
+    def _on_path_changed(self) -> None:
+        """Media of a connected transport moved to a new address (a network change, an ICE
+        restart): what was sent meanwhile went to the old one and is lost. Each video goes on
+        from a keyframe now rather than after the peer's own NACKs and PLIs time out."""
+        log.info("transport %s: media moved to %s", self.id, self.addr)
+        self.path_changes += 1
+        for consumer in self.consumers.values():
+            consumer.ask_keyframe()
+        for producer in self.producers.values():
+            producer.request_keyframes()
 
     def _learn_addr(self, addr: tuple, now: float) -> None:
         checked = self._addr_checked

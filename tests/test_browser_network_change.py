@@ -5,17 +5,18 @@ link; both publish Chromium's fake camera and microphone and decode each other. 
 doctor's interface loses its address and gets another one of the same network (a new lease
 after a move from one access point to another): every path of hers, both media connections
 and the WebSocket, is bound to the old address and dies with it. The web client
-(web_client/js/netchange.js) finds its connections 'disconnected' and its socket silent, opens
+(web_client/js/netchange.js) finds its connections silent and its socket not answering, opens
 a new socket, resumes the same participant with its connections kept (`join` with keepMedia),
 and restarts ICE on both connections (docs/protocol.md, "Network change").
 
 Checked: both sides decode each other's video and receive sound again, over the new address;
 the doctor keeps her participant id and never rejoined (the page's join count stays 1, one
-resume); a third participant (an aiortc client that only listens to the room) sees no
-participantLeft and no trackUnpublished. The gap from the address change to the first frames
-decoded again on each side is printed: the issue asks for 3 s; measured here it is ~9 s,
-most of it Chromium's own ~5 s before it reports a connection 'disconnected', so no bound
-on it is asserted (docs/protocol.md says so).
+resume, the recovery's steps in order); a third participant (an aiortc client that only
+listens to the room) sees no participantLeft and no trackUnpublished. The gap from the address
+change to the first frames decoded again on each side is printed, with the page's recovery steps:
+the issue asks for 3 s; measured here (load average 12-15) the video froze 2.0-2.8 s, close
+enough to 3 s that a bound on it would fail on a busier machine, so none is asserted (the
+wait for the media to come back is bounded, as every wait is).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from tests.support.netlab import NetLab
 
 BACK_FRAMES = 60  # 2 s of video past the change: more than any jitter buffer holds
 WAIT_S = WAIT_MS / 1000
+# the doctor's page's recovery (window.__meeting.network), in this order
+RECOVERY = ["recovering", "resumed", "ICE restarted"]
 
 
 async def decoded(page) -> dict:
@@ -112,6 +115,11 @@ async def test_address_change_mid_call(tmp_path: Path) -> None:
                     print(f"\n{name}: video frozen {gap:.2f} s, decoding again {back:.2f} s "
                           "after the address change (getStats every 200 ms)", end="")
                 print()
+                steps = await doctor.evaluate("() => window.__meeting.network")
+                start = await doctor.evaluate("() => performance.now()") - \
+                    (time.monotonic() - changed) * 1000
+                print("the doctor's page:", ", ".join(f"{(t - start) / 1000:.2f} s {what}"
+                                                     for t, what in steps))
 
                 # it goes on: video and sound both ways, over her new address
                 for page in pages.values():
@@ -127,6 +135,8 @@ async def test_address_change_mid_call(tmp_path: Path) -> None:
                     " resumes: window.__meeting.resumes, error: window.__meeting.lastError})")
                 assert state == {"id": doctor_id, "joins": 1, "resumes": 1, "error": None}, \
                     state
+                done = [what.split(" (")[0] for _, what in steps]
+                assert [what for what in done if what in RECOVERY][:3] == RECOVERY, steps
                 assert await rep.evaluate(
                     "(id) => window.__meeting.participants.has(id)", doctor_id)
                 seen = {e["event"] for e in observer.events}

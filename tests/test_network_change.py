@@ -105,6 +105,8 @@ async def test_media_follows_a_nominating_check_from_a_new_address(server) -> No
         transport = subscribe_transport(server, "doctor")
         old_addr = transport.addr
         before = seen.senders[PUBLISHER].readable
+        rep_video = next(c.stream for c in transport.consumers.values() if c.kind == "video")
+        keyframes = rep_video.keyframe_requests
         new_addr = await relay.move()
         assert new_addr != old_addr
         relay.send_up(nominating_check(transport.local_ufrag, transport.local_pwd,
@@ -116,6 +118,9 @@ async def test_media_follows_a_nominating_check_from_a_new_address(server) -> No
         assert relay.forwarded_down > moved_at
         assert stats.advances >= before + 29, seen.describe()
         assert transport.state == "connected" and transport.srtp is not None  # same DTLS
+        # what was sent meanwhile is lost: the video goes on from a keyframe asked at once
+        assert transport.path_changes == 1
+        assert rep_video.keyframe_requests > keyframes
     finally:
         for c in (rep, doctor):
             if c is not None:

@@ -127,6 +127,7 @@ export class Meeting {
     this.keepToken(res.token);
     this.applyJoin(res);
     reportVisibility((method, params) => this.request(method, params));
+    this.recovery.start();
     this.onJoined?.(this, res);
     state.joined = true;
     state.joins += 1;

@@ -5,6 +5,7 @@ export const state = {
   joined: false,
   joins: 0, // completed joins of this page: a reconnect makes it grow
   resumes: 0, // sockets replaced with the connections kept (a network change, netchange.js)
+  network: [], // [ms since load, what] of the last network recovery steps (netchange.js)
   sessionTokenExpires: null, // exp (s) of the newest token the server gave us to come back
   waiting: false, // in a lobby room, until a host admits us
   selfId: null,
