@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .allocator import Allocation, Demand, Layer, allocate, useful_layers
+from .rounds import Slices
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -86,18 +87,12 @@ class AllocationRounds:
         self.transports = transports
         self.speakers = speakers
         self.fault = fault
-        self.queue: list[WebRtcTransport] = []  # what this round has still to do
-        self._share = 0
+        self.slices = Slices(lambda: [t for t in transports.values() if t.consumers],
+                             ALLOCATE_SLICES)
 
     def tick(self) -> None:
-        queue = self.queue
-        if not queue:
-            queue.extend(t for t in self.transports.values() if t.consumers)
-            self._share = -(-len(queue) // ALLOCATE_SLICES)
-        batch = queue[:self._share]
-        del queue[:self._share]
         now = time.monotonic()
-        for transport in batch:
+        for transport in self.slices.take():
             if transport.state == "closed" or transport.srtp is None:
                 continue
             try:

@@ -124,6 +124,10 @@ class BaseConsumer:
         """Whether the subscriber's link has room for a resend of `size` bytes (Consumer)."""
         return True
 
+    def listens(self, layer: int) -> bool:
+        """Whether packets of encoding `layer` can concern it (simulcast.py narrows it)."""
+        return True
+
     def layers_changed(self) -> None:
         """An encoding of the producer started or stopped arriving (simulcast.py)."""
 

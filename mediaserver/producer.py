@@ -140,7 +140,13 @@ class RecvStream:
         if level:  # speaker.loudness, inline
             producer.loudness_sum += 127 - (level[0] & 0x7F)
             producer.level_packets += 1
-        consumers = producer.consumers
+        listeners = producer.listeners  # simulcast: only who may take this encoding
+        if listeners is None:
+            consumers = producer.consumers
+        else:
+            if producer.relisten_due:
+                listeners = producer.build_listeners()
+            consumers = listeners[self.layer]
         if producer.paused or not consumers:
             return
         producer.arriving = self  # which encoding this is, for simulcast consumers
@@ -313,6 +319,23 @@ class Producer(RecvStream):
             RecvStream(self, layer, e.rid, e.ssrc, e.rtx_ssrc)
             for layer, e in enumerate(encodings[1:], 1)))
         self.arriving: RecvStream = self  # the stream whose packet is being fanned out
+        # Simulcast: per encoding, the consumers a packet of it can concern, so that a packet
+        # of layer 2 is not offered to every consumer of layers 0 and 1 just to be dropped
+        self.listeners: tuple[tuple[BaseConsumer, ...], ...] | None = (
+            None if len(self.streams) < 2 else ((),) * len(self.streams))
+        self.relisten_due = False
+
+    def relisten(self) -> None:
+        """A consumer came, went or changed its layers: the lists are rebuilt at the next
+        packet, once for all the changes before it (an encoding that stops arriving moves
+        every consumer's target at once; rebuilding for each would be quadratic)."""
+        self.relisten_due = self.listeners is not None
+
+    def build_listeners(self) -> tuple[tuple[BaseConsumer, ...], ...]:
+        self.relisten_due = False
+        self.listeners = tuple(tuple(c for c in self.consumers if c.listens(layer))
+                               for layer in range(len(self.streams)))
+        return self.listeners
 
     def request_keyframes(self) -> None:
         """A keyframe on every encoding (a resumed producer, the control call)."""
@@ -334,10 +357,12 @@ class Producer(RecvStream):
     def add_consumer(self, consumer: BaseConsumer) -> None:
         # Build a new tuple rather than mutating: the packet path may be iterating the old one.
         self.consumers = (*self.consumers, consumer)
+        self.relisten()
 
     def remove_consumer(self, consumer: BaseConsumer) -> None:
         self.consumers = tuple(c for c in self.consumers if c is not consumer)
         self.report_listeners = tuple(c for c in self.report_listeners if c is not consumer)
+        self.relisten()
 
     def close(self) -> None:
         if self.closed:

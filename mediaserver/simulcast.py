@@ -73,9 +73,16 @@ class LayerSwitch(Renumbering):
             self.layer_switches += 1
         self.spatial_layer = layer
         self.stream = stream
+        self.producer.relisten()
         if layer != target:
             self.ask_keyframe()
         return True
+
+    def listens(self, layer: int) -> bool:
+        """The encodings whose packets forward() may act on: the one forwarded, the
+        target, and before anything was sent those below the target."""
+        spatial, target = self.spatial_layer, self.target_spatial_layer
+        return layer in (spatial, target) or (spatial < 0 and layer < target)
 
     # ---- control ------------------------------------------------------------------------
 
@@ -95,6 +102,7 @@ class LayerSwitch(Renumbering):
         if target == self.target_spatial_layer:
             return
         self.target_spatial_layer = target
+        self.producer.relisten()
         if target != self.spatial_layer and not self.paused:
             self.ask_keyframe()
 
@@ -130,6 +138,7 @@ class LayerSwitch(Renumbering):
     def restart(self) -> None:
         super().restart()
         self.spatial_layer = -1  # start again at the target (or below) on a keyframe
+        self.producer.relisten()
 
 
 class SimulcastConsumer(LayerSwitch, Consumer):

@@ -44,6 +44,7 @@ from .params import (
 )
 from .pipe import PipeConsumer, PipeTransport
 from .producer import Producer
+from .rounds import Slices, TimerFaults
 from .router import Router
 from .rtp.rtcp import ntp_now
 from .sendbatch import set_buffers
@@ -66,8 +67,7 @@ T = TypeVar("T")
 
 __all__ = ["CONSENT_EXPIRED", "MediaError", "Worker"]
 
-# A timer step that raises is logged at most this often (with the count of those not logged).
-FAULT_LOG_INTERVAL = 10.0
+REPORT_SLICES = 10  # each RTCP interval's reports are spread over this many ticks
 
 
 def new_id(prefix: str, owner: str = "") -> str:
@@ -89,12 +89,19 @@ class Worker(asyncio.DatagramProtocol):
         # all that producers and consumers see of the worker (links.py)
         self.link = WorkerLink(self.forget_producer, self.forget_consumer)
         self._udp: asyncio.DatagramTransport | None = None
+        # the RTCP and consent STUN of a read batch, handled after its media (_run_late)
+        self._late: list[tuple[bytes, tuple]] = []
+        self._late_handle: asyncio.Handle | None = None
+        self.reports = Slices(lambda: self.transports.values(), REPORT_SLICES, shuffle=True)
         self._udp_send: Callable[[bytes, tuple], None] = self.link.sendto
         self.tcp: TcpServer | None = None  # ICE-TCP (tcp.py), when config.ice_tcp
         self._tcp_open = False  # any TCP connection open: sends go through _send_any
         self._timers: list[asyncio.TimerHandle] = []
         self.port = 0
         self.transport_closed_listeners: list[Callable[[str, str], None]] = []
+        # timer steps (one transport's reports, one producer's NACKs...) that raised: each is
+        # isolated, so the worker's other transports still get theirs
+        self.fault = TimerFaults()
         self.speakers = ActiveSpeakers(self.fault)  # active speaker per router (speaker.py)
         # bandwidth allocation of every subscriber transport, a slice a tick (allocation.py)
         self.allocation = AllocationRounds(self.transports, self.speakers, self.fault)
@@ -104,11 +111,6 @@ class Worker(asyncio.DatagramProtocol):
         self.dropped = 0
         self.errors = 0
         self.stun_in = 0
-        # timer steps (one transport's reports, one producer's NACKs...) that raised: each is
-        # isolated, so the worker's other transports still get theirs
-        self.timer_errors = 0
-        self._fault_logged = -FAULT_LOG_INTERVAL
-        self._faults_unlogged = 0
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -168,7 +170,8 @@ class Worker(asyncio.DatagramProtocol):
             self.tcp = TcpServer(self)
             await self.tcp.start(self.config.host, self.port if tcp_port is None else tcp_port,
                                  fallback=tcp_port is None and self.config.port == 0)
-        self._schedule_reports()
+        # a slice of the transports per tick, each still about once per interval
+        self._schedule(self.config.rtcp_interval / REPORT_SLICES, self._report_tick, jitter=True)
         self._schedule(self.config.nack_interval, self._nack_tick)
         self._schedule(self.config.twcc_interval, self._twcc_tick)
         # a few ticks per consent period, at most one a second
@@ -205,23 +208,48 @@ class Worker(asyncio.DatagramProtocol):
         try:
             transport = self._by_addr.get(addr)
             first = data[0]
-            if transport is not None:
-                if 127 < first < 192:
-                    transport.on_srtp(data)
-                elif 19 < first < 64:
-                    transport.on_dtls(data)
-                elif first < 4:
+            if transport is None:
+                if first < 4:
                     self._on_stun(data, addr)
                 else:
                     self.dropped += 1
-            elif first < 4:
-                self._on_stun(data, addr)
+            elif 127 < first < 192 and not (len(data) > 1 and 191 < data[1] < 224):
+                transport.on_srtp(data)  # RTP
+            elif 19 < first < 64:
+                transport.on_dtls(data)
+            elif first < 4 and transport.srtp is None:
+                self._on_stun(data, addr)  # ICE under way: its DTLS may be right behind
+            elif first < 4 or 127 < first < 192:
+                # RTCP (feedback, reports) and consent checks wait for the media read with
+                # them: a publisher's RTP never waits behind feedback that came just before
+                self._late.append((data, addr))
+                if self._late_handle is None:
+                    self._late_handle = self.loop.call_soon(self._run_late)
             else:
                 self.dropped += 1
         except Exception:  # a malformed packet must never take the worker down
-            self.errors += 1
-            if self.errors <= 10 or self.errors % 1000 == 0:
-                log.exception("error handling a datagram from %s (%d so far)", addr, self.errors)
+            self._bad_datagram(addr)
+
+    def _run_late(self) -> None:
+        """The RTCP and STUN of the last read batch (uvloop reads up to 32 datagrams per
+        wakeup), after its media."""
+        self._late_handle = None
+        late, self._late = self._late, []
+        for data, addr in late:
+            try:
+                if data[0] < 4:
+                    self._on_stun(data, addr)
+                elif (transport := self._by_addr.get(addr)) is not None:
+                    transport.on_srtp(data)
+                else:  # its transport closed meanwhile
+                    self.dropped += 1
+            except Exception:
+                self._bad_datagram(addr)
+
+    def _bad_datagram(self, addr: tuple) -> None:
+        self.errors += 1
+        if self.errors <= 10 or self.errors % 1000 == 0:
+            log.exception("error handling a datagram from %s (%d so far)", addr, self.errors)
 
     def error_received(self, exc: Exception) -> None:
         self.errors += 1
@@ -286,52 +314,32 @@ class Worker(asyncio.DatagramProtocol):
 
     # ---- timers -------------------------------------------------------------------------
 
-    def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
+    def _schedule(self, delay: float, callback: Callable[[], None], jitter: bool = False
+                  ) -> None:
+        """`callback` every `delay` seconds until the worker stops; with `jitter` each wait is
+        drawn from [0.5, 1.5] x delay (RFC 3550 6.3.1: reports must not synchronize)."""
         def run() -> None:
             self._timers.remove(handle)
             try:
                 callback()
             finally:
                 if self._udp is not None:
-                    self._schedule(delay, callback)
+                    self._schedule(delay, callback, jitter)
 
-        handle = self.loop.call_later(delay, run)
+        wait = delay * (0.5 + random.random()) if jitter else delay
+        handle = self.loop.call_later(wait, run)
         self._timers.append(handle)
 
-    def _schedule_reports(self) -> None:
-        # RFC 3550 6.3.1: randomize the interval by [0.5, 1.5] so reports do not synchronize.
-        delay = self.config.rtcp_interval * (0.5 + random.random())
-
-        def run() -> None:
-            self._timers.remove(handle)
-            try:
-                self._report_tick()
-            finally:
-                if self._udp is not None:
-                    self._schedule_reports()
-
-        handle = self.loop.call_later(delay, run)
-        self._timers.append(handle)
-
-    def fault(self, step: str, owner: str) -> None:
-        """Count and (rate-limited) log the exception of one isolated step (a timer's work for
-        one transport or producer), called from its `except`: that owner lost this round, every
-        other one still runs."""
-        self.timer_errors += 1
-        now = time.monotonic()
-        if now - self._fault_logged < FAULT_LOG_INTERVAL:
-            self._faults_unlogged += 1
-            return
-        log.exception("%s of %s failed (%d timer errors so far, %d not logged)", step, owner,
-                      self.timer_errors, self._faults_unlogged)
-        self._fault_logged = now
-        self._faults_unlogged = 0
+    @property
+    def timer_errors(self) -> int:
+        return self.fault.count
 
     def _report_tick(self) -> None:
         now, ntp = time.monotonic(), ntp_now()
-        for transport in list(self.transports.values()):
+        for transport in self.reports.take():
             try:
-                transport.send_reports(now, ntp)
+                if transport.state != "closed":  # closed since its round began
+                    transport.send_reports(now, ntp)
             except Exception:
                 self.fault("RTCP reports", transport.id)
 

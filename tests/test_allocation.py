@@ -103,7 +103,7 @@ class Room:
                 sub.transport.bwe.feedbacks += 1
         rounds = self.worker.allocation
         rounds.tick()  # a round is spread over the ticks of a half second
-        while rounds.queue:
+        while rounds.slices.queue:
             rounds.tick()
 
     def dump(self, consumer):

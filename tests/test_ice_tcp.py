@@ -476,7 +476,7 @@ async def test_a_slow_tcp_reader_costs_only_itself() -> None:
     dropped and counted, its queue stays bounded, and a UDP subscriber of the same producer
     gets every packet at once (nothing on the loop waits for the slow one: ~0.3 s here for
     all 4,000)."""
-    worker = await started_worker()
+    worker = await started_worker(rtcp_interval=3600.0)  # only the media's frames to count
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     udp.bind(("127.0.0.1", 0))

@@ -445,3 +445,35 @@ async def test_a_pipe_carries_one_encoding_renumbered() -> None:
         assert again == got[4]
     finally:
         udp.close()
+
+
+async def test_a_packet_is_offered_only_to_the_consumers_of_its_encoding() -> None:
+    """The fan-out of a simulcast packet skips consumers that forward another encoding and do
+    not aim at it (two thirds of the calls with a 0/1/2 audience), and the lists follow every
+    layer change, including many at once (rebuilt once, at the next packet)."""
+    worker, pub, subs, producer, consumers = await setup(consumers=3)
+    offered: list[tuple[int, int]] = []  # (consumer index, layer of the packet)
+    for i, consumer in enumerate(consumers):
+        def spy(*args, i=i, forward=consumer.forward):
+            offered.append((i, producer.arriving.layer))
+            forward(*args)
+        consumer.forward = spy
+    for i, consumer in enumerate(consumers):
+        worker.set_preferred_layers(consumer.id, i, 0)
+    layers = Layers(producer)
+    layers.all(KEY)  # before anything was sent each may start below its target
+    assert sorted(offered) == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2)]
+    assert [c.spatial_layer for c in consumers] == [0, 1, 2]
+    offered.clear()
+    layers.all(DELTA)
+    assert sorted(offered) == [(0, 0), (1, 1), (2, 2)]  # each its own encoding only
+    for consumer in consumers:  # all at once, as when the top encoding stops arriving
+        worker.set_preferred_layers(consumer.id, 0, 0)
+    offered.clear()
+    layers.all(DELTA)  # forwarded as before until the target's keyframe, which each awaits
+    assert sorted(offered) == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 2)]
+    layers.frame(0, KEY)
+    offered.clear()
+    layers.all(DELTA)
+    assert sorted(offered) == [(0, 0), (1, 0), (2, 0)] and not producer.relisten_due
+    assert all(bodies(sub.rtp)[-1] == DELTA for sub in subs)
