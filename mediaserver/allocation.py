@@ -75,6 +75,10 @@ SETTLE = 1.0  # s without probing after an upgrade
 BACK_OFF = 0.9
 RETRY_MIN = 2.0
 RETRY_MAX = 6.0
+# A worker whose timers run this late (s, Worker.lag) is behind its packets: probing would
+# only add padding to the overload (at 300 attendees it fed a collapse through socket overflow
+# and NACKs), so none starts and a running one stops.
+BUSY_LAG = 0.05
 
 
 class AllocationRounds:
@@ -83,12 +87,16 @@ class AllocationRounds:
     path in one piece. `fault(step, owner)` records a transport whose round raised."""
 
     def __init__(self, transports: dict[str, WebRtcTransport], speakers: ActiveSpeakers,
-                 fault: Callable[[str, str], None]) -> None:
+                 fault: Callable[[str, str], None], lag: Callable[[], float]) -> None:
         self.transports = transports
         self.speakers = speakers
         self.fault = fault
+        self.lag = lag
         self.slices = Slices(lambda: [t for t in transports.values() if t.consumers],
                              ALLOCATE_SLICES)
+
+    def busy(self) -> bool:
+        return self.lag() > BUSY_LAG
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -98,21 +106,22 @@ class AllocationRounds:
             try:
                 allocator = transport.allocator
                 if allocator is None:
-                    allocator = transport.allocator = TransportAllocator(transport,
-                                                                         self.speakers)
+                    allocator = transport.allocator = TransportAllocator(
+                        transport, self.speakers, self.busy)
                 allocator.tick(now)
             except Exception:
                 self.fault("bandwidth allocation", transport.id)
 
 
 class TransportAllocator:
-    def __init__(self, transport: WebRtcTransport, speakers: ActiveSpeakers) -> None:
+    def __init__(self, transport: WebRtcTransport, speakers: ActiveSpeakers,
+                 busy: Callable[[], bool] = lambda: False) -> None:
         self.transport = transport
         self.speakers = speakers
         self.layers: dict[str, int | None] = {}  # consumer id -> index chosen last round
         self._pending: dict[str, bool] = {}  # consumer id -> a move up (True) or down waits
         self.allocated = 0  # bit/s given last round (0: no budget known)
-        self.prober = Prober(transport)
+        self.prober = Prober(transport, busy)
         self._resent_prior = 0
         self._last_tick: float | None = None
 
@@ -233,9 +242,12 @@ class TransportAllocator:
 class Prober:
     """Padding towards one subscriber, to see whether its link carries more (module doc)."""
 
-    def __init__(self, transport: WebRtcTransport) -> None:
+    def __init__(self, transport: WebRtcTransport,
+                 busy: Callable[[], bool] = lambda: False) -> None:
         self.transport = transport
+        self.busy = busy  # the worker is behind its packets: no padding (BUSY_LAG)
         self.target = 0  # bit/s the probe aims the estimate at; 0: not probing
+        self.paused_busy = 0  # probes not started or stopped because of it
         self.probes = self.failures = 0
         self.padding_packets = 0
         self._peak = 0
@@ -259,6 +271,9 @@ class Prober:
             self.target = target
             return
         if now < self._next or self._carrier() is None:
+            return
+        if self.busy():
+            self.paused_busy += 1
             return
         self.target = target
         self.probes += 1
@@ -321,6 +336,11 @@ class Prober:
             return
         if now > self._until:
             self.stop(success=True)
+            return
+        if self.busy():  # not the link's fault: the next probe may come as usual
+            self.paused_busy += 1
+            self.stop(success=True)
+            self._next = now + RETRY_MIN
             return
         bwe = transport.bwe
         if now - self._started >= PROBE_RESULT_AFTER and bwe.received_rate > estimate:

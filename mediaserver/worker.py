@@ -104,7 +104,9 @@ class Worker(asyncio.DatagramProtocol):
         self.fault = TimerFaults()
         self.speakers = ActiveSpeakers(self.fault)  # active speaker per router (speaker.py)
         # bandwidth allocation of every subscriber transport, a slice a tick (allocation.py)
-        self.allocation = AllocationRounds(self.transports, self.speakers, self.fault)
+        self.allocation = AllocationRounds(self.transports, self.speakers, self.fault,
+                                           lambda: self.lag)
+        self.lag = 0.0  # how late its timers run (s): a stall is remembered for ~10 timer runs
         # counters; `retired` keeps the totals of closed objects so sums never go down
         self.retired: Counter[str] = Counter()
         self.datagrams_in = 0
@@ -320,14 +322,15 @@ class Worker(asyncio.DatagramProtocol):
         drawn from [0.5, 1.5] x delay (RFC 3550 6.3.1: reports must not synchronize)."""
         def run() -> None:
             self._timers.remove(handle)
+            self.lag = max(self.loop.time() - due, self.lag * 0.8)
             try:
                 callback()
             finally:
                 if self._udp is not None:
                     self._schedule(delay, callback, jitter)
 
-        wait = delay * (0.5 + random.random()) if jitter else delay
-        handle = self.loop.call_later(wait, run)
+        due = self.loop.time() + (delay * (0.5 + random.random()) if jitter else delay)
+        handle = self.loop.call_at(due, run)
         self._timers.append(handle)
 
     @property

@@ -14,7 +14,7 @@ import time
 import av
 import pytest
 
-from mediaserver.allocation import ALLOCATE_INTERVAL, PADDING, RESEND_SHARE
+from mediaserver.allocation import ALLOCATE_INTERVAL, BUSY_LAG, PADDING, RESEND_SHARE
 from mediaserver.params import Codec, ConsumerParams, Encoding, ProducerParams
 from mediaserver.rtp.codecs import vp8_keyframe_size
 from mediaserver.rtp.packet import (
@@ -268,3 +268,24 @@ def test_a_probe_result_raises_the_estimate_only_upwards_and_never_in_overuse() 
     bwe.usage = OVERUSE
     bwe.raise_to(2_000_000)
     assert bwe.estimate == 900_000
+
+
+async def test_no_probing_while_the_worker_is_behind_its_packets() -> None:
+    """Padding on an overloaded worker only feeds the overload: a probe neither starts nor
+    goes on while the worker's timers run late, and starts again once they catch up."""
+    room = Room()
+    room.second_of_media()
+    sub = room.subs[0]
+    room.send(SSRCS[0], keyframe(*SIZES[0]))
+    room.worker.lag = 2 * BUSY_LAG
+    room.allocate(400_000)
+    prober = sub.transport.allocator.prober
+    assert not prober.probing and prober.paused_busy == 1
+    room.worker.lag = 0.0
+    room.allocate(400_000)
+    assert prober.probing
+    before = len(sub.rtp)
+    room.worker.lag = 2 * BUSY_LAG  # behind in the middle of a probe
+    await asyncio.sleep(0.05)  # the prober's own pace timer
+    assert not prober.probing and prober.failures == 0 and prober.paused_busy == 2
+    assert not [p for p in sub.rtp[before:] if header(p)[4] == 6000]
