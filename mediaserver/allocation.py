@@ -94,9 +94,24 @@ class AllocationRounds:
         self.lag = lag
         self.slices = Slices(lambda: [t for t in transports.values() if t.consumers],
                              ALLOCATE_SLICES)
+        self.probing: set[Prober] = set()  # probes under way, paced together by pace()
 
     def busy(self) -> bool:
         return self.lag() > BUSY_LAG
+
+    def pace(self) -> None:
+        """Every PACE_INTERVAL, the padding of every probe under way: one timer for all of
+        them (a timer each was 50 calls a second per probing subscriber)."""
+        if not self.probing:
+            return
+        now = time.monotonic()
+        for prober in list(self.probing):
+            try:
+                prober.pace(now)
+            except Exception:
+                self.probing.discard(prober)
+                prober.target = 0
+                self.fault("probing", prober.transport.id)
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -107,7 +122,7 @@ class AllocationRounds:
                 allocator = transport.allocator
                 if allocator is None:
                     allocator = transport.allocator = TransportAllocator(
-                        transport, self.speakers, self.busy)
+                        transport, self.speakers, self)
                 allocator.tick(now)
             except Exception:
                 self.fault("bandwidth allocation", transport.id)
@@ -115,13 +130,13 @@ class AllocationRounds:
 
 class TransportAllocator:
     def __init__(self, transport: WebRtcTransport, speakers: ActiveSpeakers,
-                 busy: Callable[[], bool] = lambda: False) -> None:
+                 rounds: AllocationRounds) -> None:
         self.transport = transport
         self.speakers = speakers
         self.layers: dict[str, int | None] = {}  # consumer id -> index chosen last round
         self._pending: dict[str, bool] = {}  # consumer id -> a move up (True) or down waits
         self.allocated = 0  # bit/s given last round (0: no budget known)
-        self.prober = Prober(transport, busy)
+        self.prober = Prober(transport, rounds)
         self._resent_prior = 0
         self._last_tick: float | None = None
 
@@ -242,10 +257,9 @@ class TransportAllocator:
 class Prober:
     """Padding towards one subscriber, to see whether its link carries more (module doc)."""
 
-    def __init__(self, transport: WebRtcTransport,
-                 busy: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, transport: WebRtcTransport, rounds: AllocationRounds) -> None:
         self.transport = transport
-        self.busy = busy  # the worker is behind its packets: no padding (BUSY_LAG)
+        self.rounds = rounds  # its pacing, and whether the worker is behind (BUSY_LAG)
         self.target = 0  # bit/s the probe aims the estimate at; 0: not probing
         self.paused_busy = 0  # probes not started or stopped because of it
         self.probes = self.failures = 0
@@ -256,7 +270,6 @@ class Prober:
         self._started = 0.0
         self._failed_at = float("-inf")
         self._retry = RETRY_MIN
-        self._timer = None
         self._last_pace = 0.0
         self._bytes_prior = 0
         self._media_rate = 0.0
@@ -272,7 +285,7 @@ class Prober:
             return
         if now < self._next or self._carrier() is None:
             return
-        if self.busy():
+        if self.rounds.busy():
             self.paused_busy += 1
             return
         self.target = target
@@ -283,8 +296,7 @@ class Prober:
         self._last_pace = now
         self._bytes_prior = self.transport.bytes_out
         self._media_rate = 0.0
-        loop = self.transport.worker.loop
-        self._timer = loop.call_later(PACE_INTERVAL, self._pace)
+        self.rounds.probing.add(self)
 
     def settle(self, now: float) -> None:
         """A layer was raised: stop, and probe again only after SETTLE."""
@@ -292,9 +304,7 @@ class Prober:
         self._next = max(self._next, now + SETTLE)
 
     def stop(self, success: bool) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.rounds.probing.discard(self)
         if not self.probing:
             return
         self.target = 0
@@ -320,13 +330,13 @@ class Prober:
                 found = found or consumer
         return found
 
-    def _pace(self) -> None:
-        self._timer = None
+    def pace(self, now: float) -> None:
         transport = self.transport
         if transport.state == "closed":
-            self.target = 0
+            self.stop(success=True)
             return
-        now = time.monotonic()
+        if now - self._last_pace < PACE_INTERVAL / 2:
+            return  # begun just now, between two ticks: the media rate needs an interval
         estimate = transport.bwe.estimate
         if estimate >= self.target:
             self.stop(success=True)
@@ -337,7 +347,7 @@ class Prober:
         if now > self._until:
             self.stop(success=True)
             return
-        if self.busy():  # not the link's fault: the next probe may come as usual
+        if self.rounds.busy():  # not the link's fault: the next probe may come as usual
             self.paused_busy += 1
             self.stop(success=True)
             self._next = now + RETRY_MIN
@@ -363,4 +373,3 @@ class Prober:
                 carrier.send_padding(PADDING, now)
             self.padding_packets += packets
         self._bytes_prior = transport.bytes_out
-        self._timer = transport.worker.loop.call_later(PACE_INTERVAL, self._pace)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from . import ice
-from .allocation import ALLOCATE_INTERVAL, ALLOCATE_SLICES, AllocationRounds
+from .allocation import ALLOCATE_INTERVAL, ALLOCATE_SLICES, PACE_INTERVAL, AllocationRounds
 from .config import MediaConfig
 from .consumer import BaseConsumer, Consumer
 from .dtls import DtlsCertificate
@@ -180,6 +180,7 @@ class Worker(asyncio.DatagramProtocol):
         self._schedule(min(1.0, self.config.consent_timeout / 4), self._consent_tick)
         self._schedule(SPEAKER_INTERVAL, lambda: self.speakers.tick(self.routers.values()))
         self._schedule(ALLOCATE_INTERVAL / ALLOCATE_SLICES, self.allocation.tick)
+        self._schedule(PACE_INTERVAL, self.allocation.pace)
         log.info("media worker on udp %s:%d%s", self.config.host, self.port,
                  f", tcp {self.tcp.port}" if self.tcp else "")
 

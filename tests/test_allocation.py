@@ -14,7 +14,13 @@ import time
 import av
 import pytest
 
-from mediaserver.allocation import ALLOCATE_INTERVAL, BUSY_LAG, PADDING, RESEND_SHARE
+from mediaserver.allocation import (
+    ALLOCATE_INTERVAL,
+    BUSY_LAG,
+    PACE_INTERVAL,
+    PADDING,
+    RESEND_SHARE,
+)
 from mediaserver.params import Codec, ConsumerParams, Encoding, ProducerParams
 from mediaserver.rtp.codecs import vp8_keyframe_size
 from mediaserver.rtp.packet import (
@@ -216,6 +222,13 @@ async def test_resends_take_at_most_their_share_of_the_estimate() -> None:
     assert len(sub.rtp) > before + len(resent)
 
 
+async def paces(room: Room, count: int) -> None:
+    """What the worker's pacing timer does every PACE_INTERVAL (this worker has no timers)."""
+    for _ in range(count):
+        await asyncio.sleep(PACE_INTERVAL)
+        room.worker.allocation.pace()
+
+
 async def test_prober_pads_towards_what_the_subscriber_could_use_and_backs_off() -> None:
     room = Room()
     room.second_of_media()
@@ -225,7 +238,7 @@ async def test_prober_pads_towards_what_the_subscriber_could_use_and_backs_off()
     prober = sub.transport.allocator.prober
     assert prober.probing and room.worker.dump().transports[1].probing
     before = len(sub.rtp)
-    await asyncio.sleep(0.1)  # a few paces of the prober's own timer
+    await paces(room, 5)
     padding = [p for p in sub.rtp[before:] if header(p)[4] == 6000]
     assert padding, "no padding sent"
     for packet in padding:
@@ -238,7 +251,7 @@ async def test_prober_pads_towards_what_the_subscriber_could_use_and_backs_off()
         1 for p in sub.rtp if header(p)[4] == 5000)
     # the link filled up: the estimate fell, the probe stops and waits before the next
     sub.transport.bwe.estimate = 300_000
-    await asyncio.sleep(0.05)
+    await paces(room, 1)
     assert not prober.probing and prober.failures == 1
     room.allocate(300_000)
     assert not prober.probing  # backing off
@@ -286,6 +299,6 @@ async def test_no_probing_while_the_worker_is_behind_its_packets() -> None:
     assert prober.probing
     before = len(sub.rtp)
     room.worker.lag = 2 * BUSY_LAG  # behind in the middle of a probe
-    await asyncio.sleep(0.05)  # the prober's own pace timer
+    await paces(room, 1)
     assert not prober.probing and prober.failures == 0 and prober.paused_busy == 2
     assert not [p for p in sub.rtp[before:] if header(p)[4] == 6000]

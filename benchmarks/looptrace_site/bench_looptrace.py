@@ -114,7 +114,7 @@ def install(worker_module: object) -> None:
     Worker.datagram_received = datagram_received
     for name, kind in (("_report_tick", "report_tick"), ("_twcc_tick", "twcc_tick"),
                        ("_nack_tick", "nack_tick"), ("_consent_tick", "consent_tick"),
-                       ("_allocate_tick", "allocate_tick"), ("_run_deferred", "deferred")):
+                       ("_run_late", "deferred")):
         if hasattr(Worker, name):
             _wrap_timer(Worker, name, kind)
     try:
@@ -126,7 +126,8 @@ def install(worker_module: object) -> None:
     try:
         from mediaserver import allocation
 
-        _wrap_timer(allocation.Prober, "_pace", "prober_pace")
+        _wrap_timer(allocation.AllocationRounds, "tick", "allocate_tick")
+        _wrap_timer(allocation.AllocationRounds, "pace", "prober_pace")
     except (ImportError, AttributeError):
         pass
     try:
