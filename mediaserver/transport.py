@@ -234,9 +234,12 @@ class WebRtcTransport:
     def _on_path_changed(self) -> None:
         """Media of a connected transport moved to a new address (a network change, an ICE
         restart): what was sent meanwhile went to the old one and is lost. Each video goes on
-        from a keyframe now rather than after the peer's own NACKs and PLIs time out."""
+        from a keyframe now rather than after the peer's own NACKs and PLIs time out, and the
+        bandwidth estimate does not read that loss as congestion of the new path (libwebrtc
+        resets its own on a route change): what was sent before is forgotten."""
         log.info("transport %s: media moved to %s", self.id, self.addr)
         self.path_changes += 1
+        self.tcc_history = SendHistory()
         for consumer in self.consumers.values():
             consumer.ask_keyframe()
         for producer in self.producers.values():

@@ -13,10 +13,10 @@ Checked: both sides decode each other's video and receive sound again, over the 
 the doctor keeps her participant id and never rejoined (the page's join count stays 1, one
 resume, the recovery's steps in order); a third participant (an aiortc client that only
 listens to the room) sees no participantLeft and no trackUnpublished. The gap from the address
-change to the first frames decoded again on each side is printed, with the page's recovery steps:
-the issue asks for 3 s; measured here (load average 12-15) the video froze 2.0-2.8 s, close
-enough to 3 s that a bound on it would fail on a busier machine, so none is asserted (the
-wait for the media to come back is bounded, as every wait is).
+change to the first frames decoded again on each side is printed, with every later freeze
+and the page's recovery steps: the issue asks for 3 s; measured here (load average 6-15) the
+video froze 2.0-2.8 s, close enough to 3 s that a bound on it would fail on a busier machine,
+so none is asserted (the wait for the media to come back is bounded, as every wait is).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from tests.support.client import Client
 from tests.support.netlab import NetLab
 
 BACK_FRAMES = 60  # 2 s of video past the change: more than any jitter buffer holds
+WATCH_S = 12.0  # freezes are watched for this long after the change
+FREEZE_S = 0.5
 WAIT_S = WAIT_MS / 1000
 # the doctor's page's recovery (window.__meeting.network), in this order
 RECOVERY = ["recovering", "resumed", "ICE restarted"]
@@ -46,14 +48,15 @@ async def decoded(page) -> dict:
     return await page.evaluate("() => window.__inbound")
 
 
-async def wait_resumed(pages: dict, base: dict, changed: float) -> dict[str, tuple]:
-    """Until each page decoded BACK_FRAMES frames past `base`; for each, the longest time
-    without a new decoded frame and when it ended (s after the change). Frames already on
-    their way are decoded after the change, so the freeze starts a little later."""
+async def watch_freezes(pages: dict, base: dict, changed: float) -> dict[str, list]:
+    """Each page's freezes (gaps over FREEZE_S between new decoded frames) from the change
+    until WATCH_S after it and BACK_FRAMES frames past `base`: [(start, length)], start in
+    s after the change. Frames already on their way are decoded after the change, so the
+    first freeze starts a little after it."""
     increases: dict[str, list[float]] = {name: [changed] for name in pages}
     last = {name: base[name]["framesDecoded"] for name in pages}
     done: set[str] = set()
-    while len(done) < len(pages):
+    while len(done) < len(pages) or time.monotonic() < changed + WATCH_S:
         assert time.monotonic() < changed + WAIT_S, f"media did not resume: {last} {base}"
         for name, page in pages.items():
             frames = (await decoded(page))["framesDecoded"]
@@ -63,11 +66,8 @@ async def wait_resumed(pages: dict, base: dict, changed: float) -> dict[str, tup
             if frames >= base[name]["framesDecoded"] + BACK_FRAMES:
                 done.add(name)
         await page.wait_for_timeout(50)  # getStats (watch_stats, every 200 ms) is polled
-    freezes = {}
-    for name, times in increases.items():
-        gap, end = max((b - a, b) for a, b in zip(times, times[1:], strict=False))
-        freezes[name] = (gap, end - changed)
-    return freezes
+    return {name: [(a - changed, b - a) for a, b in zip(times, times[1:], strict=False)
+                   if b - a > FREEZE_S] for name, times in increases.items()}
 
 
 def change_address(lab: NetLab) -> str:
@@ -89,7 +89,7 @@ async def test_address_change_mid_call(tmp_path: Path) -> None:
             observer = Client(server.base_url, server.token("ward", "observer"))
             try:
                 await observer.connect()
-                await observer.join()
+                await observer.request("join")  # events only: it answers no offer
                 rep = await (await here.new_context()).new_page()
                 await rep.goto(f"{server.base_url}/r/ward?name=Rep&autojoin=1")
                 await wait_joined(rep, WAIT_MS, reloads=1)
@@ -110,11 +110,14 @@ async def test_address_change_mid_call(tmp_path: Path) -> None:
                 base = {name: await decoded(page) for name, page in pages.items()}
                 changed = time.monotonic()
                 new_ip = change_address(lab)
-                freezes = await wait_resumed(pages, base, changed)
-                for name, (gap, back) in freezes.items():
-                    print(f"\n{name}: video frozen {gap:.2f} s, decoding again {back:.2f} s "
-                          "after the address change (getStats every 200 ms)", end="")
+                freezes = await watch_freezes(pages, base, changed)
                 print()
+                for name, found in freezes.items():
+                    back = next((f"{start + length:.2f} s" for start, length in found
+                                 if length > 1), "no freeze over 1 s")
+                    print(f"{name}: video decoding again after the address change: {back};"
+                          " freezes (start, length): " + ", ".join(
+                              f"({start:.2f} s, {length:.2f} s)" for start, length in found))
                 steps = await doctor.evaluate("() => window.__meeting.network")
                 start = await doctor.evaluate("() => performance.now()") - \
                     (time.monotonic() - changed) * 1000

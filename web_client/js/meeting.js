@@ -223,7 +223,11 @@ export class Meeting {
     const sub = new Subscriber({
       sig: this.sig,
       onChange: () => { if (sub === this.subscriber) this.roster.refreshAll(); },
-      onError: (err) => { if (!this.ended) showError(err, 'Could not receive media'); },
+      onError: (err) => {
+        // An answer lost with a socket being replaced: the resumed session offers again.
+        if (this.ended || (err.code === 'closed' && this.resuming)) return;
+        showError(err, 'Could not receive media');
+      },
     });
     this.watchConnection(sub.pc, 'Receiving media');
     state.subscribePc = sub.pc;
