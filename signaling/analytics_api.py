@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import analytics, grants, replay_analytics, safe_json
+from . import analytics, catchup, grants, replay_analytics, safe_json
 from .events import Event, EventLog, RedisEvents, SqliteEvents
 from .pages import page_response
 from .state import STATE, AppState
@@ -31,6 +31,9 @@ MAX_REPORT = 32 * 1024
 MAX_RANGES = 500
 _SRC = re.compile(r"/recordings/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})/g/([0-9]{1,12})/"
                   r"([0-9a-f]{32})/[^?#]*")
+# a participant's grant (catch-up in the room, catchup.py): id, participant, expiry, signature
+_SRC_PARTICIPANT = re.compile(r"/recordings/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})/p/"
+                              r"([A-Za-z0-9_-]{1,66})/([0-9]{1,12})/([0-9a-f]{32})/[^?#]*")
 _VIEWER = re.compile(r"[A-Za-z0-9_.@:+-]{1,128}")
 
 
@@ -220,7 +223,8 @@ async def player_report(request: web.Request) -> web.Response:
         body = safe_json.loads(raw)
         if not isinstance(body, dict):
             raise ValueError("not an object")
-        match = _SRC.fullmatch(str(body.get("src", "")).split("?")[0])
+        src = str(body.get("src", "")).split("?")[0]
+        match, watcher = _SRC.fullmatch(src), _SRC_PARTICIPANT.fullmatch(src)
         view = str(body.get("viewId", ""))
         viewer = str(body.get("viewer", "") or "")
         if not _VIEWER.fullmatch(view) or (viewer and not _VIEWER.fullmatch(viewer)):
@@ -228,6 +232,8 @@ async def player_report(request: web.Request) -> web.Response:
         data = {"ranges": _floats(body.get("ranges", []), (2, 3)),
                 "seeks": _floats(body.get("seeks", []), (2,)),
                 "live": bool(body.get("live", False)), "final": bool(body.get("final", False))}
+        if watcher is not None:  # catch-up inside the room: DVR viewing of the live event
+            data["dvr"] = True
         for key in ("pauses", "visible", "duration", "position", "rate"):
             value = body.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool) and \
@@ -236,9 +242,12 @@ async def player_report(request: web.Request) -> web.Response:
     except (safe_json.BadJson, ValueError) as exc:
         return _error(400, "bad_request", str(exc))
     state = request.app[STATE]
-    if match is None or not grants.check(state.config.effective_jwt_secret, *match.groups()):
+    secret = state.config.effective_jwt_secret
+    if not ((match is not None and grants.check(secret, *match.groups())) or
+            (watcher is not None and grants.check_participant(secret, *watcher.groups())
+             and catchup.watching_room(state, *watcher.groups()[:2]))):
         return _error(403, "forbidden", "src must be a recording's playlist under a valid grant")
-    entry = await state.store.get_recording(match.group(1))
+    entry = await state.store.get_recording((match or watcher).group(1))
     if entry is None:
         return _error(404, "not_found", "no such recording")
     request.app[EVENTS].emit("play", entry["room"], session=view,

@@ -39,3 +39,35 @@ def check(secret: str, recording_id: str, expires: str, signature: str,
     if int(expires) < (now if now is not None else time.time()):
         return False
     return hmac.compare_digest(signature, _signature(secret, recording_id, int(expires)))
+
+
+# ---- a participant's grant: valid while they are in the room (catchup.py) --------------------
+# `/recordings/<id>/p/<participant>/<expiry>/<signature>/<file>`: the signature binds the
+# participant's id, and the route serves it only while that participant is in the room.
+_PARTICIPANT = re.compile(r"p-[A-Za-z0-9_-]{1,64}")
+
+
+def _participant_signature(secret: str, recording_id: str, participant: str,
+                           expires: int) -> str:
+    message = f"watch:{recording_id}:{participant}:{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def participant_grant_path(secret: str, recording_id: str, participant: str, ttl: int,
+                           now: float | None = None) -> str:
+    expires = int((now if now is not None else time.time()) + ttl)
+    sig = _participant_signature(secret, recording_id, participant, expires)
+    return f"/recordings/{recording_id}/p/{participant}/{expires}/{sig}"
+
+
+def check_participant(secret: str, recording_id: str, participant: str, expires: str,
+                      signature: str, now: float | None = None) -> bool:
+    """The signature and expiry of a participant's grant (whether they are still in the room
+    is the route's question). Never an exception, whatever the path holds."""
+    if not (_RECORDING.fullmatch(recording_id) and _PARTICIPANT.fullmatch(participant)
+            and _EXPIRES.fullmatch(expires) and _SIGNATURE.fullmatch(signature)):
+        return False
+    if int(expires) < (now if now is not None else time.time()):
+        return False
+    return hmac.compare_digest(
+        signature, _participant_signature(secret, recording_id, participant, int(expires)))

@@ -18,7 +18,7 @@ from typing import Any
 from mediaserver.api import MediaControl
 
 # features and interaction are imported for the methods they register
-from . import breakouts, events, features, interaction, methods, schemas, speaking  # noqa: F401
+from . import breakouts, catchup, events, features, interaction, methods, schemas, speaking  # noqa: F401
 from .errors import RequestError
 from .media_session import MediaSession
 from .methods import ALL, Handler, method
@@ -236,6 +236,7 @@ class Participant:
                 await self.rooms.release_if_empty(room)
         self.joined = False
         if room is not None and was_joined:
+            catchup.left(self)  # before we leave the room: hosts get the new count
             await self.media_session.unpublish_all(room)
             room.participants.pop(self.id, None)
             self.media_session.release_router(room)

@@ -1,6 +1,8 @@
 """Serving a recording's files: only under a valid grant, never outside its directory.
 
-`GET /recordings/<id>/g/<expiry>/<signature>/<file>` (grants.py). Playlists are never cached;
+`GET /recordings/<id>/g/<expiry>/<signature>/<file>` (grants.py), or under a participant's
+grant `GET /recordings/<id>/p/<participant>/<expiry>/<signature>/<file>` while that participant
+is in the room being recorded (catchup.py). Playlists are never cached;
 with low-latency HLS a playlist request may carry `_HLS_msn`/`_HLS_part` and is held until the
 playlist holds what it asks for, and a request for the part the playlist hints is held until
 that part exists (hls_reload.py). Segments and parts never change once written.
@@ -13,7 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .grants import check
+from .catchup import watching_room
+from .grants import check, check_participant
 from .hls_reload import (
     READY,
     TOO_FAR,
@@ -55,10 +58,25 @@ def _headers(target: Path) -> dict[str, str]:
 
 async def recording_file(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    rid, path = request.match_info["id"], request.match_info["path"]
-    if not check(state.config.effective_jwt_secret, rid, request.match_info["expires"],
-                 request.match_info["sig"]):
+    if not check(state.config.effective_jwt_secret, request.match_info["id"],
+                 request.match_info["expires"], request.match_info["sig"]):
         return _error(403, "forbidden", "no valid grant for this recording")
+    return await _serve(request)
+
+
+async def participant_file(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    rid, who = request.match_info["id"], request.match_info["pid"]
+    if not (check_participant(state.config.effective_jwt_secret, rid, who,
+                              request.match_info["expires"], request.match_info["sig"])
+            and watching_room(state, rid, who)):
+        return _error(403, "forbidden", "no valid grant for this recording")
+    return await _serve(request)
+
+
+async def _serve(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    rid, path = request.match_info["id"], request.match_info["path"]
     refused = _bad_name(path)  # before the file system sees the name
     if refused is not None:
         return refused
@@ -97,3 +115,5 @@ def add_recording_routes(app: web.Application) -> None:
     app[WATCHER] = PlaylistWatcher()
     app.on_cleanup.append(_close_watcher)
     app.router.add_get("/recordings/{id}/g/{expires}/{sig}/{path:[^/]+}", recording_file)
+    app.router.add_get("/recordings/{id}/p/{pid}/{expires}/{sig}/{path:[^/]+}",
+                       participant_file)

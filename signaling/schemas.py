@@ -176,6 +176,12 @@ class RaiseHand(Params):
     raised: bool
 
 
+class CatchUp(Params):
+    """Rewound to the live HLS of the stage (true) or back on the live stage (false)."""
+
+    rewound: bool
+
+
 class SetNotes(Params):
     text: text(MAX_NOTES, min_length=0, strip=False)
     base_version: Id
@@ -292,6 +298,7 @@ PARAMS: dict[str, type[Params]] = {
     "leave": Empty, "probe": Probe, "probeDone": ProbeRef, "probeInfo": Empty,
     "recordStart": RecordStart, "recordStop": Empty, "setLive": SetLive, "lobbyList": Empty,
     "admit": ParticipantRef, "refuse": ParticipantRef, "raiseHand": RaiseHand,
+    "catchUp": CatchUp,
     "getNotes": Empty, "setNotes": SetNotes, "muteParticipant": MuteParticipant,
     "removeParticipant": ParticipantRef, "promote": ParticipantRef, "demote": ParticipantRef,
     "qaAsk": Question, "qaUpvote": QuestionRef, "qaAnswer": QuestionRef,

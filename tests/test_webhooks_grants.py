@@ -8,7 +8,7 @@ import json
 
 from aiohttp import web
 
-from signaling.grants import check, grant_path
+from signaling.grants import check, check_participant, grant_path, participant_grant_path
 from signaling.webhooks import Webhooks
 from tests.support.server import free_port
 
@@ -63,3 +63,17 @@ def test_grants_expire_and_cannot_be_forged() -> None:
     assert not check("other", "rec-9", expires, signature, now=1030)  # forged
     assert not check("secret", "rec-9", str(int(expires) + 100), signature, now=1030)
     assert not check("secret", "rec-9", "soon", signature, now=1030)
+
+
+def test_participant_grants_bind_the_participant() -> None:
+    path = participant_grant_path("secret", "rec-9", "p-1a2b", ttl=60, now=1000)
+    _, _, rec, kind, who, expires, signature = path.split("/")
+    assert (rec, kind, who) == ("rec-9", "p", "p-1a2b")
+    assert check_participant("secret", "rec-9", "p-1a2b", expires, signature, now=1030)
+    assert not check_participant("secret", "rec-9", "p-1a2b", expires, signature, now=1061)
+    assert not check_participant("secret", "rec-9", "p-9999", expires, signature, now=1030)
+    assert not check_participant("secret", "rec-8", "p-1a2b", expires, signature, now=1030)
+    assert not check_participant("other", "rec-9", "p-1a2b", expires, signature, now=1030)
+    assert not check_participant("secret", "rec-9", "../x", expires, signature, now=1030)
+    # a recording's own grant is no participant's, and the other way round
+    assert not check("secret", "rec-9", expires, signature, now=1030)

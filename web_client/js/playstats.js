@@ -2,7 +2,9 @@
 // (position ranges with their rate), seeks, pauses and the seconds the tab was visible, sent to
 // POST /api/player/report every REPORT_MS and when the page is hidden or closed. The playlist
 // path with its grant (`src`) is the credential; `viewer` comes from the page's ?viewer=, or
-// an anonymous id kept in this browser.
+// an anonymous id kept in this browser. `extra` fields go into every report (the room's
+// catch-up player sends `dvr: true`, catchup.js); the function returned stops the reporting
+// with a last report (a player that goes away before the page does).
 const REPORT_MS = 5000;
 const JUMP = 1.5; // a position change this much beyond the elapsed time is a seek
 
@@ -17,7 +19,9 @@ function viewerId(params) {
   return anon;
 }
 
-export function startReporting(video, src, isLive, params) {
+export function startReporting(video, src, isLive, params, extra = {}) {
+  window.__player ??= {};
+  let stopped = false;
   const viewId = `v-${crypto.randomUUID()}`;
   const viewer = viewerId(params);
   let ranges = [];
@@ -80,6 +84,7 @@ export function startReporting(video, src, isLive, params) {
   window.addEventListener('pagehide', () => report(true));
 
   function report(final) {
+    if (stopped) return;
     const now = performance.now();
     if (visibleSince !== null) { visibleMs += now - visibleSince; visibleSince = now; }
     const playing = from !== null;
@@ -88,7 +93,7 @@ export function startReporting(video, src, isLive, params) {
       src: new URL(src, location.href).pathname, viewId, viewer, live: Boolean(isLive()),
       ranges, seeks, pauses, visible: visibleMs / 1000, rate: video.playbackRate || 1,
       position: video.currentTime, duration: Number.isFinite(video.duration) ? video.duration : 0,
-      final,
+      final, ...extra,
     };
     if (playing && !final) open();
     if (!final && !ranges.length && !seeks.length && !pauses) return;
@@ -102,6 +107,7 @@ export function startReporting(video, src, isLive, params) {
         headers: { 'Content-Type': 'application/json' } }).catch(() => {});
     }
   }
-  setInterval(() => report(false), REPORT_MS);
+  const timer = setInterval(() => report(false), REPORT_MS);
   window.__player.report = () => report(false);
+  return () => { report(true); stopped = true; clearInterval(timer); };
 }

@@ -20,6 +20,7 @@ import { BreakoutsPanel } from './breakouts.js';
 import { LobbyPanel } from './lobby.js';
 import { BroadcastControl } from './broadcast.js';
 import { RecordingControl } from './recording.js';
+import { CatchUpControl } from './catchup.js';
 import { ScreenShareControl } from './screen.js';
 
 const $ = (id) => document.getElementById(id);
@@ -175,6 +176,7 @@ function initMeetingControls() {
     new LobbyPanel({ tabs }),
     new BroadcastControl(),
     new RecordingControl(),
+    new CatchUpControl(),
     new ScreenShareControl(),
   ];
 }
