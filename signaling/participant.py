@@ -154,6 +154,7 @@ class Participant:
                 "live": room.live, "recording": self.rooms.recordings is not None
                 and self.rooms.recordings.recording(room),
                 "activeSpeaker": speaking.speaker_of(room, self.group, room.sees_media(self)),
+                **({"rewound": catchup.count(room)} if self.role == "host" else {}),
                 "token": self._session_token(),
                 **({"iceServers": self.turn.ice_servers(self.id)} if self.turn else {})}
 

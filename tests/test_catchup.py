@@ -53,6 +53,9 @@ async def test_catch_up_grant_lives_with_the_session(server) -> None:
             grants[who.self_id] = server.base_url + grant["playlist"]
             assert await status_of(grants[who.self_id]) == 200
         assert await host.wait_event("rewoundChanged", lambda d: d["count"] == 2)
+        cohost = await joined(server, "talk", "cohost", "host")  # a host who comes later
+        people.append(cohost)
+        assert cohost.joined["rewound"] == 2 and "rewound" not in late.joined
         # a grant names its participant: another id under the same signature is refused
         forged = grants[early.self_id].replace(early.self_id, late.self_id)
         assert await status_of(forged) == 403

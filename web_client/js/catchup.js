@@ -68,20 +68,27 @@ export class CatchUpControl {
   }
 
   attach(m, res) {
-    if (this.session) this.close(); // a new session: the old one's grant is gone
+    if (this.session) { // joined again (the long way): the stage is live again
+      this.close();
+      m.request('catchUp', { rewound: false }).catch(() => {});
+    }
     this.m = m;
     this.recording = Boolean(res.recording);
+    this.showCount(res.rewound ?? 0);
     this.render();
     m.on('recordingChanged', (d) => {
       this.recording = Boolean(d.recording);
       if (!this.recording && this.session) this.backToLive('recording stopped');
       this.render();
     });
-    m.on('rewoundChanged', (d) => {
-      window.__catchup.count = d.count;
-      this.badge.hidden = !d.count;
-      this.badge.textContent = `⟲ ${d.count} rewound`;
-    });
+    m.on('rewoundChanged', (d) => this.showCount(d.count));
+  }
+
+  /** Hosts: how many people watch the stage rewound now. */
+  showCount(count) {
+    window.__catchup.count = count;
+    this.badge.hidden = !count;
+    this.badge.textContent = `⟲ ${count} rewound`;
   }
 
   render() {
