@@ -17,6 +17,7 @@ import re
 
 from aioice import stun
 
+from mediaserver.api import CONSENT_EXPIRED
 from tests.support.client import Client
 from tests.support.relay import LossyRelay, _Upstream
 from tests.support.tracks import FrameChecker, PatternVideoTrack
@@ -223,6 +224,27 @@ async def test_ice_restart_of_both_connections(server) -> None:
         assert answered[0] not in worker.transport_ids_by_ufrag()
         assert not {e["event"] for e in doctor.events} & {"participantLeft", "trackUnpublished"}
         assert await rep.request("restartIce") == {"restarting": False}  # nothing received yet
+    finally:
+        for c in (rep, doctor):
+            await c.close()
+
+
+async def test_resume_without_the_connections_falls_back_to_a_rejoin(server) -> None:
+    """A connection that expired (ICE consent) while the doctor was away cannot be kept: the
+    new session is told (mediaKept false) and her media starts over, as on any reconnect."""
+    rep, doctor, seen = await pair(server)
+    try:
+        session = next(p for p in server.state.sessions if p.identity == "doctor")
+        worker = server.state.media.worker
+        worker.transports[session.subscribe_transport].close(CONSENT_EXPIRED)
+        await asyncio.wait_for(doctor.closed.wait(), 10)  # 4503 media_lost: come back
+        assert doctor.close_code == 4503
+        result = await resume_on_new_socket(doctor)
+        assert result["resumed"] and not result["mediaKept"], result
+        assert result["self"]["id"] == doctor.self_id
+        assert session.subscribe_transport not in worker.transports
+        seen_by_rep = {e["event"] for e in rep.events}
+        assert "participantLeft" not in seen_by_rep, seen_by_rep
     finally:
         for c in (rep, doctor):
             await c.close()
