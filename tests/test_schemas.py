@@ -154,6 +154,7 @@ WEB_CLIENT = [
     ("breakoutAssign", {"participantId": "p-1", "groupId": None}),
     ("breakoutAssign", {"participantId": "p-1", "groupId": "g-1"}),
     ("breakoutChoose", {"groupId": "g-1"}),
+    ("catchUp", {"rewound": True}), ("catchUp", {"rewound": False}),
 ]
 
 
