@@ -18,19 +18,25 @@ Measured, each as the best of `--runs` (CPU seconds of this process, and wall):
   funnel) and its CSV, from events in memory (what `GET .../report` computes);
 - `heatmap`: `replay_analytics.analyze` of the recording's events (perSecond, unwatched,
   watched once, re-watched, skipped, drop-off, completion);
-- the same two through the SQLite event log as the API does it: read (rows, JSON, Event
-  objects), compute, serialize the answer to JSON (`report via log`, `heatmap via log`);
-- the log's own cost: `emit` per event, and the background writer's batches into SQLite.
+- through the event log (SQLite, and Redis with a real redis-server on loopback), as the HTTP
+  handlers do it, reading included: the session report from the room's events; the replay
+  figures from the per-view summaries the writer keeps (`heatmap_via_log`: what
+  GET /api/recordings/{id}/analytics reads), and, to compare, from the raw reports
+  (`heatmap_via_raw_reports`, `--raw-runs`), checked to give the same figures;
+- the log's own cost: `emit` per event, the background writer's batches, and events written
+  one at a time (a player report with its view's summary).
 
 No timed assertions anywhere: tests/test_analytics_bench.py only runs it small.
 
     python -m benchmarks.analytics [--attendees 1000] [--views 1000] [--hours 2] [--runs 3]
+        [--stores sqlite,redis] [--raw-runs 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -42,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from signaling import analytics, replay_analytics
-from signaling.events import Event, EventLog, SqliteEvents
+from signaling.events import Event, EventLog, RedisEvents, SqliteEvents
 
 T0 = 1_800_000_000.0  # the webinar's start (epoch seconds)
 ROOM = "webinar"
@@ -235,46 +241,132 @@ def heatmap(events: list[Event], duration: float) -> dict[str, Any]:
     return replay_analytics.analyze(events, duration)
 
 
-async def through_log(live: list[Event], plays: list[Event], duration: float, runs: int,
-                      directory: Path) -> dict[str, Any]:
-    """Append everything through an EventLog into SQLite (timed: emit, and the writer), then
-    read and compute as the HTTP handlers do (best of `runs`)."""
-    log = EventLog(SqliteEvents(directory / "analytics.sqlite3"), node="a", retention_days=0)
+async def through_log(backend: Any, live: list[Event], plays: list[Event], duration: float,
+                      runs: int, raw_runs: int, server_cpu: Callable[[], Any]
+                      ) -> dict[str, Any]:
+    """Append everything through an EventLog into `backend` (timed: emit, and the writer),
+    then read and compute as the HTTP handlers do (best of `runs`). `server_cpu()`: the CPU
+    seconds of the store's own process so far (Redis), or None."""
+    log = EventLog(backend, node="a", retention_days=0)
     await log.start()
     everything = live + plays
     log.max_queue = len(everything) + 1  # all of it queued first, then written: both timed
     c0 = time.process_time()
     for e in everything:
-        log.emit(e.kind, e.room, session=e.session, identity=e.identity, name=e.name,
-                 role=e.role, recording=e.recording, at=e.at, **e.data)
+        _emit(log, e)
     emit_cpu = time.process_time() - c0
-    c0, w0 = time.process_time(), time.perf_counter()
+    c0, w0, s0 = time.process_time(), time.perf_counter(), await server_cpu()
     await log.flush()
     write_cpu, write_wall = time.process_time() - c0, time.perf_counter() - w0
-    assert log.written >= len(everything) and not log.failed and not log.dropped, \
-        log.counters()
     rows: dict[str, Any] = {
         "emit_us_per_event": round(emit_cpu / len(everything) * 1e6, 2),
         "write_us_per_event": round(write_cpu / len(everything) * 1e6, 2),
         "write_wall_s": round(write_wall, 2)}
-    for name, read, compute in (
-            ("report_via_log", {"room": ROOM},
-             lambda evs: analytics.report(*_found(evs), evs)),
-            ("heatmap_via_log", {"recording": RECORDING},
-             lambda evs: replay_analytics.analyze(evs, duration))):
-        cpus, walls, reads = [], [], []
-        for _ in range(runs):
-            c0, w0 = time.process_time(), time.perf_counter()
-            evs = await log.read(**read)
+    if s0 is not None:
+        rows["write_store_us_per_event"] = round(
+            (await server_cpu() - s0) / len(everything) * 1e6, 2)
+    assert log.written >= len(everything) and not log.failed and not log.dropped, \
+        log.counters()
+    answers: dict[str, Any] = {}
+
+    async def summaries() -> tuple[Any, int]:
+        views = await log.views(RECORDING)
+        return views, len(views)
+
+    async def reports() -> tuple[Any, int]:
+        evs = await log.read(recording=RECORDING)
+        return evs, len(evs)
+
+    async def room() -> tuple[Any, int]:
+        evs = await log.read(room=ROOM)
+        return evs, len(evs)
+
+    for name, read, compute, times in (
+            ("report_via_log", room, lambda evs: analytics.report(*_found(evs), evs), runs),
+            ("heatmap_via_log", summaries,
+             lambda views: replay_analytics.from_summaries(views, duration), runs),
+            ("heatmap_via_raw_reports", reports,
+             lambda evs: replay_analytics.analyze(evs, duration), raw_runs)):
+        if not times:
+            continue
+        cpus, walls, reads, stores = [], [], [], []
+        for _ in range(times):
+            gc.collect()
+            c0, w0, s0 = time.process_time(), time.perf_counter(), await server_cpu()
+            got, count = await read()
             r0 = time.process_time()
-            json.dumps(compute(evs), separators=(",", ":"))
+            answers[name] = compute(got)
+            json.dumps(answers[name], separators=(",", ":"))
             cpus.append(time.process_time() - c0)
             walls.append(time.perf_counter() - w0)
             reads.append(r0 - c0)
+            if s0 is not None:
+                stores.append(await server_cpu() - s0)
+            del got
         rows[name] = {"cpu_s": round(min(cpus), 4), "wall_s": round(min(walls), 4),
-                      "read_cpu_s": round(min(reads), 4), "events": len(evs)}
+                      "read_cpu_s": round(min(reads), 4), "read": count}
+        if stores:
+            rows[name]["store_cpu_s"] = round(min(stores), 4)
+    if "heatmap_via_raw_reports" in answers:  # the fast path gives the full recomputation's
+        fast, full = answers["heatmap_via_log"], answers["heatmap_via_raw_reports"]
+        rows["same_figures"] = all(
+            abs(fast[k] - full[k]) <= 0.011 if k.endswith("Minutes") else fast[k] == full[k]
+            for k in full)
     await log.stop()
     return rows
+
+
+def _emit(log: EventLog, e: Event) -> None:
+    log.emit(e.kind, e.room, session=e.session, identity=e.identity, name=e.name, role=e.role,
+             recording=e.recording, at=e.at, **e.data)
+
+
+async def one_by_one(backend: Any, events: list[Event]) -> float:
+    """µs of CPU per event when each is written alone (a server's writer wakes at each event
+    when they come a few a second): the writer's cost per report with its summary."""
+    log = EventLog(backend, node="a", retention_days=0)
+    await log.start()
+    c0 = time.process_time()
+    for e in events:
+        _emit(log, e)
+        await log.flush()
+    cpu = time.process_time() - c0
+    await log.stop()
+    return round(cpu / len(events) * 1e6, 2)
+
+
+async def backends(names: list[str], live: list[Event], plays: list[Event], duration: float,
+                   runs: int, raw_runs: int, directory: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    alone = {"live": live[:2000], "play": plays[:5000]}
+
+    async def nothing() -> None:
+        return None
+
+    for name in names:
+        if name == "sqlite":
+            out[name] = await through_log(SqliteEvents(directory / "analytics.sqlite3"), live,
+                                          plays, duration, runs, raw_runs, nothing)
+            for kind, evs in alone.items():
+                out[name][f"alone_{kind}_us"] = await one_by_one(
+                    SqliteEvents(directory / f"alone-{kind}.sqlite3"), evs)
+            continue
+        from tests.support.redis_server import redis_server  # a real redis-server, by PID
+
+        async with redis_server(directory / "redis") as url:
+            probe = RedisEvents(url)
+
+            async def redis_cpu(probe: RedisEvents = probe) -> float:
+                info = await probe.redis.info("cpu")
+                return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+            out[name] = await through_log(RedisEvents(url), live, plays, duration, runs,
+                                          raw_runs, redis_cpu)
+            for kind, evs in alone.items():
+                await probe.redis.flushall()
+                out[name][f"alone_{kind}_us"] = await one_by_one(RedisEvents(url), evs)
+            await probe.close()
+    return out
 
 
 def _found(evs: list[Event]) -> tuple[analytics.Session, float]:
@@ -285,7 +377,8 @@ def _found(evs: list[Event]) -> tuple[analytics.Session, float]:
     return found, now
 
 
-def run(attendees: int, views: int, hours: float, runs: int, seed: int = 1) -> dict[str, Any]:
+def run(attendees: int, views: int, hours: float, runs: int, seed: int = 1,
+        stores: tuple[str, ...] = ("sqlite", "redis"), raw_runs: int = 1) -> dict[str, Any]:
     t0 = time.perf_counter()
     live = webinar_events(attendees, hours, seed)
     plays = replay_events(views, hours, seed + 1)
@@ -305,7 +398,8 @@ def run(attendees: int, views: int, hours: float, runs: int, seed: int = 1) -> d
         "heatmap": best(lambda: heatmap(plays, duration), runs),
     }
     with tempfile.TemporaryDirectory(prefix="analytics-bench-") as tmp:
-        result.update(asyncio.run(through_log(live, plays, duration, runs, Path(tmp))))
+        result["logs"] = asyncio.run(backends(list(stores), live, plays, duration, runs,
+                                              raw_runs, Path(tmp)))
     return result
 
 
@@ -313,32 +407,45 @@ def markdown(r: dict[str, Any]) -> str:
     def us(part: dict[str, Any], n: int) -> str:
         return f"{part['cpu_s'] / n * 1e6:.2f}"
 
+    def store(part: dict[str, Any]) -> str:
+        return f" (+ {part['store_cpu_s']} in Redis)" if "store_cpu_s" in part else ""
+
     lines = [
         f"{r['attendees']:,} attendees, {r['hours']} h: {r['live_events']:,} live events; "
         f"{r['views']:,} views of the recording: {r['play_events']:,} player reports "
         f"({r['heatmap_seconds']:,} s heatmap). Best of {r['runs']} runs, "
-        f"{r['machine']}.",
+        f"{r['machine']}, load average {r['load_avg']}.",
         "",
-        "| what | events | CPU s | wall s | µs CPU / event |",
+        "| what | read | CPU s | read CPU s | wall s |",
         "|---|---|---|---|---|",
-        f"| session report + CSV, from memory | {r['live_events']:,} | {r['report']['cpu_s']} "
-        f"| {r['report']['wall_s']} | {us(r['report'], r['live_events'])} |",
-        f"| heatmap and replay figures, from memory | {r['play_events']:,} | "
-        f"{r['heatmap']['cpu_s']} | {r['heatmap']['wall_s']} | "
-        f"{us(r['heatmap'], r['play_events'])} |",
-        f"| session report via the SQLite log (read {r['report_via_log']['read_cpu_s']} s) + "
-        f"JSON | {r['report_via_log']['events']:,} | {r['report_via_log']['cpu_s']} | "
-        f"{r['report_via_log']['wall_s']} | "
-        f"{us(r['report_via_log'], r['report_via_log']['events'])} |",
-        f"| heatmap via the SQLite log (read {r['heatmap_via_log']['read_cpu_s']} s) + JSON | "
-        f"{r['heatmap_via_log']['events']:,} | {r['heatmap_via_log']['cpu_s']} | "
-        f"{r['heatmap_via_log']['wall_s']} | "
-        f"{us(r['heatmap_via_log'], r['heatmap_via_log']['events'])} |",
-        "",
-        f"The log itself: `emit` {r['emit_us_per_event']} µs CPU per event on the caller's "
-        f"loop; the writer {r['write_us_per_event']} µs CPU per event into SQLite "
-        f"({r['write_wall_s']} s wall for all {r['live_events'] + r['play_events']:,}).",
+        f"| session report + CSV, from memory | {r['live_events']:,} events | "
+        f"{r['report']['cpu_s']} | | {r['report']['wall_s']} |",
+        f"| replay figures from the raw reports, in memory | {r['play_events']:,} reports | "
+        f"{r['heatmap']['cpu_s']} | | {r['heatmap']['wall_s']} |",
     ]
+    what = {"report_via_log": ("session report via the {} log + JSON", "events"),
+            "heatmap_via_log": ("replay figures via the {} log's view summaries + JSON",
+                                "summaries"),
+            "heatmap_via_raw_reports": ("replay figures via the {} log's raw reports + JSON",
+                                        "reports")}
+    for name, rows in r["logs"].items():
+        for key, (text, unit) in what.items():
+            if key in rows:
+                part = rows[key]
+                lines.append(f"| {text.format(name)} | {part['read']:,} {unit} | "
+                             f"{part['cpu_s']}{store(part)} | {part['read_cpu_s']} | "
+                             f"{part['wall_s']} |")
+    lines.append("")
+    for name, rows in r["logs"].items():
+        extra = f", Redis itself {rows['write_store_us_per_event']} µs" \
+            if "write_store_us_per_event" in rows else ""
+        lines.append(
+            f"- {name}: `emit` {rows['emit_us_per_event']} µs CPU per event; the writer "
+            f"{rows['write_us_per_event']} µs per event in batches{extra} "
+            f"({rows['write_wall_s']} s wall for all); written one at a time "
+            f"{rows['alone_live_us']} µs per live event, {rows['alone_play_us']} µs per "
+            f"player report (with its view's summary); the summaries' figures equal the raw "
+            f"reports': {rows.get('same_figures', 'not compared')}.")
     return "\n".join(lines) + "\n"
 
 
@@ -349,13 +456,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--stores", default="sqlite,redis",
+                        help="the event log's back ends to measure (redis: a redis-server is "
+                             "started on loopback)")
+    parser.add_argument("--raw-runs", type=int, default=1,
+                        help="runs of the full recomputation from the raw reports (0: none)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"),
                         help="where analytics.json and analytics.md go ('' for nowhere)")
     args = parser.parse_args(argv)
-    result = run(args.attendees, args.views, args.hours, args.runs, args.seed)
+    load = os.getloadavg()
+    result = run(args.attendees, args.views, args.hours, args.runs, args.seed,
+                 tuple(args.stores.split(",")), args.raw_runs)
     result["runs"] = args.runs
+    result["load_avg"] = [round(x, 2) for x in (*load, *os.getloadavg())]  # before, after
     result["machine"] = f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
-    result["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     text = markdown(result)
     print(json.dumps(result, indent=2))
     print(text)

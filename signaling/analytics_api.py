@@ -43,7 +43,7 @@ def install(app: web.Application) -> EventLog:
     state: AppState = app[STATE]
     config = state.config
     if config.store.startswith(("redis://", "rediss://")):
-        backend: Any = RedisEvents(config.store)
+        backend: Any = RedisEvents(config.store, owner=config.node)
     else:
         backend = SqliteEvents(config.data_dir / "analytics.sqlite3")
     hash_key = config.effective_jwt_secret if config.analytics_hash_identities else ""
@@ -190,9 +190,13 @@ async def recording_analytics(request: web.Request) -> web.Response:
     if viewer is not None and not _VIEWER.fullmatch(viewer):
         return _error(400, "bad_request", "viewer must be 1-128 of A-Z a-z 0-9 _ . @ : + -")
     log_ = request.app[EVENTS]
-    evs = await log_.read(recording=entry["id"])
-    result = replay_analytics.analyze(evs, entry.get("duration"),
-                                      log_.who(viewer) if viewer else None)
+    who = log_.who(viewer) if viewer else None
+    views = await log_.views(entry["id"])  # one summary per view (docs/analytics.md)
+    if views:
+        result = replay_analytics.from_summaries(views, entry.get("duration"), who)
+    else:  # none kept (reports from before the summaries, in Redis): from the reports
+        evs = await log_.read(recording=entry["id"])
+        result = replay_analytics.analyze(evs, entry.get("duration"), who)
     if viewer:
         result["viewer"] = viewer
     # to play it on the dashboard: the same links (with grants) a host gets from recordStop

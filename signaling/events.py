@@ -19,11 +19,14 @@ module; they find the log through the RoomRegistry (`rooms.events`) and do nothi
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import secrets
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import schemas
 from .methods import ALL, method
 from .sqlite_file import SqliteFile
+from .view_summaries import Summaries, ViewSummary, merged
 
 if TYPE_CHECKING:
     from .participant import Participant
@@ -44,6 +48,9 @@ log = logging.getLogger(__name__)
 MAX_QUEUE = 100_000  # events waiting to be written; beyond, new ones are dropped (counted)
 BATCH = 500
 PURGE_EVERY = 3600.0  # seconds between retention sweeps
+# entries per XRANGE: one reply is parsed within the client's socket timeout (redis-py: 5 s),
+# which 10,000 player reports could outlast on a loaded machine
+XRANGE_CHUNK = 1000
 
 
 @dataclass(slots=True)
@@ -74,6 +81,8 @@ class Backend(Protocol):
     async def read(self, room: str | None = None, recording: str | None = None) -> list[Event]:
         """By time: a room's own events (`room` alone: not its recordings' player events), or
         a recording's player events."""
+    async def views(self, recording: str) -> dict[str, ViewSummary]:
+        """The recording's per-view summaries (view_summaries.py), every node's merged."""
     async def purge(self, before: float) -> int: ...
     async def claim(self, key: str) -> bool:
         """True for the first caller of `key` on any node (the session.ended webhook)."""
@@ -98,7 +107,24 @@ CREATE INDEX IF NOT EXISTS events_room_recording ON events(room, recording, at);
 DROP INDEX IF EXISTS events_room;
 CREATE INDEX IF NOT EXISTS events_recording ON events(recording, at);
 CREATE INDEX IF NOT EXISTS events_at ON events(at);
+CREATE TABLE IF NOT EXISTS view_summaries (
+    recording TEXT NOT NULL,
+    view TEXT NOT NULL,
+    node TEXT NOT NULL,
+    last REAL NOT NULL,
+    summary BLOB NOT NULL,
+    PRIMARY KEY (recording, view, node)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS view_summaries_last ON view_summaries(last);
 """
+SUMMARIES_VERSION = 1  # PRAGMA user_version once the summaries of older reports are built
+UPSERT = ("INSERT INTO view_summaries(recording, view, node, last, summary) VALUES "
+          "(?, ?, ?, ?, ?) ON CONFLICT(recording, view, node) DO UPDATE SET "
+          "last = excluded.last, summary = excluded.summary")
+
+
+def _plays(events: list[Event]) -> list[Event]:
+    return [e for e in events if e.kind == "play" and e.recording]
 
 
 def _event(values: Iterable[Any]) -> Event:
@@ -115,15 +141,57 @@ class SqliteEvents(SqliteFile):
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, "events")
         self._claimed: set[str] = set()
+        self.summaries = Summaries()  # touched on the thread only
+
+    def _conn(self) -> sqlite3.Connection:
+        fresh = self._db is None
+        db = super()._conn()
+        if fresh and db.execute("PRAGMA user_version").fetchone()[0] < SUMMARIES_VERSION:
+            self._backfill(db)
+        return db
+
+    def _backfill(self, db: sqlite3.Connection) -> None:
+        """Once per file: the summaries of the reports written before there were any."""
+        built: dict[tuple[str, str, str], ViewSummary] = {}
+        with db:
+            rows = db.execute("SELECT at, recording, session, node, identity, data FROM events "
+                              "WHERE kind = 'play' AND recording != '' ORDER BY at, id")
+            for at, recording, session, node, identity, data in rows:
+                summary = built.setdefault((recording, session, node), ViewSummary())
+                summary.add(float(at), identity, json.loads(data or "{}"))
+            db.execute("DELETE FROM view_summaries")
+            db.executemany(UPSERT, [(*k, s.last, s.dump()) for k, s in built.items()])
+            db.execute(f"PRAGMA user_version = {SUMMARIES_VERSION}")
 
     async def write(self, events: list[Event]) -> None:
+        plays = _plays(events)
+
         def work() -> None:
             db = self._conn()
-            with db:
-                db.executemany(f"INSERT INTO events({', '.join(COLUMNS)}) VALUES "
-                               f"({', '.join('?' * len(COLUMNS))})", [e.row() for e in events])
+            for k in self.summaries.missing(plays):
+                row = db.execute("SELECT summary FROM view_summaries WHERE recording = ? AND "
+                                 "view = ? AND node = ?", k).fetchone()
+                self.summaries.put(k, None if row is None else row[0])
+            try:
+                with db:  # the reports and their views' summaries in one transaction
+                    db.executemany(f"INSERT INTO events({', '.join(COLUMNS)}) VALUES "
+                                   f"({', '.join('?' * len(COLUMNS))})",
+                                   [e.row() for e in events])
+                    if plays:
+                        db.executemany(UPSERT, [(*k, last, blob) for k, (last, blob)
+                                                in self.summaries.apply(plays).items()])
+            except BaseException:
+                self.summaries.forget(self.summaries.key(e) for e in plays)
+                raise
 
         await self._run(work)
+
+    async def views(self, recording: str) -> dict[str, ViewSummary]:
+        def work() -> dict[str, ViewSummary]:
+            return merged(self._conn().execute(
+                "SELECT view, summary FROM view_summaries WHERE recording = ?", (recording,)))
+
+        return await self._run(work)
 
     async def read(self, room: str | None = None, recording: str | None = None) -> list[Event]:
         def work() -> list[Event]:
@@ -151,6 +219,8 @@ class SqliteEvents(SqliteFile):
         def work() -> int:
             db = self._conn()
             with db:
+                db.execute("DELETE FROM view_summaries WHERE last < ?", (before,))
+                self.summaries.forget()
                 return db.execute("DELETE FROM events WHERE at < ?", (before,)).rowcount
 
         return await self._run(work)
@@ -166,13 +236,21 @@ class SqliteEvents(SqliteFile):
 class RedisEvents:
     """Redis Streams, one per room (`<prefix>events:room:<room>`) and one per recording for the
     player's events (`<prefix>events:rec:<id>`); a set lists the streams for the retention
-    sweep (XTRIM MINID: stream ids are milliseconds)."""
+    sweep (XTRIM MINID: stream ids are milliseconds). The per-view summaries: a hash per
+    recording (`<prefix>views:rec:<id>`, field `<view>/<node>`, base64 of the stored form) and
+    a sorted set of them by their last report (`<prefix>views:last`) for the sweep. `owner`:
+    the name this node's partial summaries go under (its --node; without one a random name,
+    so that two nodes left unnamed never write each other's)."""
 
-    def __init__(self, url: str, prefix: str = "ms:") -> None:
+    def __init__(self, url: str, prefix: str = "ms:", owner: str = "") -> None:
         import redis.asyncio as aioredis
 
         self.redis = aioredis.from_url(url, decode_responses=True)
         self.prefix = prefix
+        self.summaries = Summaries(owner=owner or secrets.token_hex(4))
+
+    def _views(self, recording: str) -> str:
+        return f"{self.prefix}views:rec:{recording}"
 
     def _key(self, e: Event) -> str:
         return f"{self.prefix}events:rec:{e.recording}" if e.recording else \
@@ -182,14 +260,35 @@ class RedisEvents:
         await self.redis.ping()
 
     async def write(self, events: list[Event]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            keys = set()
-            for e in events:
-                key = self._key(e)
-                keys.add(key)
-                pipe.xadd(key, dict(zip(COLUMNS, (str(v) for v in e.row()), strict=True)))
-            pipe.sadd(f"{self.prefix}events:streams", *keys)
-            await pipe.execute()
+        plays = _plays(events)
+        if missing := self.summaries.missing(plays):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for rec, view, node in missing:
+                    pipe.hget(self._views(rec), f"{view}/{node}")
+                for k, got in zip(missing, await pipe.execute(), strict=True):
+                    self.summaries.put(k, None if got is None else base64.b64decode(got))
+        try:
+            # MULTI: the reports and their views' summaries together, or neither
+            async with self.redis.pipeline(transaction=bool(plays)) as pipe:
+                streams = set()
+                for e in events:
+                    stream = self._key(e)
+                    streams.add(stream)
+                    pipe.xadd(stream, dict(zip(COLUMNS, (str(v) for v in e.row()),
+                                               strict=True)))
+                pipe.sadd(f"{self.prefix}events:streams", *streams)
+                for (rec, view, node), (last, blob) in self.summaries.apply(plays).items():
+                    pipe.hset(self._views(rec), f"{view}/{node}", base64.b64encode(blob))
+                    pipe.zadd(f"{self.prefix}views:last", {f"{rec}/{view}/{node}": last})
+                await pipe.execute()
+        except BaseException:
+            self.summaries.forget(self.summaries.key(e) for e in plays)
+            raise
+
+    async def views(self, recording: str) -> dict[str, ViewSummary]:
+        stored = await self.redis.hgetall(self._views(recording))
+        return merged((field.rsplit("/", 1)[0], base64.b64decode(blob))
+                      for field, blob in stored.items())
 
     async def read(self, room: str | None = None, recording: str | None = None) -> list[Event]:
         if recording is not None:
@@ -210,10 +309,10 @@ class RedisEvents:
         events = []
         start = "-"
         while True:
-            chunk = await self.redis.xrange(key, start, "+", count=10_000)
+            chunk = await self.redis.xrange(key, start, "+", count=XRANGE_CHUNK)
             for _id, fields in chunk:
                 events.append(_event(fields.get(c, "") for c in COLUMNS))
-            if len(chunk) < 10_000:
+            if len(chunk) < XRANGE_CHUNK:
                 break
             last = chunk[-1][0]
             ms, seq = last.split("-")
@@ -227,8 +326,18 @@ class RedisEvents:
 
     async def purge(self, before: float) -> int:
         removed = 0
-        for key in await self.redis.smembers(f"{self.prefix}events:streams"):
-            removed += await self.redis.xtrim(key, minid=str(int(before * 1000)))
+        for stream in await self.redis.smembers(f"{self.prefix}events:streams"):
+            removed += await self.redis.xtrim(stream, minid=str(int(before * 1000)))
+        index = f"{self.prefix}views:last"
+        old = await self.redis.zrangebyscore(index, "-inf", f"({before}")
+        if old:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for member in old:
+                    rec, view, node = member.split("/")
+                    pipe.hdel(self._views(rec), f"{view}/{node}")
+                pipe.zrem(index, *old)
+                await pipe.execute()
+            self.summaries.forget()
         return removed
 
     async def close(self) -> None:
@@ -306,6 +415,12 @@ class EventLog:
     async def read(self, room: str | None = None, recording: str | None = None) -> list[Event]:
         await self.flush()
         return await self.backend.read(room=room, recording=recording)
+
+    async def views(self, recording: str) -> dict[str, ViewSummary]:
+        """The recording's per-view summaries (view id -> summary), this node's reports
+        written first."""
+        await self.flush()
+        return await self.backend.views(recording)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

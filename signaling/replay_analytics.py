@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .events import Event
+from .view_summaries import ViewSummary
 
 MAX_SECONDS = 24 * 3600  # a recording longer than a day is cut there for the per-second figures
 BLOCK_CELLS = 4_000_000  # views x seconds counted at once (int64: 32 MB)
@@ -141,6 +142,52 @@ def analyze(events: list[Event], duration: float | None, viewer: str | None = No
             jumped = _counts(jump_view, jump_lo, jump_hi, first, size, n)
             skipped |= ((jumped > 0) & (plays == 0)).any(axis=0)
 
+    return _figures(reached, duration, per_second, rewatched, skipped,
+                    len({identity[v] for v in np.flatnonzero(played).tolist()}),
+                    float(watched[live].sum()), float(watched[~live].sum()), pauses, visible)
+
+
+def from_summaries(views: dict[str, ViewSummary], duration: float | None,
+                   viewer: str | None = None) -> dict[str, Any]:
+    """The same figures from the per-view summaries (view_summaries.py) the log keeps: one
+    per view instead of every report."""
+    picked = [v for v in views.values() if viewer is None or v.identity == viewer]
+    played = [v for v in picked if v.reached >= 0]
+    if duration is None:
+        dated = [v for v in picked if v.duration]
+        if dated:
+            duration = min(dated, key=lambda v: v.duration_at).duration
+    if not duration:
+        duration = max((v.reached for v in played), default=0.0)
+    assert duration is not None
+    n = min(MAX_SECONDS, math.ceil(duration))
+    per_second = np.zeros(n, dtype=np.int64)
+    rewatched = np.zeros(n, dtype=bool)
+    skipped = np.zeros(n, dtype=bool)
+    for v in played:
+        plays = v.plays[:n]
+        m = plays.size
+        per_second[:m] += plays > 0
+        rewatched[:m] |= plays > 1
+        jumped = v.jumped[:n].astype(bool)
+        if jumped.any():
+            unplayed = np.ones(jumped.size, dtype=bool)
+            k = min(m, jumped.size)
+            unplayed[:k] = plays[:k] == 0
+            skipped[:jumped.size] |= jumped & unplayed
+    return _figures(np.array([v.reached for v in played]), duration, per_second, rewatched,
+                    skipped, len({v.identity for v in played}),
+                    math.fsum(v.live for v in played), math.fsum(v.replay for v in played),
+                    sum(v.pauses for v in picked), math.fsum(v.visible for v in picked))
+
+
+def _figures(reached: np.ndarray, duration: float, per_second: np.ndarray,
+             rewatched: np.ndarray, skipped: np.ndarray, unique: int, live: float,
+             replay: float, pauses: int, visible: float) -> dict[str, Any]:
+    """The answer, from the played views' furthest positions and the per-second counts."""
+    count = reached.size
+    n = per_second.size
+
     def share(k: int) -> float:
         return round(k / count, 3) if count else 0.0
 
@@ -151,9 +198,9 @@ def analyze(events: list[Event], duration: float | None, viewer: str | None = No
         ends, min(duration * q / 100, duration - 1), side="left")))
                   for q in (25, 50, 75, 100)}
     return {"views": count,
-            "uniqueViewers": len({identity[v] for v in np.flatnonzero(played).tolist()}),
-            "liveMinutes": round(float(watched[live].sum()) / 60, 2),
-            "replayMinutes": round(float(watched[~live].sum()) / 60, 2),
+            "uniqueViewers": unique,
+            "liveMinutes": round(live / 60, 2),
+            "replayMinutes": round(replay / 60, 2),
             "duration": round(duration, 3),
             "perSecond": per_second.tolist(),
             "unwatched": _runs(per_second == 0),

@@ -424,8 +424,9 @@ def runs_of(flags: list[bool]) -> list[list[int]]:
     return out
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_replay_figures_match_their_definition(seed: int, monkeypatch) -> None:
+def random_reports(seed: int) -> tuple[list[Event], float]:
+    """Player reports of up to 9 views with odd ranges (negative, empty, overlapping) and
+    seeks both ways, and the recording's duration."""
     rng = random.Random(seed)
     duration = rng.choice([45.0, 60.5, 90.0])
     events = []
@@ -440,6 +441,12 @@ def test_replay_figures_match_their_definition(seed: int, monkeypatch) -> None:
                      for _ in range(rng.randint(0, 2))]
             events.append(Event(k, "play", "r", f"v{v}", f"dr-{v % 4}", recording="rec",
                                 data={"ranges": ranges, "seeks": seeks}))
+    return events, duration
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_replay_figures_match_their_definition(seed: int, monkeypatch) -> None:
+    events, duration = random_reports(seed)
     expected = reference_figures(events, duration)
     figures = replay_analytics.analyze(events, duration)
     monkeypatch.setattr(replay_analytics, "BLOCK_CELLS", 100)  # views in blocks of one or two
