@@ -92,9 +92,8 @@ export class Meeting {
     this.sig.on('close', (e) => {
       if (e.code === 1006 && !this.leaving && !e.byClient && this.selfId) {
         // Dropped without a close from the server (a network change, a lost Wi-Fi): come
-        // back on a new socket, keeping our connections. If that fails, end it, and
-        // room.js comes back the long way (a new Meeting).
-        this.resume().catch((err) => this.end(err));
+        // back on a new socket, keeping our connections (resume ends the meeting if not).
+        this.resume().catch(() => {});
         return;
       }
       this.end(this.leaving || e.byClient ? null : e.error);
@@ -149,11 +148,14 @@ export class Meeting {
 
   /**
    * Go on over a new socket as the same participant with the same peer connections
-   * (docs/protocol.md, "Network change"). Rejects with a `closed` SignalingError when the
-   * server could not keep them: the meeting is then ended and joined again.
+   * (docs/protocol.md, "Network change"). When that fails (no server, or it could not keep
+   * them) the meeting ends with a `closed` SignalingError, and room.js joins again the long
+   * way (a new Meeting); the promise rejects with it.
    */
   resume() {
-    this.resuming ??= this.resumeNow().finally(() => { this.resuming = null; });
+    this.resuming ??= this.resumeNow()
+      .catch((err) => { this.end(err); throw err; })
+      .finally(() => { this.resuming = null; });
     return this.resuming;
   }
 
