@@ -58,13 +58,15 @@ def left(p: Participant) -> None:
 
 def watching_room(state: AppState, recording_id: str, participant: str) -> bool:
     """Whether `participant` is in the room whose running recording this is: the check of a
-    participant's grant on every file request."""
+    participant's grant on every file request (here, or on another node of the room)."""
     recordings = state.recordings
     for name, active in recordings.active.items():
         if active.id == recording_id:
             room = recordings.rooms.get(name)
-            who = room.participants.get(participant) if room is not None else None
-            return who is not None and who.joined
+            if room is None:
+                return False
+            who = room.participants.get(participant)
+            return (who is not None and who.joined) or participant in room.remote
     return False
 
 
