@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_RESERVE = 2.0  # of that, what the recorder does not get: its exit, workers, HTTP
 SESSIONS_CLOSE_WAIT = 1.0
 GOING_AWAY = 1001  # WebSocket close code: the server is going down
+# why a stopping worker closes transports (worker.py, router.py): media to build again elsewhere
+MEDIA_ENDED = ("worker stopped", "router closed")
 
 
 def media_config(config: ServerConfig) -> MediaConfig:
@@ -61,7 +63,8 @@ def make_app(config: ServerConfig) -> web.Application:
                                      node=config.node if clustered else "")
     if clustered:
         # several signalling nodes on one Redis: rooms, events and workers are shared
-        cluster = Cluster(config.store, media, node=config.node)
+        cluster = Cluster(config.store, media, node=config.node, ttl=config.node_ttl,
+                          grace=config.grace_period)
     spread = config.subscribers_per_worker if config.workers > 1 and cluster is None else 0
     secret = config.effective_jwt_secret
     recordings = Recordings(store, media, config.data_dir / "recordings", secret,
@@ -151,6 +154,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 # A connection that was up went silent (the worker never expires one that
                 # has not connected yet): the client comes back and keeps its place.
                 participant.media_lost()
+            elif reason in MEDIA_ENDED:  # e.g. another node's worker, ending with its node
+                if state.rooms.cluster is not None and participant.room is not None:
+                    state.rooms.cluster.router_gone(participant.room.router_id, transport_id)
+                asyncio.ensure_future(participant.close("media_restart", code=4503))
             else:  # DTLS failed: the peer cannot do media with us; end with the reason
                 asyncio.ensure_future(participant.close(f"media transport closed: {reason}"))
 
@@ -163,6 +170,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             asyncio.ensure_future(participant.close("media_restart", code=4503))
 
     state.media.on_worker_lost(on_worker_lost)
+    if state.rooms.cluster is not None:  # another node died: its workers with it
+        state.rooms.cluster.liveness.on_node_lost(
+            lambda prefixes: [on_worker_lost(prefix) for prefix in prefixes])
     state.media.on_active_speaker(lambda router_id, producer_id: speaking.on_active_speaker(
         state.rooms, state.recordings, router_id, producer_id))
     yield

@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node", default=_env("NODE", ""),
                        help="name of this signalling node when several share one Redis "
                             "(--store redis://...); needs --workers >= 1 [env MEDIASERVER_NODE]")
+    serve.add_argument("--node-ttl", type=float,
+                       default=float(_env("NODE_TTL", str(ServerConfig.node_ttl))),
+                       help="with --node: seconds after which a node that stopped renewing "
+                            "its registration in Redis counts as dead; the others then end "
+                            "its participants after the grace period (docs/operations.md) "
+                            "[env MEDIASERVER_NODE_TTL]")
     serve.add_argument("--dev", action=argparse.BooleanOptionalAction,
                        default=_env_bool("DEV", False),
                        help="dev mode, for a local trial: POST /api/dev/token gives anyone a "
@@ -151,6 +157,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         workers=max(0, args.workers),
                         subscribers_per_worker=max(0, args.subscribers_per_worker),
                         data_dir=Path(args.data_dir), store=args.store, node=args.node,
+                        node_ttl=args.node_ttl,
                         dev=args.dev,
                         api_key=args.api_key,
                         jwt_secret=args.jwt_secret, log_level=args.log_level,

@@ -1,10 +1,13 @@
 """Several signalling nodes sharing one Redis (DESIGN.md sections 5 and 7).
 
 Each node serves its own WebSockets. What they share goes through Redis:
-- the worker registry (`ms:workers`: id prefix -> RPC socket) and room placement
-  (`ms:router:<room>`: the Router all nodes use for that room's media, on one worker);
+- the worker registry (`ms:workers`: id prefix -> {path: RPC socket, node, inc}) and room
+  placement (`ms:router:<room>`: the Router all nodes use for that room's media, on one worker;
+  one on a dead node's worker is replaced by the next node that needs it);
 - the live state of each room (`ms:live:<room>:p` participants and `ms:live:<room>:t` tracks,
-  each entry tagged with the node that owns it), read by a node when its first participant joins;
+  each entry tagged with the node and incarnation that own it), read by a node when its first
+  participant joins;
+- which nodes are alive, and the cleanup after one that is not (liveness.py);
 - a pub/sub channel per room (`ms:bus:<room>`) carrying events for participants on other nodes
   and the track and participant changes that keep each node's copy of the room up to date.
 
@@ -15,6 +18,7 @@ other hosts need the RPC over TCP (not built yet).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -25,14 +29,22 @@ import redis.asyncio as aioredis
 
 from mediaserver.api import Codec, MediaControl, decode, encode
 
+from .liveness import Liveness, of_incarnation
 from .rooms import Track
 
 log = logging.getLogger(__name__)
 
+# Replaces (ARGV[2]) or deletes (ARGV[2] == "") a key only if it still holds ARGV[1].
+SWAP = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+"""
+
 
 class Cluster:
     def __init__(self, url: str, media: MediaControl, node: str | None = None,
-                 prefix: str = "ms:") -> None:
+                 prefix: str = "ms:", ttl: float = 10.0, grace: float = 30.0) -> None:
         self.node = node or secrets.token_hex(3)
         self.media = media
         self.prefix = prefix
@@ -40,19 +52,26 @@ class Cluster:
         self._pubsub = self.redis.pubsub()
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
         self._listener: asyncio.Task | None = None
+        self._swap = self.redis.register_script(SWAP)
+        self._gone_routers: set[str] = set()  # seen ending (router_gone); ids are never reused
+        self.liveness = Liveness(self, ttl, grace)
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
+    @property
+    def incarnation(self) -> str:
+        return self.liveness.incarnation
+
     async def start(self) -> None:
-        await self.redis.hset(self._k("workers"), mapping=self.media.addresses())
+        await self.liveness.register(self.media.addresses())
         await self._pubsub.subscribe(self._k("bus", "_"))  # a listen loop needs one channel
         self._listener = asyncio.create_task(self._listen())
 
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-        await self.redis.hdel(self._k("workers"), *self.media.addresses())
+        await self.liveness.stop()
         await self._pubsub.aclose()
         await self.redis.aclose()
 
@@ -62,19 +81,71 @@ class Cluster:
         """Make sure we can call the worker that owns `some_id`."""
         if self.media.reaches(some_id):
             return
-        prefix = some_id.split(".", 1)[0] + "."
-        path = await self.redis.hget(self._k("workers"), prefix)
-        if path is None:
-            raise RuntimeError(f"no node serves worker {prefix}")
+        prefix = _prefix(some_id)
+        entry = await self._worker(prefix)
+        if entry is None:
+            raise RuntimeError(f"no live node serves worker {prefix}")
+        await self._attach(prefix, entry["path"])
+
+    async def _attach(self, prefix: str, path: str) -> None:
+        """Connect to another node's worker; OSError if nobody listens there."""
+        remote = getattr(self.media, "remote", None)
+        control = remote.get(prefix) if isinstance(remote, dict) else None
+        if control is not None and not control.rpc.connected:
+            await self.forget_workers([prefix])  # that worker went away: connect anew
         await self.media.attach(prefix, path)
 
+    async def _worker(self, prefix: str) -> dict[str, Any] | None:
+        """A registered worker whose node is alive."""
+        raw = await self.redis.hget(self._k("workers"), prefix)
+        entry = json.loads(raw) if raw else None
+        if entry is None or not await self.liveness.alive(entry["node"], entry["inc"]):
+            return None
+        return entry
+
+    def router_gone(self, router_id: str, transport_id: str) -> None:
+        """A transport on the room's Router's worker closed as its Router or worker ended
+        (app.py): that Router is gone, even while its node's registration lasts."""
+        if same_worker(router_id, transport_id):
+            self._gone_routers.add(router_id)
+
+    async def _usable(self, router_id: str) -> bool:
+        """Whether the Router's worker is ours or a live node's that answers (a killed node's
+        workers stop at once, before its registration expires)."""
+        prefix = _prefix(router_id)
+        if router_id in self._gone_routers:
+            return False
+        if prefix in self.media.addresses():
+            return True
+        entry = await self._worker(prefix)
+        if entry is None:
+            return False
+        try:
+            await self._attach(prefix, entry["path"])
+        except OSError:
+            return False
+        return True
+
+    async def forget_workers(self, prefixes: list[str]) -> None:
+        """A dead node's workers: drop our connections to them (a restart of that node
+        registers new sockets under the same prefixes). WorkerPool.remote holds them."""
+        remote = getattr(self.media, "remote", None)
+        for prefix in prefixes:
+            control = remote.pop(prefix, None) if isinstance(remote, dict) else None
+            if control is not None:
+                await control.rpc.close()
+
     async def room_router(self, room: str, create: Callable[[], Awaitable[str]]) -> str:
-        """The one Router of this room, whichever node created it first."""
+        """The one Router of this room, whichever node created it first; one on a worker of
+        a node that is gone is replaced by one of ours (its clients come back to it)."""
         key = self._k("router", room)
         existing = await self.redis.get(key)
-        if existing is None:
+        while existing is None or not await self._usable(existing):
             router_id = await create()
-            if await self.redis.set(key, router_id, nx=True):
+            placed = await self.redis.set(key, router_id, nx=True) if existing is None else \
+                await self._swap(keys=[key], args=[existing, router_id])
+            if placed:
+                await self.redis.sadd(self._rooms_key(), room)
                 return router_id
             await self.media.close_router(router_id)  # another node won the race
             existing = await self.redis.get(key)
@@ -85,20 +156,27 @@ class Cluster:
         """Drop the placement once no node has anyone in the room."""
         if not await self.redis.hlen(self._k("live", room, "p")):
             await self.redis.delete(self._k("router", room))
+            await self.redis.srem(self._rooms_key(), room)
             await self.media.close_router(router_id)
+
+    def _rooms_key(self) -> str:
+        """The rooms where this incarnation wrote live state or placed a Router."""
+        return self._k("noderooms", self.node, self.incarnation)
 
     # ---- live room state ----------------------------------------------------------------
 
     async def put_participant(self, room: str, public: dict[str, Any], identity: str) -> None:
-        entry = {**public, "identity": identity, "node": self.node}
+        entry = {**public, "identity": identity, "node": self.node, "inc": self.incarnation}
+        await self.redis.sadd(self._rooms_key(), room)
         await self.redis.hset(self._k("live", room, "p"), public["id"], json.dumps(entry))
 
     async def drop_participant(self, room: str, participant_id: str) -> None:
         await self.redis.hdel(self._k("live", room, "p"), participant_id)
 
     async def put_track(self, room: str, track: dict[str, Any]) -> None:
+        await self.redis.sadd(self._rooms_key(), room)
         await self.redis.hset(self._k("live", room, "t"), track["id"],
-                              json.dumps({**track, "node": self.node}))
+                              json.dumps({**track, "node": self.node, "inc": self.incarnation}))
 
     async def drop_track(self, room: str, track_id: str) -> None:
         await self.redis.hdel(self._k("live", room, "t"), track_id)
@@ -110,10 +188,54 @@ class Cluster:
         return ([p for p in map(json.loads, people) if p["node"] != self.node],
                 [t for t in map(json.loads, tracks) if t["node"] != self.node])
 
+    async def end_entries(self, room: str, node: str, incarnation: str,
+                          workers: list[str]) -> None:
+        """A dead incarnation's participants and tracks leave the room (liveness.py): each
+        announced by whoever removed it from Redis, so exactly once; its placement goes."""
+        tracks_key, people_key = self._k("live", room, "t"), self._k("live", room, "p")
+        for track in map(json.loads, await self.redis.hvals(tracks_key)):
+            if of_incarnation(track, node, incarnation) and \
+                    await self.redis.hdel(tracks_key, track["id"]):
+                await self.everywhere(room, {"t": "track", "op": "remove", "trackId": track["id"]})
+                await self.everywhere(room, {
+                    "t": "event", "event": "trackUnpublished", "exclude": None,
+                    "data": {"trackId": track["id"], "participantId": track["participantId"]},
+                    "group": track.get("group"), "media": True})
+                # its media stops (the producer may live on a survivor's worker)
+                with contextlib.suppress(Exception):
+                    await self.reach(track["producerId"])
+                    await self.media.close_producer(track["producerId"])
+        for person in map(json.loads, await self.redis.hvals(people_key)):
+            if of_incarnation(person, node, incarnation) and \
+                    await self.redis.hdel(people_key, person["id"]):
+                await self.everywhere(room, {"t": "participant", "op": "remove",
+                                             "participantId": person["id"]})
+                await self.everywhere(room, {"t": "event", "event": "participantLeft",
+                                             "data": {"participantId": person["id"]},
+                                             "exclude": None})
+        key = self._k("router", room)
+        router = await self.redis.get(key)
+        if router is None:
+            return
+        if _prefix(router) in workers:  # its media died with the node
+            await self._swap(keys=[key], args=[router, ""])
+        elif not await self.redis.hlen(people_key) and \
+                await self._swap(keys=[key], args=[router, ""]):
+            with contextlib.suppress(Exception):  # nobody is left: the Router goes
+                await self.reach(router)
+                await self.media.close_router(router)
+
     # ---- bus ----------------------------------------------------------------------------
 
     async def publish(self, room: str, message: dict[str, Any]) -> None:
         await self.redis.publish(self._k("bus", room), json.dumps({**message, "node": self.node}))
+
+    async def everywhere(self, room: str, message: dict[str, Any]) -> None:
+        """On the bus, and to this node's copy of the room (the bus skips our own)."""
+        await self.publish(room, message)
+        handler = self._handlers.get(room)
+        if handler is not None:
+            handler({**message, "node": self.node})
 
     async def follow(self, room: str, handler: Callable[[dict[str, Any]], None]) -> None:
         self._handlers[room] = handler
@@ -143,6 +265,15 @@ class Cluster:
                     handler(body)
                 except Exception:
                     log.exception("bad bus message %s", body)
+
+
+def _prefix(some_id: str) -> str:
+    """The worker part of a media id ("aw0." of "aw0.r-1f2e")."""
+    return some_id.split(".", 1)[0] + "."
+
+
+def same_worker(one_id: str, other_id: str) -> bool:
+    return _prefix(one_id) == _prefix(other_id)
 
 
 def track_to_wire(track: Track) -> dict[str, Any]:

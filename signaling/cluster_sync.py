@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from .cluster import track_from_wire
+from .cluster import same_worker, track_from_wire
 from .rooms import set_live
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ class RoomSync:
         room.remote = {p["id"]: _public(p) for p in people}
         for t in tracks:
             track = track_from_wire(t)
+            if track.group is None and not same_worker(track.producer_id, room.router_id):
+                continue  # left on a dead node's worker, which the room has moved from
             room.tracks[track.id] = track
         room.bus = lambda message: asyncio.ensure_future(cluster.publish(room.name, message))
         await cluster.follow(room.name, lambda message: self.received(room, message))

@@ -24,6 +24,8 @@ class ServerConfig:
     data_dir: Path = Path("data")
     store: str = ""  # "" or "sqlite": SQLite under data_dir; "redis://host:port/db": Redis
     node: str = ""  # with a Redis store and workers: this node's name among several
+    # a node that has not renewed its registration for this long is dead (liveness.py)
+    node_ttl: float = 10.0
     dev: bool = False
     api_key: str = ""
     jwt_secret: str = ""
@@ -62,6 +64,8 @@ class ServerConfig:
             raise ValueError("--turn-ttl must be between 60 s and 7 days")
         if self.shutdown_timeout < 0:
             raise ValueError("--shutdown-timeout must not be negative")
+        if not 0.3 <= self.node_ttl <= 600:
+            raise ValueError("--node-ttl must be between 0.3 and 600 s")
         if self.node and not self.node.isalnum():
             raise ValueError("--node must be letters and digits")
         if not self.dev and not self.jwt_secret:
