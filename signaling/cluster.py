@@ -190,29 +190,10 @@ class Cluster:
 
     async def end_entries(self, room: str, node: str, incarnation: str,
                           workers: list[str]) -> None:
-        """A dead incarnation's participants and tracks leave the room (liveness.py): each
-        announced by whoever removed it from Redis, so exactly once; its placement goes."""
-        tracks_key, people_key = self._k("live", room, "t"), self._k("live", room, "p")
-        for track in map(json.loads, await self.redis.hvals(tracks_key)):
-            if of_incarnation(track, node, incarnation) and \
-                    await self.redis.hdel(tracks_key, track["id"]):
-                await self.everywhere(room, {"t": "track", "op": "remove", "trackId": track["id"]})
-                await self.everywhere(room, {
-                    "t": "event", "event": "trackUnpublished", "exclude": None,
-                    "data": {"trackId": track["id"], "participantId": track["participantId"]},
-                    "group": track.get("group"), "media": True})
-                # its media stops (the producer may live on a survivor's worker)
-                with contextlib.suppress(Exception):
-                    await self.reach(track["producerId"])
-                    await self.media.close_producer(track["producerId"])
-        for person in map(json.loads, await self.redis.hvals(people_key)):
-            if of_incarnation(person, node, incarnation) and \
-                    await self.redis.hdel(people_key, person["id"]):
-                await self.everywhere(room, {"t": "participant", "op": "remove",
-                                             "participantId": person["id"]})
-                await self.everywhere(room, {"t": "event", "event": "participantLeft",
-                                             "data": {"participantId": person["id"]},
-                                             "exclude": None})
+        """A dead incarnation's participants and tracks leave the room (liveness.py); its
+        placement goes."""
+        await self._end(room, lambda entry: of_incarnation(entry, node, incarnation))
+        people_key = self._k("live", room, "p")
         key = self._k("router", room)
         router = await self.redis.get(key)
         if router is None:
@@ -224,6 +205,42 @@ class Cluster:
             with contextlib.suppress(Exception):  # nobody is left: the Router goes
                 await self.reach(router)
                 await self.media.close_router(router)
+
+    async def end_ghosts(self, room: str, identity: str, newcomer: str) -> None:
+        """`newcomer` joins here: entries of the same person left by a node that is gone leave
+        at once, so that nobody is listed twice (the grace period is for coming back, and
+        they have); the newcomer, who never saw them, is not told."""
+        ghosts = [p for p in map(json.loads, await self.redis.hvals(self._k("live", room, "p")))
+                  if p.get("identity") == identity and p.get("node") != self.node and
+                  p.get("inc") and not await self.liveness.alive(p["node"], p["inc"])]
+        if ghosts:
+            gone = {p["id"] for p in ghosts}
+            await self._end(room, lambda entry: entry.get("participantId", entry["id"]) in gone,
+                            exclude=newcomer)
+
+    async def _end(self, room: str, gone: Callable[[dict[str, Any]], bool],
+                   exclude: str | None = None) -> None:
+        """Tracks, then participants, that are `gone` leave the room's live state and are
+        announced by whoever removed each from Redis: exactly once, however many try."""
+        tracks_key, people_key = self._k("live", room, "t"), self._k("live", room, "p")
+        for track in map(json.loads, await self.redis.hvals(tracks_key)):
+            if gone(track) and await self.redis.hdel(tracks_key, track["id"]):
+                await self.everywhere(room, {"t": "track", "op": "remove", "trackId": track["id"]})
+                await self.everywhere(room, {
+                    "t": "event", "event": "trackUnpublished", "exclude": exclude,
+                    "data": {"trackId": track["id"], "participantId": track["participantId"]},
+                    "group": track.get("group"), "media": True})
+                # its media stops (the producer may live on a survivor's worker)
+                with contextlib.suppress(Exception):
+                    await self.reach(track["producerId"])
+                    await self.media.close_producer(track["producerId"])
+        for person in map(json.loads, await self.redis.hvals(people_key)):
+            if gone(person) and await self.redis.hdel(people_key, person["id"]):
+                await self.everywhere(room, {"t": "participant", "op": "remove",
+                                             "participantId": person["id"]})
+                await self.everywhere(room, {"t": "event", "event": "participantLeft",
+                                             "data": {"participantId": person["id"]},
+                                             "exclude": exclude})
 
     # ---- bus ----------------------------------------------------------------------------
 

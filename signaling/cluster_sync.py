@@ -79,6 +79,7 @@ class RoomSync:
         if message["t"] == "participant":
             if message["op"] == "add":
                 p = message["participant"]
+                await cluster.end_ghosts(room.name, p.get("identity", ""), p["id"])
                 await cluster.put_participant(room.name, p, p.get("identity", ""))
             else:
                 await cluster.drop_participant(room.name, message["participantId"])

@@ -3,8 +3,9 @@ redis-server, aiortc clients. After its registration expires and the grace perio
 survivor's clients see each of its participants leave exactly once, their tracks unpublished;
 the survivor lists exactly the people connected; the dead node's workers leave the registry and
 a newcomer decodes a survivor's video. A room whose media lived on the dead node's worker: its
-participants on the survivor are asked back (4503) and the room works again on a live worker; a
-node restarted under the same name ends its predecessor's participants and lists none of them.
+participants on the survivor are asked back (4503) and the room works again on a live worker; one
+of the dead node's participants rejoining through the survivor replaces their old entry at once;
+a node restarted under the same name ends its predecessor's participants and lists none of them.
 Short TTL and grace here (same code path as the defaults); docs/operations.md, "Several nodes"."""
 
 from __future__ import annotations
@@ -170,13 +171,14 @@ async def test_room_on_dead_worker_moves_and_restart_inherits_no_ghosts(tmp_path
                                                                         ) -> None:
     async with nodes(tmp_path) as cluster:
         a = await cluster.start("a", grace=3)
-        # b waits long before ending a's participants: the restarted a does it
+        # b waits long before ending a's participants: ann's return, then the restarted a do
         b = await cluster.start("b", grace=60)
         assert (await a.api("POST", "/api/rooms", json={"name": ROOM}))[0] in (200, 201)
         ann = await cluster.client(a, "ann", PatternVideoTrack(2))  # the room's media: on a
+        al = await cluster.client(a, "al")
         bob = await cluster.client(b, "bob", PatternVideoTrack(1))
         await decodes(bob, ann, 2)
-        assert ann.self_id is not None
+        assert ann.self_id is not None and al.self_id is not None
         assert cluster.redis.get(f"ms:router:{ROOM}").startswith("aw")
 
         cluster.kill(a)
@@ -187,11 +189,23 @@ async def test_room_on_dead_worker_moves_and_restart_inherits_no_ghosts(tmp_path
         assert cluster.redis.get(f"ms:router:{ROOM}").startswith("bw")  # placed again
         await decodes(carl, bob, 1)
 
-        a = await cluster.start("a", grace=3)  # same name, new process
+        # ann comes back through b once a is known dead: her old entry leaves at once
+        await until(lambda: not cluster.redis.exists("ms:node:a"), WAIT,
+                    "a's registration to expire")
+        ann_again = await cluster.client(b, "ann")
+        assert sorted(p["name"] for p in ann_again.joined["participants"]) == \
+            ["al", "bob", "carl"]  # al: gone with a, within the grace period
         for client in (bob, carl):
             await client.wait_event("participantLeft", lambda d:
                                     d["participantId"] == ann.self_id, timeout=WAIT)
-        await newcomer(cluster, a, bob, [bob, carl])
+
+        a = await cluster.start("a", grace=3)  # same name, new process: al leaves
+        for client in (bob, carl, ann_again):
+            await client.wait_event("participantLeft", lambda d:
+                                    d["participantId"] == al.self_id, timeout=WAIT)
+        await newcomer(cluster, a, bob, [ann_again, bob, carl])
         for client in (bob, carl):
-            assert seen(client, "participantLeft", "participantId") == [ann.self_id]
+            assert seen(client, "participantLeft", "participantId") == \
+                sorted([ann.self_id, al.self_id])
+        assert seen(ann_again, "participantLeft", "participantId") == [al.self_id]
         assert cluster.workers() == ["aw0.", "aw1.", "bw0.", "bw1."]
