@@ -4,12 +4,13 @@ A webinar records itself from the host's first publish (autoRecord, composite, l
 host is an aiortc peer publishing the test pattern, whose frame counter is the clock (30 a
 second). An attendee joins JOIN_AFTER seconds later, chooses "Watch from the start" and decodes
 from the HLS the pattern's counter near the beginning, with the poll the host opened as a
-chapter mark on the scrubber; while rewound the media worker holds the attendee's stage video
-(the consumer paused, its packet count still) and a chat message sent meanwhile is shown; at
-2x the playback reaches the live edge and the page is back on WebRTC by itself, decoding the
-live pattern again, its sound back; "Back to live" returns at once. The host counted one
-rewound, then none. The playback was reported to the replay analytics as DVR viewing. Once the
-host removes the attendee, the playlist under their grant is refused.
+chapter mark on the scrubber (one opened meanwhile joins it); while rewound the media worker
+holds the attendee's stage video (the consumer paused, its packet count still) and a chat
+message sent meanwhile is shown; at 2x the playback reaches the live edge and the page is
+back on WebRTC by itself, decoding the live pattern again, its sound back; "Back to live"
+returns at once. The host counted one rewound, then none. The playback was reported to the
+replay analytics as DVR viewing. Once the host removes the attendee, the playlist under their
+grant is refused.
 """
 
 from __future__ import annotations
@@ -134,6 +135,10 @@ async def test_a_late_attendee_catches_up_and_rejoins_live(tmp_path: Path) -> No
             assert chapter["title"] == "Poll: Coffee or tea?"
             assert POLL_AT - 5 < chapter["start"] < POLL_AT + 8, chapter
             assert await page.locator(".catchup-tick").count() == 1
+            # a poll opened while catching up becomes a mark too
+            poll = (await host.request("pollCreate", {"question": "Questions?",
+                                                      "options": ["yes", "no"]}))["poll"]
+            await host.request("pollOpen", {"pollId": poll["id"]})
 
             # rewound: the stage video held at the server, chat goes on
             await page.wait_for_function(
@@ -152,6 +157,9 @@ async def test_a_late_attendee_catches_up_and_rejoins_live(tmp_path: Path) -> No
             assert await page.evaluate(f"document.querySelector('{tile}').muted")  # silent
 
             # 2x until the live edge: back on WebRTC by itself
+            await page.wait_for_function("window.__catchup.chapters.length === 2",
+                                         timeout=WAIT_MS)
+            assert await page.locator(".catchup-tick").count() == 2
             await page.select_option("#catchup-speed", "2")
             await page.wait_for_function("window.__catchup.toLive.length > 0",
                                          timeout=JOIN_AFTER * 3 * 1000)

@@ -12,6 +12,7 @@ import { startReporting } from './playstats.js';
 const SPEEDS = [1, 1.25, 1.5, 2];
 const LIVE_EDGE_S = 3; // this close to the newest media while playing faster: live again
 const HLS_JS = '/static/vendor/hls.min.js';
+const MARKS_MS = 10000; // the chapter marks noted meanwhile are asked for this often
 
 let hlsLoading = null;
 function loadHls() {
@@ -109,6 +110,11 @@ export class CatchUpControl {
       this.hideStage(true);
       await this.play(grant.playlist);
       window.__catchup.rewound = true;
+      const session = this.session;
+      session.marksTimer = setInterval(() => { // asking again while rewound: the marks so far
+        this.m.request('catchUp', { rewound: true })
+          .then((g) => { session.marks = g.marks; }).catch(() => {});
+      }, MARKS_MS);
     } catch (err) {
       window.__catchup.errors.push(String(err.message || err));
       showError(err, 'Could not rewind the stage');
@@ -194,6 +200,7 @@ export class CatchUpControl {
     const session = this.session;
     this.session = null;
     this.video = null;
+    clearInterval(session.marksTimer);
     session.stopReports?.();
     session.hls?.destroy();
     session.video.removeAttribute('src');
