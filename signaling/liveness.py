@@ -56,6 +56,7 @@ class Liveness:
         self._noticed: set[str] = set()  # "<node>:<inc>" found gone, handled here already
         self._reaping: dict[str, asyncio.Task] = {}
         self._tasks: list[asyncio.Task] = []
+        self._workers: dict[str, str] = {}  # ours: id prefix -> RPC socket
 
     def _k(self, *parts: str) -> str:
         return self.cluster._k(*parts)
@@ -77,13 +78,18 @@ class Liveness:
         previous = await redis.hget(self._k("nodes"), node)
         if previous is not None:
             await self.reap(node, json.loads(previous)["inc"])
+        self._workers = workers
+        await self._announce()
+        self._tasks = [asyncio.create_task(self._renew()), asyncio.create_task(self._watch())]
+
+    async def _announce(self) -> None:
+        redis, node = self.cluster.redis, self.cluster.node
         await redis.set(self._k("node", node), self.incarnation, px=int(self.ttl * 1000))
         await redis.hset(self._k("nodes"), node, json.dumps(
-            {"inc": self.incarnation, "workers": list(workers)}))
+            {"inc": self.incarnation, "workers": list(self._workers)}))
         await redis.hset(self._k("workers"), mapping={
             prefix: json.dumps({"path": path, "node": node, "inc": self.incarnation})
-            for prefix, path in workers.items()})
-        self._tasks = [asyncio.create_task(self._renew()), asyncio.create_task(self._watch())]
+            for prefix, path in self._workers.items()})
 
     async def _wait_for_predecessor(self) -> None:
         """A key of our name still there is a killed predecessor's, which expires within
@@ -106,10 +112,10 @@ class Liveness:
                                                        px=int(self.ttl * 1000))
                 if not renewed:
                     # We were silent longer than the TTL: others may have ended our
-                    # participants already. Say so; keep serving under the same key.
-                    log.error("node %s: registration had expired; renewed it",
+                    # participants and unregistered our workers. Say so; register again.
+                    log.error("node %s: registration had expired; registering again",
                               self.cluster.node)
-                    await self.cluster.redis.set(key, self.incarnation, px=int(self.ttl * 1000))
+                    await self._announce()
             except Exception:
                 log.exception("node %s: heartbeat failed", self.cluster.node)
 
@@ -141,7 +147,7 @@ class Liveness:
         registry = {node: json.loads(v) for node, v in
                     (await redis.hgetall(self._k("nodes"))).items()}
         for node in self._known.keys() - registry.keys():  # stopped and cleaned up
-            await self._lost(node, self._known.pop(node))
+            await self._lost(node, self._known.pop(node), "stopped")
         if not registry:
             return
         names = list(registry)
@@ -162,14 +168,14 @@ class Liveness:
             if claimed and tag not in self._reaping:
                 self._reaping[tag] = asyncio.create_task(self._reap_later(node, entry["inc"]))
 
-    async def _lost(self, node: str, entry: dict[str, Any]) -> None:
+    async def _lost(self, node: str, entry: dict[str, Any], how: str = "is gone") -> None:
         """What every survivor does at once: no more calls to the dead workers, and the
         rooms whose media lived there are left to come back (app.py)."""
         tag = f"{node}:{entry['inc']}"
         if tag in self._noticed or entry["inc"] == self.incarnation:
             return
         self._noticed.add(tag)
-        log.warning("node %s (incarnation %s) is gone", node, entry["inc"])
+        log.warning("node %s (incarnation %s) %s", node, entry["inc"], how)
         await self.cluster.forget_workers(entry["workers"])
         for listener in self._lost_listeners:
             listener(entry["workers"])
