@@ -1,12 +1,13 @@
 """A signalling node killed with SIGKILL (issue 14, liveness): node processes on one real
 redis-server, aiortc clients. After its registration expires and the grace period passes, the
-survivor's clients see each of its participants leave exactly once, their tracks unpublished;
-the survivor lists exactly the people connected; the dead node's workers leave the registry and
-a newcomer decodes a survivor's video. A room whose media lived on the dead node's worker: its
-participants on the survivor are asked back (4503) and the room works again on a live worker; one
-of the dead node's participants rejoining through the survivor replaces their old entry at once;
-a node restarted under the same name ends its predecessor's participants and lists none of them.
-Short TTL and grace here (same code path as the defaults); docs/operations.md, "Several nodes"."""
+clients of both survivors see each of its participants leave exactly once, their tracks
+unpublished; a survivor lists exactly the people connected; the dead node's workers leave the
+registry and a newcomer decodes a survivor's video. A room whose media lived on the dead node's
+worker: its participants on the survivor are asked back (4503) and the room works again on a
+live worker; one of the dead node's participants rejoining through the survivor replaces their
+old entry at once; a node restarted under the same name ends its predecessor's participants and
+lists none of them. Short TTL and grace here (same code path as the defaults);
+docs/operations.md, "Several signalling nodes"."""
 
 from __future__ import annotations
 
@@ -135,9 +136,10 @@ async def test_killed_node_participants_leave_once(tmp_path: Path) -> None:
     async with nodes(tmp_path) as cluster:
         a = await cluster.start("a", grace=3)
         b = await cluster.start("b", grace=3)
+        c = await cluster.start("c", grace=3)  # two survivors: one of them cleans up
         assert (await b.api("POST", "/api/rooms", json={"name": ROOM}))[0] in (200, 201)
         bob = await cluster.client(b, "bob", PatternVideoTrack(1))  # the room's media: on b
-        cat = await cluster.client(b, "cat")
+        cat = await cluster.client(c, "cat")
         ann = await cluster.client(a, "ann", PatternVideoTrack(2))
         al = await cluster.client(a, "al", ToneAudioTrack(440.0))
         assert ann.self_id is not None and al.self_id is not None
@@ -146,8 +148,8 @@ async def test_killed_node_participants_leave_once(tmp_path: Path) -> None:
                                await bob.live_track_of(al.self_id, "audio")])
         for kind, ghost in (("video", ann), ("audio", al)):
             await cat.live_track_of(ghost.self_id, kind)
-        await decodes(cat, ann, 2)  # across the nodes while both live
-        assert cluster.workers() == ["aw0.", "aw1.", "bw0.", "bw1."]
+        await decodes(cat, ann, 2)  # across the nodes while all live
+        assert cluster.workers() == ["aw0.", "aw1.", "bw0.", "bw1.", "cw0.", "cw1."]
 
         cluster.kill(a)
         for client in (bob, cat):
@@ -162,9 +164,9 @@ async def test_killed_node_participants_leave_once(tmp_path: Path) -> None:
         for client in (bob, cat):
             assert seen(client, "participantLeft", "participantId") == ghosts
             assert seen(client, "trackUnpublished", "trackId") == ghost_tracks
-        await until(lambda: cluster.workers() == ["bw0.", "bw1."], WAIT,
+        await until(lambda: cluster.workers() == ["bw0.", "bw1.", "cw0.", "cw1."], WAIT,
                     "the dead node's workers to leave the registry")
-        assert cluster.redis.hkeys("ms:nodes") == ["b"]
+        assert sorted(cluster.redis.hkeys("ms:nodes")) == ["b", "c"]
 
 
 async def test_room_on_dead_worker_moves_and_restart_inherits_no_ghosts(tmp_path: Path
