@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 
 MAX_SECONDS = 24 * 3600  # as replay_analytics: seconds past a day are not counted
-CACHE = 4096  # views whose summaries a node keeps in memory (the rest are read back)
+# bytes of per-second arrays a node keeps in memory (about 4,600 views of a 2-hour recording);
+# the least recently updated beyond are read back from the store at their next report
+CACHE_BYTES = 64 << 20
 _COUNT = np.dtype("<u2")
 _TOP = np.iinfo(_COUNT).max
 
@@ -65,6 +67,10 @@ class ViewSummary:
     reports: int = 0
     plays: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=_COUNT))
     jumped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+
+    @property
+    def nbytes(self) -> int:
+        return self.plays.nbytes + self.jumped.nbytes
 
     def add(self, at: float, identity: str, data: dict[str, Any]) -> None:
         """Fold one `play` report in (what replay_analytics.analyze reads of it)."""
@@ -175,10 +181,11 @@ class Summaries:
     read back from the store on their next report (`missing` / `put`). `owner`: the name
     this process's partials are stored under (None: each event's node)."""
 
-    def __init__(self, size: int = CACHE, owner: str | None = None) -> None:
+    def __init__(self, size: int = CACHE_BYTES, owner: str | None = None) -> None:
         self.size = size
         self.owner = owner
         self.cache: OrderedDict[Key, ViewSummary] = OrderedDict()
+        self.bytes = 0  # of the arrays in `cache`
 
     def missing(self, plays: Iterable[Any]) -> list[Key]:
         """The keys of these `play` events' partials not in memory: the caller loads them."""
@@ -188,7 +195,9 @@ class Summaries:
         return (e.recording, e.session, e.node if self.owner is None else self.owner)
 
     def put(self, key: Key, blob: bytes | None) -> None:
-        self.cache[key] = ViewSummary() if blob is None else ViewSummary.load(blob)
+        self._drop(key)
+        summary = self.cache[key] = ViewSummary() if blob is None else ViewSummary.load(blob)
+        self.bytes += summary.nbytes
 
     def apply(self, plays: Iterable[Any]) -> dict[Key, tuple[float, bytes]]:
         """Fold the events in (their partials loaded first); the touched ones: their last
@@ -199,19 +208,27 @@ class Summaries:
             summary = self.cache.get(k)
             if summary is None:  # not loaded: a view this node had not seen
                 summary = self.cache[k] = ViewSummary()
+            self.bytes -= summary.nbytes
             summary.add(e.at, e.identity, e.data)
+            self.bytes += summary.nbytes
             touched[k] = summary
         out = {k: (s.last, s.dump()) for k, s in touched.items()}
         for k in touched:
             self.cache.move_to_end(k)
-        while len(self.cache) > self.size:
-            self.cache.popitem(last=False)
+        while self.bytes > self.size and len(self.cache) > 1:
+            self._drop(next(iter(self.cache)))
         return out
+
+    def _drop(self, k: Key) -> None:
+        summary = self.cache.pop(k, None)
+        if summary is not None:
+            self.bytes -= summary.nbytes
 
     def forget(self, keys: Iterable[Key] | None = None) -> None:
         """After a failed write or a purge: what memory holds may not be what is stored."""
         if keys is None:
             self.cache.clear()
+            self.bytes = 0
         else:
             for k in keys:
-                self.cache.pop(k, None)
+                self._drop(k)

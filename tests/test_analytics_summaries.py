@@ -66,8 +66,9 @@ async def test_sqlite_summaries_equal_the_full_recomputation(tmp_path: Path) -> 
     plays = bench.replay_events(120, DURATION / 3600, seed=5)
     log = EventLog(SqliteEvents(tmp_path / "a.sqlite3"), node="a")
     await log.start()
-    log.backend.summaries.size = 16  # most views read back from the file at their next report
+    log.backend.summaries.size = 30_000  # a few views in memory: most read back from the file
     await write_through([log], plays, seed=1)
+    assert len(log.backend.summaries.cache) < 30  # the others were let go, then read back
     raw = await log.read(recording=bench.RECORDING)
     assert len(raw) == len(plays)
     views = await log.views(bench.RECORDING)
@@ -83,8 +84,9 @@ async def test_redis_summaries_of_views_on_two_nodes(tmp_path: Path) -> None:
         one, two = (EventLog(RedisEvents(url), node=n, retention_days=1) for n in "ab")
         await one.start()
         await two.start()
-        one.backend.summaries.size = 8
+        one.backend.summaries.size = 20_000  # a few views' arrays: the others read back
         await write_through([one, two], plays, seed=2)
+        assert len(one.backend.summaries.cache) < 20
         raw = await one.read(recording=bench.RECORDING)
         assert len(raw) == len(plays) and {e.node for e in raw} == {"a", "b"}
         for log in (one, two):  # either node reads every node's partials, merged
