@@ -155,8 +155,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 # has not connected yet): the client comes back and keeps its place.
                 participant.media_lost()
             elif reason in MEDIA_ENDED:  # e.g. another node's worker, ending with its node
-                if state.rooms.cluster is not None and participant.room is not None:
-                    state.rooms.cluster.router_gone(participant.room.router_id, transport_id)
+                cluster, room = state.rooms.cluster, participant.room
+                if cluster is not None and room is not None and participant.group is None:
+                    # with nodes, the main group's media is all on the room's Router
+                    cluster.router_gone(room.router_id, transport_id)
                 asyncio.ensure_future(participant.close("media_restart", code=4503))
             else:  # DTLS failed: the peer cannot do media with us; end with the reason
                 asyncio.ensure_future(participant.close(f"media transport closed: {reason}"))
