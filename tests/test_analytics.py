@@ -16,7 +16,7 @@ import pytest
 
 from signaling import analytics, replay_analytics
 from signaling.analytics_api import EVENTS
-from signaling.events import Event, EventLog, RedisEvents, SqliteEvents
+from signaling.events import COLUMNS, Event, EventLog, RedisEvents, SqliteEvents
 from tests.support.client import Client
 from tests.support.hooks import hook_receiver
 from tests.support.redis_server import redis_server
@@ -150,6 +150,13 @@ async def test_redis_streams(tmp_path: Path) -> None:
         assert [(e.session, e.node) for e in room if e.kind != "node.start"] == \
             [("p1", "a"), ("p2", "a"), ("p3", "b")]
         assert [e.data for e in await two.read(recording="rec-1")] == [{"ranges": [[0, 5]]}]
+        # an entry as the log wrote them before rows were packed into one field
+        old = Event(time.time(), "play", "r", "v0", "cy", recording="rec-1", node="a",
+                    data={"ranges": [[5, 9]]})
+        await one.backend.redis.xadd("ms:events:rec:rec-1", dict(zip(
+            COLUMNS, (str(v) for v in old.row()), strict=True)))
+        assert [(e.identity, e.data) for e in await two.read(recording="rec-1")] == \
+            [("bea", {"ranges": [[0, 5]]}), ("cy", {"ranges": [[5, 9]]})]
         # streams are trimmed by their ids, the time each event was appended
         assert await one.purge(now=time.time() + 0.5 * 86400) == 0
         assert await one.purge(now=time.time() + 1.5 * 86400) >= 4
