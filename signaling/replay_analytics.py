@@ -9,6 +9,11 @@ The per-second figures are counted with numpy: each view's played ranges become 
 at their first and past-the-last second, a cumulative sum gives how often the view played each
 second; views are taken in blocks so memory stays bounded (a block is at most BLOCK_CELLS
 view-seconds). benchmarks/analytics.py measures it on a 2-hour recording with 1,000 views.
+
+The API reads the same figures from the per-view summaries the event log keeps
+(`from_summaries`, view_summaries.py): one summary per view instead of every report. `analyze`
+is the full recomputation from the reports (tests compare the two), and the path for a
+recording without summaries.
 """
 
 from __future__ import annotations
