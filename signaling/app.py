@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -15,6 +15,7 @@ from mediaserver.api import (
     CONSENT_EXPIRED,
     MediaConfig,
     MediaControl,
+    MediaError,
     open_media,
 )
 
@@ -24,6 +25,7 @@ from .cluster_sync import RoomSync
 from .config import ServerConfig
 from .http_api import add_routes
 from .metrics import MediaCollector, metrics_handler
+from .participant import Participant
 from .placement import Placement
 from .recordings import Recordings
 from .rooms import RoomRegistry
@@ -33,10 +35,15 @@ from .store_redis import RedisStore
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SHUTDOWN_RESERVE = 2.0  # of that, what the recorder does not get: its exit, workers, HTTP
-SESSIONS_CLOSE_WAIT = 1.0
-GOING_AWAY = 1001  # WebSocket close code: the server is going down
+SESSIONS_CLOSE_WAIT = 1.0  # for the sessions' cleanup; their clients were told at once
+# WebSocket close code and reason of a shutdown: come back at once (through the load balancer,
+# to another node); the web client joins again (docs/protocol.md, "WebSocket")
+COME_BACK, DRAINING = 4503, "server_draining"
+# refused with 503 once a shutdown began, so that a load balancer sends no one here any more
+DRAIN_REFUSED = ("/ws", "/api/health")
 # why a stopping worker closes transports (worker.py, router.py): media to build again elsewhere
 MEDIA_ENDED = ("worker stopped", "router closed")
 
@@ -51,7 +58,7 @@ def media_config(config: ServerConfig) -> MediaConfig:
 def make_app(config: ServerConfig) -> web.Application:
     """Of `config.shutdown_timeout`, how long SIGTERM/SIGINT may take, the recorder gets all
     but SHUTDOWN_RESERVE to finalize recordings."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[_refuse_while_draining])
     store: Store
     if config.store.startswith(("redis://", "rediss://")):
         store = RedisStore(config.store)
@@ -93,8 +100,30 @@ def begin_shutdown(app: web.Application) -> None:
     """The first thing SIGTERM or SIGINT does, before anything else can happen: from now on
     no child process is started again, whatever exits (systemd signals all of them at once)."""
     state: AppState = app[STATE]
+    state.draining = True
     state.media.begin_stop()
     state.recordings.link.begin_stop()
+
+
+@web.middleware
+async def _refuse_while_draining(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No new session once a shutdown began (a request already on a kept-alive connection)."""
+    if request.app[STATE].draining and request.path in DRAIN_REFUSED:
+        return web.json_response({"error": {"code": DRAINING, "message": "this node is "
+                                            "shutting down: connect again"}},
+                                 status=503, headers={"Retry-After": "1"})
+    return await handler(request)
+
+
+def tell_to_move(participant: Participant) -> None:
+    """Close the participant's socket with COME_BACK/DRAINING now, before its cleanup (which
+    may take longer than SESSIONS_CLOSE_WAIT on a busy host, while the recorder finalizes):
+    its close() then finds the callback used. As in media_lost, the socket's end keeps the
+    place (websocket.py suspends, never closes): only _shutdown closes it, once."""
+    participant.keep_place = True
+    callback, participant.on_closed = participant.on_closed, None
+    if callback is not None:
+        callback(DRAINING, COME_BACK)
 
 
 def kill_children(app: web.Application) -> None:
@@ -110,19 +139,25 @@ def kill_children(app: web.Application) -> None:
 
 async def _shutdown(app: web.Application) -> None:
     """Before the HTTP side waits for its handlers (WebSockets are open handlers): the recorder
-    finalizes every running recording (within its stop_seconds), and every session is closed
-    with 1001 "server shutting down". The workers and the store go after, in _lifecycle.
+    finalizes every running recording (within its stop_seconds), every client is told to come
+    back elsewhere (4503 "server_draining"), then every session is closed (with several nodes
+    the others see them leave). The workers and the store go after, in _lifecycle.
     docs/operations.md, "Stopping and restarting"."""
     state: AppState = app[STATE]
     begin_shutdown(app)
     recordings = state.recordings.stop_process()  # takes the running recordings first
     # connected sessions and those waiting out their grace period
     present = {p for room in state.rooms.rooms.values() for p in room.participants.values()}
+    everyone = list(state.sessions | present)
+    for participant in everyone:
+        tell_to_move(participant)
 
     async def close_sessions() -> None:
-        for participant in list(state.sessions | present):
+        for participant in everyone:
             try:
-                await participant.close("server shutting down", code=GOING_AWAY)
+                await participant.close(DRAINING, code=COME_BACK)
+            except MediaError as exc:  # its media went with a worker already gone: no error
+                log.info("closing %s: %s", participant.id, exc)
             except Exception:
                 log.exception("error closing %s", participant.id)
 

@@ -23,6 +23,7 @@ class AppState:
     rooms: RoomRegistry
     recordings: Recordings
     sessions: set[Participant] = field(default_factory=set)
+    draining: bool = False  # a shutdown began: no new sessions (app.py)
 
 
 STATE = web.AppKey("state", AppState)

@@ -72,6 +72,7 @@ class Client:
         self.self_id: str | None = None
         self.joined: dict[str, Any] = {}
         self.close_code: int | None = None
+        self.close_reason = ""  # of the server's close frame
         self.closed = asyncio.Event()
         self.moved = asyncio.Event()  # set once a `moved` has been handled
         self.moves = 0
@@ -88,7 +89,8 @@ class Client:
 
     async def _read(self) -> None:
         assert self.ws is not None
-        async for msg in self.ws:
+        ending = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+        while (msg := await self.ws.receive()).type not in ending:  # `async for`, and the reason
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue
             data = json.loads(msg.data)
@@ -101,6 +103,8 @@ class Client:
             else:
                 self.events.append({"event": "_unmatched", "data": data})
         self.close_code = self.ws.close_code
+        if msg.type == aiohttp.WSMsgType.CLOSE:
+            self.close_reason = msg.extra or ""
         self.closed.set()
         for fut in self._pending.values():
             if not fut.done():

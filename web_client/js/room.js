@@ -36,6 +36,10 @@ let preview = null;
 let precheck = null;
 let mediaConstraints = AUTOJOIN_MEDIA; // reopened on rejoin
 let joinName = 'Guest';
+// A node we were on shut down (4503 server_draining): until then a failed rejoin is tried
+// again, since the load balancer may still send us to it for a moment (docs/operations.md).
+let comeBackUntil = 0;
+const COME_BACK_FOR_MS = 30_000;
 
 function showSection(id) {
   for (const s of ['prejoin', 'lobby', 'meeting', 'ended']) $(s).hidden = s !== id;
@@ -76,6 +80,7 @@ async function startMeeting(name, stream) {
     view, stream, onEnded, onWaiting, onJoined: attachFeatures,
     openStream: () => openMedia(mediaConstraints), // a webinar attendee brought on stage
   });
+  if (returnToken) meeting.sessionToken = returnToken; // kept should this join fail
   meeting.onLocalChange = updateControls;
   updateControls();
   try {
@@ -90,6 +95,7 @@ async function startMeeting(name, stream) {
 
 /** Called synchronously with the join result, so no event after it is missed. */
 function attachFeatures(m, res) {
+  comeBackUntil = 0; // in again
   for (const f of features) {
     try { f.attach(m, res); } catch (err) { showError(err, 'Setting up the meeting panels'); }
   }
@@ -98,8 +104,16 @@ function attachFeatures(m, res) {
 }
 
 function onEnded({ left, error }) {
-  if (error?.closeCode === 4503 || (!left && meeting?.selfId && error?.code === 'closed')) {
-    // The media worker carrying our call restarted (media_restart), our media connection went
+  if (error?.closeCode === 4503 && error.code === 'server_draining') {
+    comeBackUntil = Date.now() + COME_BACK_FOR_MS;
+  }
+  // a rejoin that could not reach a node (a refusal by the server has a close code)
+  const comingBack = !left && !meeting?.selfId && !error?.closeCode &&
+    Date.now() < comeBackUntil;
+  if (error?.closeCode === 4503 || comingBack ||
+      (!left && meeting?.selfId && error?.code === 'closed')) {
+    // The media worker carrying our call restarted (media_restart), our node shuts down
+    // (server_draining: the load balancer sends us to another), our media connection went
     // silent (media_lost), or the socket dropped (network switch, sleep): the server keeps our
     // place for a grace period, so come straight back.
     showStatus('Connection lost: reconnecting…', 'warn');

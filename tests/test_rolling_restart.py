@@ -1,0 +1,135 @@
+"""Draining a node and a rolling restart (issue 14): node processes on one real redis-server,
+aiortc clients checking decoded video. SIGTERM to a node's process group (what systemd and
+Ctrl-C do) with clients connected: every process of the node is gone within the shutdown's
+bound, every client got 4503 "server_draining", nothing was restarted or logged an error. A
+rolling restart of two nodes (SIGTERM a, start it again, then the same for b) while the test
+plays the load balancer (a client told to move reconnects through the node that is up): every
+participant is back and decodes the others again, and nobody is listed twice, by either node
+or by any client. Coming back through another node is a rejoin today (a new participant id:
+resume through any node is not built yet). docs/operations.md, "Draining a node"."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.support.client import Client
+from tests.support.tracks import PatternVideoTrack
+from tests.test_node_liveness import ROOM, Nodes, decodes, nodes
+from tests.test_shutdown import LIMIT, ServerProcess, check_output, gone_within
+
+DRAINED = (4503, "server_draining")
+MEDIA_MOVED = (4503, "media_restart")  # the room's media was on the stopped node's worker
+GRACE = 30  # the default: a drained node's participants must not wait it out
+PATTERNS = {"ann": 1, "bob": 2}
+
+
+def sigterm(server: ServerProcess) -> tuple[list[int], float]:
+    """SIGTERM to the node's process group: the PIDs of its tree, and when."""
+    tree = list(server.tree())
+    assert len(tree) == 3, server.tree()  # the node and its two media workers
+    since = time.monotonic()
+    os.killpg(server.pid, signal.SIGTERM)
+    return tree, since
+
+
+async def drained(cluster: Nodes, server: ServerProcess, tree: list[int], since: float) -> float:
+    """Seconds from the signal until every process of the node's tree is gone (fails beyond
+    LIMIT, the documented bound: --shutdown-timeout, 5 s by default); it stopped cleanly."""
+    took = await gone_within(tree, LIMIT, since)
+    assert server.proc is not None and await server.proc.wait() == 0
+    cluster.servers.remove(server)
+    check_output(server.output())  # nothing restarted, no traceback, no ERROR
+    assert "error closing" not in server.output()
+    return took
+
+
+def roster(client: Client) -> list[str]:
+    """Who the client sees in the room besides itself: the join's list, then the events."""
+    assert client.joined is not None
+    present = {p["id"]: p["name"] for p in client.joined["participants"]}
+    for e in client.events:
+        if e["event"] == "participantJoined":
+            present[e["data"]["participant"]["id"]] = e["data"]["participant"]["name"]
+        elif e["event"] == "participantLeft":
+            present.pop(e["data"]["participantId"], None)
+    present.pop(client.self_id or "", None)
+    return sorted(present.values())
+
+
+async def listed(server: ServerProcess) -> list[str]:
+    status, body = await server.api("GET", f"/api/rooms/{ROOM}")
+    assert status == 200, body
+    return sorted(p["name"] for p in body["participants"])
+
+
+async def test_group_sigterm_with_clients_connected(tmp_path: Path) -> None:
+    async with nodes(tmp_path) as cluster:
+        a = await cluster.start("a", grace=GRACE)
+        b = await cluster.start("b", grace=GRACE)
+        assert (await b.api("POST", "/api/rooms", json={"name": ROOM}))[0] in (200, 201)
+        bob = await cluster.client(b, "bob", PatternVideoTrack(2))  # the room's media: on b
+        ann = await cluster.client(a, "ann", PatternVideoTrack(1))
+        al = await cluster.client(a, "al")
+        await al.drop()  # gone without leaving: in its grace period when a stops
+        cat = await cluster.client(a, "cat")
+        await decodes(cat, bob, 2)
+        took = await drained(cluster, a, *sigterm(a))
+        print(f"node with clients: every process gone {took:.2f} s after SIGTERM")
+        for client in (ann, cat):
+            assert client.closed.is_set()
+            assert (client.close_code, client.close_reason) == DRAINED
+        # the survivor's client sees each of a's participants leave once, not after the grace
+        for gone in (ann, al, cat):
+            await bob.wait_event("participantLeft", lambda d, g=gone:
+                                 d["participantId"] == g.self_id, timeout=10)
+        assert roster(bob) == [] and await listed(b) == ["bob"]
+        assert not bob.closed.is_set()  # its media, on b, untouched
+        assert sorted(cluster.redis.hkeys("ms:nodes")) == ["b"]
+
+
+async def test_rolling_restart_loses_nobody(tmp_path: Path) -> None:
+    async with nodes(tmp_path) as cluster:
+        a = await cluster.start("a", grace=GRACE)
+        b = await cluster.start("b", grace=GRACE)
+        assert (await a.api("POST", "/api/rooms", json={"name": ROOM}))[0] in (200, 201)
+        clients = {"ann": await cluster.client(a, "ann", PatternVideoTrack(1)),
+                   "bob": await cluster.client(b, "bob", PatternVideoTrack(2))}
+        await decodes(clients["ann"], clients["bob"], 2)
+        await decodes(clients["bob"], clients["ann"], 1)
+        up = {"a": a, "b": b}
+        for name in ("a", "b"):
+            other = up["b" if name == "a" else "a"]
+            media_here = cluster.redis.get(f"ms:router:{ROOM}").startswith(f"{name}w")
+            tree, since = sigterm(up[name])
+            # the load balancer: whoever is told to move comes back through the node up
+            moved = []
+            for who, client in list(clients.items()):
+                here = client.base_url == up[name].base_url
+                if not (here or media_here):
+                    continue
+                await asyncio.wait_for(client.closed.wait(), LIMIT)
+                assert (client.close_code, client.close_reason) == \
+                    (DRAINED if here else MEDIA_MOVED)
+                old_id = client.self_id
+                clients[who] = await cluster.client(other, who, PatternVideoTrack(PATTERNS[who]))
+                assert clients[who].joined["resumed"] is False  # a rejoin, see the docstring
+                assert clients[who].self_id != old_id
+                moved.append(who)
+            back = time.monotonic() - since
+            await decodes(clients["ann"], clients["bob"], 2)
+            await decodes(clients["bob"], clients["ann"], 1)
+            print(f"SIGTERM {name}: {moved} rejoined through the other node "
+                  f"{back:.2f} s after the signal, both decode each other after "
+                  f"{time.monotonic() - since:.2f} s")
+            await drained(cluster, up[name], tree, since)
+            up[name] = await cluster.start(name, grace=GRACE)  # the new version
+        # both came back through a when b stopped; b, new, has not opened the room
+        assert {c.base_url for c in clients.values()} == {up["a"].base_url}
+        assert await listed(up["a"]) == ["ann", "bob"]
+        for who, client in clients.items():
+            assert roster(client) == [n for n in PATTERNS if n != who]
+            assert not client.closed.is_set()
