@@ -82,6 +82,7 @@ def analyze(events: list[Event], duration: float | None, viewer: str | None = No
     range_view: list[int] = []  # per report with ranges: its view, how many, live or not
     range_count: list[int] = []
     range_live: list[bool] = []
+    range_dvr: list[bool] = []
     seeks: list[list[float]] = []
     seek_view: list[int] = []
     seek_count: list[int] = []
@@ -101,6 +102,7 @@ def analyze(events: list[Event], duration: float | None, viewer: str | None = No
             range_view.append(v)
             range_count.append(len(got))
             range_live.append(bool(data.get("live")))
+            range_dvr.append(bool(data.get("live")) and bool(data.get("dvr")))
         got = data.get("seeks")
         if got:
             seeks += got
@@ -114,8 +116,9 @@ def analyze(events: list[Event], duration: float | None, viewer: str | None = No
     a, b, rate = _columns(ranges, 3).T
     view = np.repeat(np.asarray(range_view, dtype=np.int64), range_count)
     live = np.repeat(np.asarray(range_live, dtype=bool), range_count)
+    dvr = np.repeat(np.asarray(range_dvr, dtype=bool), range_count)
     keep = (b > a) & (a >= 0)
-    a, b, rate, view, live = a[keep], b[keep], rate[keep], view[keep], live[keep]
+    a, b, rate, view, live, dvr = a[keep], b[keep], rate[keep], view[keep], live[keep], dvr[keep]
     watched = (b - a) / np.where(rate > 0, rate, 1.0)  # seconds of the viewer's time
     # views that played something, numbered 0..count-1 in the order they came
     played = np.zeros(views, dtype=bool)
@@ -149,7 +152,8 @@ def analyze(events: list[Event], duration: float | None, viewer: str | None = No
 
     return _figures(reached, duration, per_second, rewatched, skipped,
                     len({identity[v] for v in np.flatnonzero(played).tolist()}),
-                    float(watched[live].sum()), float(watched[~live].sum()), pauses, visible)
+                    float(watched[live].sum()), float(watched[~live].sum()), pauses, visible,
+                    float(watched[dvr].sum()))
 
 
 def from_summaries(views: dict[str, ViewSummary], duration: float | None,
@@ -183,12 +187,13 @@ def from_summaries(views: dict[str, ViewSummary], duration: float | None,
     return _figures(np.array([v.reached for v in played]), duration, per_second, rewatched,
                     skipped, len({v.identity for v in played}),
                     math.fsum(v.live for v in played), math.fsum(v.replay for v in played),
-                    sum(v.pauses for v in picked), math.fsum(v.visible for v in picked))
+                    sum(v.pauses for v in picked), math.fsum(v.visible for v in picked),
+                    math.fsum(v.dvr for v in played))
 
 
 def _figures(reached: np.ndarray, duration: float, per_second: np.ndarray,
              rewatched: np.ndarray, skipped: np.ndarray, unique: int, live: float,
-             replay: float, pauses: int, visible: float) -> dict[str, Any]:
+             replay: float, pauses: int, visible: float, dvr: float) -> dict[str, Any]:
     """The answer, from the played views' furthest positions and the per-second counts."""
     count = reached.size
     n = per_second.size
@@ -206,6 +211,7 @@ def _figures(reached: np.ndarray, duration: float, per_second: np.ndarray,
             "uniqueViewers": unique,
             "liveMinutes": round(live / 60, 2),
             "replayMinutes": round(replay / 60, 2),
+            "dvrMinutes": round(dvr / 60, 2),
             "duration": round(duration, 3),
             "perSecond": per_second.tolist(),
             "unwatched": _runs(per_second == 0),

@@ -67,6 +67,7 @@ class ViewSummary:
     reports: int = 0
     plays: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=_COUNT))
     jumped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    dvr: float = 0.0  # of `live`: played by the room's catch-up player ("dvr" reports)
 
     @property
     def nbytes(self) -> int:
@@ -83,7 +84,7 @@ class ViewSummary:
                 self.position = float(data["position"])
         if data.get("duration") and at < self.duration_at:
             self.duration, self.duration_at = float(data["duration"]), at
-        live = bool(data.get("live"))
+        live, dvr = bool(data.get("live")), bool(data.get("dvr"))
         for item in data.get("ranges") or ():
             a, b = float(item[0]), float(item[1])
             if not (b > a and a >= 0):
@@ -92,6 +93,8 @@ class ViewSummary:
             watched = (b - a) / (rate if rate > 0 else 1.0)
             if live:
                 self.live += watched
+                if dvr:
+                    self.dvr += watched
             else:
                 self.replay += watched
             self.reached = max(self.reached, b)
@@ -119,6 +122,7 @@ class ViewSummary:
             self.duration, self.duration_at = other.duration, other.duration_at
         self.reached = max(self.reached, other.reached)
         self.live += other.live
+        self.dvr += other.dvr
         self.replay += other.replay
         self.pauses += other.pauses
         self.visible += other.visible
@@ -138,7 +142,7 @@ class ViewSummary:
             "duration": self.duration, "durationAt": _finite(self.duration_at),
             "reached": self.reached, "live": self.live, "replay": self.replay,
             "pauses": self.pauses, "visible": self.visible, "position": self.position,
-            "reports": self.reports, "plays": int(self.plays.size),
+            "reports": self.reports, "dvr": self.dvr, "plays": int(self.plays.size),
             "jumped": int(self.jumped.size)}, separators=(",", ":")).encode()
         body = self.plays.astype(_COUNT, copy=False).tobytes() + self.jumped.tobytes()
         return struct.pack("<I", len(head)) + head + zlib.compress(body, 1)
@@ -154,7 +158,7 @@ class ViewSummary:
                    math.inf if at is None else at, head["reached"], head["live"],
                    head["replay"], head["pauses"], head["visible"], head["position"],
                    head["reports"], np.frombuffer(body[:n], dtype=_COUNT).copy(),
-                   np.frombuffer(body[n:], dtype=np.uint8).copy())
+                   np.frombuffer(body[n:], dtype=np.uint8).copy(), head.get("dvr", 0.0))
 
 
 def _finite(x: float) -> float | None:

@@ -152,3 +152,24 @@ async def test_a_log_from_before_the_summaries_gets_them(tmp_path: Path) -> None
     same(replay_analytics.from_summaries(views, 360.0),
          replay_analytics.analyze(await log.read(recording=bench.RECORDING), 360.0))
     await log.stop()
+
+
+def test_dvr_minutes_are_the_catch_up_players_share_of_the_live_ones() -> None:
+    """The room's catch-up player (reports the server marks "dvr", always live) counts in
+    liveMinutes and in dvrMinutes; the player page's live viewing only in liveMinutes;
+    viewing after the event in replayMinutes. The same from the raw reports and from the
+    summaries, stored and read back."""
+    events = [
+        Event(1, "play", "r", "v1", "a", recording="rec",
+              data={"live": True, "dvr": True, "ranges": [[0, 120, 2]]}),  # 60 s at 2x
+        Event(2, "play", "r", "v2", "b", recording="rec", data={"live": True,
+                                                               "ranges": [[0, 60]]}),
+        Event(3, "play", "r", "v3", "c", recording="rec", data={"ranges": [[0, 180]]}),
+    ]
+    full = replay_analytics.analyze(events, 200.0)
+    assert (full["liveMinutes"], full["dvrMinutes"], full["replayMinutes"]) == (2.0, 1.0, 3.0)
+    views: dict[str, ViewSummary] = {}
+    for e in events:
+        views.setdefault(e.session, ViewSummary()).add(e.at, e.identity, e.data)
+    stored = {k: ViewSummary.load(v.dump()) for k, v in views.items()}
+    same(replay_analytics.from_summaries(stored, 200.0), full)
