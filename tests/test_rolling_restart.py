@@ -6,7 +6,8 @@ rolling restart of two nodes (SIGTERM a, start it again, then the same for b) wh
 plays the load balancer (a client told to move reconnects through the node that is up): every
 participant is back and decodes the others again, and nobody is listed twice, by either node
 or by any client. Coming back through another node is a rejoin today (a new participant id:
-resume through any node is not built yet). docs/operations.md, "Draining a node"."""
+resume through any node is not built yet); the test prints which. docs/operations.md,
+"Draining a node, rolling deploys"."""
 
 from __future__ import annotations
 
@@ -60,6 +61,23 @@ def roster(client: Client) -> list[str]:
     return sorted(present.values())
 
 
+async def come_back(cluster: Nodes, clients: dict[str, Client], via: ServerProcess,
+                    moved: list[str]) -> int:
+    """The load balancer: each client closed with 4503 joins again through `via`, publishing
+    its pattern again; how many did. Today a rejoin (a new participant id); once resume
+    through any node is built, a resume: what the test checks holds either way."""
+    count = 0
+    for who, client in list(clients.items()):
+        if not client.closed.is_set():
+            continue
+        assert (client.close_code, client.close_reason) in (DRAINED, MEDIA_MOVED)
+        clients[who] = await cluster.client(via, who, PatternVideoTrack(PATTERNS[who]))
+        same = clients[who].self_id == client.self_id
+        moved.append(f"{who} after {client.close_reason} ({'same' if same else 'new'} id)")
+        count += 1
+    return count
+
+
 async def listed(server: ServerProcess) -> list[str]:
     status, body = await server.api("GET", f"/api/rooms/{ROOM}")
     assert status == 200, body
@@ -105,27 +123,29 @@ async def test_rolling_restart_loses_nobody(tmp_path: Path) -> None:
             other = up["b" if name == "a" else "a"]
             media_here = cluster.redis.get(f"ms:router:{ROOM}").startswith(f"{name}w")
             tree, since = sigterm(up[name])
-            # the load balancer: whoever is told to move comes back through the node up
-            moved = []
-            for who, client in list(clients.items()):
+            moved: list[str] = []
+            for client in list(clients.values()):  # told to move
                 here = client.base_url == up[name].base_url
-                if not (here or media_here):
-                    continue
-                await asyncio.wait_for(client.closed.wait(), LIMIT)
-                assert (client.close_code, client.close_reason) == \
-                    (DRAINED if here else MEDIA_MOVED)
-                old_id = client.self_id
-                clients[who] = await cluster.client(other, who, PatternVideoTrack(PATTERNS[who]))
-                assert clients[who].joined["resumed"] is False  # a rejoin, see the docstring
-                assert clients[who].self_id != old_id
-                moved.append(who)
+                if here or media_here:
+                    await asyncio.wait_for(client.closed.wait(), LIMIT)
+                    assert (client.close_code, client.close_reason) == \
+                        (DRAINED if here else MEDIA_MOVED)
+            await come_back(cluster, clients, other, moved)
             back = time.monotonic() - since
-            await decodes(clients["ann"], clients["bob"], 2)
-            await decodes(clients["bob"], clients["ann"], 1)
-            print(f"SIGTERM {name}: {moved} rejoined through the other node "
-                  f"{back:.2f} s after the signal, both decode each other after "
-                  f"{time.monotonic() - since:.2f} s")
-            await drained(cluster, up[name], tree, since)
+            took = await drained(cluster, up[name], tree, since)
+            # A rejoin that reached `other` while the room's media was still on the stopping
+            # node's worker is asked to move once more (media_restart) when that worker ends.
+            while True:
+                try:
+                    await decodes(clients["ann"], clients["bob"], 2)
+                    await decodes(clients["bob"], clients["ann"], 1)
+                    break
+                except (TimeoutError, ConnectionError, RuntimeError):  # ended, or no frames
+                    if not await come_back(cluster, clients, other, moved):
+                        raise
+            print(f"SIGTERM {name}: every process gone {took:.2f} s after the signal; "
+                  f"rejoined through the other node: {moved}, {back:.2f} s after the signal; "
+                  f"both decode each other {time.monotonic() - since:.2f} s after it")
             up[name] = await cluster.start(name, grace=GRACE)  # the new version
         # both came back through a when b stopped; b, new, has not opened the room
         assert {c.base_url for c in clients.values()} == {up["a"].base_url}
