@@ -146,6 +146,8 @@ async def broadcast_live(p: Participant, params: schemas.SetLive) -> dict[str, A
         room.bus({"t": "live", "live": live})
     room.broadcast("liveChanged", {"live": live})
     events.note(p, "live", live=live)
+    if live:
+        await p.rooms.recordings.went_live(room)
     return {"live": live}
 
 

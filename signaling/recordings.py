@@ -116,14 +116,21 @@ class Recordings:
     async def tracks_published(self, room: Room, tracks: list[Track], role: str) -> None:
         """New tracks of one participant: tapped into the room's running recording. In a
         room that records by itself (auto_record), the first host or presenter to publish
-        starts the recording, which takes every track, these included."""
+        starts the recording, which takes every track, these included; in a webinar still
+        backstage, going live does (`went_live`): the rehearsal is nobody's recording."""
         if not tracks:
             return
         if room.auto_record and not self.recording(room) and role in ("host", "presenter"):
-            await self.start(room)
+            if room.live:
+                await self.start(room)
             return
         for track in tracks:
             await self.track_added(room, track)
+
+    async def went_live(self, room: Room) -> None:
+        """A webinar that records by itself starts at go-live with what its stage publishes."""
+        if room.auto_record and not self.recording(room) and room.tracks_in(None):
+            await self.start(room)
 
     async def room_ended(self, room: Room) -> None:
         """The last participant left: the recording stops and its VOD is made now."""

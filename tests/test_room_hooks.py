@@ -118,6 +118,24 @@ async def test_auto_record_starts_with_the_first_host_or_presenter_to_publish(
     assert len(recordings.calls) == 4
 
 
+async def test_an_auto_recorded_webinar_with_a_backstage_records_from_going_live(
+        tmp_path: Path) -> None:
+    """The rehearsal is nobody's recording: publishing backstage starts nothing, going live
+    starts it with what the stage publishes then."""
+    recordings = Recorded(tmp_path)
+    room = Room("launch", "w1.rt-1", auto_record=True, live=False)
+    camera = Track("t-1", "p-1", "video", "camera", "w1.pr-1", VP8, "a")
+    await recordings.went_live(room)  # live with nothing on stage: nothing to record yet
+    room.tracks[camera.id] = camera
+    await recordings.tracks_published(room, [camera], "host")
+    assert recordings.calls == [] and not recordings.recording(room)
+    room.live = True
+    await recordings.went_live(room)
+    assert recordings.calls == [("start", "launch")] and recordings.recording(room)
+    await recordings.went_live(room)  # live again after a pause: the same recording goes on
+    assert recordings.calls == [("start", "launch")]
+
+
 async def test_a_room_that_does_not_auto_record_only_taps(tmp_path: Path) -> None:
     recordings = Recorded(tmp_path)
     room = Room("meeting", "w1.rt-1")
