@@ -34,8 +34,9 @@ RATIO_COLUMNS = [
 ]
 
 
-def ratio_table(rows: list[dict[str, Any]]) -> str:
-    head = "| " + " | ".join(c for c, _ in RATIO_COLUMNS) + " |"
+def ratio_table(rows: list[dict[str, Any]], pair: str = "ours / Janus") -> str:
+    """`pair`: what A / B are, in the column names."""
+    head = "| " + " | ".join(c.replace("ours / Janus", pair) for c, _ in RATIO_COLUMNS) + " |"
     sep = "|" + "---|" * len(RATIO_COLUMNS)
     return "\n".join([head, sep, *("| " + " | ".join(str(get(r)) for _, get in RATIO_COLUMNS)
                                    + " |" for r in rows)])
@@ -126,7 +127,7 @@ def markdown(c: dict[str, Any], plot: str | None) -> str:
         lines += [f"## {title}: every alternation and the medians", "",
                   median_table(c["medians"]), ""]
     lines += [f"## {title}" + (" (first alternation)" if c.get("repeat", 1) > 1 else ""), "",
-              ratio_table(c["ratios"]), ""]
+              ratio_table(c["ratios"], title.lower() if not janus else "ours / Janus"), ""]
     s = c["summary"]
     if s["efficiency_ratio_median"] is not None:
         lines += [f"Efficiency ratio (received packets per server CPU-second, ours / Janus): "
