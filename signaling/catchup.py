@@ -9,9 +9,9 @@ the client places on its scrubber through the playlist's EXT-X-PROGRAM-DATE-TIME
 `catchUp {rewound: false}`: back on the live stage. Hosts get `rewoundChanged {count}` at each
 change: how many people in the room watch behind live now.
 
-The WebRTC video the rewound client no longer shows is held by the client's own view reports
-(setTrackView, hidden tiles), so the media plane sends it nothing; the sound is muted in the
-page.
+While rewound, the participant's live videos are held by the server (MediaSession.set_rewound:
+nothing sent, whatever the client's tile reports say, and each as its tile was last reported
+once back); the sound is muted in the page.
 """
 
 from __future__ import annotations
@@ -29,30 +29,26 @@ if TYPE_CHECKING:
     from .state import AppState
 
 GRANT_TTL = 6 * 3600  # an upper bound; the grant ends with the session before that
-_rewound: dict[str, set[str]] = {}  # room name -> ids of the participants rewound now
 
 
 def count(room: Room) -> int:
-    ids = _rewound.get(room.name, set())
-    return sum(1 for pid in ids if (p := room.participants.get(pid)) is not None and p.joined)
+    return sum(1 for pid in room.rewound
+               if (p := room.participants.get(pid)) is not None and p.joined)
 
 
 def _set(p: Participant, room: Room, rewound: bool) -> None:
-    ids = _rewound.setdefault(room.name, set())
-    if (p.id in ids) == rewound:
+    if (p.id in room.rewound) == rewound:
         return
     if rewound:
-        ids.add(p.id)
+        room.rewound.add(p.id)
     else:
-        ids.discard(p.id)
-        if not ids:
-            _rewound.pop(room.name, None)
+        room.rewound.discard(p.id)
     room.tell_hosts("rewoundChanged", {"count": count(room)})
 
 
 def left(p: Participant) -> None:
     """The participant left (or was removed): no longer rewound."""
-    if p.room is not None and p.id in _rewound.get(p.room.name, ()):
+    if p.room is not None and p.id in p.room.rewound:
         _set(p, p.room, False)
 
 
@@ -75,6 +71,7 @@ async def catch_up(p: Participant, params: schemas.CatchUp) -> dict[str, Any]:
     room = p.room_or_fail()
     if not params.rewound:
         _set(p, room, False)
+        await p.media_session.set_rewound(False)
         return {}
     if p.group is not None or not room.sees_media(p):
         raise RequestError("forbidden", "only the main room's audience may watch the stage")
@@ -85,6 +82,7 @@ async def catch_up(p: Participant, params: schemas.CatchUp) -> dict[str, Any]:
     base = participant_grant_path(recordings.secret, active.id, p.id, GRANT_TTL)
     marks = await p.store.recording_chapters(active.id)
     _set(p, room, True)
+    await p.media_session.set_rewound(True)
     return {"recordingId": active.id, "playlist": f"{base}/index.m3u8",
             "started": active.started,
             "marks": [{"at": m["at"], "title": m["title"]} for m in marks]}

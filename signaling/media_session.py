@@ -54,6 +54,8 @@ class MediaSession:
         # track id -> (visible, width, height) as the client shows it (setTrackView); a track
         # not listed is shown. Hidden ones are consumed paused: nothing sent nobody sees.
         self.views: dict[str, tuple[bool, int, int]] = {}
+        # watching the stage's live HLS (catchUp): every video held, whatever the tiles say
+        self.rewound = False
         self._offer_pending = False
         self._offered: tuple | None = None  # the slots as the last offer described them
         self.offer_id = 0  # answers may name the offer they answer; older ones are refused
@@ -218,7 +220,19 @@ class MediaSession:
         """The tile of a track as the client last told it (setTrackView): shown, unknown
         size, until it says otherwise."""
         visible, width, height = self.views.get(track_id, (True, 0, 0))
-        return {"visible": visible, "width": width, "height": height}
+        return {"visible": visible and not self.rewound, "width": width, "height": height}
+
+    async def set_rewound(self, rewound: bool) -> None:
+        """Rewound (catchUp): nothing of the live videos is sent; back live: each as its
+        tile was last reported. Held here, not only by the client's tile reports."""
+        self.rewound = rewound
+        tracks = self.owner.room.tracks if self.owner.room is not None else {}
+        for track_id, consumer_id in list(self.consumers.items()):
+            track = tracks.get(track_id)
+            if track is not None and track.kind == "video":
+                view = self.view(track_id)
+                await self.media.set_consumer_view(consumer_id, view["visible"], view["width"],
+                                                   view["height"])
 
     def own_track(self, track_id: str) -> Track:
         for track in self.published.values():
@@ -475,8 +489,8 @@ async def set_track_view(p: Participant, params: schemas.SetTrackView) -> dict[s
     session.views[track.id] = (params.visible, params.width, params.height)
     consumer_id = session.consumers.get(track.id)
     if consumer_id is not None:
-        await p.media.set_consumer_view(consumer_id, params.visible, params.width,
-                                        params.height)
+        await p.media.set_consumer_view(consumer_id, params.visible and not session.rewound,
+                                        params.width, params.height)
     return {}
 
 

@@ -83,6 +83,7 @@ class Room:
     router_id: str
     participants: dict[str, Participant] = field(default_factory=dict)
     tracks: dict[str, Track] = field(default_factory=dict)
+    rewound: set[str] = field(default_factory=set)  # participants watching its live HLS
     edges: list[Edge] = field(default_factory=list)
     origin_subscribers: int = 0
     type: str = "meeting"  # or "webinar"

@@ -4,6 +4,8 @@ the browser side is tests/test_browser_catchup.py."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -30,6 +32,22 @@ async def joined(server, room: str, identity: str, role: str) -> Client:
     return c
 
 
+async def stage_held(server, client: Client, want: bool) -> None:
+    """Until the client's consumer of the stage video is (or is not) held as a hidden tile in
+    the media worker's dump (state: polled)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        session = next(p for p in server.state.sessions if p.id == client.self_id and p.joined)
+        dump = await server.state.media.dump()
+        found = [c for c in dump.consumers
+                 if c.kind == "video" and c.transport_id == session.subscribe_transport]
+        if found and ("view" in found[0].paused_by) == want:
+            return
+        assert loop.time() < deadline, found
+        await asyncio.sleep(0.05)
+
+
 async def test_catch_up_grant_lives_with_the_session(server) -> None:
     await server.create_room("talk", type="webinar", backstage=True)
     host = await joined(server, "talk", "host", "host")
@@ -47,6 +65,7 @@ async def test_catch_up_grant_lives_with_the_session(server) -> None:
                              lambda m: m.segments)
 
         grants = {}
+        await stage_held(server, early, False)
         for who in (early, late):
             grant = await who.request("catchUp", {"rewound": True})
             assert grant["recordingId"] == rid
@@ -60,7 +79,14 @@ async def test_catch_up_grant_lives_with_the_session(server) -> None:
         forged = grants[early.self_id].replace(early.self_id, late.self_id)
         assert await status_of(forged) == 403
 
+        # rewound: the server holds the live video, whatever the client says of its tiles
+        await stage_held(server, early, True)
+        video = await early.live_track_of(host.self_id, "video")
+        await early.request("setTrackView", {"trackId": video, "visible": True,
+                                             "width": 640, "height": 360})
+        await stage_held(server, early, True)
         await early.request("catchUp", {"rewound": False})
+        await stage_held(server, early, False)  # back live: as its tile was last reported
         assert await host.wait_event("rewoundChanged", lambda d: d["count"] == 1)
         assert await status_of(grants[early.self_id]) == 200  # in the room: still theirs
 
