@@ -153,6 +153,8 @@ class Participant:
                 "settings": {"chat": room.chat_enabled, "lobby": room.lobby},
                 "live": room.live, "recording": self.rooms.recordings is not None
                 and self.rooms.recordings.recording(room),
+                "recordingMode": self.rooms.recordings.mode_of(room)
+                if self.rooms.recordings is not None else None,
                 "activeSpeaker": speaking.speaker_of(room, self.group, room.sees_media(self)),
                 **({"rewound": catchup.count(room)} if self.role == "host" else {}),
                 "token": self._session_token(),

@@ -113,6 +113,11 @@ class Recordings:
     def recording(self, room: Room) -> bool:
         return room.name in self.active
 
+    def mode_of(self, room: Room) -> str | None:
+        """The running recording's mode ("composite": with live HLS), None if none runs."""
+        active = self.active.get(room.name)
+        return active.mode if active is not None else None
+
     async def tracks_published(self, room: Room, tracks: list[Track], role: str) -> None:
         """New tracks of one participant: tapped into the room's running recording. In a
         room that records by itself (auto_record), the first host or presenter to publish
@@ -162,7 +167,8 @@ class Recordings:
             raise
         await self.store.put_recording({"id": active.id, "room": room.name, "mode": mode,
                                         "state": "recording", "started": active.started})
-        room.broadcast("recordingChanged", {"recording": True, "recordingId": active.id})
+        room.broadcast("recordingChanged", {"recording": True, "recordingId": active.id,
+                                                "mode": active.mode})
         if self.events is not None:
             self.events.emit("recording.start", room.name, recordingId=active.id)
         return {"recordingId": active.id, "mode": mode, "layout": layout,
@@ -248,7 +254,8 @@ class Recordings:
         except RecorderError as exc:
             raise RequestError("internal", f"the recorder failed: {exc}") from None
         finally:  # over, whatever the recorder says: nobody is told "● Recording" any more
-            room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id})
+            room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id,
+                                                "mode": active.mode})
             if self.events is not None:
                 self.events.emit("recording.stop", room.name, recordingId=active.id)
         return await self._finished(room.name, active.id, result, sorted(active.names))
@@ -338,7 +345,8 @@ class Recordings:
             log.exception("could not resume recording %s", active.id)
             if self.active.get(room.name) is active:
                 del self.active[room.name]
-            room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id})
+            room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id,
+                                                "mode": active.mode})
             if event := self._interrupted.pop(active.id, None):  # the crash's VOD is all
                 await self._finished(room.name, active.id, event, sorted(active.names))
         finally:

@@ -74,14 +74,18 @@ export class CatchUpControl {
       m.request('catchUp', { rewound: false }).catch(() => {});
     }
     this.m = m;
-    this.recording = Boolean(res.recording);
+    // only a composite recording has live HLS, and only the stage's audience may watch it
+    // (backstage: not yet); the server refuses otherwise, the button is not offered
+    this.recording = Boolean(res.recording) && res.recordingMode !== 'pertrack';
+    this.live = res.live ?? true;
     this.showCount(res.rewound ?? 0);
     this.render();
     m.on('recordingChanged', (d) => {
-      this.recording = Boolean(d.recording);
+      this.recording = Boolean(d.recording) && d.mode !== 'pertrack';
       if (!this.recording && this.session) this.backToLive('recording stopped');
       this.render();
     });
+    m.on('liveChanged', (d) => { this.live = Boolean(d.live); this.render(); });
     m.on('rewoundChanged', (d) => this.showCount(d.count));
   }
 
@@ -93,7 +97,8 @@ export class CatchUpControl {
   }
 
   render() {
-    this.button.hidden = !this.recording || Boolean(this.session) || !this.m?.self;
+    const backstage = !this.live && this.m?.self?.role === 'attendee' && !this.m?.self?.onStage;
+    this.button.hidden = !this.recording || backstage || Boolean(this.session) || !this.m?.self;
   }
 
   async rewind() {
