@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # What the tests need from Debian: a real browser, ffprobe, a Redis server, Janus (the
 # benchmark comparison), ip (its network namespace) and coturn (the TURN relay's tests; `make
 # run` needs no TURN).
-TEST_DEBS := chromium ffmpeg redis-server janus iproute2 ethtool coturn
+TEST_DEBS := chromium ffmpeg redis-server janus iproute2 ethtool coturn procps
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test fuzz setup test-setup system-test-deps lint clean

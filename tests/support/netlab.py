@@ -66,6 +66,13 @@ class NetLab:
         try:
             _ip("netns", "add", c)
             _ip("netns", "add", m)
+            # IPv4 only: an IPv6 link-local address finishing its duplicate detection a second
+            # after the link came up is a network change to the client's Chromium, which then
+            # aborts the page it is loading (net::ERR_NETWORK_CHANGED, seen in CI)
+            for ns in (c, m):
+                subprocess.run(_in(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                                   "net.ipv6.conf.default.disable_ipv6=1"),
+                               check=True, capture_output=True)
             _ip("link", "add", f"{n}c0", "type", "veth", "peer", "name", f"{n}m0")
             _ip("link", "add", f"{n}h0", "type", "veth", "peer", "name", f"{n}m1")
             _ip("link", "set", f"{n}c0", "netns", c)
