@@ -10,7 +10,8 @@ packet.
 
 The preferred layer is chosen by the bandwidth allocator (allocation.py: what the subscriber's
 link carries and its tile needs, `aim`), under the ceiling of the control call
-`set_preferred_layers` (the highest encoding unless it was called). The target is the
+`set_preferred_layers` (the highest encoding unless it was called; a subscriber with
+transport-cc starts on the lowest until the allocator's first round). The target is the
 highest encoding at or below the preferred one that is arriving (RecvStream.active): a browser
 stops sending its top encodings when its uplink or its camera's resolution falls short, and
 the consumer moves down to what there is, and back up when it returns.
