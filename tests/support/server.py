@@ -64,14 +64,24 @@ async def running_server(data_dir: Path, dev: bool = False, rtc_port: int | None
     more ServerConfig fields (turn_urls, turn_secret, ...)."""
     if rtc_port is None:
         rtc_port = 0 if workers else free_port(socket.SOCK_DGRAM)
-    config = ServerConfig(host=host, http_port=free_port(), rtc_port=rtc_port,
+    # The HTTP socket is bound here and held until the site serves it: a port only looked up
+    # (free_port) was taken meanwhile now and then (an outgoing connection's ephemeral port),
+    # and the site's bind failed with "address already in use"
+    http = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    http.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    http.bind((host, 0))
+    config = ServerConfig(host=host, http_port=http.getsockname()[1], rtc_port=rtc_port,
                           data_dir=data_dir, dev=dev, api_key=API_KEY, jwt_secret=JWT_SECRET,
                           workers=workers, subscribers_per_worker=subscribers_per_worker,
                           grace_period=grace_period, store=store, node=node,
                           ice_consent_timeout=ice_consent_timeout, **options)
     runner = web.AppRunner(make_app(config))
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.http_port)
+    try:
+        await runner.setup()
+    except BaseException:
+        http.close()
+        raise
+    site = web.SockSite(runner, http)
     await site.start()
     try:
         yield RunningServer(runner, config)
