@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from array import array
+from collections.abc import Callable
 
 KINDS = {
     "fanout": 0, "rtp_other": 1, "rtcp": 2, "stun": 3, "dtls": 4, "other_datagram": 5,
@@ -33,29 +34,16 @@ KINDS = {
 ABS_ID = 2  # the bots' abs-send-time extension id (benchmarks.sdp_client.PUB_ABS_SEND_TIME_ID)
 
 _records = array("d")
+_find_ext: Callable[[bytes, int], int] | None = None  # benchmarks.rtpstats's, by install()
 _path = ""
 
 
 def _abs_send_time(data: bytes) -> float:
     """The one-byte-form abs-send-time element of a (S)RTP packet's clear header, or -1."""
-    if not data[0] & 0x10 or len(data) < 20:
+    pos = _find_ext(data, ABS_ID) if _find_ext is not None else -1
+    if pos < 0 or pos + 3 > len(data):
         return -1.0
-    pos = 12 + 4 * (data[0] & 0x0F)
-    if data[pos] != 0xBE or data[pos + 1] != 0xDE:
-        return -1.0
-    end = min(len(data), pos + 4 + 4 * (data[pos + 2] << 8 | data[pos + 3]))
-    pos += 4
-    while pos < end:
-        b = data[pos]
-        if b == 0:
-            pos += 1
-            continue
-        if b >> 4 == 15:
-            return -1.0
-        if b >> 4 == ABS_ID:
-            return float(data[pos + 1] << 16 | data[pos + 2] << 8 | data[pos + 3])
-        pos += 2 + (b & 0x0F)
-    return -1.0
+    return float(data[pos] << 16 | data[pos + 1] << 8 | data[pos + 2])
 
 
 def _wrap_timer(owner: object, name: str, kind: str) -> None:
@@ -77,6 +65,10 @@ def _wrap_timer(owner: object, name: str, kind: str) -> None:
 
 
 def install(worker_module: object) -> None:
+    global _find_ext
+    from benchmarks.rtpstats import find_ext  # the worker runs from the repository's root
+
+    _find_ext = find_ext
     Worker = worker_module.Worker  # type: ignore[attr-defined]
     original = Worker.datagram_received
     append = _records.extend
