@@ -128,6 +128,11 @@ class BaseConsumer:
         """Whether packets of encoding `layer` can concern it (simulcast.py narrows it)."""
         return True
 
+    def awaits_keyframe(self, stream: RecvStream) -> bool:
+        """Whether nothing goes out until a keyframe of `stream` comes (one asked for and
+        not come is asked for again, RecvStream)."""
+        return self.waiting_keyframe and not self.started and not self.paused
+
     def layers_changed(self) -> None:
         """An encoding of the producer started or stopped arriving (simulcast.py)."""
 

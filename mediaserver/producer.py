@@ -14,13 +14,14 @@ import time
 from typing import TYPE_CHECKING
 
 from .params import Encoding, ProducerParams
-from .rtp.codecs import vp8_keyframe_size
+from .rtp.codecs import is_keyframe, vp8_keyframe_size
 from .rtp.packet import (
     EXT_ABS_SEND_TIME,
     EXT_AUDIO_LEVEL,
     SEQ_TS_SSRC,
     U16,
     find_extension,
+    payload_end,
     payload_offset,
 )
 from .rtp.retransmit import RetransmitBuffer
@@ -38,6 +39,11 @@ MAX_MISSING = 512
 # Keyframe requests closer together than this are merged (a browser answers each PLI with a
 # full keyframe, several times the size of a delta frame).
 KEYFRAME_INTERVAL = 0.5
+# A keyframe asked for and not come after this long is asked for again while a consumer still
+# waits on it: Chromium drops a PLI that comes within 300 ms of its last one, whichever
+# encoding either was for (a layer switch asked for just after a subscriber's PLI would wait
+# for ever).
+KEYFRAME_RETRY = 1.0
 # Give up NACKing a packet after this many requests or this age.
 NACK_MAX_TRIES = 8
 NACK_MAX_AGE = 1.0
@@ -63,18 +69,26 @@ class RecvStream:
         self.closed = False
         # Sending now: since its first packet, and while each receiver report interval saw
         # packets (a browser stops its top encodings when its uplink or camera falls short).
+        # Retransmissions and packets of padding only do not count: a browser probes its uplink
+        # with them on an encoding it no longer encodes, and a consumer aiming at it would wait
+        # for a keyframe that never comes.
         self.active = False
+        self.media_packets = 0
+        self._media_prior = 0
         # bit/s over the last receiver-report intervals (halved towards each new one): what
         # forwarding it costs (allocator)
         self.bitrate = 0
         self._bytes_prior = 0
         self._report_time = 0.0
-        # Its resolution, from the VP8 key frames (0: not known; other codecs: never), read
-        # from the packets only while `read_size` (until the next key frame after the first
-        # packet or a keyframe request: a browser changes resolution only at a key frame).
+        # Its resolution, from the VP8 key frames (0: not known; other codecs: never). The
+        # packets are looked at only while `watch_keyframe` (until the next key frame after
+        # the first packet or a keyframe request: a browser changes resolution only at a key
+        # frame, and a request not answered is repeated).
         self.width = self.height = 0
         self._vp8 = self.kind == "video" and self.codec.name.upper() == "VP8"
-        self.read_size = self._vp8
+        self._keyframes_known = self.kind == "video" and \
+            self.codec.name.upper() in ("VP8", "H264")
+        self.watch_keyframe = self._keyframes_known
         self.buffer = RetransmitBuffer() if self.kind == "video" else None
         self.nack_enabled = self.codec.nack and self.kind == "video"
         # receive statistics (RFC 3550 appendix A.3)
@@ -99,6 +113,8 @@ class RecvStream:
         self.keyframe_requests = 0
         self._last_keyframe_request = -1e9
         self._keyframe_timer = None
+        self._retry_timer = None
+        self.keyframe_retries = 0  # requests repeated: the first was not answered in time
 
     # ---- packet path ------------------------------------------------------------------
 
@@ -109,7 +125,6 @@ class RecvStream:
         highest = self.highest
         if highest < 0:
             self.base_seq = self.highest = ext = seq
-            self._set_active(True)
         else:
             diff = ((seq - highest + 0x8000) & 0xFFFF) - 0x8000
             ext = highest + diff
@@ -125,6 +140,11 @@ class RecvStream:
             self.retransmitted_in += 1
         else:
             self.received += 1
+            # media sent now (a retransmission, or a probe of padding only, is not)
+            if not data[0] & 0x20 or payload_end(data) > payload_offset(data):
+                self.media_packets += 1
+                if not self.active:
+                    self._set_active(True)
             # interarrival jitter in RTP units (RFC 3550 A.8)
             transit = now * self.clock_rate - ts
             if self._transit is not None:
@@ -133,8 +153,8 @@ class RecvStream:
             self._transit = transit
         if self.buffer is not None:
             self.buffer.store(seq, data, now)
-        if self.read_size:
-            self._read_size(data)
+        if self.watch_keyframe:
+            self._watch_keyframe(data)
         producer = self.producer
         level = find_extension(data, producer._level_id) if producer._level_id else None
         if level:  # speaker.loudness, inline
@@ -166,8 +186,8 @@ class RecvStream:
     def receive_rtx(self, data: bytes, now: float) -> None:
         """Unwrap an RTX packet (RFC 4588 section 4) and receive it as the original."""
         offset = payload_offset(data)
-        if len(data) < offset + 2 or self.ssrc is None:
-            return
+        if payload_end(data) < offset + 2 or self.ssrc is None:
+            return  # padding only (a bandwidth probe): no original to receive
         osn = U16.unpack_from(data, offset)[0]
         # Rebuild the original: primary payload type and SSRC, original sequence number.
         b1 = (data[1] & 0x80) | self.codec.payload_type
@@ -193,11 +213,15 @@ class RecvStream:
 
     # ---- timers and control -------------------------------------------------------------
 
-    def _read_size(self, data: bytes) -> None:
-        size = vp8_keyframe_size(memoryview(data)[payload_offset(data):])
-        if size is not None:
-            self.width, self.height = size
-            self.read_size = False
+    def _watch_keyframe(self, data: bytes) -> None:
+        payload = memoryview(data)[payload_offset(data):]
+        if not is_keyframe(self.codec.name, payload[:64]):
+            return
+        self.watch_keyframe = False
+        if self._vp8:
+            size = vp8_keyframe_size(payload)
+            if size is not None:
+                self.width, self.height = size
 
     def due_nacks(self, now: float) -> list[int]:
         """Sequence numbers to NACK now; forgets those too old or asked too often."""
@@ -221,8 +245,12 @@ class RecvStream:
         if wait <= 0:
             self._last_keyframe_request = now
             self.keyframe_requests += 1
-            self.read_size = self._vp8
             self.transport.send_keyframe_request(self)
+            if self._keyframes_known:
+                self.watch_keyframe = True
+                if self._retry_timer is None:
+                    self._retry_timer = self._link.loop.call_later(KEYFRAME_RETRY,
+                                                                   self._retry_keyframe)
         elif self._keyframe_timer is None:
             self._keyframe_timer = self._link.loop.call_later(wait,
                                                               self._delayed_keyframe_request)
@@ -230,6 +258,13 @@ class RecvStream:
     def _delayed_keyframe_request(self) -> None:
         self._keyframe_timer = None
         self.request_keyframe()
+
+    def _retry_keyframe(self) -> None:
+        self._retry_timer = None
+        if self.watch_keyframe and not self.closed and \
+                any(c.awaits_keyframe(self) for c in self.producer.consumers):
+            self.keyframe_retries += 1
+            self.request_keyframe()
 
     def on_sender_report(self, report: SenderReport, now: float) -> None:
         self.sr_ntp = report.ntp_timestamp
@@ -252,7 +287,8 @@ class RecvStream:
         expected_interval = expected - self._expected_prior
         received_now = self.received + self.retransmitted_in
         received_interval = received_now - self._received_prior
-        self._set_active(received_interval > 0)
+        self._set_active(self.media_packets != self._media_prior)
+        self._media_prior = self.media_packets
         self._expected_prior = expected
         self._received_prior = received_now
         lost_interval = expected_interval - received_interval
@@ -284,9 +320,10 @@ class RecvStream:
 
     def stop(self) -> None:
         self.closed = True
-        if self._keyframe_timer is not None:
-            self._keyframe_timer.cancel()
-            self._keyframe_timer = None
+        for timer in (self._keyframe_timer, self._retry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._keyframe_timer = self._retry_timer = None
         self.missing.clear()
 
 

@@ -88,6 +88,12 @@ class LayerSwitch(Renumbering):
         spatial, target = self.spatial_layer, self.target_spatial_layer
         return layer in (spatial, target) or (spatial < 0 and layer < target)
 
+    def awaits_keyframe(self, stream: RecvStream) -> bool:
+        """A switch to `stream` waits for its keyframe (before anything was sent, a lower
+        encoding's would do too)."""
+        layer, spatial, target = stream.layer, self.spatial_layer, self.target_spatial_layer
+        return not self.paused and (layer == target != spatial or spatial < 0 and layer < target)
+
     # ---- control ------------------------------------------------------------------------
 
     def set_preferred_layers(self, spatial: int, temporal: int) -> None:

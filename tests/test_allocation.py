@@ -122,7 +122,7 @@ async def test_layers_are_measured_and_sized_from_the_packets() -> None:
     assert [(s.width, s.height) for s in room.video.streams] == list(SIZES)
     for stream, rate in zip(room.video.streams, RATES, strict=True):
         assert rate * 0.9 <= stream.bitrate <= rate * 1.1
-    assert [s.read_size for s in room.video.streams] == [False] * 3  # until the next request
+    assert [s.watch_keyframe for s in room.video.streams] == [False] * 3  # until the next request
 
 
 async def test_each_subscriber_gets_the_layer_its_estimate_carries() -> None:

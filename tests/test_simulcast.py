@@ -477,3 +477,89 @@ async def test_a_packet_is_offered_only_to_the_consumers_of_its_encoding() -> No
     layers.all(DELTA)
     assert sorted(offered) == [(0, 0), (1, 0), (2, 0)] and not producer.relisten_due
     assert all(bodies(sub.rtp)[-1] == DELTA for sub in subs)
+
+
+def padding_only(ssrc: int, seq: int, ts: int, pt: int) -> bytes:
+    """A packet of padding only (P bit, RFC 3550 5.1), as a browser probes its uplink with."""
+    packet = bytearray(build_packet(pt, seq, ts, ssrc, b""))
+    packet[0] |= 0x20
+    return bytes(packet) + bytes(223) + b"\xe0"
+
+
+async def test_an_encoding_sending_only_padding_is_not_arriving() -> None:
+    """A browser stops encoding its top encoding (CPU, uplink) but goes on probing with
+    padding on it, on its RTX SSRC: the encoding is not arriving, and the consumer goes to the
+    one below rather than waiting for a keyframe that never comes. A probe is not unwrapped
+    as a retransmission (its 'original sequence number' would be padding bytes)."""
+    worker, pub, (sub,), producer, (consumer,) = await setup()
+    layers = Layers(producer)
+    layers.all(KEY)
+    assert consumer.spatial_layer == 2
+    top = producer.streams[2]
+    highest, received = top.highest, top.received
+    top.report_block(time.monotonic())
+    for i in range(5):  # probes on the RTX SSRC, whose padding bytes read as OSN 0xe0e0...
+        packet = bytearray(padding_only(RTX[2], 40 + i, 0, VP8.rtx_payload_type))
+        packet[12:14] = b"\xff\xf0"  # even a first "OSN" just ahead of the stream's sequence
+        top.receive_rtx(bytes(packet), time.monotonic())
+    forget_throttle(producer)
+    plis(pub)
+    layers.frame(1, DELTA)
+    top.report_block(time.monotonic())
+    assert (top.highest, top.received, top.retransmitted_in) == (highest, received, 0)
+    assert not top.active and consumer.target_spatial_layer == 1 and plis(pub) == [20]
+    layers.frame(1, KEY)
+    assert consumer.spatial_layer == 1
+    # the same with padding on the media SSRC (a browser without RTX): counted, not arriving
+    layers.seq[30] = (layers.seq[30] + 1) & 0xFFFF
+    top.receive(padding_only(SSRCS[2], layers.seq[30], 0, VP8.payload_type), time.monotonic())
+    top.report_block(time.monotonic())
+    assert not top.active and top.received == received + 1
+    # media again: arriving at once, and the consumer aims back at it
+    forget_throttle(producer)
+    layers.frame(2, DELTA)
+    assert top.active and consumer.target_spatial_layer == 2 and plis(pub) == [30]
+
+
+async def retry_fired(stream) -> None:
+    """Until the stream's repeat timer armed now has run (one is armed with each request
+    sent, and again by a retry)."""
+    armed = stream._retry_timer
+    for _ in range(200):
+        if stream._retry_timer is not armed or armed is None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the keyframe retry timer never ran")
+
+
+async def test_an_unanswered_keyframe_request_is_repeated_while_a_switch_waits(
+        monkeypatch) -> None:
+    """Chromium drops a PLI that comes within 300 ms of its last one: a switch whose keyframe
+    does not come asks again (KEYFRAME_RETRY, here shortened), and stops asking once it came
+    or nobody waits for it any more."""
+    from mediaserver import producer as producer_module
+    monkeypatch.setattr(producer_module, "KEYFRAME_RETRY", 0.05)
+    monkeypatch.setattr(producer_module, "KEYFRAME_INTERVAL", 0.01)
+    worker, pub, (sub,), producer, (consumer,) = await setup()
+    layers = Layers(producer)
+    worker.set_preferred_layers(consumer.id, 0, 0)
+    layers.all(KEY)
+    assert consumer.spatial_layer == 0
+    await retry_fired(producer.streams[0])
+    plis(pub)
+    middle = producer.streams[1]
+    worker.set_preferred_layers(consumer.id, 1, 0)
+    assert plis(pub) == [20]
+    layers.all(DELTA)  # the publisher dropped it
+    await retry_fired(middle)
+    assert plis(pub) == [20] and middle.keyframe_retries == 1
+    layers.frame(1, KEY)
+    assert consumer.spatial_layer == 1
+    await retry_fired(middle)
+    assert plis(pub) == [] and middle.keyframe_retries == 1  # answered: asked no more
+    # the subscriber's estimate falls before the keyframe comes: nobody waits, nobody asks
+    worker.set_preferred_layers(consumer.id, 2, 0)
+    assert plis(pub) == [30]
+    worker.set_preferred_layers(consumer.id, 1, 0)
+    await retry_fired(producer.streams[2])
+    assert plis(pub) == [] and producer.streams[2].keyframe_retries == 0
