@@ -151,11 +151,15 @@ async def _shutdown(app: web.Application) -> None:
     everyone = list(state.sessions | present)
     for participant in everyone:
         tell_to_move(participant)
+    # with other nodes, each comes back through one of them and resumes there (same id,
+    # nobody sees a leave); a survivor ends those who don't after the grace period
+    state.handed_over = state.rooms.cluster is not None and bool(present)
 
     async def close_sessions() -> None:
         for participant in everyone:
             try:
-                await participant.close(DRAINING, code=COME_BACK)
+                await participant.close(DRAINING, code=COME_BACK,
+                                        handed_over=state.handed_over)
             except MediaError as exc:  # its media went with a worker already gone: no error
                 log.info("closing %s: %s", participant.id, exc)
             except Exception:
@@ -178,6 +182,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await state.media.start()
     if state.rooms.cluster is not None:
         await state.rooms.cluster.start()
+    if state.rooms.sync is not None:  # another node takes one of ours over (a resume there)
+        state.rooms.sync.let_go = lambda participant: participant.close(
+            "replaced by a newer session", handed_over=True)
 
     def on_transport_closed(transport_id: str, reason: str) -> None:
         if reason == CLOSED_BY_SIGNALLING:
@@ -215,6 +222,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     # _shutdown has run: sessions closed, recordings finalized, the recorder gone
     if state.rooms.cluster is not None:
-        await state.rooms.cluster.stop()
+        await state.rooms.cluster.stop(state.handed_over)
     await state.media.stop()
     await state.store.close()

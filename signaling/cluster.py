@@ -40,6 +40,12 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
 return 1
 """
+# Deletes a hash field only if it still holds ARGV[2] (the value read): an entry that another
+# node has taken over meanwhile (a resume, cluster_sync.py) is not ended with its old owner.
+HDEL_IF = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
 
 
 class Cluster:
@@ -53,6 +59,7 @@ class Cluster:
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
         self._listener: asyncio.Task | None = None
         self._swap = self.redis.register_script(SWAP)
+        self._hdel_if = self.redis.register_script(HDEL_IF)
         self._gone_routers: set[str] = set()  # seen ending (router_gone); ids are never reused
         self.liveness = Liveness(self, ttl, grace)
 
@@ -68,10 +75,13 @@ class Cluster:
         await self._pubsub.subscribe(self._k("bus", "_"))  # a listen loop needs one channel
         self._listener = asyncio.create_task(self._listen())
 
-    async def stop(self) -> None:
+    async def stop(self, handed_over: bool = False) -> None:
+        """`handed_over`: our participants were told to come back through another node,
+        which takes over their entries; those who don't are ended by a survivor after the
+        grace period, as for a node that died."""
         if self._listener is not None:
             self._listener.cancel()
-        await self.liveness.stop()
+        await self.liveness.stop(handed_over)
         await self._pubsub.aclose()
         await self.redis.aclose()
 
@@ -206,12 +216,27 @@ class Cluster:
                 await self.reach(router)
                 await self.media.close_router(router)
 
+    async def entries_of(self, room: str, identity: str) -> list[dict[str, Any]]:
+        """The places other nodes hold (or held, and nobody has ended yet) in the room for
+        this person."""
+        people = map(json.loads, await self.redis.hvals(self._k("live", room, "p")))
+        return [p for p in people if p.get("identity") == identity and p["node"] != self.node]
+
+    async def node_alive(self, entry: dict[str, Any]) -> bool:
+        return bool(entry.get("inc")) and await self.liveness.alive(entry["node"], entry["inc"])
+
+    async def end_tracks_of(self, room: str, participant_id: str) -> None:
+        """The tracks still listed for a participant whose place we take over: they leave
+        (trackUnpublished everywhere, their producers close); the participant stays."""
+        await self._end(room, lambda entry: entry.get("participantId") == participant_id)
+
     async def end_ghosts(self, room: str, identity: str, newcomer: str) -> None:
         """`newcomer` joins here: entries of the same person left by a node that is gone leave
         at once, so that nobody is listed twice (the grace period is for coming back, and
         they have); the newcomer, who never saw them, is not told."""
         ghosts = [p for p in map(json.loads, await self.redis.hvals(self._k("live", room, "p")))
                   if p.get("identity") == identity and p.get("node") != self.node and
+                  p["id"] != newcomer and  # a place the newcomer took over is theirs
                   p.get("inc") and not await self.liveness.alive(p["node"], p["inc"])]
         if ghosts:
             gone = {p["id"] for p in ghosts}
@@ -223,8 +248,9 @@ class Cluster:
         """Tracks, then participants, that are `gone` leave the room's live state and are
         announced by whoever removed each from Redis: exactly once, however many try."""
         tracks_key, people_key = self._k("live", room, "t"), self._k("live", room, "p")
-        for track in map(json.loads, await self.redis.hvals(tracks_key)):
-            if gone(track) and await self.redis.hdel(tracks_key, track["id"]):
+        for raw in await self.redis.hvals(tracks_key):
+            track = json.loads(raw)
+            if gone(track) and await self._hdel_if(keys=[tracks_key], args=[track["id"], raw]):
                 await self.everywhere(room, {"t": "track", "op": "remove", "trackId": track["id"]})
                 await self.everywhere(room, {
                     "t": "event", "event": "trackUnpublished", "exclude": exclude,
@@ -234,8 +260,9 @@ class Cluster:
                 with contextlib.suppress(Exception):
                     await self.reach(track["producerId"])
                     await self.media.close_producer(track["producerId"])
-        for person in map(json.loads, await self.redis.hvals(people_key)):
-            if gone(person) and await self.redis.hdel(people_key, person["id"]):
+        for raw in await self.redis.hvals(people_key):
+            person = json.loads(raw)
+            if gone(person) and await self._hdel_if(keys=[people_key], args=[person["id"], raw]):
                 await self.everywhere(room, {"t": "participant", "op": "remove",
                                              "participantId": person["id"]})
                 await self.everywhere(room, {"t": "event", "event": "participantLeft",

@@ -11,24 +11,42 @@ Redis side. The bus messages (each also carries the sending node, added by clust
     {"t": "participant", "op": "add", "participant"} / {"op": "remove", "participantId"}
     {"t": "track", "op": "add", "track"} / {"op": "remove", "trackId"}
                                         / {"op": "mute", "trackId", "muted"}
+    {"t": "release", "participantId", "to"}   node `to` takes this participant's place over
+    {"t": "released", "participantId"}         the node that held it has let it go
+
+Resume through any node: a person who joins here while another node holds their place in the
+room (connected in another tab, in its grace period, or left by a node that drained or died)
+takes that place over (`claim`): the same participant id, stage and hand; the other node, if
+alive, is asked to let go (its session ends without anyone seeing a leave), and the tracks
+still listed for the place go (the client publishes again).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .cluster import same_worker, track_from_wire
 from .rooms import set_live
 
+# How long a claim waits for the node holding the place to let it go (it may be frozen: then
+# the place is taken anyway, and that node's late release is harmless)
+RELEASE_WAIT = 3.0
+
 if TYPE_CHECKING:
     from .cluster import Cluster
+    from .participant import Participant
     from .rooms import Room
 
 
 class RoomSync:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
+        self._releases: dict[str, asyncio.Future[None]] = {}  # participant id -> let go
+        # set by the app: end a local participant's session for another node (close it
+        # with handed_over)
+        self.let_go: Callable[[Participant], Awaitable[None]] | None = None
 
     async def join(self, room: Room) -> None:
         """The room just opened here: take in what the other nodes hold, follow its bus."""
@@ -72,6 +90,44 @@ class RoomSync:
                         participant.on_track_unpublished(gone)
             elif message["op"] == "mute" and message["trackId"] in room.tracks:
                 room.tracks[message["trackId"]].muted = message["muted"]
+        elif kind == "release" and message.get("to") != self.cluster.node:
+            held = room.participants.get(message["participantId"])
+            if held is not None and self.let_go is not None:
+                asyncio.ensure_future(self._let_go(room, held))
+        elif kind == "released":
+            waiting = self._releases.get(message["participantId"])
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
+
+    async def _let_go(self, room: Room, held: Participant) -> None:
+        assert self.let_go is not None
+        try:
+            await self.let_go(held)
+        finally:
+            await self.cluster.publish(room.name, {"t": "released", "participantId": held.id})
+
+    async def present(self, room: Room, identity: str) -> list[dict[str, Any]]:
+        """Places other nodes hold for `identity` in the room (see `claim`)."""
+        return await self.cluster.entries_of(room.name, identity)
+
+    async def claim(self, room: Room, places: list[dict[str, Any]]) -> dict[str, Any]:
+        """Take over the first of `places` (from `present`): its node, if alive, lets it go;
+        the tracks still listed for it leave. Returns its entry (id, onStage, ...)."""
+        place = places[0]
+        pid, cluster = place["id"], self.cluster
+        if await cluster.node_alive(place):
+            waiting = self._releases[pid] = asyncio.get_running_loop().create_future()
+            try:
+                await cluster.publish(room.name, {"t": "release", "participantId": pid,
+                                                  "to": cluster.node})
+                await asyncio.wait_for(waiting, RELEASE_WAIT)
+            except TimeoutError:
+                pass  # frozen or gone meanwhile: its tracks are ended below
+            finally:
+                self._releases.pop(pid, None)
+        await cluster.end_tracks_of(room.name, pid)
+        room.remote.pop(pid, None)
+        return place
 
     async def announce(self, room: Room, message: dict[str, Any]) -> None:
         """Tell the other nodes about a participant or track change, and record it."""

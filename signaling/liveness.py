@@ -119,15 +119,19 @@ class Liveness:
             except Exception:
                 log.exception("node %s: heartbeat failed", self.cluster.node)
 
-    async def stop(self) -> None:
-        """A clean stop: nothing of ours stays registered (our sessions were closed)."""
+    async def stop(self, handed_over: bool = False) -> None:
+        """A clean stop: nothing of ours stays registered (our sessions were closed), unless
+        our participants were `handed_over` (a drain): then our key goes and our registry
+        entry stays, so that survivors end, after the grace period, those who did not come
+        back through another node (as for a node that died)."""
         for task in [*self._tasks, *self._reaping.values()]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._reaping.values(), return_exceptions=True)
         redis, node = self.cluster.redis, self.cluster.node
         if await redis.get(self._k("node", node)) == self.incarnation:
             await redis.delete(self._k("node", node))
-        await self.reap(node, self.incarnation)
+        if not handed_over:
+            await self.reap(node, self.incarnation)
 
     # ---- others ---------------------------------------------------------------------------
 

@@ -112,6 +112,11 @@ class Participant:
         if await self.store.get_room(self.grant.room) is None:
             raise RequestError("not_found", f"no room {self.grant.room!r}")
         room = await self.rooms.open(self.grant.room)
+        # a place another node holds for us (cluster_sync.py): we come back, not anew
+        sync = self.rooms.sync
+        places = await sync.present(room, self.identity) if sync is not None else []
+        if places:
+            room.admitted.add(self.identity)  # we were in: no lobby again
         if room.lobby and self.role == "attendee" and self.identity not in room.admitted:
             # Wait in the lobby: hosts decide; the client joins again once `admitted`.
             self.room = room
@@ -128,6 +133,10 @@ class Participant:
         kept = False
         if previous is not None:
             kept = await self._take_over(previous, params.keep_media)
+        elif places and sync is not None:
+            place = await sync.claim(room, places)
+            self.id, self.on_stage = place["id"], bool(place.get("onStage"))
+            room.hands = await self.store.hands(room.name)  # raised there, in the store
         self.room = room
         room.participants[self.id] = self
         if not kept:
@@ -135,7 +144,8 @@ class Participant:
                 self.group = room.breakouts.assignments.get(self.identity)
             await self.media_session.enter(room)
         self.joined = True
-        events.note(self, "resume" if previous is not None else "join", group=self.group)
+        resumed = previous is not None or bool(places)
+        events.note(self, "resume" if resumed else "join", group=self.group)
         await self.rooms.announce(room, {"t": "participant", "op": "add", "participant": {
             **self.public(), "identity": self.identity}})
         room.broadcast("participantJoined", {"participant": self.public()}, exclude=self.id)
@@ -147,7 +157,7 @@ class Participant:
         since = params.since_chat_id
         missed = [m for m in chat if since is not None and m["id"] > since]
         return {"self": self.public(), "participants": others, "tracks": tracks, "chat": chat,
-                "missedChat": missed, "resumed": previous is not None, "mediaKept": kept,
+                "missedChat": missed, "resumed": resumed, "mediaKept": kept,
                 "room": room.name, "roomType": room.type, "hands": room.hand_ids(),
                 "groupId": self.group, "breakouts": breakouts.view(room),
                 "settings": {"chat": room.chat_enabled, "lobby": room.lobby},
@@ -224,10 +234,13 @@ class Participant:
         await self.close("left")
         return {}
 
-    async def close(self, reason: str, code: int = 1000) -> None:
+    async def close(self, reason: str, code: int = 1000, handed_over: bool = False) -> None:
         """Leave the room: unpublish everything, close both connections, tell the others.
 
-        `code` is the WebSocket close code the client gets (4503: come back, media moved)."""
+        `code` is the WebSocket close code the client gets (4503: come back, media moved).
+        `handed_over`: another node takes our place (the person came back through it, or we
+        drain and tell them to): our tracks go, but our place stays listed and nobody is
+        told we left (cluster_sync.py)."""
         self.cancel_grace()
         if self.tokens is not None:
             self.tokens.stop()
@@ -243,10 +256,11 @@ class Participant:
             await self.media_session.unpublish_all(room)
             room.participants.pop(self.id, None)
             self.media_session.release_router(room)
-            await self.rooms.announce(room, {"t": "participant", "op": "remove",
-                                             "participantId": self.id})
-            room.broadcast("participantLeft", {"participantId": self.id})
-            events.note(self, "leave", reason=reason)
+            if not handed_over:
+                await self.rooms.announce(room, {"t": "participant", "op": "remove",
+                                                 "participantId": self.id})
+                room.broadcast("participantLeft", {"participantId": self.id})
+                events.note(self, "leave", reason=reason)
         await self.media_session.close_transports()
         if room is not None and was_joined:
             await self.rooms.release_if_empty(room)

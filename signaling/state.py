@@ -24,6 +24,7 @@ class AppState:
     recordings: Recordings
     sessions: set[Participant] = field(default_factory=set)
     draining: bool = False  # a shutdown began: no new sessions (app.py)
+    handed_over: bool = False  # it told its participants to resume through other nodes
 
 
 STATE = web.AppKey("state", AppState)
