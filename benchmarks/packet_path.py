@@ -13,6 +13,12 @@ so that the kernel's buffers never fill and nothing is dropped.
 
     python -m benchmarks.packet_path --fanout 1 10 50 --packets 20000 [--profile]
     python -m benchmarks.packet_path --fanout 10 50 --transport tcp
+
+With `--simulcast` the producer declares three encodings and sends the top one as Chromium
+does, with VP8 temporal ids (PictureID, TL0PICIDX, TID in the pattern 0 2 1 2); the consumers
+are simulcast consumers, forwarding temporal layers up to `--temporal` (default: all).
+
+    python -m benchmarks.packet_path --fanout 10 50 --simulcast [--temporal 0]
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ import time
 from pathlib import Path
 
 from mediaserver.config import MediaConfig
-from mediaserver.params import Codec, ConsumerParams, ProducerParams
+from mediaserver.params import Codec, ConsumerParams, Encoding, ProducerParams
 from mediaserver.rtp.packet import build_packet
 from mediaserver.srtp import PROFILES, make_pair
 from mediaserver.worker import Worker
 
 VP8 = Codec("VP8", 96, 90000, rtx_payload_type=97, nack=True, pli=True)
 PAYLOAD_SIZES = (1100, 1100, 1100, 1100, 600)  # a 1.2 Mbps-ish frame in 5 packets
+TEMPORAL_PATTERN = (0, 2, 1, 2)  # libwebrtc's three temporal layers
 # The ICE-TCP subscribers' side, in a process of its own: N connections, read until closed.
 DRAIN = """
 import selectors, socket, sys
@@ -81,9 +88,26 @@ async def _tcp_subscribers(worker: Worker, count: int) -> tuple[subprocess.Popen
     return drain, [conn.addr for conn in conns]
 
 
+def _vp8_payload(seq: int, size: int, temporal: bool) -> bytes:
+    """Packet `seq` of a stream of 5-packet frames; with `temporal`, RFC 7741 descriptors with
+    a 15-bit PictureID, TL0PICIDX and TID (Y on the first TL1/TL2 frames of every 8th cycle)."""
+    frame, first = seq // 5, seq % 5 == 0
+    if temporal:
+        tid = TEMPORAL_PATTERN[frame % 4]
+        sync = tid > 0 and frame % 32 < 4
+        head = bytes((0x90 if first else 0x80, 0xE0, 0x80 | frame >> 8 & 0x7F, frame & 0xFF,
+                      (frame + 3) // 4 & 0xFF, tid << 6 | sync << 5))
+    else:
+        head = b"\x10" if first else b"\x00"
+    if first:
+        head += b"\x00\x00\x9d\x01\x2a" if seq == 0 else b"\x01\x00"
+    return head + b"\x55" * (size - len(head))
+
+
 async def measure(fanout: int, packets: int, profile_name: bytes,
                   profiler: cProfile.Profile | None = None,
-                  transport: str = "udp") -> dict[str, float]:
+                  transport: str = "udp", simulcast: bool = False,
+                  temporal: int = -1) -> dict[str, float]:
     worker = Worker(MediaConfig(port=0))
     await worker.start()
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -97,19 +121,24 @@ async def measure(fanout: int, packets: int, profile_name: bytes,
         pub_addr = ("127.0.0.1", 1)  # never sent to: the publisher only sends
         material = _connect(worker, pub, pub_addr, profile_name)
         client = make_pair(profile_name, material, is_server=False)  # the publisher's side
-        producer = worker.produce(pub, ProducerParams("video", "0", VP8, ssrc=1111))
+        # simulcast: the top of three encodings is the one sent (1111)
+        encodings = ([Encoding(rid, ssrc) for rid, ssrc in zip("qhf", (1109, 1110, 1111),
+                                                               strict=True)]
+                     if simulcast else [])
+        producer = worker.produce(pub, ProducerParams("video", "0", VP8,
+                                                      ssrc=None if simulcast else 1111,
+                                                      encodings=encodings))
         for i in range(fanout):
             sub = worker.create_transport(router).id
             _connect(worker, sub, tcp_addrs[i] if tcp_addrs else sink.getsockname(),
                      profile_name)
-            worker.consume(sub, producer, ConsumerParams(str(i), VP8, ssrc=5000 + i))
+            consumer = worker.consume(sub, producer, ConsumerParams(str(i), VP8, ssrc=5000 + i))
+            if simulcast and temporal >= 0:
+                worker.set_preferred_layers(consumer.id, 2, temporal)
         # pre-protect the publisher's packets; the first is a keyframe so consumers start
-        key = b"\x10\x00\x00\x9d\x01\x2a"
         sent = []
         for seq in range(packets):
-            size = PAYLOAD_SIZES[seq % len(PAYLOAD_SIZES)]
-            head = key if seq == 0 else b"\x10\x01\x00"
-            payload = head + b"\x55" * (size - len(head))
+            payload = _vp8_payload(seq, PAYLOAD_SIZES[seq % len(PAYLOAD_SIZES)], simulcast)
             sent.append(client.protect(build_packet(96, seq & 0xFFFF, (seq // 5) * 3000, 1111,
                                                     payload, seq % 5 == 4)))
         receive = worker.datagram_received
@@ -125,7 +154,8 @@ async def measure(fanout: int, packets: int, profile_name: bytes,
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         forwarded = sum(c.packets for c in worker.consumers.values())
         tcp = worker.tcp.counters() if worker.tcp is not None else {}
-        return {"transport": transport, "fanout": fanout, "packets_in": packets,
+        return {"transport": transport, "simulcast": simulcast, "temporal": temporal,
+                "fanout": fanout, "packets_in": packets,
                 "forwarded": forwarded, "tcp_send_dropped": tcp.get("tcp_send_dropped", 0),
                 "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 3),
                 "forwarded_per_cpu_second": round(forwarded / cpu),
@@ -151,6 +181,10 @@ def main() -> None:
                         default=PROFILES[0].openssl_name.decode())
     parser.add_argument("--transport", choices=["udp", "tcp"], default="udp",
                         help="the subscribers' transport: UDP, or ICE-TCP connections")
+    parser.add_argument("--simulcast", action="store_true",
+                        help="three declared encodings, the top one sent with VP8 temporal ids")
+    parser.add_argument("--temporal", type=int, default=-1,
+                        help="with --simulcast: the consumers' temporal layer (default: all)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     try:
@@ -163,7 +197,7 @@ def main() -> None:
     for fanout in args.fanout:
         profiler = cProfile.Profile() if args.profile else None
         row = asyncio.run(measure(fanout, args.packets, args.srtp.encode(), profiler,
-                                  args.transport))
+                                  args.transport, args.simulcast, args.temporal))
         rows.append(row)
         print(json.dumps(row))
         if profiler:
@@ -172,7 +206,8 @@ def main() -> None:
             print(out.getvalue())
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = "packet_path" + ("" if args.transport == "udp" else "_tcp")
+    name = "packet_path" + ("" if args.transport == "udp" else "_tcp") + (
+        "_simulcast" if args.simulcast else "")
     (out_dir / f"{name}.json").write_text(json.dumps(
         {"srtp": args.srtp, "transport": args.transport, "cpu": os.cpu_count(), "rows": rows},
         indent=2))

@@ -53,6 +53,7 @@ def _padding(size: int) -> memoryview:
 if TYPE_CHECKING:
     from .links import ConsumerTransport, WorkerLink
     from .producer import Producer, RecvStream
+    from .rtp.vp8 import TemporalFilter
     from .transport import WebRtcTransport
 
 
@@ -66,6 +67,9 @@ class BaseConsumer:
     # simulcast (simulcast.py): the encoding forwarded now and the one wanted; -1: no layers
     spatial_layer = -1
     target_spatial_layer = -1
+    # VP8 temporal layers (simulcast.SimulcastConsumer): which frames go out, how they are
+    # numbered, and their PictureID/TL0PICIDX; None: every packet, one sequence offset
+    temporal: TemporalFilter | None = None
 
     def __init__(self, consumer_id: str, producer: Producer, transport: ConsumerTransport,
                  link: WorkerLink) -> None:
@@ -239,7 +243,17 @@ class Renumbering(BaseConsumer):
             if ((seq + self.seq_offset - self.next_seq) & 0xFFFF) >= 0x8000:
                 return
             self.start_seq = (seq - 0x4000) & 0xFFFF
-        out_seq = (seq + self.seq_offset) & 0xFFFF
+        temporal = self.temporal
+        if temporal is None:
+            out_seq = (seq + self.seq_offset) & 0xFFFF
+            prefix: bytes | memoryview = b""
+        else:
+            offset = temporal.admit(seq, ts, data, payload)
+            self.seq_offset = temporal.offset  # dropped packets move it down
+            if offset < 0:
+                return
+            out_seq = (seq + offset) & 0xFFFF
+            prefix, payload = temporal.prefix, temporal.rest  # the rewritten descriptor
         out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
         if ((out_seq - self.next_seq) & 0xFFFF) < 0x8000:
             self.next_seq = (out_seq + 1) & 0xFFFF
@@ -247,7 +261,7 @@ class Renumbering(BaseConsumer):
             self.last_in_ts = ts
             self.last_time = now
         self._send(data, payload, out_seq, out_ts, abs_time, level, self.ssrc,
-                   self.payload_type, b"", now)
+                   self.payload_type, prefix, now)  # type: ignore[arg-type]
 
     def on_nack(self, seqs: list[int]) -> None:
         """Resend from the Producer's cache (RFC 4585 6.2.1), wrapped in RTX when negotiated."""
@@ -262,9 +276,11 @@ class Renumbering(BaseConsumer):
         resent_seq, resent_at = self._resent_seq, self._resent_at
         assert resent_at is not None
         wait = max(RESEND_FLOOR, self.rtt or 0.0)
+        temporal = self.temporal
         for out_seq in seqs[:MAX_NACK_SEQS]:
-            in_seq = (out_seq - self.seq_offset) & 0xFFFF
-            if ((in_seq - self.start_seq) & 0xFFFF) >= 0x8000:
+            in_seq = ((out_seq - self.seq_offset) & 0xFFFF if temporal is None
+                      else temporal.source(out_seq))
+            if in_seq < 0 or ((in_seq - self.start_seq) & 0xFFFF) >= 0x8000:
                 continue
             slot = out_seq & (RESEND_SLOTS - 1)
             if resent_seq[slot] == out_seq and now - resent_at[slot] < wait:
@@ -273,20 +289,26 @@ class Renumbering(BaseConsumer):
             data = buffer.get(in_seq, now)
             if data is None:
                 continue
+            payload = memoryview(data)[payload_offset(data):]
+            descriptor = b""
+            if temporal is not None:  # as it went out, unless its frame was dropped
+                parts = temporal.resend_payload(payload)
+                if parts is None:
+                    continue
+                descriptor, payload = parts
             if not self._resend_allowed(len(data)):
                 self.resends_skipped += 1
                 break
             resent_seq[slot], resent_at[slot] = out_seq, now
             ts = (int.from_bytes(data[4:8], "big") + self.ts_offset) & 0xFFFFFFFF
-            payload = memoryview(data)[payload_offset(data):]
             self.retransmitted += 1
             if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
                 self._send(data, payload, self.rtx_seq, ts, None, None, self.rtx_ssrc,
-                           self.rtx_payload_type, U16.pack(out_seq), now)
+                           self.rtx_payload_type, U16.pack(out_seq) + descriptor, now)
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             else:
                 self._send(data, payload, out_seq, ts, None, None, self.ssrc,
-                           self.payload_type, b"", now)
+                           self.payload_type, descriptor, now)
 
 
 class Consumer(Renumbering):

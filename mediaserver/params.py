@@ -335,6 +335,10 @@ class ConsumerDump:
     # why it is paused, when it is: `paused_by` of "app" (pause_consumer), "view" (a hidden
     # tile), "budget" (the subscriber's estimate has no room for it)
     paused_by: list[str] = field(default_factory=list)
+    # VP8 with temporal ids (simulcast): the highest temporal layer forwarded now (-1: none
+    # seen) and the one set_preferred_layers asked for (3: all); -1 both for other consumers
+    temporal_layer: int = -1
+    target_temporal_layer: int = -1
 
 
 @dataclass(frozen=True)

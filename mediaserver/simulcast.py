@@ -16,6 +16,10 @@ highest encoding at or below the preferred one that is arriving (RecvStream.acti
 stops sending its top encodings when its uplink or its camera's resolution falls short, and
 the consumer moves down to what there is, and back up when it returns.
 
+A VP8 `SimulcastConsumer` also chooses temporal layers within the encoding (rtp/vp8.py
+`TemporalFilter`, the `temporal` of set_preferred_layers): whole frames above the layer are
+dropped, the output's sequence and PictureID staying without gaps.
+
 Two kinds: `SimulcastConsumer` to a WebRTC subscriber, `SimulcastPipeConsumer` into a pipe (to
 the recorder or another worker, whose mirror Producer then has one encoding).
 """
@@ -29,6 +33,7 @@ from .pipe import PipeConsumer
 from .rtp.codecs import is_keyframe
 from .rtp.packet import SEQ_TS_SSRC
 from .rtp.rtcp import SenderReport, build_sr
+from .rtp.vp8 import TemporalFilter
 
 if TYPE_CHECKING:
     from .links import WorkerLink
@@ -48,7 +53,7 @@ class LayerSwitch(Renumbering):
         # the lowest encoding and the allocator's first round (within a second) gives it what
         # fits: starting on the top one sent 1-1.5 Mbit/s into 400 kbit/s links meanwhile.
         self.preferred_spatial_layer = 0 if start_low else self.max_spatial_layer
-        self.preferred_temporal = -1  # kept for the allocator; VP8 temporal ids are not read
+        self.preferred_temporal = -1  # set_preferred_layers' (VP8: self.temporal.target)
         self.target_spatial_layer = self._target()
         self.layer_switches = 0
 
@@ -61,6 +66,11 @@ class LayerSwitch(Renumbering):
             self.started = False  # Renumbering.forward starts on this keyframe, numbering on
             self.waiting_keyframe = False
         Renumbering.forward(self, data, payload, seq, ts, abs_time, level, now)
+
+    def _start(self, seq: int, ts: int, now: float) -> None:
+        super()._start(seq, ts, now)  # type: ignore[misc]
+        if self.temporal is not None:
+            self.temporal.start(seq, self.seq_offset)
 
     def _switches_here(self, stream: RecvStream, payload: memoryview) -> bool:
         """Whether this packet of `stream`, not the encoding forwarded now, is where we switch
@@ -100,6 +110,8 @@ class LayerSwitch(Renumbering):
         """Never above encoding `spatial` (the highest there is, if fewer), and aim at it
         until the allocator's next round; the switch waits for its keyframe, asked for now."""
         self.preferred_temporal = temporal
+        if self.temporal is not None:
+            self.temporal.target = temporal  # takes effect at the next frame (up: at Y)
         self.max_spatial_layer = min(spatial, len(self.producer.streams) - 1)
         self.aim(self.max_spatial_layer)
 
@@ -158,6 +170,8 @@ class SimulcastConsumer(LayerSwitch, Consumer):
                  link: WorkerLink, params: ConsumerParams) -> None:
         super().__init__(consumer_id, producer, transport, link, params)
         self._init_layers(start_low=self._tcc)  # transport-cc: the allocator has a budget
+        if self.codec_name.upper().rpartition("/")[2] == "VP8":
+            self.temporal = TemporalFilter()
 
 
 class SimulcastPipeConsumer(LayerSwitch, PipeConsumer):

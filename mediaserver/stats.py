@@ -64,5 +64,6 @@ def worker_dump(worker: Worker) -> MediaDump:
                       [EncodingDump(s.rid, s.ssrc, s.active, s.bitrate) for s in p.streams])
          for p in worker.producers.values()],
         [ConsumerDump(c.id, c.producer.id, c.transport.id, c.kind, c.paused, c.packets,
-                      c.spatial_layer, c.target_spatial_layer, sorted(c.holds))
+                      c.spatial_layer, c.target_spatial_layer, sorted(c.holds),
+                      *((c.temporal.current, c.temporal.target) if c.temporal else ()))
          for c in worker.consumers.values()])

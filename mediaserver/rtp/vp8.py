@@ -1,0 +1,310 @@
+"""VP8 temporal layers on the forwarding path: the payload descriptor read, PictureID and
+TL0PICIDX rewritten, and a consumer's choice of temporal layers (RFC 7741 section 4.2).
+
+A VP8 encoder with temporal layers (libwebrtc: three per simulcast encoding, TIDs 0 2 1 2)
+tags each frame with its temporal id (TID), a layer-sync bit (Y: the frame references only
+base-layer frames) and the index of the last base-layer frame (TL0PICIDX). Frames of a layer
+reference only frames of the same or lower layers, so a consumer may drop every frame above a
+layer and the rest still decodes. `TemporalFilter` does that for one consumer while its output
+stays one stream: no sequence gaps where frames were dropped (the receiver would NACK them),
+PictureIDs without gaps (libwebrtc's RtpVp8RefFinder waits for a missing PictureID), both
+PictureID and TL0PICIDX continuing across simulcast switches, and NACKs mapped back to the
+source packets through the drops (mediasoup's SeqManager and LiveKit's munger do the same).
+"""
+
+from __future__ import annotations
+
+from array import array
+
+MAX_TID = 3  # the TID field has two bits
+DROP = -1
+SEGMENTS = 64  # sequence-offset changes remembered for NACKs and late packets (~8 s at 7.5 fps)
+FRAMES = 256  # PictureIDs remembered: kept (and their output id) or dropped
+_DROPPED = 0xFFFF  # in the frames ring: a PictureID whose frame was dropped
+
+Payload = bytes | bytearray | memoryview
+
+
+class Descriptor:
+    """One packet's VP8 payload descriptor; fields -1 where the packet has none, `size` -1 for a
+    payload too short for its own descriptor."""
+
+    __slots__ = ("data", "size", "key", "picture_id", "wide", "pid_pos", "tl0", "tl0_pos",
+                 "tid", "sync", "head", "rest")
+
+    def __init__(self) -> None:
+        self.data: object = None
+        self.read(b"")
+
+    def read(self, payload: Payload) -> None:
+        self.picture_id = self.tl0 = self.tid = -1
+        self.pid_pos = self.tl0_pos = 0
+        self.wide = self.sync = self.key = False
+        self.size = -1
+        n = len(payload)
+        if n < 1:
+            return
+        b0 = payload[0]
+        pos = 1
+        if b0 & 0x80:  # X: the extension byte I L T K
+            if n < 2:
+                return
+            ext = payload[1]
+            pos = 2
+            if ext & 0x80:  # I: PictureID, 15 bits when its first bit (M) is set, else 7
+                if pos >= n:
+                    return
+                self.pid_pos = pos
+                if payload[pos] & 0x80:
+                    if pos + 1 >= n:
+                        return
+                    self.picture_id = (payload[pos] & 0x7F) << 8 | payload[pos + 1]
+                    self.wide = True
+                    pos += 2
+                else:
+                    self.picture_id = payload[pos]
+                    pos += 1
+            if ext & 0x40:  # L: TL0PICIDX
+                if pos >= n:
+                    return
+                self.tl0, self.tl0_pos = payload[pos], pos
+                pos += 1
+            if ext & 0x30:  # T or K: one byte TID(2) Y(1) KEYIDX(5); TID only counts with T
+                if pos >= n:
+                    return
+                if ext & 0x20:
+                    self.tid = payload[pos] >> 6
+                    self.sync = payload[pos] & 0x20 != 0
+                pos += 1
+        # S=1 and PID=0 start a frame; its payload header's P bit is 0 in a key frame
+        self.key = b0 & 0x17 == 0x10 and pos < n and payload[pos] & 0x01 == 0
+        self.size = pos
+        self.head = bytes(payload[:pos])
+        self.rest = payload[pos:]
+
+
+_SHARED = Descriptor()
+
+
+def descriptor_of(data: bytes, payload: memoryview) -> Descriptor:
+    """The descriptor of packet `data` (whose payload is `payload`), read once per incoming
+    packet however many consumers ask: every copy of a fan-out gets the same `data` object, and
+    holding it keeps its identity from being reused."""
+    d = _SHARED
+    if d.data is not data:
+        d.read(payload)
+        d.data = data
+    return d
+
+
+class Rewriter:
+    """A descriptor with PictureID and TL0PICIDX replaced, written into a buffer of its own (the
+    packet is built from it and the rest of the payload: no packet copy)."""
+
+    __slots__ = ("buf", "views")
+
+    def __init__(self) -> None:
+        self.buf = bytearray(8)
+        view = memoryview(self.buf)
+        self.views = [view[:n] for n in range(7)]  # a descriptor is 1 to 6 bytes
+
+    def write(self, d: Descriptor, picture_id: int, tl0: int) -> memoryview:
+        """The rewritten descriptor; valid until the next call."""
+        buf = self.buf
+        buf[:d.size] = d.head
+        pos = d.pid_pos
+        if pos:
+            if d.wide:
+                buf[pos] = 0x80 | picture_id >> 8
+                buf[pos + 1] = picture_id & 0xFF
+            else:
+                buf[pos] = picture_id & 0x7F
+        if d.tl0_pos:
+            buf[d.tl0_pos] = tl0 & 0xFF
+        return self.views[d.size]
+
+
+class TemporalFilter:
+    """One consumer's temporal layers of the VP8 encoding it forwards.
+
+    `admit` decides each packet: whole frames are kept or dropped (decided at the first packet
+    of a new timestamp: every packet of a frame carries its TID). The layer forwarded (`current`)
+    moves down to `target` at any frame, up one layer at a time at a frame of the next layer
+    with Y set, and to the target at a keyframe. Dropped packets shift the sequence offset;
+    each shift starts a segment (input seq where it starts, offset), kept in a ring, through
+    which late packets and NACKs are mapped. Packets without a TID pass unchanged."""
+
+    __slots__ = ("target", "current", "offset", "prefix", "rest", "frames_dropped",
+                 "_starting", "_frame_ts", "_kept", "_out_pid", "_out_tl0", "_pid_offset",
+                 "_tl0_offset", "_last_pid", "_last_tl0", "_seg_in", "_seg_off", "_top",
+                 "_segments", "_high_fwd", "_frames", "_writer", "_resend")
+
+    def __init__(self) -> None:
+        self.target = MAX_TID  # set_preferred_layers' temporal
+        self.current = -1  # the highest TID forwarded now; -1 before a frame with a TID
+        self.offset = 0  # the sequence offset of the newest segment
+        self.prefix: memoryview | bytes = b""  # admit's output: descriptor, then the rest
+        self.rest: memoryview = memoryview(b"")
+        self.frames_dropped = 0
+        self._starting = False
+        self._frame_ts = 0
+        self._kept = True
+        self._out_pid = self._out_tl0 = 0
+        self._pid_offset = self._tl0_offset = 0
+        self._last_pid = self._last_tl0 = -1  # the last output PictureID / TL0PICIDX
+        self._seg_in = array("i", [0]) * SEGMENTS
+        self._seg_off = array("i", [0]) * SEGMENTS
+        self._top = 0
+        self._segments = 0
+        self._high_fwd = 0  # the newest input seq forwarded
+        self._frames = array("i", [-1]) * FRAMES
+        self._writer = Rewriter()
+        self._resend = Descriptor()
+
+    def start(self, seq: int, offset: int) -> None:
+        """The consumer (re)starts at `seq`, a keyframe, numbered with `offset`: the history
+        before it no longer maps (its encoding may be another)."""
+        self._starting = True
+        self.offset = offset
+        self._top = 0
+        self._segments = 1
+        self._seg_in[0], self._seg_off[0] = seq, offset
+        self._high_fwd = seq
+        self._frames = array("i", [-1]) * FRAMES
+
+    # ---- packet path ------------------------------------------------------------------
+
+    def admit(self, seq: int, ts: int, data: bytes, payload: memoryview) -> int:
+        """The sequence offset for this packet, or DROP; `prefix` and `rest` are then the
+        payload to send."""
+        d = descriptor_of(data, payload)
+        if d.tid < 0:  # no temporal layers: as it came
+            self.prefix, self.rest = b"", payload
+            return self.offset
+        if self._starting:
+            self._starting = False
+            self._first(ts, d)
+        elif ts != self._frame_ts:
+            if (ts - self._frame_ts) & 0xFFFFFFFF >= 0x80000000:
+                return self._late(seq, d)
+            self._decide(ts, d)
+        if not self._kept:
+            self._dropped(seq)
+            return DROP
+        offset = self.offset
+        if (seq - self._seg_in[self._top]) & 0xFFFF >= 0x8000:
+            offset = self._offset_of(seq)  # from before the last drop, come late
+            if offset == DROP:
+                return DROP
+        elif (seq - self._high_fwd) & 0xFFFF < 0x8000:
+            self._high_fwd = seq
+        self.prefix = self._writer.write(d, self._out_pid, self._out_tl0)
+        self.rest = d.rest
+        return offset
+
+    def _first(self, ts: int, d: Descriptor) -> None:
+        """A keyframe starts the output: PictureID and TL0PICIDX go on from the last sent."""
+        self._frame_ts = ts
+        self._kept = True
+        self.current = self.target
+        if self._last_pid >= 0 and d.picture_id >= 0:
+            self._pid_offset = (self._last_pid + 1 - d.picture_id) & 0x7FFF
+        if self._last_tl0 >= 0 and d.tl0 >= 0:
+            self._tl0_offset = (self._last_tl0 + 1 - d.tl0) & 0xFF
+        self._keep(d)
+
+    def _decide(self, ts: int, d: Descriptor) -> None:
+        self._frame_ts = ts
+        tid, current, target = d.tid, self.current, self.target
+        if d.key or current > target:
+            current = target
+        kept = tid <= current
+        if not kept and tid == current + 1 and tid <= target and d.sync:
+            current, kept = tid, True  # up one layer at its sync frame
+        self.current = current
+        self._kept = kept
+        if kept:
+            self._keep(d)
+        else:
+            self.frames_dropped += 1
+            if d.picture_id >= 0:
+                # the next kept frame takes this one's PictureID
+                self._pid_offset = (self._pid_offset - 1) & 0x7FFF
+                self._frames[d.picture_id & (FRAMES - 1)] = d.picture_id << 16 | _DROPPED
+
+    def _keep(self, d: Descriptor) -> None:
+        pid = d.picture_id
+        if pid >= 0:
+            out = (pid + self._pid_offset) & (0x7FFF if d.wide else 0x7F)
+            self._out_pid = self._last_pid = out
+            self._frames[pid & (FRAMES - 1)] = pid << 16 | out
+        if d.tl0 >= 0:
+            self._out_tl0 = self._last_tl0 = (d.tl0 + self._tl0_offset) & 0xFF
+
+    def _dropped(self, seq: int) -> None:
+        """A dropped packet newer than every forwarded one: the output numbering after it moves
+        down by one (a new segment, unless nothing was forwarded since the last one). An older
+        one leaves its gap: a NACK of it finds a dropped frame and is not answered."""
+        if (seq - self._high_fwd) & 0xFFFF >= 0x8000:
+            return
+        top = self._top
+        self.offset = (self.offset - 1) & 0xFFFF
+        after = (seq + 1) & 0xFFFF
+        if (self._high_fwd - self._seg_in[top]) & 0xFFFF < 0x8000:  # forwarded since
+            top = self._top = (top + 1) % SEGMENTS
+            self._segments = min(self._segments + 1, SEGMENTS)
+            self._seg_in[top] = after
+        elif (after - self._seg_in[top]) & 0xFFFF < 0x8000:  # (not one come late)
+            self._seg_in[top] = after
+        self._seg_off[top] = self.offset
+
+    def _late(self, seq: int, d: Descriptor) -> int:
+        """A packet of an earlier frame: forwarded where that frame was, and numbered as it
+        would have been."""
+        out_pid = self._sent_as(d)
+        offset = DROP if out_pid < 0 else self._offset_of(seq)
+        if offset != DROP:
+            self.prefix = self._writer.write(d, out_pid, d.tl0 + self._tl0_offset)
+            self.rest = d.rest
+        return offset
+
+    def _sent_as(self, d: Descriptor) -> int:
+        """The output PictureID of a frame kept since the start, else -1."""
+        pid = d.picture_id
+        entry = self._frames[pid & (FRAMES - 1)] if pid >= 0 else -1
+        if entry < 0 or entry >> 16 != pid or entry & 0xFFFF == _DROPPED:
+            return -1
+        return entry & 0xFFFF
+
+    def _offset_of(self, seq: int) -> int:
+        """The offset of the newest segment starting at or before input `seq`."""
+        top = self._top
+        for i in range(self._segments):
+            k = (top - i) % SEGMENTS
+            if (seq - self._seg_in[k]) & 0xFFFF < 0x8000:
+                return self._seg_off[k]
+        return DROP
+
+    # ---- NACKs ------------------------------------------------------------------------
+
+    def source(self, out_seq: int) -> int:
+        """The input seq that output `out_seq` was (or would have been), or -1."""
+        top = self._top
+        for i in range(self._segments):
+            k = (top - i) % SEGMENTS
+            off = self._seg_off[k]
+            if (out_seq - self._seg_in[k] - off) & 0xFFFF < 0x8000:
+                return (out_seq - off) & 0xFFFF
+        return -1
+
+    def resend_payload(self, payload: memoryview) -> tuple[bytes, memoryview] | None:
+        """A cached packet's descriptor as it went out, and the rest; None for a packet of a
+        dropped (or forgotten) frame."""
+        d = self._resend
+        d.read(payload)
+        if d.tid < 0:
+            return (b"", payload) if d.size >= 0 else None
+        out_pid = self._sent_as(d)
+        if out_pid < 0:
+            return None
+        return bytes(self._writer.write(d, out_pid, d.tl0 + self._tl0_offset)), d.rest
