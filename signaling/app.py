@@ -201,6 +201,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 if cluster is not None and room is not None and participant.group is None:
                     # with nodes, the main group's media is all on the room's Router
                     cluster.router_gone(room.router_id, transport_id)
+                prefix = transport_id.split(".", 1)[0] + "."
+                if reason == MEDIA_ENDED[0] and cluster is not None and not state.draining \
+                        and prefix not in state.media.addresses():
+                    # another node's worker stopping (a drain): every room of ours on it
+                    # moves now, not at our next look at the registry (a rejoin meanwhile
+                    # would find the room still on it: "media worker not connected")
+                    on_worker_lost(prefix)
                 asyncio.ensure_future(participant.close("media_restart", code=4503))
             else:  # DTLS failed: the peer cannot do media with us; end with the reason
                 asyncio.ensure_future(participant.close(f"media transport closed: {reason}"))
@@ -210,6 +217,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     def on_worker_lost(prefix: str) -> None:
         # A media worker died: its calls are gone. Ask those clients to come back (4503);
         # they get Routers on the restarted worker or another one.
+        cluster = state.rooms.cluster
+        for room in state.rooms.rooms.values():  # the placement too: never that Router again
+            if cluster is not None and room.router_id.startswith(prefix):
+                cluster.router_gone(room.router_id, room.router_id)
         for participant in state.rooms.worker_lost(prefix):
             asyncio.ensure_future(participant.close("media_restart", code=4503))
 

@@ -64,10 +64,9 @@ def roster(client: Client) -> list[str]:
 
 
 async def back(cluster: Nodes, via: ServerProcess, who: str) -> Client:
-    """Join again through `via` and publish, as the web client does: a client back within
-    about a second of a drain can find the room's media still placed on the stopping node's
-    worker until the survivor has learnt it is gone ("media worker not connected"; not yet
-    handled by the server, docs/operations.md), and tries again, as it would after any
+    """Join again through `via` and publish, as the web client does; a publish refused with
+    "media worker not connected" (the room's media still on the stopping node's worker in the
+    instant before the survivor moves it, docs/operations.md) is tried again, as after any
     failed join."""
     deadline = time.monotonic() + LIMIT
     while True:
