@@ -52,19 +52,27 @@ async def video_layers(media) -> list[tuple[str, int, int]]:
             if c.kind == "video"]
 
 
+async def join_pages(browser, base_url: str, room: str) -> list[tuple[object, list[str]]]:
+    """Alice's and Bob's pages joined to `room`, each with its page errors collected and its
+    inbound totals watched (window.__inbound)."""
+    pages = []
+    for name in ("Alice", "Bob"):
+        page = await (await browser.new_context()).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+        await page.goto(f"{base_url}/r/{room}?name={name}&autojoin=1")
+        await page.wait_for_function("window.__meeting && window.__meeting.joined",
+                                     timeout=WAIT_MS)
+        await watch_stats(page)
+        pages.append((page, errors))
+    return pages
+
+
 async def test_simulcast_layers_switch_through_the_control_call(tmp_path: Path) -> None:
     async with running_server(tmp_path / "data", dev=True) as server, chromium() as browser:
-        pages = []
-        for name in ("Alice", "Bob"):
-            page = await (await browser.new_context()).new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
-            await page.goto(f"{server.base_url}/r/simulcast-room?name={name}&autojoin=1")
-            await page.wait_for_function("window.__meeting && window.__meeting.joined",
-                                         timeout=WAIT_MS)
-            await watch_stats(page)
+        pages = await join_pages(browser, server.base_url, "simulcast-room")
+        for page, _ in pages:
             await watch_video(page)
-            pages.append((page, errors))
         bob = pages[1][0]
         await wait_decoding(bob, 30)
         media = server.state.media
@@ -85,15 +93,15 @@ async def test_simulcast_layers_switch_through_the_control_call(tmp_path: Path) 
 
         # (Chromium may scale every encoding down a step when the machine is busy: widths
         # are compared, never expected exactly)
-        for consumer_id, _, _ in layers:
-            await media.set_preferred_layers(consumer_id, 0, 0)
+        for consumer_id, _, _ in layers:  # (temporal 3: all, the frame rate as it is)
+            await media.set_preferred_layers(consumer_id, 0, 3)
         low = f"w <= {start['width'] // 2}"
         first_low = await wait_width(bob, low, start["frames"] + 1)
         assert all(layer == 0 for _, layer, _ in await video_layers(media))
         more = await wait_width(bob, low, first_low["frames"] + 30)  # the picture goes on
 
         for consumer_id, _, _ in layers:
-            await media.set_preferred_layers(consumer_id, 2, 0)
+            await media.set_preferred_layers(consumer_id, 2, 3)
         high = await wait_width(bob, f"w > {more['width']}", more["frames"] + 1)
         await wait_width(bob, f"w > {more['width']}", high["frames"] + 30)
         async def raised():

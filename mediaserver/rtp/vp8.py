@@ -134,7 +134,7 @@ class TemporalFilter:
     each shift starts a segment (input seq where it starts, offset), kept in a ring, through
     which late packets and NACKs are mapped. Packets without a TID pass unchanged."""
 
-    __slots__ = ("target", "current", "offset", "prefix", "rest", "frames_dropped",
+    __slots__ = ("target", "current", "offset", "prefix", "rest", "frames_dropped", "frames_by_tid",
                  "_starting", "_frame_ts", "_kept", "_out_pid", "_out_tl0", "_pid_offset",
                  "_tl0_offset", "_last_pid", "_last_tl0", "_seg_in", "_seg_off", "_top",
                  "_segments", "_high_fwd", "_frames", "_writer", "_resend")
@@ -146,6 +146,7 @@ class TemporalFilter:
         self.prefix: memoryview | bytes = b""  # admit's output: descriptor, then the rest
         self.rest: memoryview = memoryview(b"")
         self.frames_dropped = 0
+        self.frames_by_tid = array("q", [0]) * (MAX_TID + 1)  # frames seen, per TID
         self._starting = False
         self._frame_ts = 0
         self._kept = True
@@ -216,6 +217,7 @@ class TemporalFilter:
     def _decide(self, ts: int, d: Descriptor) -> None:
         self._frame_ts = ts
         tid, current, target = d.tid, self.current, self.target
+        self.frames_by_tid[tid] += 1
         if d.key or current > target:
             current = target
         kept = tid <= current

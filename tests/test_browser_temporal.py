@@ -1,0 +1,87 @@
+"""Browser end to end: Chromium publishes its camera in three VP8 encodings, each with
+temporal layers (libwebrtc's default: three); asking a consumer for temporal layer 0 through
+the control call drops the other page's decoded frame rate to a quarter to a half with the
+picture still going (no freezes), and asking for all of them again brings the rate back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.support.browser import chromium, wait_decoding
+from tests.support.server import running_server
+from tests.test_browser_simulcast import join_pages
+
+# The subscribe connection's inbound video, as the page decodes it.
+VIDEO_IN = """async () => {
+  const stats = await window.__meeting.subscribePc.getStats();
+  let out = null;
+  stats.forEach(s => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0)
+      out = {frames: s.framesDecoded, freezes: s.freezeCount || 0, width: s.frameWidth,
+             at: performance.now()};
+  });
+  return out;
+}"""
+WINDOW = 4.0  # seconds over which a frame rate is measured
+
+
+async def frame_rate(page) -> tuple[float, dict]:
+    """Frames decoded per second over WINDOW (a measurement window: nothing to await), and
+    the stats at its end."""
+    read = f"({VIDEO_IN})()"
+    first = await page.evaluate(read)
+    await asyncio.sleep(WINDOW)
+    last = await page.evaluate(read)
+    return (last["frames"] - first["frames"]) / ((last["at"] - first["at"]) / 1000), last
+
+
+async def test_temporal_layer_0_lowers_the_frame_rate_and_all_layers_restore_it(
+        tmp_path: Path) -> None:
+    async with running_server(tmp_path / "data", dev=True) as server, chromium() as browser:
+        pages = await join_pages(browser, server.base_url, "temporal-room")
+        bob = pages[1][0]
+        await wait_decoding(bob, 60)
+        worker = server.state.media.worker
+        consumers = [c for c in worker.consumers.values() if c.kind == "video"]
+        assert len(consumers) == 2 and all(c.temporal is not None for c in consumers)
+
+        # What Chromium sends: every frame of its VP8 encodings carries a TID, in the
+        # pattern 0 2 1 2 (half the frames TL2, a quarter each TL0 and TL1)
+        before, stats = await frame_rate(bob)
+        freezes = stats["freezes"]
+        for c in consumers:
+            tids = list(c.temporal.frames_by_tid)
+            print(f"frames per TID {tids}, forwarding TL{c.temporal.current}")
+            assert tids[0] > 0 and tids[1] > 0 and tids[2] > 0 and tids[3] == 0, tids
+            assert c.temporal.current >= 2 and c.temporal.frames_dropped == 0
+        assert before >= 10, before
+
+        for c in consumers:
+            await server.state.media.set_preferred_layers(c.id, 2, 0)
+        low, _ = await frame_rate(bob)
+        dump = await server.state.media.dump()  # down at the next frame
+        assert {(d.temporal_layer, d.target_temporal_layer) for d in dump.consumers
+                if d.kind == "video"} == {(0, 0)}
+        low2, stats = await frame_rate(bob)  # the picture goes on, at that rate
+        print(f"frame rate {before:.1f} -> {low:.1f}, {low2:.1f} at TL0")
+        assert 0.2 * before <= low <= 0.55 * before, (before, low)
+        assert 0.2 * before <= low2 <= 0.55 * before, (before, low2)
+        assert stats["freezes"] == freezes
+
+        for c in consumers:
+            await server.state.media.set_preferred_layers(c.id, 2, 3)
+        # up one layer at a time, each at a frame of that layer with Y set (or a keyframe)
+        asked = asyncio.get_running_loop().time()
+        for _ in range(100):
+            if all(c.temporal.current == 2 for c in consumers):
+                break
+            await asyncio.sleep(0.1)
+        assert all(c.temporal.current == 2 for c in consumers)
+        print(f"back on TL2 within {asyncio.get_running_loop().time() - asked:.1f} s")
+        after, stats = await frame_rate(bob)
+        print(f"frame rate back to {after:.1f}")
+        assert after >= 0.8 * before, (before, after)
+        assert stats["freezes"] == freezes
+        for _, errors in pages:
+            assert not errors, errors
