@@ -5,8 +5,8 @@ Each node serves its own WebSockets. What they share goes through Redis:
   placement (`ms:router:<room>`: the Router all nodes use for that room's media, on one worker;
   one on a dead node's worker is replaced by the next node that needs it);
 - the live state of each room (`ms:live:<room>:p` participants and `ms:live:<room>:t` tracks,
-  each entry tagged with the node and incarnation that own it), read by a node when its first
-  participant joins;
+  each entry tagged with the node and incarnation that own it, and `ms:live:<room>:b` its
+  breakout groups), read by a node when its first participant joins;
 - which nodes are alive, and the cleanup after one that is not (liveness.py);
 - a pub/sub channel per room (`ms:bus:<room>`) carrying events for participants on other nodes
   and the track and participant changes that keep each node's copy of the room up to date.
@@ -165,7 +165,7 @@ class Cluster:
     async def forget_router(self, room: str, router_id: str) -> None:
         """Drop the placement once no node has anyone in the room."""
         if not await self.redis.hlen(self._k("live", room, "p")):
-            await self.redis.delete(self._k("router", room))
+            await self.redis.delete(self._k("router", room), self._k("live", room, "b"))
             await self.redis.srem(self._rooms_key(), room)
             await self.media.close_router(router_id)
 
@@ -190,6 +190,13 @@ class Cluster:
 
     async def drop_track(self, room: str, track_id: str) -> None:
         await self.redis.hdel(self._k("live", room, "t"), track_id)
+
+    async def put_breakouts(self, room: str, state: dict[str, Any]) -> None:
+        await self.redis.set(self._k("live", room, "b"), json.dumps(state))
+
+    async def get_breakouts(self, room: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(self._k("live", room, "b"))
+        return json.loads(raw) if raw else None
 
     async def remote_state(self, room: str) -> tuple[list[dict], list[dict]]:
         """Participants and tracks that other nodes hold in this room."""

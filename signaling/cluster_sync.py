@@ -11,6 +11,7 @@ Redis side. The bus messages (each also carries the sending node, added by clust
     {"t": "participant", "op": "add", "participant"} / {"op": "remove", "participantId"}
     {"t": "track", "op": "add", "track"} / {"op": "remove", "trackId"}
                                         / {"op": "mute", "trackId", "muted"}
+    {"t": "breakouts", "state"}               the breakout groups changed (breakouts.py)
     {"t": "release", "participantId", "to"}   node `to` takes this participant's place over
     {"t": "released", "participantId"}         the node that held it has let it go
 
@@ -27,6 +28,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from . import breakouts
 from .cluster import same_worker, track_from_wire
 from .rooms import set_live
 
@@ -53,6 +55,10 @@ class RoomSync:
         cluster = self.cluster
         people, tracks = await cluster.remote_state(room.name)
         room.remote = {p["id"]: _public(p) for p in people}
+        room.remote_identities = {p["id"]: p.get("identity", "") for p in people}
+        state = await cluster.get_breakouts(room.name)
+        if state is not None:
+            await breakouts.adopt(room, state, cluster.reach)
         for t in tracks:
             track = track_from_wire(t)
             if track.group is None and not same_worker(track.producer_id, room.router_id):
@@ -74,9 +80,12 @@ class RoomSync:
             set_live(room, message["live"])
         elif kind == "participant":
             if message["op"] == "add":
-                room.remote[message["participant"]["id"]] = _public(message["participant"])
+                entry = message["participant"]
+                room.remote[entry["id"]] = _public(entry)
+                room.remote_identities[entry["id"]] = entry.get("identity", "")
             else:
                 room.remote.pop(message["participantId"], None)
+                room.remote_identities.pop(message["participantId"], None)
         elif kind == "track":
             if message["op"] == "add":
                 track = track_from_wire(message["track"])
@@ -90,6 +99,8 @@ class RoomSync:
                         participant.on_track_unpublished(gone)
             elif message["op"] == "mute" and message["trackId"] in room.tracks:
                 room.tracks[message["trackId"]].muted = message["muted"]
+        elif kind == "breakouts":
+            asyncio.ensure_future(breakouts.adopt(room, message["state"], self.cluster.reach))
         elif kind == "release" and message.get("to") != self.cluster.node:
             held = room.participants.get(message["participantId"])
             if held is not None and self.let_go is not None:
@@ -127,6 +138,7 @@ class RoomSync:
                 self._releases.pop(pid, None)
         await cluster.end_tracks_of(room.name, pid)
         room.remote.pop(pid, None)
+        room.remote_identities.pop(pid, None)
         return place
 
     async def announce(self, room: Room, message: dict[str, Any]) -> None:
@@ -139,6 +151,8 @@ class RoomSync:
                 await cluster.put_participant(room.name, p, p.get("identity", ""))
             else:
                 await cluster.drop_participant(room.name, message["participantId"])
+        elif message["t"] == "breakouts":
+            await cluster.put_breakouts(room.name, message["state"])
         elif message["t"] == "track":
             if message["op"] == "add":
                 await cluster.put_track(room.name, message["track"])

@@ -97,6 +97,7 @@ class Room:
     live: bool = True  # a webinar with a backstage starts False: only the stage sees media
     auto_record: bool = False  # start recording when the first host or presenter publishes
     remote: dict[str, dict[str, Any]] = field(default_factory=dict)  # on other nodes: public
+    remote_identities: dict[str, str] = field(default_factory=dict)  # their id -> identity
     bus: Bus | None = None  # to the other nodes, when there are any
     speaking: SpeakingLog = field(default_factory=SpeakingLog)  # active speaker (speaking.py)
 
