@@ -165,7 +165,8 @@ class Cluster:
     async def forget_router(self, room: str, router_id: str) -> None:
         """Drop the placement once no node has anyone in the room."""
         if not await self.redis.hlen(self._k("live", room, "p")):
-            await self.redis.delete(self._k("router", room), self._k("live", room, "b"))
+            await self.redis.delete(self._k("router", room), self._k("live", room, "b"),
+                                    self._k("live", room, "w"))
             await self.redis.srem(self._rooms_key(), room)
             await self.media.close_router(router_id)
 
@@ -194,6 +195,19 @@ class Cluster:
     async def put_breakouts(self, room: str, state: dict[str, Any]) -> None:
         await self.redis.set(self._k("live", room, "b"), json.dumps(state))
 
+    async def put_waiting(self, room: str, public: dict[str, Any]) -> None:
+        await self.redis.sadd(self._rooms_key(), room)
+        await self.redis.hset(self._k("live", room, "w"), public["id"], json.dumps(
+            {**public, "node": self.node, "inc": self.incarnation}))
+
+    async def drop_waiting(self, room: str, participant_id: str) -> None:
+        await self.redis.hdel(self._k("live", room, "w"), participant_id)
+
+    async def waiting(self, room: str) -> list[dict[str, Any]]:
+        """Who waits in the room's lobby on other nodes."""
+        entries = map(json.loads, await self.redis.hvals(self._k("live", room, "w")))
+        return [w for w in entries if w["node"] != self.node]
+
     async def get_breakouts(self, room: str) -> dict[str, Any] | None:
         raw = await self.redis.get(self._k("live", room, "b"))
         return json.loads(raw) if raw else None
@@ -210,6 +224,13 @@ class Cluster:
         """A dead incarnation's participants and tracks leave the room (liveness.py); its
         placement goes."""
         await self._end(room, lambda entry: of_incarnation(entry, node, incarnation))
+        waiting_key = self._k("live", room, "w")
+        for raw in await self.redis.hvals(waiting_key):  # its lobby: they wait no more
+            entry = json.loads(raw)
+            if of_incarnation(entry, node, incarnation) and \
+                    await self._hdel_if(keys=[waiting_key], args=[entry["id"], raw]):
+                await self.everywhere(room, {"t": "lobby", "op": "left",
+                                             "participantId": entry["id"]})
         people_key = self._k("live", room, "p")
         key = self._k("router", room)
         router = await self.redis.get(key)

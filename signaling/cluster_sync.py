@@ -12,6 +12,10 @@ Redis side. The bus messages (each also carries the sending node, added by clust
     {"t": "track", "op": "add", "track"} / {"op": "remove", "trackId"}
                                         / {"op": "mute", "trackId", "muted"}
     {"t": "breakouts", "state"}               the breakout groups changed (breakouts.py)
+    {"t": "lobby", "op": "wait", "participant"} / {"op": "left", "participantId", "admitted"?}
+                                              someone waits in the lobby, or stopped waiting
+    {"t": "lobby", "op": "admit" | "refuse", "participantId", "by"}
+                                              a host's decision, for the node holding them
     {"t": "release", "participantId", "to"}   node `to` takes this participant's place over
     {"t": "released", "participantId"}         the node that held it has let it go
 
@@ -28,7 +32,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import breakouts
+from . import breakouts, lobby
 from .cluster import same_worker, track_from_wire
 from .rooms import set_live
 
@@ -39,7 +43,7 @@ RELEASE_WAIT = 3.0
 if TYPE_CHECKING:
     from .cluster import Cluster
     from .participant import Participant
-    from .rooms import Room
+    from .rooms import Room, RoomRegistry
 
 
 class RoomSync:
@@ -49,6 +53,7 @@ class RoomSync:
         # set by the app: end a local participant's session for another node (close it
         # with handed_over)
         self.let_go: Callable[[Participant], Awaitable[None]] | None = None
+        self.rooms: RoomRegistry | None = None  # set by the registry that uses us
 
     async def join(self, room: Room) -> None:
         """The room just opened here: take in what the other nodes hold, follow its bus."""
@@ -56,6 +61,7 @@ class RoomSync:
         people, tracks = await cluster.remote_state(room.name)
         room.remote = {p["id"]: _public(p) for p in people}
         room.remote_identities = {p["id"]: p.get("identity", "") for p in people}
+        room.remote_waiting = {p["id"]: _public(p) for p in await cluster.waiting(room.name)}
         state = await cluster.get_breakouts(room.name)
         if state is not None:
             await breakouts.adopt(room, state, cluster.reach)
@@ -99,6 +105,8 @@ class RoomSync:
                         participant.on_track_unpublished(gone)
             elif message["op"] == "mute" and message["trackId"] in room.tracks:
                 room.tracks[message["trackId"]].muted = message["muted"]
+        elif kind == "lobby":
+            self._lobby(room, message)
         elif kind == "breakouts":
             asyncio.ensure_future(breakouts.adopt(room, message["state"], self.cluster.reach))
         elif kind == "release" and message.get("to") != self.cluster.node:
@@ -109,6 +117,20 @@ class RoomSync:
             waiting = self._releases.get(message["participantId"])
             if waiting is not None and not waiting.done():
                 waiting.set_result(None)
+
+    def _lobby(self, room: Room, message: dict[str, Any]) -> None:
+        op = message["op"]
+        if op == "wait":
+            entry = message["participant"]
+            room.remote_waiting[entry["id"]] = _public(entry)
+            room.tell_hosts("lobbyRequest", {"participant": _public(entry)})
+        elif op == "left":
+            room.remote_waiting.pop(message["participantId"], None)
+            room.tell_hosts("lobbyLeft", {k: message[k] for k in ("participantId", "admitted")
+                                          if k in message})
+        elif op in ("admit", "refuse") and self.rooms is not None:
+            asyncio.ensure_future(lobby.decide(self.rooms, room, message["participantId"],
+                                               op == "admit", message.get("by", "")))
 
     async def _let_go(self, room: Room, held: Participant) -> None:
         assert self.let_go is not None
@@ -153,6 +175,10 @@ class RoomSync:
                 await cluster.drop_participant(room.name, message["participantId"])
         elif message["t"] == "breakouts":
             await cluster.put_breakouts(room.name, message["state"])
+        elif message["t"] == "lobby" and message["op"] == "wait":
+            await cluster.put_waiting(room.name, message["participant"])
+        elif message["t"] == "lobby" and message["op"] == "left":
+            await cluster.drop_waiting(room.name, message["participantId"])
         elif message["t"] == "track":
             if message["op"] == "add":
                 await cluster.put_track(room.name, message["track"])

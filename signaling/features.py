@@ -102,40 +102,6 @@ async def demote(p: Participant, params: schemas.ParticipantRef) -> dict[str, An
     return {}
 
 
-def _waiting(p: Participant, params: schemas.ParticipantRef) -> Participant:
-    target = p.room_or_fail().waiting.get(params.participant_id)
-    if target is None:
-        raise RequestError("not_found", "nobody with that id is waiting")
-    return target
-
-
-@method("lobbyList", HOST)
-async def lobby_list(p: Participant, params: schemas.Empty) -> dict[str, Any]:
-    return {"waiting": [w.public() for w in p.room_or_fail().waiting.values()]}
-
-
-@method("admit", HOST)
-async def admit(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any]:
-    target = _waiting(p, params)
-    room = p.room_or_fail()
-    room.admitted.add(target.identity)
-    room.waiting.pop(target.id, None)
-    target.send_event("admitted", {})
-    events.note(target, "lobby.admit", by=p.identity)
-    room.tell_hosts("lobbyLeft", {"participantId": target.id, "admitted": True})
-    return {}
-
-
-@method("refuse", HOST)
-async def refuse(p: Participant, params: schemas.ParticipantRef) -> dict[str, Any]:
-    target = _waiting(p, params)
-    target.send_event("refused", {})
-    events.note(target, "lobby.refuse", by=p.identity)
-    # the close below tells every host `lobbyLeft`, as when someone gives up waiting
-    await target.close("refused by the host", code=4403)
-    return {}
-
-
 @method("setLive", HOST)
 async def broadcast_live(p: Participant, params: schemas.SetLive) -> dict[str, Any]:
     """Start (live: true) or pause (false) the webinar broadcast to the audience."""

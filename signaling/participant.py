@@ -18,7 +18,17 @@ from typing import Any
 from mediaserver.api import MediaControl
 
 # features and interaction are imported for the methods they register
-from . import breakouts, catchup, events, features, interaction, methods, schemas, speaking  # noqa: F401
+from . import (  # noqa: F401
+    breakouts,
+    catchup,
+    events,
+    features,
+    interaction,
+    lobby,
+    methods,
+    schemas,
+    speaking,
+)
 from .errors import RequestError
 from .media_session import MediaSession
 from .methods import ALL, Handler, method
@@ -120,9 +130,7 @@ class Participant:
         if room.lobby and self.role == "attendee" and self.identity not in room.admitted:
             # Wait in the lobby: hosts decide; the client joins again once `admitted`.
             self.room = room
-            room.waiting[self.id] = self
-            room.tell_hosts("lobbyRequest", {"participant": self.public()})
-            events.note(self, "lobby.wait")
+            await lobby.wait(self, room)
             return {"lobby": True, "self": self.public(), "room": room.name,
                     "token": self._session_token()}
         room.waiting.pop(self.id, None)
@@ -247,7 +255,7 @@ class Participant:
         await self.media_session.close_probe()
         room, was_joined = self.room, self.joined
         if room is not None and room.waiting.pop(self.id, None) is not None:
-            room.tell_hosts("lobbyLeft", {"participantId": self.id})
+            await lobby.left(self.rooms, room, self.id, admitted=False)
             if not was_joined:
                 await self.rooms.release_if_empty(room)
         self.joined = False

@@ -98,6 +98,7 @@ class Room:
     auto_record: bool = False  # start recording when the first host or presenter publishes
     remote: dict[str, dict[str, Any]] = field(default_factory=dict)  # on other nodes: public
     remote_identities: dict[str, str] = field(default_factory=dict)  # their id -> identity
+    remote_waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # lobby, elsewhere
     bus: Bus | None = None  # to the other nodes, when there are any
     speaking: SpeakingLog = field(default_factory=SpeakingLog)  # active speaker (speaking.py)
 
@@ -177,6 +178,8 @@ class RoomRegistry:
         self.store = store
         self.placement = placement
         self.sync = sync
+        if sync is not None:
+            sync.rooms = self  # a host's lobby decision from another node is carried out here
         self.recordings = recordings
         self.events: EventLog | None = None  # analytics (events.py; analytics_api.install)
         self.rooms: dict[str, Room] = {}
