@@ -42,6 +42,7 @@ SESSIONS_CLOSE_WAIT = 1.0  # for the sessions' cleanup; their clients were told 
 # WebSocket close code and reason of a shutdown: come back at once (through the load balancer,
 # to another node); the web client joins again (docs/protocol.md, "WebSocket")
 COME_BACK, DRAINING = 4503, "server_draining"
+NODE_EXPIRED = "node_expired"  # with COME_BACK: we were frozen past our TTL, the session ended
 # refused with 503 once a shutdown began, so that a load balancer sends no one here any more
 DRAIN_REFUSED = ("/ws", "/api/health")
 # why a stopping worker closes transports (worker.py, router.py): media to build again elsewhere
@@ -172,6 +173,20 @@ async def _shutdown(app: web.Application) -> None:
     await recordings
 
 
+async def _ended_while_frozen(state: AppState) -> None:
+    """We were frozen past our TTL and the grace period: a survivor ended our participants
+    (the others saw them leave, their tracks stopped). Those still connected here are asked
+    to come back (4503 "node_expired"), and join afresh; those it did not end stay."""
+    cluster = state.rooms.cluster
+    assert cluster is not None
+    for room in list(state.rooms.rooms.values()):
+        ours = await cluster.ours(room.name)
+        for participant in list(room.participants.values()):
+            if participant.joined and participant.id not in ours:
+                # (handed_over: their leave was announced by whoever ended them)
+                await participant.close(NODE_EXPIRED, code=COME_BACK, handed_over=True)
+
+
 async def _finish_unfinished(app: web.Application) -> None:
     await app[STATE].recordings.finish_unfinished()
 
@@ -228,6 +243,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if state.rooms.cluster is not None:  # another node died: its workers with it
         state.rooms.cluster.liveness.on_node_lost(
             lambda prefixes: [on_worker_lost(prefix) for prefix in prefixes])
+        state.rooms.cluster.liveness.on_expired(
+            lambda: asyncio.ensure_future(_ended_while_frozen(state)))
     state.media.on_active_speaker(lambda router_id, producer_id: speaking.on_active_speaker(
         state.rooms, state.recordings, router_id, producer_id))
     yield

@@ -195,6 +195,13 @@ class Cluster:
     async def put_breakouts(self, room: str, state: dict[str, Any]) -> None:
         await self.redis.set(self._k("live", room, "b"), json.dumps(state))
 
+    async def ours(self, room: str) -> set[str]:
+        """The ids of the room's participants whose entries are still ours (not ended, nor
+        taken over by another node)."""
+        entries = (await self.redis.hgetall(self._k("live", room, "p"))).items()
+        return {pid for pid, raw in entries
+                if of_incarnation(json.loads(raw), self.node, self.incarnation)}
+
     async def put_waiting(self, room: str, public: dict[str, Any]) -> None:
         await self.redis.sadd(self._rooms_key(), room)
         await self.redis.hset(self._k("live", room, "w"), public["id"], json.dumps(

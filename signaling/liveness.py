@@ -52,6 +52,7 @@ class Liveness:
         self.incarnation = secrets.token_hex(6)
         self._forget = cluster.redis.register_script(FORGET_INCARNATION)
         self._lost_listeners: list[NodeLost] = []
+        self._expired_listeners: list[Callable[[], None]] = []
         self._known: dict[str, dict[str, Any]] = {}  # node -> its registry entry, last look
         self._noticed: set[str] = set()  # "<node>:<inc>" found gone, handled here already
         self._reaping: dict[str, asyncio.Task] = {}
@@ -63,6 +64,11 @@ class Liveness:
 
     def on_node_lost(self, listener: NodeLost) -> None:
         self._lost_listeners.append(listener)
+
+    def on_expired(self, listener: Callable[[], None]) -> None:
+        """We were silent past our TTL (a frozen host) and registered again: others may
+        have ended our participants meanwhile."""
+        self._expired_listeners.append(listener)
 
     @property
     def poll_interval(self) -> float:
@@ -116,6 +122,8 @@ class Liveness:
                     log.error("node %s: registration had expired; registering again",
                               self.cluster.node)
                     await self._announce()
+                    for listener in self._expired_listeners:
+                        listener()
             except Exception:
                 log.exception("node %s: heartbeat failed", self.cluster.node)
 
@@ -163,6 +171,7 @@ class Liveness:
                 await self._lost(node, known)  # restarted between two looks: it cleans up
             self._known[node] = entry
             if inc_now == entry["inc"] or entry["inc"] == self.incarnation:
+                self._noticed.discard(f"{node}:{entry['inc']}")  # (back from a freeze)
                 continue
             await self._lost(node, entry)
             tag = f"{node}:{entry['inc']}"
@@ -186,12 +195,19 @@ class Liveness:
 
     async def _reap_later(self, node: str, incarnation: str) -> None:
         await asyncio.sleep(self.grace)  # as on one node: a dropped participant's place
+        tag = f"{node}:{incarnation}"
         try:
+            if await self.alive(node, incarnation):
+                # it was frozen, not dead, and registered again in time: its participants
+                # stay (a later death is noticed anew)
+                log.warning("node %s (incarnation %s) is back", node, incarnation)
+                await self.cluster.redis.delete(self._k("reap", node, incarnation))
+                return
             await self.reap(node, incarnation)
         except Exception:
             log.exception("cleanup of node %s failed", node)
         finally:
-            self._reaping.pop(f"{node}:{incarnation}", None)
+            self._reaping.pop(tag, None)
 
     async def reap(self, node: str, incarnation: str) -> None:
         """End what incarnation `incarnation` of `node` left in every room it touched."""
