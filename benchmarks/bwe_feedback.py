@@ -86,13 +86,17 @@ def trace(seconds: float, seed: int) -> tuple[list[list[Send]], list[Feedback]]:
 
 
 def handler() -> Callable[[SendSideEstimator, SendHistory, Feedback], None]:
-    """What `Transport._on_transport_cc` does with a feedback's FCI."""
+    """What `Transport._on_transport_cc` does with a feedback's FCI (the three calls of the
+    code before on_transport_cc, so that a worktree of it can run this file too)."""
     from mediaserver.rtp.twcc import parse_feedback
 
     def handle(est: SendSideEstimator, history: SendHistory, fb: Feedback) -> None:
+        est.on_transport_cc(history, parse_feedback(0x5EED, 0, fb[2]), fb[0])
+
+    def handle_before(est: SendSideEstimator, history: SendHistory, fb: Feedback) -> None:
         parsed = parse_feedback(0x5EED, 0, fb[2])
         est.on_feedback(history.lookup(parsed.base_seq, len(parsed.arrivals)), parsed, fb[0])
-    return handle
+    return handle if hasattr(SendSideEstimator, "on_transport_cc") else handle_before
 
 
 def measure(subscribers: int, seconds: float,

@@ -407,7 +407,7 @@ class WebRtcTransport:
         except ValueError:
             self.twcc_errors += 1
             return
-        self.bwe.on_feedback(self.tcc_history.lookup(fb.base_seq, len(fb.arrivals)), fb, now)
+        self.bwe.on_transport_cc(self.tcc_history, fb, now)
 
     def send_transport_feedback(self) -> None:
         """What arrived from the publisher since the last call, as transport-cc feedback

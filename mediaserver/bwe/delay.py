@@ -12,12 +12,14 @@ detector neither starves against a concurrent TCP flow nor fires on ordinary jit
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 NORMAL, OVERUSE, UNDERUSE = "normal", "overuse", "underuse"
 
 GROUP_SPAN = 0.005  # s: packets sent within 5 ms of a group's first are one burst
 WINDOW = 20  # groups in the linear fit
 SMOOTHING = 0.9  # of the accumulated delay
+_NEW_SHARE = 1 - SMOOTHING
 THRESHOLD_GAIN = 4.0
 MAX_DELTAS = 60  # the trend is scaled by min(groups seen, 60)
 INITIAL_THRESHOLD = 12.5  # ms
@@ -26,6 +28,9 @@ MAX_ADAPT_OFFSET = 15.0  # ms: a trend this far past the threshold does not move
 K_UP, K_DOWN = 0.0087, 0.039  # per ms, threshold adaptation rates (gcc-02 section 5.4)
 OVERUSE_TIME = 0.010  # s of overuse before it is signalled
 MAX_ADAPT_STEP = 0.1  # s: the threshold adapts at most this much time per sample
+EXACT_EVERY = 64  # updates between exact recomputations of the fit's running sums
+
+Group = tuple[float, float, float]  # (send delta, arrival delta, arrival) in s
 
 
 class ArrivalGroups:
@@ -38,30 +43,48 @@ class ArrivalGroups:
         self._last_send = self._last_arrival = 0.0
         self._prev: tuple[float, float] | None = None  # (last send, last arrival) of the last
 
-    def add(self, send: float, arrival: float) -> tuple[float, float, float] | None:
+    def add(self, send: float, arrival: float) -> Group | None:
         """One packet; returns (send delta, arrival delta, arrival) in s when it closes a
         group that has a predecessor."""
-        if self._first_send < 0:
-            self._first_send, self._last_send, self._last_arrival = send, send, arrival
-            return None
-        if send < self._first_send:
-            return None  # sent before the current group began: reordered, no information
-        if send - self._first_send <= GROUP_SPAN:
-            if send > self._last_send:
-                self._last_send = send
-            if arrival > self._last_arrival:
-                self._last_arrival = arrival
-            return None
-        done = (self._last_send, self._last_arrival)
-        prev, self._prev = self._prev, done
-        self._first_send, self._last_send, self._last_arrival = send, send, arrival
-        if prev is None:
-            return None
-        return done[0] - prev[0], done[1] - prev[1], done[1]
+        done = self.add_many((send,), (arrival,))
+        return done[0] if done else None
+
+    def add_many(self, sends: Iterable[float], arrivals: Iterable[float]) -> list[Group]:
+        """The packets of one feedback in one pass (state in locals: most packets only
+        extend the group they are in): the groups they close that have a predecessor."""
+        out: list[Group] = []
+        first, last_send, last_arrival = self._first_send, self._last_send, self._last_arrival
+        prev = self._prev
+        for send, arrival in zip(sends, arrivals, strict=True):
+            if first < 0:
+                first = last_send = send
+                last_arrival = arrival
+                continue
+            if send < first:
+                continue  # sent before the current group began: reordered, no information
+            if send - first <= GROUP_SPAN:
+                if send > last_send:
+                    last_send = send
+                if arrival > last_arrival:
+                    last_arrival = arrival
+                continue
+            if prev is not None:
+                out.append((last_send - prev[0], last_arrival - prev[1], last_arrival))
+            prev = (last_send, last_arrival)
+            first = last_send = send
+            last_arrival = arrival
+        self._first_send, self._last_send, self._last_arrival = first, last_send, last_arrival
+        self._prev = prev
+        return out
 
 
 class TrendlineDetector:
-    """Inter-group delay variations -> NORMAL, OVERUSE or UNDERUSE."""
+    """Inter-group delay variations -> NORMAL, OVERUSE or UNDERUSE.
+
+    The window's least-squares slope of smoothed delay over arrival time is kept as running
+    sums (a point in, maybe one out) relative to a base point: O(1) per group. The sums are
+    recomputed exactly every EXACT_EVERY updates so rounding never accumulates (the same slope
+    as a full pass to 2e-12 relative over 100,000 random updates)."""
 
     __slots__ = ("state", "threshold", "trend", "_num", "_first_arrival", "_accumulated",
                  "_smoothed", "_points", "_prev_trend", "_overusing", "_time_overusing",
@@ -80,109 +103,98 @@ class TrendlineDetector:
         self._time_overusing = 0.0
         self._overuse_count = 0
         self._last_adapt: float | None = None
-        self._fit = _RunningFit()  # the window's slope, in O(1) per group
+        # the fit's running sums: updates, n, sum x, y, xx, xy, and the base point (x, y)
+        self._fit = [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
     def update(self, send_delta: float, arrival_delta: float, arrival: float) -> str:
-        if arrival_delta < 0:
-            return self.state  # groups reordered on the way: no measurement
-        self._num = min(self._num + 1, 1000)
-        if self._first_arrival is None:
-            self._first_arrival = arrival
-        self._accumulated += (arrival_delta - send_delta) * 1000.0
-        self._smoothed = SMOOTHING * self._smoothed + (1 - SMOOTHING) * self._accumulated
-        point = ((arrival - self._first_arrival) * 1000.0, self._smoothed)
-        points = self._points
-        evicted = points[0] if len(points) == WINDOW else None
-        points.append(point)
-        trend = self._prev_trend
-        slope = self._fit.update(point, evicted, points)
-        if len(points) == WINDOW and slope is not None:
-            trend = slope
-        self._detect(trend, send_delta, arrival)
-        return self.state
+        return self.update_many(((send_delta, arrival_delta, arrival),))
 
-    def _detect(self, trend: float, send_delta: float, arrival: float) -> None:
-        if self._num < 2:
-            return
-        modified = min(self._num, MAX_DELTAS) * trend * THRESHOLD_GAIN
-        self.trend = modified
-        if modified > self.threshold:
-            if self._overusing:
-                self._time_overusing += send_delta
+    def update_many(self, groups: Iterable[Group]) -> str:
+        """Each group's delay variation in turn (the state in locals for the whole batch:
+        one attribute load and store per feedback, not per group); the state after them."""
+        num, first_arrival = self._num, self._first_arrival
+        accumulated, smoothed, points = self._accumulated, self._smoothed, self._points
+        prev_trend, threshold, state = self._prev_trend, self.threshold, self.state
+        overusing, time_overusing = self._overusing, self._time_overusing
+        overuse_count, last_adapt, modified = self._overuse_count, self._last_adapt, self.trend
+        count, n, sx, sy, sxx, sxy, bx, by = self._fit
+        for send_delta, arrival_delta, arrival in groups:
+            if arrival_delta < 0:
+                continue  # groups reordered on the way: no measurement
+            num = num + 1 if num < 1000 else 1000
+            if first_arrival is None:
+                first_arrival = arrival
+            accumulated += (arrival_delta - send_delta) * 1000.0
+            smoothed = SMOOTHING * smoothed + _NEW_SHARE * accumulated
+            px = (arrival - first_arrival) * 1000.0
+            full = len(points) == WINDOW
+            if full:
+                ex, ey = points[0]
+            points.append((px, smoothed))
+            # the slope of the window, from the running sums
+            count += 1
+            anew = count % EXACT_EVERY == 0 or n == 0  # the sums anew, relative to the first
+            if anew:
+                bx, by = points[0]
+                n, sx, sy, sxx, sxy = 0, 0.0, 0.0, 0.0, 0.0
+            for qx, qy in points if anew else ((px, smoothed),):
+                x, y = qx - bx, qy - by
+                n += 1
+                sx += x
+                sy += y
+                sxx += x * x
+                sxy += x * y
+            if full and not anew:  # the evicted point out (after the new one is in)
+                x, y = ex - bx, ey - by
+                n -= 1
+                sx -= x
+                sy -= y
+                sxx -= x * x
+                sxy -= x * y
+            trend = prev_trend
+            if len(points) == WINDOW:
+                den = n * sxx - sx * sx
+                if den > 1e-9:
+                    trend = (n * sxy - sx * sy) / den
+            if num < 2:
+                continue
+            # detection against the threshold
+            modified = (num if num < MAX_DELTAS else MAX_DELTAS) * trend * THRESHOLD_GAIN
+            if modified > threshold:
+                if overusing:
+                    time_overusing += send_delta
+                else:
+                    time_overusing = send_delta / 2  # it began somewhere within this delta
+                    overusing = True
+                overuse_count += 1
+                if time_overusing > OVERUSE_TIME and overuse_count > 1 and trend >= prev_trend:
+                    time_overusing = 0.0
+                    overuse_count = 0
+                    state = OVERUSE
             else:
-                self._time_overusing = send_delta / 2  # it began somewhere within this delta
-                self._overusing = True
-            self._overuse_count += 1
-            if (self._time_overusing > OVERUSE_TIME and self._overuse_count > 1
-                    and trend >= self._prev_trend):
-                self._time_overusing = 0.0
-                self._overuse_count = 0
-                self.state = OVERUSE
-        elif modified < -self.threshold:
-            self._overusing = False
-            self._overuse_count = 0
-            self.state = UNDERUSE
-        else:
-            self._overusing = False
-            self._overuse_count = 0
-            self.state = NORMAL
-        self._prev_trend = trend
-        self._adapt(modified, arrival)
-
-    def _adapt(self, modified: float, arrival: float) -> None:
-        last, self._last_adapt = self._last_adapt, arrival
-        if last is None or abs(modified) > self.threshold + MAX_ADAPT_OFFSET:
-            return  # a sudden spike (a capacity drop) must not raise the bar
-        k = K_DOWN if abs(modified) < self.threshold else K_UP
-        dt_ms = min(arrival - last, MAX_ADAPT_STEP) * 1000.0
-        self.threshold += k * (abs(modified) - self.threshold) * dt_ms
-        self.threshold = min(max(self.threshold, MIN_THRESHOLD), MAX_THRESHOLD)
-
-
-class _RunningFit:
-    """The least-squares slope of smoothed delay over arrival time for the window's points,
-    kept as running sums (a point in, maybe one out) relative to a base point: O(1) per
-    arrival group instead of a pass over the window (146 -> 20 us per feedback of 22 groups).
-    The sums are recomputed exactly every EXACT_EVERY updates so rounding never accumulates
-    (the same slope as a full pass to 2e-12 relative over 100,000 random updates)."""
-
-    EXACT_EVERY = 64
-    __slots__ = ("n", "sx", "sy", "sxx", "sxy", "bx", "by", "count")
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.sx = self.sy = self.sxx = self.sxy = 0.0
-        self.bx = self.by = 0.0
-        self.count = 0
-
-    def update(self, point: tuple[float, float], evicted: tuple[float, float] | None,
-               points: deque[tuple[float, float]]) -> float | None:
-        """`point` was appended to `points` (evicting `evicted`): the slope, None if no time
-        passed across the window."""
-        self.count += 1
-        if self.count % self.EXACT_EVERY == 0 or self.n == 0:
-            self.exact(points)
-        else:
-            self._add(point, 1.0)
-            if evicted is not None:
-                self._add(evicted, -1.0)
-        n = self.n
-        den = n * self.sxx - self.sx * self.sx
-        return (n * self.sxy - self.sx * self.sy) / den if den > 1e-9 else None
-
-    def exact(self, points: deque[tuple[float, float]]) -> None:
-        """The sums from scratch, relative to the first point (the window spans a second or
-        so: no cancellation)."""
-        self.bx, self.by = points[0]
-        self.n = 0
-        self.sx = self.sy = self.sxx = self.sxy = 0.0
-        for point in points:
-            self._add(point, 1.0)
-
-    def _add(self, point: tuple[float, float], sign: float) -> None:
-        x, y = point[0] - self.bx, point[1] - self.by
-        self.n += int(sign)
-        self.sx += sign * x
-        self.sy += sign * y
-        self.sxx += sign * x * x
-        self.sxy += sign * x * y
+                overusing = False
+                overuse_count = 0
+                state = UNDERUSE if modified < -threshold else NORMAL
+            prev_trend = trend
+            # the threshold follows the trend slowly; a sudden spike (a capacity drop) must
+            # not raise the bar
+            last, last_adapt = last_adapt, arrival
+            size = abs(modified)
+            if last is None or size > threshold + MAX_ADAPT_OFFSET:
+                continue
+            dt = arrival - last
+            if dt > MAX_ADAPT_STEP:
+                dt = MAX_ADAPT_STEP
+            threshold += (K_DOWN if size < threshold else K_UP) * (size - threshold) * (
+                dt * 1000.0)
+            if threshold < MIN_THRESHOLD:
+                threshold = MIN_THRESHOLD
+            elif threshold > MAX_THRESHOLD:
+                threshold = MAX_THRESHOLD
+        self._num, self._first_arrival = num, first_arrival
+        self._accumulated, self._smoothed = accumulated, smoothed
+        self._prev_trend, self.threshold, self.state = prev_trend, threshold, state
+        self._overusing, self._time_overusing = overusing, time_overusing
+        self._overuse_count, self._last_adapt, self.trend = overuse_count, last_adapt, modified
+        self._fit = [count, n, sx, sy, sxx, sxy, bx, by]
+        return state

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import compress
 
 from ..rtp.twcc import REFERENCE_MASK, REFERENCE_TICK_US, TwccFeedback
 from .delay import NORMAL, ArrivalGroups, TrendlineDetector
+from .history import SendHistory
 from .rate import INCREASE_PER_SECOND, AimdRateControl, LossBasedControl
 
 INITIAL_RATE = 1_000_000  # bit/s until feedback says otherwise
@@ -46,63 +48,82 @@ class SendSideEstimator:
         """Share of packets lost in the last window the loss-based control judged."""
         return self._loss.loss
 
+    def on_transport_cc(self, history: SendHistory, feedback: TwccFeedback, now: float) -> None:
+        """A transport-cc feedback about what `history` recorded (the media worker's path:
+        the send records of the feedback's numbers are one run of the history's ring)."""
+        first, times, sizes = history.window(feedback.base_seq, len(feedback.arrivals))
+        self._update(feedback, first, times, sizes, now)
+
     def on_feedback(self, sent: Iterable[tuple[int, float, int]], feedback: TwccFeedback,
                     now: float) -> None:
         """`sent`: (transport-wide seq, send time, size) of the packets the feedback covers, in
-        the order sent, as the sender recorded them (SendHistory.lookup); others are ignored."""
+        sequence order, as the sender recorded them (SendHistory.lookup); others are ignored."""
+        count, base = len(feedback.arrivals), feedback.base_seq
+        times, sizes = [-1.0] * count, [0] * count
+        for seq, send, size in sent:
+            i = (seq - base) & 0xFFFF
+            if i < count:
+                times[i], sizes[i] = send, size
+        self._update(feedback, 0, times, sizes, now)
+
+    def _update(self, feedback: TwccFeedback, first: int, times: Sequence[float],
+                sizes: Sequence[int], now: float) -> None:
+        """`times[k]`, `sizes[k]`: the send record of number `base_seq + first + k`, time -1
+        if none. One pass of C-level builtins over slices where the old per-packet loop was
+        (min, max, sum, count, compress: the same values, so the same decisions)."""
         offset = self._unwrap(feedback.reference_time) * REFERENCE_TICK_US
         arrivals = feedback.arrivals
-        count = len(arrivals)
         base = feedback.base_seq
         # Receivers may report a number again: only those past the last one reported count.
         last = self._last_acked
         # (extended numbers start one wrap up, so that ones just below the first stay >= 0)
         ext_base = base + 0x10000 if last < 0 else \
             last + ((base - last + 0x8000) & 0xFFFF) - 0x8000
-        first_new = 0 if last < 0 else max(0, last - ext_base + 1)
-        lost = total = got_bytes = 0
-        highest = -1
-        first_at = last_at = 0.0
-        newest_send = None
-        first_send, last_send, sent_bytes = float("inf"), float("-inf"), 0
-        usage = self._detector.state
-        for seq, send, size in sent:
-            i = (seq - base) & 0xFFFF
-            if i < first_new or i >= count:
-                continue
-            if i > highest:
-                highest = i
-            total += 1
-            sent_bytes += size
-            first_send = min(first_send, send)
-            last_send = max(last_send, send)
-            arrival = arrivals[i]
-            if arrival is None:
-                lost += 1
-                continue
-            at = (arrival + offset) / 1e6
-            if not got_bytes:
-                first_at = last_at = at
-            elif at > last_at:
-                last_at = at
-            got_bytes += size
-            done = self._groups.add(send, at)
-            if done is not None:
-                usage = self._detector.update(*done)
-            if newest_send is None or send > newest_send:
-                newest_send = send
-        if total == 0:
+        start = first if last < 0 else max(first, last - ext_base + 1)
+        stop = first + len(times)
+        if start >= stop:
             return
+        sends = times[start - first:]
+        sizes = sizes[start - first:]
+        arrivals = arrivals[start:stop]
+        if min(sends) < 0:  # numbers without a send record (a history started anew)
+            known = [t >= 0 for t in sends]
+            if True not in known:
+                return
+            highest = stop - 1 - known[::-1].index(True)
+            sends = list(compress(sends, known))
+            sizes = list(compress(sizes, known))
+            arrivals = list(compress(arrivals, known))
+        else:
+            highest = stop - 1
+        total = len(sends)
+        lost = arrivals.count(None)
+        if lost:
+            got = [a is not None for a in arrivals]
+            got_sends = list(compress(sends, got))
+            got_sizes = list(compress(sizes, got))
+            arrivals = list(compress(arrivals, got))
+        else:
+            got_sends, got_sizes = sends, sizes
+        ats = [(a + offset) / 1e6 for a in arrivals]  # type: ignore[operator]
         self._last_acked = ext_base + highest
         self.feedbacks += 1  # that told us about packets we know
+        got_bytes = sum(got_sizes)
         if got_bytes:
-            self.received_rate = self._received.add(first_at, last_at, got_bytes) or \
+            j = 0 if got_sizes[0] else next(k for k, n in enumerate(got_sizes) if n)
+            self.received_rate = self._received.add(ats[j], max(ats[j:]), got_bytes) or \
                 self.received_rate
-        self.sent_rate = self._sent.add(first_send, last_send, sent_bytes) or self.sent_rate
+        self.sent_rate = self._sent.add(min(sends), max(sends), sum(sizes)) or self.sent_rate
         self.packets_lost += lost
         self.packets_acked += total - lost
-        if newest_send is not None and now >= newest_send:
-            self.rtt = RTT_SMOOTHING * self.rtt + (1 - RTT_SMOOTHING) * (now - newest_send)
+        usage = self._detector.state
+        if got_sends:
+            groups = self._groups.add_many(got_sends, ats)
+            if groups:
+                usage = self._detector.update_many(groups)
+            newest_send = max(got_sends)
+            if now >= newest_send:
+                self.rtt = RTT_SMOOTHING * self.rtt + (1 - RTT_SMOOTHING) * (now - newest_send)
         received = self.received_rate or None
         self.usage = usage
         # Sending far below the estimate (videos held, only sound going), what arrives says

@@ -28,18 +28,26 @@ class SendHistory:
         self._sizes[i] = size if size < 0xFFFF else 0xFFFF
         self._last = seq
 
+    def window(self, base_seq: int, count: int) -> tuple[int, array, array]:
+        """(k, times, sizes) for the numbers `base_seq + k ...` (mod 2^16) among the `count`
+        from `base_seq` that are among the last `size` sent: one run, found by arithmetic
+        and copied out of the ring in one or two slices. A time is -1 where nothing was
+        recorded (a history started anew); empty arrays if none of the numbers is there."""
+        last, mask = self._last, self._mask
+        behind = (last - base_seq) & 0xFFFF  # how far base_seq is behind the last sent
+        first = behind - mask if behind > mask else 0
+        stop = min(count, mask + 1, behind + 1)  # past the last sent: not sent yet
+        if last < 0 or first >= stop:
+            return 0, self._times[:0], self._sizes[:0]
+        lo, hi = (base_seq + first) & mask, (base_seq + stop) & mask
+        if lo < hi:
+            return first, self._times[lo:hi], self._sizes[lo:hi]
+        return (first, self._times[lo:] + self._times[:hi],  # across the ring's end
+                self._sizes[lo:] + self._sizes[:hi])
+
     def lookup(self, base_seq: int, count: int) -> list[tuple[int, float, int]]:
         """(seq, send time, size) of those of `count` numbers from `base_seq` (mod 2^16) that
         are among the last `size` sent; numbers not sent yet or too old are left out."""
-        out: list[tuple[int, float, int]] = []
-        last, mask, times, sizes = self._last, self._mask, self._times, self._sizes
-        if last < 0:
-            return out
-        for k in range(min(count, mask + 1)):
-            seq = (base_seq + k) & 0xFFFF
-            if (last - seq) & 0xFFFF > mask:
-                continue
-            t = times[seq & mask]
-            if t >= 0:
-                out.append((seq, t, sizes[seq & mask]))
-        return out
+        first, times, sizes = self.window(base_seq, count)
+        return [((base_seq + first + k) & 0xFFFF, t, sizes[k])
+                for k, t in enumerate(times) if t >= 0]

@@ -20,6 +20,7 @@ import struct
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 DELTA_TICK_US = 250  # section 3.1.5: receive deltas in multiples of 250 us
 REFERENCE_TICK_US = 64_000  # section 3.1: reference time in multiples of 64 ms
@@ -66,6 +67,17 @@ class TwccFeedback:
 # --- parsing ---------------------------------------------------------------------------------
 
 
+# A status vector's symbols by table, in two pieces per chunk (14 one-bit symbols as 7 + 7,
+# seven two-bit ones as 4 + 3), instead of a generator per chunk; a two-bit piece holding the
+# reserved symbol 3 is None.
+_ONE_BIT = [bytes((v >> s) & 1 for s in range(6, -1, -1)) for v in range(1 << 7)]
+_TWO_BIT_4 = [None if any((v >> s) & 3 == 3 for s in range(0, 8, 2))
+              else bytes((v >> s) & 3 for s in range(6, -1, -2)) for v in range(1 << 8)]
+_TWO_BIT_3 = [None if any((v >> s) & 3 == 3 for s in range(0, 6, 2))
+              else bytes((v >> s) & 3 for s in range(4, -1, -2)) for v in range(1 << 6)]
+_RUN = (b"\x00", b"\x01", b"\x02")
+
+
 def parse_feedback(sender_ssrc: int, media_ssrc: int, data: Buffer, pos: int = 0,
                    end: int | None = None) -> TwccFeedback:
     """The FCI of one transport-cc packet, `data[pos:end]` (after the two SSRCs).
@@ -87,17 +99,30 @@ def parse_feedback(sender_ssrc: int, media_ssrc: int, data: Buffer, pos: int = 0
             symbol = (chunk >> 13) & 0x3
             if symbol == 3:
                 raise ValueError("transport-cc reserved status symbol")
-            symbols += bytes((symbol,)) * min(chunk & MAX_RUN, count - len(symbols))
+            symbols += _RUN[symbol] * min(chunk & MAX_RUN, count - len(symbols))
         elif not chunk & 0x4000:  # status vector, 14 one-bit symbols (3.1.4)
-            symbols += bytes((chunk >> shift) & 1 for shift in range(13, -1, -1))
+            symbols += _ONE_BIT[(chunk >> 7) & 0x7F]
+            symbols += _ONE_BIT[chunk & 0x7F]
         else:  # status vector, 7 two-bit symbols
-            two = bytes((chunk >> shift) & 3 for shift in range(12, -1, -2))
-            if 3 in two:
+            first, rest = _TWO_BIT_4[(chunk >> 6) & 0xFF], _TWO_BIT_3[chunk & 0x3F]
+            if first is None or rest is None:
                 raise ValueError("transport-cc reserved status symbol")
-            symbols += two
+            symbols += first
+            symbols += rest
     del symbols[count:]  # a vector's symbols past the count are padding
-    arrivals: list[int | None] = []
     t = (ref_fb >> 8) * REFERENCE_TICK_US
+    if LARGE_DELTA not in symbols:  # one octet per received packet: summed in one pass
+        received = count - symbols.count(NOT_RECEIVED)
+        if pos + received > end:
+            raise ValueError("transport-cc receive deltas truncated")
+        times = [t + DELTA_TICK_US * ticks for ticks in accumulate(data[pos:pos + received])]
+        if received == count:
+            arrivals: list[int | None] = times  # type: ignore[assignment]
+        else:
+            got = iter(times)
+            arrivals = [next(got) if symbol else None for symbol in symbols]
+        return TwccFeedback(sender_ssrc, media_ssrc, base, ref_fb >> 8, ref_fb & 0xFF, arrivals)
+    arrivals = []
     for symbol in symbols:
         if symbol == NOT_RECEIVED:
             arrivals.append(None)
