@@ -83,18 +83,10 @@ class Descriptor:
         self.rest = payload[pos:]
 
 
+# The descriptor of the packet read last (TemporalFilter.admit), read once per incoming packet
+# however many consumers ask: every copy of a fan-out gets the same `data` object, and holding
+# it keeps its identity from being reused.
 _SHARED = Descriptor()
-
-
-def descriptor_of(data: bytes, payload: memoryview) -> Descriptor:
-    """The descriptor of packet `data` (whose payload is `payload`), read once per incoming
-    packet however many consumers ask: every copy of a fan-out gets the same `data` object, and
-    holding it keeps its identity from being reused."""
-    d = _SHARED
-    if d.data is not data:
-        d.read(payload)
-        d.data = data
-    return d
 
 
 class Rewriter:
@@ -137,7 +129,7 @@ class TemporalFilter:
     __slots__ = ("target", "current", "offset", "prefix", "rest", "frames_dropped", "frames_by_tid",
                  "_starting", "_frame_ts", "_kept", "_out_pid", "_out_tl0", "_pid_offset",
                  "_tl0_offset", "_last_pid", "_last_tl0", "_seg_in", "_seg_off", "_top",
-                 "_segments", "_high_fwd", "_frames", "_writer", "_resend")
+                 "_segments", "_top_in", "_high_fwd", "_frames", "_writer", "_resend")
 
     def __init__(self) -> None:
         self.target = MAX_TID  # set_preferred_layers' temporal
@@ -157,6 +149,7 @@ class TemporalFilter:
         self._seg_off = array("i", [0]) * SEGMENTS
         self._top = 0
         self._segments = 0
+        self._top_in = 0
         self._high_fwd = 0  # the newest input seq forwarded
         self._frames = array("i", [-1]) * FRAMES
         self._writer = Rewriter()
@@ -170,6 +163,7 @@ class TemporalFilter:
         self._top = 0
         self._segments = 1
         self._seg_in[0], self._seg_off[0] = seq, offset
+        self._top_in = seq  # = _seg_in[_top], read on every packet
         self._high_fwd = seq
         self._frames = array("i", [-1]) * FRAMES
 
@@ -177,30 +171,38 @@ class TemporalFilter:
 
     def admit(self, seq: int, ts: int, data: bytes, payload: memoryview) -> int:
         """The sequence offset for this packet, or DROP; `prefix` and `rest` are then the
-        payload to send."""
-        d = descriptor_of(data, payload)
+        payload to send. (On every copy of a fan-out: kept to attribute reads and compares
+        for the packets of a frame already decided.)"""
+        d = _SHARED
+        if d.data is not data:
+            d.read(payload)
+            d.data = data
         if d.tid < 0:  # no temporal layers: as it came
             self.prefix, self.rest = b"", payload
             return self.offset
-        if self._starting:
-            self._starting = False
-            self._first(ts, d)
-        elif ts != self._frame_ts:
-            if (ts - self._frame_ts) & 0xFFFFFFFF >= 0x80000000:
+        if ts != self._frame_ts or self._starting:
+            if self._starting:
+                self._starting = False
+                self._first(ts, d)
+            elif (ts - self._frame_ts) & 0xFFFFFFFF >= 0x80000000:
                 return self._late(seq, d)
-            self._decide(ts, d)
+            else:
+                self._decide(ts, d)
         if not self._kept:
             self._dropped(seq)
             return DROP
         offset = self.offset
-        if (seq - self._seg_in[self._top]) & 0xFFFF >= 0x8000:
+        if (seq - self._top_in) & 0xFFFF >= 0x8000:
             offset = self._offset_of(seq)  # from before the last drop, come late
             if offset == DROP:
                 return DROP
         elif (seq - self._high_fwd) & 0xFFFF < 0x8000:
             self._high_fwd = seq
-        self.prefix = self._writer.write(d, self._out_pid, self._out_tl0)
-        self.rest = d.rest
+        if self._out_pid == d.picture_id and self._out_tl0 == d.tl0:
+            self.prefix, self.rest = b"", payload  # numbered as the publisher did
+        else:
+            self.prefix = self._writer.write(d, self._out_pid, self._out_tl0)
+            self.rest = d.rest
         return offset
 
     def _first(self, ts: int, d: Descriptor) -> None:
@@ -252,12 +254,12 @@ class TemporalFilter:
         top = self._top
         self.offset = (self.offset - 1) & 0xFFFF
         after = (seq + 1) & 0xFFFF
-        if (self._high_fwd - self._seg_in[top]) & 0xFFFF < 0x8000:  # forwarded since
+        if (self._high_fwd - self._top_in) & 0xFFFF < 0x8000:  # forwarded since
             top = self._top = (top + 1) % SEGMENTS
             self._segments = min(self._segments + 1, SEGMENTS)
-            self._seg_in[top] = after
-        elif (after - self._seg_in[top]) & 0xFFFF < 0x8000:  # (not one come late)
-            self._seg_in[top] = after
+            self._seg_in[top] = self._top_in = after
+        elif (after - self._top_in) & 0xFFFF < 0x8000:  # (not one come late)
+            self._seg_in[top] = self._top_in = after
         self._seg_off[top] = self.offset
 
     def _late(self, seq: int, d: Descriptor) -> int:
