@@ -6,7 +6,9 @@ arriving encodings, lowest first, with their measured bitrates and the resolutio
 their key frames; the producer's source; whether it is the room's active speaker; the
 subscriber's tile), fits them into the subscriber's estimate with `allocator.allocate` (pure)
 and applies the result: each simulcast consumer aims at the chosen encoding
-(`SimulcastConsumer.aim`), a video that does not fit is held ("budget", Consumer.hold).
+(`SimulcastConsumer.aim`), a video that does not fit is held ("budget", Consumer.hold), unless
+it is VP8 with temporal layers and its lowest encoding's base layer fits (BASE_LAYER_SHARE):
+then it gets that (`aim_temporal(0)`), at a quarter of the frame rate.
 
 The budget is the send-side estimate from the subscriber's transport-cc feedback (bwe/), less
 what resends took in the last round; resends themselves get an allowance of RESEND_SHARE of
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from .allocator import Allocation, Demand, Layer, allocate, useful_layers
 from .rounds import Slices
+from .rtp.vp8 import MAX_TID
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -51,6 +54,10 @@ SEVERE = 0.6
 # that overloads a weak link a little is better than none (and every resume costs a keyframe
 # on every encoding of a Chromium publisher).
 KEEP_LOWEST = 0.5
+# A VP8 video with temporal layers whose lowest encoding does not fit is given that encoding's
+# base temporal layer (a quarter of the frame rate) instead of being held, when this share of
+# the encoding's bitrate fits: libwebrtc gives TL0 40% of a three-layer encoding's rate.
+BASE_LAYER_SHARE = 0.4
 AUDIO_BITRATE = 40_000  # bit/s of an audio stream not measured yet (Opus voice is 30-50k)
 # bit/s of a video encoding not measured yet, by its place from the top (the top one, the one
 # below...): what Chromium's simulcast sends at 720p
@@ -134,6 +141,7 @@ class TransportAllocator:
         self.transport = transport
         self.speakers = speakers
         self.layers: dict[str, int | None] = {}  # consumer id -> index chosen last round
+        self.base_only: set[str] = set()  # of those on index 0: on its base temporal layer
         self._pending: dict[str, bool] = {}  # consumer id -> a move up (True) or down waits
         self.allocated = 0  # bit/s given last round (0: no budget known)
         self.prober = Prober(transport, rounds)
@@ -163,7 +171,11 @@ class TransportAllocator:
         else:
             transport.resend_allowance = estimate * RESEND_SHARE * ALLOCATE_INTERVAL / 8
             budget = max(0, estimate - int(resent * 8 / max(dt, 0.1)))
-        result = allocate(budget, demands, current=self.layers, keep_lowest=KEEP_LOWEST)
+        # a video on its base temporal layer is not sending its lowest layer in full: to
+        # allocate() it is not sent yet (its full rate needs the headroom of a raise)
+        result = allocate(budget, demands, keep_lowest=KEEP_LOWEST, current={
+            cid: None if cid in self.base_only else layer for cid, layer in self.layers.items()})
+        base_only = self._base_layers(result, demands, budget)
         before = self.layers
         videos = [d for d in demands if d.kind == "video"]
         severe = budget < SEVERE * sum(
@@ -174,9 +186,10 @@ class TransportAllocator:
         raised = any(layer is not None and (before.get(cid) is None or layer > before[cid])
                      for cid, layer in self.layers.items() if cid in before)
         self.allocated = result.used if estimate is not None else 0
+        self.base_only = {cid for cid in base_only if self.layers.get(cid) == 0}
         for demand in videos:
             self._apply(demand, self.layers[demand.consumer_id],
-                        streams[demand.consumer_id])
+                        streams[demand.consumer_id], demand.consumer_id in self.base_only)
         if estimate is not None:
             want = self._wanted(demands, result)
             if raised:
@@ -247,11 +260,32 @@ class TransportAllocator:
                 total += demand.layers[useful_layers(demand) - 1].bitrate
         return total
 
-    def _apply(self, demand: Demand, index: int | None, arriving: list[RecvStream]) -> None:
+    def _base_layers(self, result: Allocation, demands: list[Demand], budget: int) -> set[str]:
+        """The videos `result` holds that get their lowest layer's base temporal layer instead
+        (VP8 with temporal layers seen), in order of priority while BASE_LAYER_SHARE of it fits;
+        `result` updated to match."""
+        given: set[str] = set()
+        left = budget - result.used
+        layers = {d.consumer_id: d.layers for d in demands if d.kind == "video"}
+        for cid in list(result.paused):
+            temporal = self.transport.consumers[cid].temporal
+            need = int(layers[cid][0].bitrate * BASE_LAYER_SHARE)
+            if temporal is None or not temporal.layered() or need > left:
+                continue
+            left -= need
+            result.layers[cid] = 0
+            result.paused.remove(cid)
+            given.add(cid)
+        result.used = budget - left
+        return given
+
+    def _apply(self, demand: Demand, index: int | None, arriving: list[RecvStream],
+               base_only: bool) -> None:
         consumer = self.transport.consumers[demand.consumer_id]
         consumer.hold("budget", index is None)
         if index is not None:
             consumer.aim(arriving[min(index, len(arriving) - 1)].layer)
+            consumer.aim_temporal(0 if base_only else MAX_TID)
 
 
 class Prober:

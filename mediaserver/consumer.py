@@ -122,6 +122,9 @@ class BaseConsumer:
     def aim(self, spatial: int) -> None:
         """The allocator's choice of encoding (simulcast.py)."""
 
+    def aim_temporal(self, temporal: int) -> None:
+        """The allocator's choice of VP8 temporal layers (simulcast.py)."""
+
     max_spatial_layer = 0
 
     def _resend_allowed(self, size: int) -> bool:

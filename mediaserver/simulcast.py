@@ -33,7 +33,7 @@ from .pipe import PipeConsumer
 from .rtp.codecs import is_keyframe
 from .rtp.packet import SEQ_TS_SSRC
 from .rtp.rtcp import SenderReport, build_sr
-from .rtp.vp8 import TemporalFilter
+from .rtp.vp8 import MAX_TID, TemporalFilter
 
 if TYPE_CHECKING:
     from .links import WorkerLink
@@ -53,7 +53,8 @@ class LayerSwitch(Renumbering):
         # the lowest encoding and the allocator's first round (within a second) gives it what
         # fits: starting on the top one sent 1-1.5 Mbit/s into 400 kbit/s links meanwhile.
         self.preferred_spatial_layer = 0 if start_low else self.max_spatial_layer
-        self.preferred_temporal = -1  # set_preferred_layers' (VP8: self.temporal.target)
+        self.preferred_temporal = -1  # set_preferred_layers' (-1: not called)
+        self.temporal_aim = MAX_TID  # the allocator's; VP8's temporal.target: the lower one
         self.target_spatial_layer = self._target()
         self.layer_switches = 0
 
@@ -110,14 +111,21 @@ class LayerSwitch(Renumbering):
         """Never above encoding `spatial` (the highest there is, if fewer), and aim at it
         until the allocator's next round; the switch waits for its keyframe, asked for now."""
         self.preferred_temporal = temporal
-        if self.temporal is not None:
-            self.temporal.target = temporal  # takes effect at the next frame (up: at Y)
+        self.aim_temporal(self.temporal_aim)
         self.max_spatial_layer = min(spatial, len(self.producer.streams) - 1)
         self.aim(self.max_spatial_layer)
 
     def aim(self, spatial: int) -> None:
         self.preferred_spatial_layer = min(spatial, self.max_spatial_layer)
         self.layers_changed()
+
+    def aim_temporal(self, temporal: int) -> None:
+        """The allocator's temporal layer, under set_preferred_layers'; VP8 takes it at the
+        next frame (up: at a frame with Y)."""
+        self.temporal_aim = temporal
+        if self.temporal is not None:
+            ceiling = MAX_TID if self.preferred_temporal < 0 else self.preferred_temporal
+            self.temporal.target = min(ceiling, temporal)
 
     def layers_changed(self) -> None:
         target = self._target()

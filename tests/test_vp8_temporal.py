@@ -14,6 +14,7 @@ import time
 from mediaserver.rtp.packet import build_packet, payload_offset
 from mediaserver.rtp.vp8 import Descriptor
 from mediaserver.stats import worker_dump
+from tests.test_allocation import Room
 from tests.test_forwarding import Captured, header
 from tests.test_simulcast import SSRCS, assert_continuous, forget_throttle, setup
 
@@ -247,3 +248,38 @@ async def test_truncated_descriptors_are_dropped_or_passed_never_raise() -> None
         top.raw(junk)
     top.frame(0)  # and the stream goes on
     assert received(sub)[-1][4].endswith(b"pid 3 part 1")
+
+
+async def test_a_budget_short_of_the_lowest_encoding_gets_its_base_temporal_layer() -> None:
+    """Instead of holding a video whose lowest encoding does not fit, the allocator gives it
+    that encoding's base temporal layer while 40% of it fits (allocation.BASE_LAYER_SHARE)."""
+    room = Room()
+    room.second_of_media()  # audio at 40 kbit/s, the lowest encoding at 150 kbit/s
+    room.allocate(300_000)
+    video = room.video_consumers[0]
+    assert video.spatial_layer == 0 and not video.paused
+    low = Encoding(room.video, 0, pid=10, tl0=0, seq=room.seq[SSRCS[0]])
+    low.frame(0, key=True)
+    for i in range(8):  # the consumer learns that the encoding has temporal layers
+        low.frame(PATTERN[i % 4])
+    sub = room.subs[0]
+    sub.rtp.clear()
+
+    room.allocate(40_000 + 70_000)  # under half of the lowest encoding: held, before
+    assert not video.paused and video.target_spatial_layer == 0
+    assert video.temporal is not None and video.temporal.target == 0
+    assert room.dump(video).target_temporal_layer == 0
+    for i in range(8):
+        low.frame(PATTERN[i % 4])
+    assert [tid for *_, tid, _ in received(sub)] == [0] * 4  # two frames of eight
+    assert_one_stream(received(sub))
+
+    room.allocate(40_000 + 40_000)  # not even that: held
+    assert room.dump(video).paused_by == ["budget"]
+    room.allocate(600_000)
+    room.allocate(600_000)  # (a raise waits for a second round)
+    assert not video.paused and video.temporal.target == 3
+
+    room.worker.set_preferred_layers(video.id, 2, 1)  # the control call's ceiling holds
+    room.allocate(600_000)
+    assert video.temporal.target == 1

@@ -155,6 +155,10 @@ class TemporalFilter:
         self._writer = Rewriter()
         self._resend = Descriptor()
 
+    def layered(self) -> bool:
+        """Whether frames above the base layer were seen: dropping them lowers the rate."""
+        return any(self.frames_by_tid[1:])
+
     def start(self, seq: int, offset: int) -> None:
         """The consumer (re)starts at `seq`, a keyframe, numbered with `offset`: the history
         before it no longer maps (its encoding may be another)."""
