@@ -46,9 +46,14 @@ async def test_temporal_layer_0_lowers_the_frame_rate_and_all_layers_restore_it(
         consumers = [c for c in worker.consumers.values() if c.kind == "video"]
         assert len(consumers) == 2 and all(c.temporal is not None for c in consumers)
 
+        def sent() -> int:
+            return sum(c.bytes for c in consumers)
+
         # What Chromium sends: every frame of its VP8 encodings carries a TID, in the
         # pattern 0 2 1 2 (half the frames TL2, a quarter each TL0 and TL1)
+        start = sent()
         before, stats = await frame_rate(bob)
+        sent_all = sent() - start
         freezes = stats["freezes"]
         for c in consumers:
             tids = list(c.temporal.frames_by_tid)
@@ -63,7 +68,10 @@ async def test_temporal_layer_0_lowers_the_frame_rate_and_all_layers_restore_it(
         dump = await server.state.media.dump()  # down at the next frame
         assert {(d.temporal_layer, d.target_temporal_layer) for d in dump.consumers
                 if d.kind == "video"} == {(0, 0)}
+        start = sent()
         low2, stats = await frame_rate(bob)  # the picture goes on, at that rate
+        print(f"bytes sent at TL0 / at all layers: {(sent() - start) / sent_all:.2f} (a "
+              f"window each, the encoders' own rates moving meanwhile)")
         print(f"frame rate {before:.1f} -> {low:.1f}, {low2:.1f} at TL0")
         assert 0.2 * before <= low <= 0.55 * before, (before, low)
         assert 0.2 * before <= low2 <= 0.55 * before, (before, low2)

@@ -132,7 +132,7 @@ class TemporalFilter:
                  "_segments", "_top_in", "_high_fwd", "_frames", "_writer", "_resend")
 
     def __init__(self) -> None:
-        self.target = MAX_TID  # set_preferred_layers' temporal
+        self.target = MAX_TID  # the lower of set_preferred_layers' and the allocator's aim
         self.current = -1  # the highest TID forwarded now; -1 before a frame with a TID
         self.offset = 0  # the sequence offset of the newest segment
         self.prefix: memoryview | bytes = b""  # admit's output: descriptor, then the rest
