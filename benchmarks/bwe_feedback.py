@@ -50,8 +50,10 @@ def trace(seconds: float, seed: int) -> tuple[list[list[Send]], list[Feedback]]:
     t = 0.0
     while t < seconds:  # video frames
         size = rng.gauss(6200, 900) if rng.random() > 0.01 else 40_000  # now and then a key
-        for k in range(max(1, round(size / 1150))):
-            events.append((t + k * rng.uniform(0.0001, 0.0004), 1150))
+        at = t
+        for _ in range(max(1, round(size / 1150))):
+            events.append((at, 1150))
+            at += rng.uniform(0.0001, 0.0004)
         t += 1 / 30
     events += [(a * 0.02 + 0.003, 110) for a in range(int(seconds / 0.02))]  # Opus
     events.sort()

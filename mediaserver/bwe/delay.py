@@ -11,6 +11,7 @@ detector neither starves against a concurrent TCP flow nor fires on ordinary jit
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable
 
@@ -46,12 +47,58 @@ class ArrivalGroups:
     def add(self, send: float, arrival: float) -> Group | None:
         """One packet; returns (send delta, arrival delta, arrival) in s when it closes a
         group that has a predecessor."""
-        done = self.add_many((send,), (arrival,))
+        done = self.add_each((send,), (arrival,))
         return done[0] if done else None
 
-    def add_many(self, sends: Iterable[float], arrivals: Iterable[float]) -> list[Group]:
-        """The packets of one feedback in one pass (state in locals: most packets only
-        extend the group they are in): the groups they close that have a predecessor."""
+    def add_many(self, sends: list[float], arrivals: list[int], origin_us: int,
+                 tick_us: int) -> list[Group]:
+        """The packets of one feedback, in sequence order: their send times (s) and arrivals
+        as whole ticks of `tick_us` after `origin_us` (an arrival in s is that exact integer
+        of us / 1e6). The groups they close that have a predecessor.
+
+        Send times in order (as a sender records them) are cut into groups by bisection and
+        each group's latest arrival taken by max(): work per group, not per packet, and the
+        same groups, times and deltas as `add_each` (each cut checked with its exact test;
+        the max of converted times is the converted max). Others go packet by packet."""
+        n = len(sends)
+        if not n or sends[0] < 0 or sends != sorted(sends):
+            return self.add_each(sends, [(origin_us + tick_us * a) / 1e6 for a in arrivals])
+        out: list[Group] = []
+        first, last_send, last_arrival = self._first_send, self._last_send, self._last_arrival
+        prev = self._prev
+        i = 0
+        if first < 0:  # the very first packet opens the first group
+            first = last_send = sends[0]
+            last_arrival = (origin_us + tick_us * arrivals[0]) / 1e6
+            i = 1
+        i = bisect_left(sends, first, i)  # sent before the current group began: skipped
+        while i < n:
+            j = bisect_right(sends, first + GROUP_SPAN, i)  # then the exact test at the cut
+            while j > i and sends[j - 1] - first > GROUP_SPAN:
+                j -= 1
+            while j < n and sends[j] - first <= GROUP_SPAN:
+                j += 1
+            if j > i:  # these extend the current group
+                if sends[j - 1] > last_send:
+                    last_send = sends[j - 1]
+                latest = (origin_us + tick_us * max(arrivals[i:j])) / 1e6
+                if latest > last_arrival:
+                    last_arrival = latest
+            if j == n:
+                break
+            if prev is not None:
+                out.append((last_send - prev[0], last_arrival - prev[1], last_arrival))
+            prev = (last_send, last_arrival)
+            first = last_send = sends[j]
+            last_arrival = (origin_us + tick_us * arrivals[j]) / 1e6
+            i = j + 1
+        self._first_send, self._last_send, self._last_arrival = first, last_send, last_arrival
+        self._prev = prev
+        return out
+
+    def add_each(self, sends: Iterable[float], arrivals: Iterable[float]) -> list[Group]:
+        """Packets (send, arrival in s) one by one, in the order given: the groups they
+        close that have a predecessor."""
         out: list[Group] = []
         first, last_send, last_arrival = self._first_send, self._last_send, self._last_arrival
         prev = self._prev

@@ -6,7 +6,13 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import compress
 
-from ..rtp.twcc import REFERENCE_MASK, REFERENCE_TICK_US, TwccFeedback
+from ..rtp.twcc import (
+    DELTA_TICK_US,
+    NOT_RECEIVED,
+    REFERENCE_MASK,
+    REFERENCE_TICK_US,
+    TwccFeedback,
+)
 from .delay import NORMAL, ArrivalGroups, TrendlineDetector
 from .history import SendHistory
 from .rate import INCREASE_PER_SECOND, AimdRateControl, LossBasedControl
@@ -51,14 +57,14 @@ class SendSideEstimator:
     def on_transport_cc(self, history: SendHistory, feedback: TwccFeedback, now: float) -> None:
         """A transport-cc feedback about what `history` recorded (the media worker's path:
         the send records of the feedback's numbers are one run of the history's ring)."""
-        first, times, sizes = history.window(feedback.base_seq, len(feedback.arrivals))
+        first, times, sizes = history.window(feedback.base_seq, len(feedback.symbols))
         self._update(feedback, first, times, sizes, now)
 
     def on_feedback(self, sent: Iterable[tuple[int, float, int]], feedback: TwccFeedback,
                     now: float) -> None:
         """`sent`: (transport-wide seq, send time, size) of the packets the feedback covers, in
         sequence order, as the sender recorded them (SendHistory.lookup); others are ignored."""
-        count, base = len(feedback.arrivals), feedback.base_seq
+        count, base = len(feedback.symbols), feedback.base_seq
         times, sizes = [-1.0] * count, [0] * count
         for seq, send, size in sent:
             i = (seq - base) & 0xFFFF
@@ -69,10 +75,9 @@ class SendSideEstimator:
     def _update(self, feedback: TwccFeedback, first: int, times: Sequence[float],
                 sizes: Sequence[int], now: float) -> None:
         """`times[k]`, `sizes[k]`: the send record of number `base_seq + first + k`, time -1
-        if none. One pass of C-level builtins over slices where the old per-packet loop was
-        (min, max, sum, count, compress: the same values, so the same decisions)."""
+        if none. C-level builtins over slices (min, max, sum, count, compress, map) where a
+        loop per packet was: the same values, so the same decisions."""
         offset = self._unwrap(feedback.reference_time) * REFERENCE_TICK_US
-        arrivals = feedback.arrivals
         base = feedback.base_seq
         # Receivers may report a number again: only those past the last one reported count.
         last = self._last_acked
@@ -83,55 +88,59 @@ class SendSideEstimator:
         stop = first + len(times)
         if start >= stop:
             return
+        symbols = feedback.symbols
+        received = symbols[start:stop]  # nonzero: received
+        skipped = start - symbols.count(NOT_RECEIVED, 0, start)  # received before start
+        ticks = feedback.ticks[skipped:skipped + stop - start - received.count(NOT_RECEIVED)]
         sends = times[start - first:]
         sizes = sizes[start - first:]
-        arrivals = arrivals[start:stop]
         if min(sends) < 0:  # numbers without a send record (a history started anew)
-            known = [t >= 0 for t in sends]
-            if True not in known:
+            known = bytes([t >= 0 for t in sends])
+            if not any(known):
                 return
-            highest = stop - 1 - known[::-1].index(True)
+            highest = stop - 1 - known[::-1].index(1)
+            ticks = list(compress(ticks, compress(known, received)))
+            received = bytes(compress(received, known))
             sends = list(compress(sends, known))
             sizes = list(compress(sizes, known))
-            arrivals = list(compress(arrivals, known))
         else:
             highest = stop - 1
         total = len(sends)
-        lost = arrivals.count(None)
+        lost = received.count(NOT_RECEIVED)
         if lost:
-            got = [a is not None for a in arrivals]
-            got_sends = list(compress(sends, got))
-            got_sizes = list(compress(sizes, got))
-            arrivals = list(compress(arrivals, got))
+            got_sends = list(compress(sends, received))
+            got_sizes = list(compress(sizes, received))
         else:
             got_sends, got_sizes = sends, sizes
-        ats = [(a + offset) / 1e6 for a in arrivals]  # type: ignore[operator]
+        # arrivals: ticks after the reference time, on the receiver's clock unwrapped
+        at_us = feedback.reference_time * REFERENCE_TICK_US + offset
         self._last_acked = ext_base + highest
         self.feedbacks += 1  # that told us about packets we know
         got_bytes = sum(got_sizes)
         if got_bytes:
             j = 0 if got_sizes[0] else next(k for k, n in enumerate(got_sizes) if n)
-            self.received_rate = self._received.add(ats[j], max(ats[j:]), got_bytes) or \
-                self.received_rate
+            self.received_rate = self._received.add(
+                (at_us + DELTA_TICK_US * ticks[j]) / 1e6,
+                (at_us + DELTA_TICK_US * max(ticks[j:])) / 1e6, got_bytes) or self.received_rate
         self.sent_rate = self._sent.add(min(sends), max(sends), sum(sizes)) or self.sent_rate
         self.packets_lost += lost
         self.packets_acked += total - lost
         usage = self._detector.state
         if got_sends:
-            groups = self._groups.add_many(got_sends, ats)
+            groups = self._groups.add_many(got_sends, ticks, at_us, DELTA_TICK_US)
             if groups:
                 usage = self._detector.update_many(groups)
             newest_send = max(got_sends)
             if now >= newest_send:
                 self.rtt = RTT_SMOOTHING * self.rtt + (1 - RTT_SMOOTHING) * (now - newest_send)
-        received = self.received_rate or None
+        received_rate = self.received_rate or None
         self.usage = usage
         # Sending far below the estimate (videos held, only sound going), what arrives says
         # little about the path: an overuse then lowers the estimate by BETA, not to BETA x
         # the little that arrived (which fell again at each overuse, down to the minimum)
         limited = self.sent_rate < APP_LIMITED * self._aimd.rate
-        delay_rate = self._aimd.update(usage, received, self.rtt, now, app_limited=limited)
-        rate = self._loss.update(lost, total, delay_rate, self.rtt, now, received)
+        delay_rate = self._aimd.update(usage, received_rate, self.rtt, now, app_limited=limited)
+        rate = self._loss.update(lost, total, delay_rate, self.rtt, now, received_rate)
         self.estimate = int(min(delay_rate, rate))
 
     def raise_to(self, rate: float) -> None:

@@ -28,22 +28,22 @@ class SendHistory:
         self._sizes[i] = size if size < 0xFFFF else 0xFFFF
         self._last = seq
 
-    def window(self, base_seq: int, count: int) -> tuple[int, array, array]:
+    def window(self, base_seq: int, count: int) -> tuple[int, list[float], list[int]]:
         """(k, times, sizes) for the numbers `base_seq + k ...` (mod 2^16) among the `count`
         from `base_seq` that are among the last `size` sent: one run, found by arithmetic
-        and copied out of the ring in one or two slices. A time is -1 where nothing was
+        and copied out of the ring in one or two slices, as lists. A time is -1 where nothing was
         recorded (a history started anew); empty arrays if none of the numbers is there."""
         last, mask = self._last, self._mask
         behind = (last - base_seq) & 0xFFFF  # how far base_seq is behind the last sent
         first = behind - mask if behind > mask else 0
         stop = min(count, mask + 1, behind + 1)  # past the last sent: not sent yet
         if last < 0 or first >= stop:
-            return 0, self._times[:0], self._sizes[:0]
+            return 0, [], []
         lo, hi = (base_seq + first) & mask, (base_seq + stop) & mask
         if lo < hi:
-            return first, self._times[lo:hi], self._sizes[lo:hi]
-        return (first, self._times[lo:] + self._times[:hi],  # across the ring's end
-                self._sizes[lo:] + self._sizes[:hi])
+            return first, self._times[lo:hi].tolist(), self._sizes[lo:hi].tolist()
+        return (first, self._times[lo:].tolist() + self._times[:hi].tolist(),  # across the
+                self._sizes[lo:].tolist() + self._sizes[:hi].tolist())  # ring's end
 
     def lookup(self, base_seq: int, count: int) -> list[tuple[int, float, int]]:
         """(seq, send time, size) of those of `count` numbers from `base_seq` (mod 2^16) that

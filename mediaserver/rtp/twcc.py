@@ -59,9 +59,23 @@ class TwccFeedback:
     base_seq: int
     reference_time: int  # 24 bits, in 64 ms units
     fb_count: int  # 8 bits, counts the sender's feedback packets (loss of feedback shows)
-    # One entry per sequence number from base_seq (mod 2^16): the arrival time in us on the
-    # receiver's clock (reference_time * 64 ms plus the deltas so far), None if not received.
-    arrivals: list[int | None]
+    # One status per sequence number from base_seq (mod 2^16): NOT_RECEIVED, SMALL_DELTA or
+    # LARGE_DELTA; and per received one, in order, its arrival in 250 us ticks after the
+    # reference time (the deltas summed). As parsed: what the estimator reads in C loops.
+    symbols: bytes
+    ticks: list[int]
+
+    @property
+    def arrivals(self) -> list[int | None]:
+        """One entry per sequence number from base_seq (mod 2^16): the arrival time in us on
+        the receiver's clock (reference_time * 64 ms plus the deltas so far), None if not
+        received."""
+        t = self.reference_time * REFERENCE_TICK_US
+        times = [t + DELTA_TICK_US * ticks for ticks in self.ticks]
+        if len(times) == len(self.symbols):
+            return times  # type: ignore[return-value]
+        got = iter(times)
+        return [next(got) if symbol else None for symbol in self.symbols]
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -110,35 +124,30 @@ def parse_feedback(sender_ssrc: int, media_ssrc: int, data: Buffer, pos: int = 0
             symbols += first
             symbols += rest
     del symbols[count:]  # a vector's symbols past the count are padding
-    t = (ref_fb >> 8) * REFERENCE_TICK_US
-    if LARGE_DELTA not in symbols:  # one octet per received packet: summed in one pass
+    if LARGE_DELTA not in symbols:  # one octet per received packet: summed in one C pass
         received = count - symbols.count(NOT_RECEIVED)
         if pos + received > end:
             raise ValueError("transport-cc receive deltas truncated")
-        times = [t + DELTA_TICK_US * ticks for ticks in accumulate(data[pos:pos + received])]
-        if received == count:
-            arrivals: list[int | None] = times  # type: ignore[assignment]
-        else:
-            got = iter(times)
-            arrivals = [next(got) if symbol else None for symbol in symbols]
-        return TwccFeedback(sender_ssrc, media_ssrc, base, ref_fb >> 8, ref_fb & 0xFF, arrivals)
-    arrivals = []
-    for symbol in symbols:
-        if symbol == NOT_RECEIVED:
-            arrivals.append(None)
-            continue
-        if symbol == SMALL_DELTA:
-            if pos >= end:
-                raise ValueError("transport-cc receive deltas truncated")
-            t += data[pos] * DELTA_TICK_US
-            pos += 1
-        else:
-            if pos + 2 > end:
-                raise ValueError("transport-cc receive deltas truncated")
-            t += I16.unpack_from(data, pos)[0] * DELTA_TICK_US
-            pos += 2
-        arrivals.append(t)
-    return TwccFeedback(sender_ssrc, media_ssrc, base, ref_fb >> 8, ref_fb & 0xFF, arrivals)
+        ticks = list(accumulate(data[pos:pos + received]))
+    else:
+        ticks = []
+        t = 0
+        for symbol in symbols:
+            if symbol == SMALL_DELTA:
+                if pos >= end:
+                    raise ValueError("transport-cc receive deltas truncated")
+                t += data[pos]
+                pos += 1
+            elif symbol == LARGE_DELTA:
+                if pos + 2 > end:
+                    raise ValueError("transport-cc receive deltas truncated")
+                t += I16.unpack_from(data, pos)[0]
+                pos += 2
+            else:
+                continue
+            ticks.append(t)
+    return TwccFeedback(sender_ssrc, media_ssrc, base, ref_fb >> 8, ref_fb & 0xFF,
+                        bytes(symbols), ticks)
 
 
 def parse_packet(data: Buffer) -> TwccFeedback:
