@@ -22,7 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from mediaserver.bwe.delay import ArrivalGroups
 from mediaserver.bwe.estimator import SendSideEstimator
 from mediaserver.bwe.history import SendHistory
 from mediaserver.rtp.twcc import REFERENCE_MASK, REFERENCE_TICK_US, TwccRecorder, parse_packet
@@ -266,3 +269,30 @@ def test_the_estimates_are_those_pinned(name: str) -> None:
     assert usage == want_usage
     assert final[:5] == want_final[:5]  # counters and rates: integers
     assert final[5:] == pytest.approx(want_final[5:], rel=1e-12, abs=1e-15)
+
+
+# Send-time steps near the 5 ms cut (its float test is what decides) and arrivals in ticks.
+STEPS = st.sampled_from([0.0, 0.0001, 0.001, 0.004, 0.0049999999, 0.005, 0.0050000001, 0.02,
+                         1 / 30, -0.003])
+
+
+@given(st.lists(st.lists(st.tuples(STEPS, st.integers(-40, 400)), max_size=30), max_size=6),
+       st.sampled_from([0.0, 0.1, 0.3, 1234.567]))
+def test_groups_cut_by_bisection_are_those_packet_by_packet(
+        feedbacks: list[list[tuple[float, int]]], start: float) -> None:
+    """ArrivalGroups.add_many (bisection over send times in order, the latest arrival of a
+    group by max of ticks) gives the groups, deltas and state of add_each, packet by packet,
+    for sends in order or not (a negative step puts one out of order: the fallback)."""
+    fast, each = ArrivalGroups(), ArrivalGroups()
+    t, tick = start, 0
+    for packets in feedbacks:
+        sends, ticks = [], []
+        for step_s, step_ticks in packets:
+            t += step_s
+            tick += step_ticks
+            sends.append(t)
+            ticks.append(tick)
+        got = fast.add_many(sends, ticks, 7_000_000_123, 250)
+        assert got == each.add_each(sends, [(7_000_000_123 + 250 * k) / 1e6 for k in ticks])
+        assert [getattr(fast, a) for a in fast.__slots__] == \
+            [getattr(each, a) for a in each.__slots__]
