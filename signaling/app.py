@@ -20,7 +20,7 @@ from mediaserver.api import (
 )
 
 from . import analytics_api, speaking, websocket
-from .cluster import Cluster
+from .cluster import Cluster, same_worker
 from .cluster_sync import RoomSync
 from .config import ServerConfig
 from .http_api import add_routes
@@ -28,7 +28,7 @@ from .metrics import MediaCollector, metrics_handler
 from .participant import Participant
 from .placement import Placement
 from .recordings import Recordings
-from .rooms import RoomRegistry
+from .rooms import Room, RoomRegistry
 from .state import STATE, AppState
 from .store import SqliteStore, Store
 from .store_redis import RedisStore
@@ -213,31 +213,40 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 participant.media_lost()
             elif reason in MEDIA_ENDED:  # e.g. another node's worker, ending with its node
                 cluster, room = state.rooms.cluster, participant.room
-                if cluster is not None and room is not None and participant.group is None:
-                    # with nodes, the main group's media is all on the room's Router
+                origin = room is not None and participant.group is None and \
+                    same_worker(room.router_id, transport_id)  # the main group's media
+                if cluster is not None and origin:
                     cluster.router_gone(room.router_id, transport_id)
                 prefix = transport_id.split(".", 1)[0] + "."
-                if reason == MEDIA_ENDED[0] and cluster is not None and not state.draining \
-                        and prefix not in state.media.addresses():
-                    # another node's worker stopping (a drain): every room of ours on it
-                    # moves now, not at our next look at the registry (a rejoin meanwhile
-                    # would find the room still on it: "media worker not connected")
-                    on_worker_lost(prefix)
+                if origin and not state.draining:
+                    # the room's Router or its worker is gone (another node stopping): the
+                    # room moves now, in place, not at our next look at the registry
+                    if reason == MEDIA_ENDED[0] and prefix not in state.media.addresses():
+                        on_worker_lost(prefix)  # every room of ours on it
+                    else:
+                        on_worker_lost(prefix, room)
+                    continue
                 asyncio.ensure_future(participant.close("media_restart", code=4503))
             else:  # DTLS failed: the peer cannot do media with us; end with the reason
                 asyncio.ensure_future(participant.close(f"media transport closed: {reason}"))
 
     state.media.on_transport_closed(on_transport_closed)
 
-    def on_worker_lost(prefix: str) -> None:
-        # A media worker died: its calls are gone. Ask those clients to come back (4503);
-        # they get Routers on the restarted worker or another one.
+    def on_worker_lost(prefix: str, only: Room | None = None) -> None:
+        # A media worker died (or its node stopped): its rooms move to live workers and
+        # their participants get new connections in place (rooms.py); members of a breakout
+        # group whose Router was there are asked to come back (4503).
         cluster = state.rooms.cluster
         for room in state.rooms.rooms.values():  # the placement too: never that Router again
-            if cluster is not None and room.router_id.startswith(prefix):
+            if cluster is not None and room.router_id.startswith(prefix) and \
+                    only in (None, room):
                 cluster.router_gone(room.router_id, room.router_id)
-        for participant in state.rooms.worker_lost(prefix):
-            asyncio.ensure_future(participant.close("media_restart", code=4503))
+
+        async def move() -> None:
+            for participant in await state.rooms.worker_lost(prefix, only):
+                await participant.close("media_restart", code=4503)
+
+        asyncio.ensure_future(move())
 
     state.media.on_worker_lost(on_worker_lost)
     if state.rooms.cluster is not None:  # another node died: its workers with it

@@ -369,14 +369,16 @@ class MediaSession:
         self._offered = None  # the next offer is the new connection's first
         self.offer_id += 1  # an answer to an offer of the old connection is now superseded
 
-    async def move_to(self, group: str | None) -> None:
+    async def move_to(self, group: str | None, reason: str | None = None) -> None:
         """Switch our media to a breakout group (None: the main room) without a reload:
         our tracks go, both connections are replaced, and the client is told to renegotiate.
         `moved` is the boundary: no offer for the old connections follows it, and one offer
-        for the new subscribe connection comes once there is something to receive."""
+        for the new subscribe connection comes once there is something to receive. With a
+        `reason` ("media_restart": the worker carrying our media is gone) the connections
+        are replaced even within the same group."""
         owner = self.owner
         room = owner.room_or_fail()
-        if group == owner.group:
+        if group == owner.group and reason is None:
             return
         self.begin_move()
         try:
@@ -394,7 +396,8 @@ class MediaSession:
         visible = room.tracks_in(group) if room.sees_media(owner) else []
         owner.send_event("moved", {"groupId": group, "tracks": [t.public() for t in visible],
                                    "activeSpeaker": speaking.speaker_of(
-                                       room, group, room.sees_media(owner))})
+                                       room, group, room.sees_media(owner)),
+                                   **({"reason": reason} if reason else {})})
         self.slots = []  # what arrived while moving is in `visible` too
         for track in visible:
             self._add_slot(track)

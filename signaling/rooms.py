@@ -9,12 +9,13 @@ signalling nodes learn of a room is cluster_sync.py's; recordings are recordings
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mediaserver.api import Codec
+from mediaserver.api import Codec, MediaError
 
 from .placement import Edge, Placement
 from .speaking import SpeakingLog
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from .events import EventLog
     from .participant import Participant
     from .recordings import Recordings
+
+# `moved` reason: the worker carrying the room's media is gone; new connections, same place
+MEDIA_RESTART = "media_restart"
 
 # Publishes a message to the other nodes in the room (cluster_sync.py sets it).
 Bus = Callable[[dict[str, Any]], object]
@@ -101,6 +105,7 @@ class Room:
     remote_waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # lobby, elsewhere
     bus: Bus | None = None  # to the other nodes, when there are any
     speaking: SpeakingLog = field(default_factory=SpeakingLog)  # active speaker (speaking.py)
+    moving: bool = False  # its media is moving to a new origin Router (worker lost)
 
     def hand_ids(self) -> list[str]:
         """Participant ids of those present with a raised hand, first raised first."""
@@ -228,17 +233,48 @@ class RoomRegistry:
                     room.breakout_timer.cancel()
                 await self.placement.release(room)
 
-    def worker_lost(self, prefix: str) -> list[Participant]:
-        """Forget Routers on a lost worker; the participants who must reconnect."""
+    async def worker_lost(self, prefix: str, only: Room | None = None) -> list[Participant]:
+        """A media worker is gone (it died, or its node stopped): each room whose Router was
+        on it gets one on a live worker, and its participants get new connections there in
+        place (`moved` with reason "media_restart", the same group): the same ids, nobody
+        leaves. Subscribers on a lost edge Router move the same way. Returns those who must
+        reconnect instead: the members of a breakout group whose Router was on it. `only`:
+        just that room (its Router alone was closed)."""
         affected: list[Participant] = []
-        for name, room in list(self.rooms.items()):
-            if room.router_id.startswith(prefix):
-                affected += room.participants.values()
-                del self.rooms[name]
-                continue
+        for room in [only] if only is not None else list(self.rooms.values()):
             lost = self.placement.worker_lost(room, prefix)
-            affected += [p for p in room.participants.values() if p.subscribe_router in lost]
+            movers = [p for p in room.participants.values() if p.subscribe_router in lost]
+            if room.router_id.startswith(prefix) and not room.moving:
+                room.moving = True
+                try:
+                    await self._move_origin(room, prefix)
+                finally:
+                    room.moving = False
+                movers = [p for p in room.participants.values() if p.group is None]
+            movers = [p for p in movers if p.joined and p.room is room]
+            for participant in movers:  # none is offered anything before every move
+                participant.media_session.begin_move()
+                if participant.suspended:  # (in its grace period: its peer connections
+                    participant.keep_place = True  # were the old ones, never to be kept)
+            for participant in movers:
+                if participant.joined:  # one may have left meanwhile
+                    await participant.media_session.move_to(participant.group, MEDIA_RESTART)
+            for group in room.breakouts.groups.values():
+                if (group.router_id or "").startswith(prefix):
+                    affected += [p for p in room.participants.values() if p.group == group.id]
         return affected
+
+    async def _move_origin(self, room: Room, prefix: str) -> None:
+        """A new origin Router for the room; the tracks that lived on the old one are
+        forgotten at once, so that nobody is offered them again (our participants' moves
+        announce theirs gone, other nodes theirs)."""
+        room.tracks = {tid: t for tid, t in room.tracks.items()
+                       if t.group is not None or not t.producer_id.startswith(prefix)}
+        for edge in room.edges:  # fed from the lost origin
+            with contextlib.suppress(MediaError):
+                await self.placement.media.close_router(edge.router_id)
+        room.edges, room.origin_subscribers = [], 0
+        room.router_id = await self.placement.origin_router(room.name)
 
     async def announce(self, room: Room, message: dict[str, Any]) -> None:
         """Tell the other nodes about a participant or track change (cluster_sync.py)."""

@@ -88,18 +88,25 @@ async def test_killed_worker_clients_reconnect_others_continue(tmp_path: Path) -
             victim = next(w for w in pool.workers if w.prefix == worker_a)
             os.kill(victim.process.pid, signal.SIGKILL)  # a process this test's server started
 
-            # room-a's clients are told to come back (4503), then rejoin and decode again
+            # room-a moves to a live worker in place: its clients get new connections
+            # (`moved`, reason media_restart), keep their ids and sockets, publish again
+            ids = (a1.self_id, a2.self_id)
             for c in (a1, a2):
-                await asyncio.wait_for(c.closed.wait(), 15)
-                assert c.close_code == 4503
-            await asyncio.wait_for(_restarted(victim), 20)
-            a1 = await joined(server, "room-a", "a1")
-            a2 = await joined(server, "room-a", "a2")
-            clients += [a1, a2]
+                moved = await c.wait_event("moved", timeout=15)
+                assert moved == {"groupId": None, "tracks": moved["tracks"],
+                                 "activeSpeaker": moved["activeSpeaker"],
+                                 "reason": "media_restart"}
+                await asyncio.wait_for(c.moved.wait(), 10)
+            new_router = server.state.rooms.rooms["room-a"].router_id
+            assert not new_router.startswith(worker_a) or victim.restarts == 1
             await a1.publish(PatternVideoTrack(3))
-            frames_a2, t = await watch_video(a2, a1)
-            tasks.append(t)
+            frames_a2 = FrameChecker()
+            track = await a2.remote_track(await a2.live_track_of(a1.self_id, "video"))
+            tasks.append(asyncio.create_task(frames_a2.run(track)))
             await frames_a2.wait_for(3, 10, timeout=30)
+            assert (a1.self_id, a2.self_id) == ids and not a1.closed.is_set()
+            assert not any(e["event"] == "participantLeft" for e in a2.events)
+            await asyncio.wait_for(_restarted(victim), 20)
 
             # room-b never stopped: its counters kept advancing through all of this
             before = frames_b.senders[2].readable

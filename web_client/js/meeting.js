@@ -323,14 +323,15 @@ export class Meeting {
     }
   }
 
-  /** Our media moved to a breakout group (or back): new connections, same page. */
   /** Who speaks in our room or group (docs/protocol.md, "Active speaker"); null: nobody. */
   setActiveSpeaker(participantId) {
     state.activeSpeaker = participantId;
     this.view.setActiveSpeaker(participantId);
   }
 
-  onMoved({ groupId, tracks, activeSpeaker }) {
+  /** Our media moved to a breakout group (or back), or to another media worker (reason
+   * media_restart): new connections, same page. */
+  onMoved({ groupId, tracks, activeSpeaker, reason }) {
     this.groupId = groupId ?? null;
     state.groupId = this.groupId;
     this.setActiveSpeaker(activeSpeaker?.participantId ?? null); // the new group's speaker
@@ -343,8 +344,10 @@ export class Meeting {
     this.roster.replaceTracks(tracks);
     this.changed();
     const group = this.breakouts?.groups?.find((g) => g.id === this.groupId);
-    showStatus(this.groupId ? `You are now in ${group?.name || 'a breakout group'}.`
-      : 'You are back in the main room.', 'info', 4000);
+    // media_restart: same group, the server moved the call to another media worker
+    showStatus(reason === 'media_restart' ? 'Reconnecting the call…'
+      : this.groupId ? `You are now in ${group?.name || 'a breakout group'}.`
+        : 'You are back in the main room.', 'info', 4000);
     if (this.canPublish()) this.startPublishing();
   }
 
