@@ -174,30 +174,31 @@ class TrendlineDetector:
             accumulated += (arrival_delta - send_delta) * 1000.0
             smoothed = SMOOTHING * smoothed + _NEW_SHARE * accumulated
             px = (arrival - first_arrival) * 1000.0
-            full = len(points) == WINDOW
-            if full:
+            if len(points) == WINDOW:
                 ex, ey = points[0]
-            points.append((px, smoothed))
+                points.append((px, smoothed))
+            else:
+                ex = None
+                points.append((px, smoothed))
             # the slope of the window, from the running sums
             count += 1
-            anew = count % EXACT_EVERY == 0 or n == 0  # the sums anew, relative to the first
-            if anew:
+            if count % EXACT_EVERY == 0 or n == 0:  # the sums anew, relative to the first
                 bx, by = points[0]
-                n, sx, sy, sxx, sxy = 0, 0.0, 0.0, 0.0, 0.0
-            for qx, qy in points if anew else ((px, smoothed),):
-                x, y = qx - bx, qy - by
+                n, sx, sy, sxx, sxy = _sums(points, bx, by)
+            else:  # the new point in, then the evicted one out
+                x, y = px - bx, smoothed - by
                 n += 1
                 sx += x
                 sy += y
                 sxx += x * x
                 sxy += x * y
-            if full and not anew:  # the evicted point out (after the new one is in)
-                x, y = ex - bx, ey - by
-                n -= 1
-                sx -= x
-                sy -= y
-                sxx -= x * x
-                sxy -= x * y
+                if ex is not None:
+                    x, y = ex - bx, ey - by
+                    n -= 1
+                    sx -= x
+                    sy -= y
+                    sxx -= x * x
+                    sxy -= x * y
             trend = prev_trend
             if len(points) == WINDOW:
                 den = n * sxx - sx * sx
@@ -245,3 +246,15 @@ class TrendlineDetector:
         self._overuse_count, self._last_adapt, self.trend = overuse_count, last_adapt, modified
         self._fit = [count, n, sx, sy, sxx, sxy, bx, by]
         return state
+
+
+def _sums(points: Iterable[tuple[float, float]], bx: float,
+          by: float) -> tuple[int, float, float, float, float]:
+    """The fit's sums over the window from scratch, relative to (bx, by), in window order
+    (n, x, y, xx, xy): what the running sums are brought back to every EXACT_EVERY updates."""
+    n, sx, sy, sxx, sxy = 0, 0.0, 0.0, 0.0, 0.0
+    for qx, qy in points:
+        x = qx - bx
+        y = qy - by
+        n, sx, sy, sxx, sxy = n + 1, sx + x, sy + y, sxx + x * x, sxy + x * y
+    return n, sx, sy, sxx, sxy
