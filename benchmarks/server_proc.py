@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import secrets
 import signal
 import socket
@@ -33,25 +34,32 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def free_udp_range(count: int) -> int:
-    """A first port with `count` consecutive free UDP ports (workers use rtc-port + i)."""
-    for _ in range(50):
-        base = free_port(socket.SOCK_DGRAM)
-        if base + count > 65535:
-            continue
+# Media ports are picked below Linux's ephemeral range (32768-60999 by default): a port found
+# free there can be taken by an outgoing connection before the worker binds it (TCP too: a
+# worker listens for ICE-TCP on its UDP port's number)
+MEDIA_PORTS = (20000, 32000)
+
+
+def free_udp_range(count: int, host: str = "127.0.0.1") -> int:
+    """A first port with `count` consecutive ports free for UDP and TCP (workers use
+    rtc-port + i for both)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(MEDIA_PORTS[0], MEDIA_PORTS[1] - count)
+        socks: list[socket.socket] = []
         try:
-            socks = []
             for i in range(count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    s = socket.socket(socket.AF_INET, kind)
+                    socks.append(s)
+                    s.bind((host, base + i))
             return base
         except OSError:
             continue
         finally:
             for s in socks:
                 s.close()
-    raise RuntimeError("no free UDP port range")
+    raise RuntimeError("no free media port range")
 
 
 def children(pid: int) -> list[int]:

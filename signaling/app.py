@@ -236,6 +236,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         # A media worker died (or its node stopped): its rooms move to live workers and
         # their participants get new connections in place (rooms.py); members of a breakout
         # group whose Router was there are asked to come back (4503).
+        if state.draining:
+            return  # everyone is being told to come back through another node
         cluster = state.rooms.cluster
         for room in state.rooms.rooms.values():  # the placement too: never that Router again
             if cluster is not None and room.router_id.startswith(prefix) and \

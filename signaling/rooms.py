@@ -238,8 +238,9 @@ class RoomRegistry:
         on it gets one on a live worker, and its participants get new connections there in
         place (`moved` with reason "media_restart", the same group): the same ids, nobody
         leaves. Subscribers on a lost edge Router move the same way. Returns those who must
-        reconnect instead: the members of a breakout group whose Router was on it. `only`:
-        just that room (its Router alone was closed)."""
+        reconnect instead: the members of a breakout group whose Router was on it, and
+        anyone whose move failed (no live worker to move to). `only`: just that room (its
+        Router alone was closed)."""
         affected: list[Participant] = []
         for room in [only] if only is not None else list(self.rooms.values()):
             lost = self.placement.worker_lost(room, prefix)
@@ -248,6 +249,9 @@ class RoomRegistry:
                 room.moving = True
                 try:
                     await self._move_origin(room, prefix)
+                except MediaError:  # nowhere to go: they come back (4503) and rejoin
+                    affected += room.participants.values()
+                    continue
                 finally:
                     room.moving = False
                 movers = [p for p in room.participants.values() if p.group is None]
@@ -258,7 +262,11 @@ class RoomRegistry:
                     participant.keep_place = True  # were the old ones, never to be kept)
             for participant in movers:
                 if participant.joined:  # one may have left meanwhile
-                    await participant.media_session.move_to(participant.group, MEDIA_RESTART)
+                    try:
+                        await participant.media_session.move_to(participant.group,
+                                                                MEDIA_RESTART)
+                    except MediaError:
+                        affected.append(participant)
             for group in room.breakouts.groups.values():
                 if (group.router_id or "").startswith(prefix):
                     affected += [p for p in room.participants.values() if p.group == group.id]

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from benchmarks.server_proc import free_udp_range
 from signaling.app import make_app
 from signaling.config import ServerConfig
 from signaling.state import STATE, AppState
@@ -62,8 +63,8 @@ async def running_server(data_dir: Path, dev: bool = False, rtc_port: int | None
     """In-process server; with workers > 0, media workers are real child processes. `host`:
     where HTTP and media listen and what ICE announces (a NetLab's host address). `options`:
     more ServerConfig fields (turn_urls, turn_secret, ...)."""
-    if rtc_port is None:
-        rtc_port = 0 if workers else free_port(socket.SOCK_DGRAM)
+    if rtc_port is None:  # free for UDP and TCP (ICE-TCP), outside the ephemeral range
+        rtc_port = 0 if workers else free_udp_range(1, host)
     # The HTTP socket is bound here and held until the site serves it: a port only looked up
     # (free_port) was taken meanwhile now and then (an outgoing connection's ephemeral port),
     # and the site's bind failed with "address already in use"
