@@ -4,9 +4,10 @@ send-side estimate (mediaserver/rtp/twcc.py, mediaserver/bwe/).
 The trace is a 720p + audio subscriber as the media worker serves it: 30 frames a second of
 about 1.5 Mbit/s in packets of ~1,150 bytes, each packet's send record the time its fan-out
 began (a frame's packets 0.1-0.4 ms apart, as the publisher's arrive), Opus every 20 ms; a
-link of 30 ms and a few ms of jitter, 0.5% lost; the receiver's feedback built by our own
-`TwccRecorder` every 100 ms (about 22 statuses each). Many subscribers are served in turn, each
-with its own history and estimator, so their state is not all in the cache as in the worker.
+link of 30 ms and up to 3 ms of jitter that never reorders, 0.5% lost; the receiver's
+feedback built by our own `TwccRecorder` every 100 ms (about 22 statuses each). Many
+subscribers are served in turn, each with its own history and estimator, so their state is
+not all in the cache, as in the worker.
 
 Timed with `time.process_time` around batches of feedback (the sends of a batch are recorded
 before it, untimed: the history ring holds a batch's packets). Reports µs per feedback packet
@@ -59,7 +60,7 @@ def trace(seconds: float, seed: int) -> tuple[list[list[Send]], list[Feedback]]:
     events.sort()
     recorder = TwccRecorder()
     receiver_clock = 7_000.0 + seed  # unrelated to ours
-    free = 0.0  # a 5 Mbit/s bottleneck's FIFO
+    free = last = 0.0  # a 5 Mbit/s bottleneck's FIFO; the last arrival (jitter never reorders)
     arrivals: list[tuple[float, int]] = []
     sends: list[list[Send]] = []
     feedbacks: list[Feedback] = []
@@ -72,7 +73,8 @@ def trace(seconds: float, seed: int) -> tuple[list[list[Send]], list[Feedback]]:
             current.append((seq & 0xFFFF, size, send))
             free = max(free, send) + size * 8 / 5e6
             if rng.random() > 0.005:
-                arrivals.append((free + 0.030 + rng.random() * 0.003, seq & 0xFFFF))
+                last = max(last, free + 0.030 + rng.random() * 0.003)
+                arrivals.append((last, seq & 0xFFFF))
             seq += 1
         arrivals.sort()
         while arrivals and arrivals[0][0] <= now:
