@@ -26,9 +26,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mediaserver.bwe.delay import ArrivalGroups
-from mediaserver.bwe.estimator import SendSideEstimator
+from mediaserver.bwe.estimator import MAX_RATE, MIN_RATE, SendSideEstimator
 from mediaserver.bwe.history import SendHistory
-from mediaserver.rtp.twcc import REFERENCE_MASK, REFERENCE_TICK_US, TwccRecorder, parse_packet
+from mediaserver.rtp.twcc import (
+    REFERENCE_MASK,
+    REFERENCE_TICK_US,
+    TwccRecorder,
+    build_feedback,
+    parse_feedback,
+    parse_packet,
+)
 from tests.test_bwe import Link, step
 
 FEEDBACK_INTERVAL = 0.1
@@ -296,3 +303,39 @@ def test_groups_cut_by_bisection_are_those_packet_by_packet(
         assert got == each.add_each(sends, [(7_000_000_123 + 250 * k) / 1e6 for k in ticks])
         assert [getattr(fast, a) for a in fast.__slots__] == \
             [getattr(each, a) for a in each.__slots__]
+
+
+# A feedback about numbers around the last sent (arrivals in us, None: lost) and maybe a
+# corrupted octet: well-formed ones reach the estimator, broken ones are refused.
+FEEDBACK = st.tuples(st.integers(-400, 100), st.lists(st.one_of(
+    st.none(), st.integers(0, 20_000_000)), min_size=1, max_size=40),
+    st.tuples(st.integers(0, 200), st.integers(0, 255)) | st.none())
+
+
+@given(st.lists(FEEDBACK, min_size=1, max_size=8), st.integers(0, 0xFFFF), st.booleans())
+def test_any_feedback_that_parses_leaves_a_sane_estimate(
+        feedbacks: list[tuple[int, list[int | None], tuple[int, int] | None]], last_sent: int,
+        reset: bool) -> None:
+    """Whatever a peer sends as transport-cc (parsed, or refused with ValueError as the
+    transport counts it), the estimator takes it without an error and its estimate stays
+    within its bounds: a bad peer cannot take the worker's feedback path down."""
+    est, history = SendSideEstimator(), SendHistory()
+    for k in range(300):  # sent, some of the ring left empty as after a path change
+        if not reset or k % 7:
+            history.sent((last_sent - 299 + k) & 0xFFFF, 1000 + k, 1.0 + k * 0.001)
+    for i, (offset, arrivals, corrupt) in enumerate(feedbacks):
+        if all(a is None for a in arrivals):
+            arrivals[0] = 0
+        try:
+            fci = bytearray(build_feedback(1, 2, last_sent + offset, i, 0, arrivals)[12:])
+        except ValueError:  # a delta our builder cannot write
+            continue
+        if corrupt is not None and corrupt[0] < len(fci):
+            fci[corrupt[0]] = corrupt[1]
+        try:
+            feedback = parse_feedback(1, 2, bytes(fci))
+        except ValueError:
+            continue
+        est.on_transport_cc(history, feedback, 2.0 + i * 0.1)
+        assert MIN_RATE <= est.estimate <= MAX_RATE
+        assert est.packets_acked + est.packets_lost <= 300 * (i + 1)
