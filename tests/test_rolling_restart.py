@@ -74,7 +74,8 @@ async def back(cluster: Nodes, via: ServerProcess, who: str) -> Client:
         except RequestFailed as failed:
             if "media worker not connected" not in str(failed) or time.monotonic() > deadline:
                 raise
-            await cluster.clients.pop().close()  # leaves: nobody is listed twice
+            # cut, not left: the next attempt takes this session's place over, same id
+            await cluster.clients.pop().drop()
             await asyncio.sleep(0.5)
 
 
