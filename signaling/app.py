@@ -77,6 +77,7 @@ def make_app(config: ServerConfig) -> web.Application:
     secret = config.effective_jwt_secret
     recordings = Recordings(store, media, config.data_dir / "recordings", secret,
                             Webhooks(config.webhook_url, config.webhook_secret or secret))
+    recordings.shared = cluster  # one recording per room, whichever node runs it
     rooms = RoomRegistry(store, Placement(media, spread, cluster),
                          RoomSync(cluster) if cluster is not None else None, recordings)
     state = AppState(config, store, media, rooms, recordings)

@@ -202,6 +202,36 @@ class Cluster:
         return {pid for pid, raw in entries
                 if of_incarnation(json.loads(raw), self.node, self.incarnation)}
 
+    async def claim_recording(self, room: str, entry: dict[str, Any]) -> bool:
+        """Take the room's one running recording for us, unless a live node runs one."""
+        key = self._k("live", room, "rec")
+        value = json.dumps({**entry, "node": self.node, "inc": self.incarnation})
+        while True:
+            if await self.redis.set(key, value, nx=True):
+                await self.redis.sadd(self._rooms_key(), room)
+                return True
+            held = await self.redis.get(key)
+            if held is None:
+                continue
+            if await self.node_alive(json.loads(held)):
+                return False
+            if await self._swap(keys=[key], args=[held, value]):  # its node is gone
+                return True
+
+    async def drop_recording(self, room: str, recording_id: str) -> None:
+        key = self._k("live", room, "rec")
+        held = await self.redis.get(key)
+        if held is not None and json.loads(held).get("recordingId") == recording_id:
+            await self._swap(keys=[key], args=[held, ""])
+
+    async def recording(self, room: str) -> dict[str, Any] | None:
+        """The recording another live node runs in the room: {"recordingId", "mode"}."""
+        held = await self.redis.get(self._k("live", room, "rec"))
+        entry = json.loads(held) if held else None
+        if entry is None or entry["node"] == self.node or not await self.node_alive(entry):
+            return None
+        return {"recordingId": entry["recordingId"], "mode": entry["mode"]}
+
     async def put_waiting(self, room: str, public: dict[str, Any]) -> None:
         await self.redis.sadd(self._rooms_key(), room)
         await self.redis.hset(self._k("live", room, "w"), public["id"], json.dumps(

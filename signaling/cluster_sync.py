@@ -62,6 +62,7 @@ class RoomSync:
         room.remote = {p["id"]: _public(p) for p in people}
         room.remote_identities = {p["id"]: p.get("identity", "") for p in people}
         room.remote_waiting = {p["id"]: _public(p) for p in await cluster.waiting(room.name)}
+        room.remote_recording = await cluster.recording(room.name)
         state = await cluster.get_breakouts(room.name)
         if state is not None:
             await breakouts.adopt(room, state, cluster.reach)
@@ -79,6 +80,10 @@ class RoomSync:
 
     def received(self, room: Room, message: dict[str, Any]) -> None:
         kind = message.get("t")
+        if kind == "event" and message["event"] == "recordingChanged":  # another node's
+            data = message["data"]
+            room.remote_recording = {"recordingId": data["recordingId"],
+                                     "mode": data.get("mode")} if data["recording"] else None
         if kind == "event":
             room.deliver(message["event"], message["data"], message.get("exclude"),
                          message.get("group", "all"), message.get("media", False))

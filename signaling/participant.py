@@ -170,7 +170,7 @@ class Participant:
                 "groupId": self.group, "breakouts": breakouts.view(room),
                 "settings": {"chat": room.chat_enabled, "lobby": room.lobby},
                 "live": room.live, "recording": self.rooms.recordings is not None
-                and self.rooms.recordings.recording(room),
+                and self.rooms.recordings.anywhere(room),
                 "recordingMode": self.rooms.recordings.mode_of(room)
                 if self.rooms.recordings is not None else None,
                 "activeSpeaker": speaking.speaker_of(room, self.group, room.sees_media(self)),

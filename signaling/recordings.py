@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mediaserver.api import MediaControl
@@ -26,6 +26,9 @@ from .recorder_link import RecorderError, RecorderLink
 from .rooms import Room, Track, new_id
 from .store import Store
 from .webhooks import Webhooks
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,9 @@ class Recordings:
         self.link = RecorderLink(directory, self._on_event, self._on_restart)
         self._interrupted: dict[str, dict[str, Any]] = {}  # id -> the crash's finalize event
         self._spawning = asyncio.Lock()
+        # with several nodes: which recording runs in each room, whichever node runs it
+        # (app.py sets it; cluster.py `claim_recording`)
+        self.shared: Cluster | None = None
 
     def stop_process(self) -> asyncio.Task:
         """Shutdown: the recorder gets SIGTERM and finalizes every running recording; the
@@ -113,10 +119,16 @@ class Recordings:
     def recording(self, room: Room) -> bool:
         return room.name in self.active
 
+    def anywhere(self, room: Room) -> bool:
+        """A recording of the room runs, here or on another node."""
+        return self.recording(room) or room.remote_recording is not None
+
     def mode_of(self, room: Room) -> str | None:
         """The running recording's mode ("composite": with live HLS), None if none runs."""
         active = self.active.get(room.name)
-        return active.mode if active is not None else None
+        if active is None:
+            return room.remote_recording["mode"] if room.remote_recording else None
+        return active.mode
 
     async def tracks_published(self, room: Room, tracks: list[Track], role: str) -> None:
         """New tracks of one participant: tapped into the room's running recording. In a
@@ -125,7 +137,7 @@ class Recordings:
         backstage, going live does (`went_live`): the rehearsal is nobody's recording."""
         if not tracks:
             return
-        if room.auto_record and not self.recording(room) and role in ("host", "presenter"):
+        if room.auto_record and not self.anywhere(room) and role in ("host", "presenter"):
             if room.live:
                 await self.start(room)
             return
@@ -134,7 +146,7 @@ class Recordings:
 
     async def went_live(self, room: Room) -> None:
         """A webinar that records by itself starts at go-live with what its stage publishes."""
-        if room.auto_record and not self.recording(room) and room.tracks_in(None):
+        if room.auto_record and not self.anywhere(room) and room.tracks_in(None):
             await self.start(room)
 
     async def room_ended(self, room: Room) -> None:
@@ -149,7 +161,7 @@ class Recordings:
         if mode not in MODES or layout not in LAYOUTS or not isinstance(low_latency, bool):
             raise RequestError("bad_request", f"mode: {'/'.join(MODES)}, layout: "
                                f"{'/'.join(LAYOUTS)}, lowLatency: true/false")
-        if room.name in self.active:
+        if room.name in self.active or room.remote_recording is not None:
             raise RequestError("conflict", "the room is already being recorded")
         active = Active(new_id("rec"), "", mode, layout, low_latency)
         for track in room.tracks_in(None):  # who presents as it starts is no chapter
@@ -158,6 +170,9 @@ class Recordings:
         self.active[room.name] = active  # taken: a second start now gets `conflict`
         self.rooms[room.name] = room
         try:
+            if self.shared is not None and not await self.shared.claim_recording(
+                    room.name, {"recordingId": active.id, "mode": mode}):
+                raise RequestError("conflict", "the room is already being recorded")
             async with self._spawning:  # the recorder process starts with the first recording
                 if self.link.process is None:
                     await self.link.start()
@@ -173,6 +188,15 @@ class Recordings:
             self.events.emit("recording.start", room.name, recordingId=active.id)
         return {"recordingId": active.id, "mode": mode, "layout": layout,
                 "lowLatency": low_latency}
+
+    async def _over(self, room: Room, active: Active) -> None:
+        room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id,
+                                            "mode": active.mode})
+        if self.shared is not None:
+            try:
+                await self.shared.drop_recording(room.name, active.id)
+            except Exception:  # (Redis gone: the entry's node ends with us, it counts as over)
+                log.exception("recording %s: could not clear the shared state", active.id)
 
     async def _attach(self, room: Room, active: Active) -> None:
         """Start (or, after a crash, resume) the recording in the recorder and tap every
@@ -254,8 +278,7 @@ class Recordings:
         except RecorderError as exc:
             raise RequestError("internal", f"the recorder failed: {exc}") from None
         finally:  # over, whatever the recorder says: nobody is told "● Recording" any more
-            room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id,
-                                                "mode": active.mode})
+            await self._over(room, active)
             if self.events is not None:
                 self.events.emit("recording.stop", room.name, recordingId=active.id)
         return await self._finished(room.name, active.id, result, sorted(active.names))
@@ -345,8 +368,7 @@ class Recordings:
             log.exception("could not resume recording %s", active.id)
             if self.active.get(room.name) is active:
                 del self.active[room.name]
-            room.broadcast("recordingChanged", {"recording": False, "recordingId": active.id,
-                                                "mode": active.mode})
+            await self._over(room, active)
             if event := self._interrupted.pop(active.id, None):  # the crash's VOD is all
                 await self._finished(room.name, active.id, event, sorted(active.names))
         finally:

@@ -106,6 +106,8 @@ class Room:
     bus: Bus | None = None  # to the other nodes, when there are any
     speaking: SpeakingLog = field(default_factory=SpeakingLog)  # active speaker (speaking.py)
     moving: bool = False  # its media is moving to a new origin Router (worker lost)
+    # a recording of the room that another node runs: {"recordingId", "mode"}
+    remote_recording: dict[str, Any] | None = None
 
     def hand_ids(self) -> list[str]:
         """Participant ids of those present with a raised hand, first raised first."""
