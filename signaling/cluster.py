@@ -176,18 +176,31 @@ class Cluster:
 
     # ---- live room state ----------------------------------------------------------------
 
-    async def put_participant(self, room: str, public: dict[str, Any], identity: str) -> None:
-        entry = {**public, "identity": identity, "node": self.node, "inc": self.incarnation}
+    async def _put(self, room: str, kind: str, entry: dict[str, Any]) -> None:
+        """An entry of the room's live state (`kind`: p, t or w), tagged as ours."""
         await self.redis.sadd(self._rooms_key(), room)
-        await self.redis.hset(self._k("live", room, "p"), public["id"], json.dumps(entry))
+        await self.redis.hset(self._k("live", room, kind), entry["id"], json.dumps(
+            {**entry, "node": self.node, "inc": self.incarnation}))
+
+    async def _take(self, room: str, kind: str,
+                    gone: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The entries of `kind` that are `gone` and that this call removed (compare and
+        delete: one taken over meanwhile stays, and each is removed by one caller only)."""
+        key, taken = self._k("live", room, kind), []
+        for raw in await self.redis.hvals(key):
+            entry = json.loads(raw)
+            if gone(entry) and await self._hdel_if(keys=[key], args=[entry["id"], raw]):
+                taken.append(entry)
+        return taken
+
+    async def put_participant(self, room: str, public: dict[str, Any], identity: str) -> None:
+        await self._put(room, "p", {**public, "identity": identity})
 
     async def drop_participant(self, room: str, participant_id: str) -> None:
         await self.redis.hdel(self._k("live", room, "p"), participant_id)
 
     async def put_track(self, room: str, track: dict[str, Any]) -> None:
-        await self.redis.sadd(self._rooms_key(), room)
-        await self.redis.hset(self._k("live", room, "t"), track["id"],
-                              json.dumps({**track, "node": self.node, "inc": self.incarnation}))
+        await self._put(room, "t", track)
 
     async def drop_track(self, room: str, track_id: str) -> None:
         await self.redis.hdel(self._k("live", room, "t"), track_id)
@@ -233,9 +246,7 @@ class Cluster:
         return {"recordingId": entry["recordingId"], "mode": entry["mode"]}
 
     async def put_waiting(self, room: str, public: dict[str, Any]) -> None:
-        await self.redis.sadd(self._rooms_key(), room)
-        await self.redis.hset(self._k("live", room, "w"), public["id"], json.dumps(
-            {**public, "node": self.node, "inc": self.incarnation}))
+        await self._put(room, "w", public)
 
     async def drop_waiting(self, room: str, participant_id: str) -> None:
         await self.redis.hdel(self._k("live", room, "w"), participant_id)
@@ -261,13 +272,9 @@ class Cluster:
         """A dead incarnation's participants and tracks leave the room (liveness.py); its
         placement goes."""
         await self._end(room, lambda entry: of_incarnation(entry, node, incarnation))
-        waiting_key = self._k("live", room, "w")
-        for raw in await self.redis.hvals(waiting_key):  # its lobby: they wait no more
-            entry = json.loads(raw)
-            if of_incarnation(entry, node, incarnation) and \
-                    await self._hdel_if(keys=[waiting_key], args=[entry["id"], raw]):
-                await self.everywhere(room, {"t": "lobby", "op": "left",
-                                             "participantId": entry["id"]})
+        for entry in await self._take(room, "w", lambda e: of_incarnation(e, node, incarnation)):
+            await self.everywhere(room, {"t": "lobby", "op": "left",  # they wait no more
+                                         "participantId": entry["id"]})
         people_key = self._k("live", room, "p")
         key = self._k("router", room)
         router = await self.redis.get(key)
@@ -312,27 +319,22 @@ class Cluster:
                    exclude: str | None = None) -> None:
         """Tracks, then participants, that are `gone` leave the room's live state and are
         announced by whoever removed each from Redis: exactly once, however many try."""
-        tracks_key, people_key = self._k("live", room, "t"), self._k("live", room, "p")
-        for raw in await self.redis.hvals(tracks_key):
-            track = json.loads(raw)
-            if gone(track) and await self._hdel_if(keys=[tracks_key], args=[track["id"], raw]):
-                await self.everywhere(room, {"t": "track", "op": "remove", "trackId": track["id"]})
-                await self.everywhere(room, {
-                    "t": "event", "event": "trackUnpublished", "exclude": exclude,
-                    "data": {"trackId": track["id"], "participantId": track["participantId"]},
-                    "group": track.get("group"), "media": True})
-                # its media stops (the producer may live on a survivor's worker)
-                with contextlib.suppress(Exception):
-                    await self.reach(track["producerId"])
-                    await self.media.close_producer(track["producerId"])
-        for raw in await self.redis.hvals(people_key):
-            person = json.loads(raw)
-            if gone(person) and await self._hdel_if(keys=[people_key], args=[person["id"], raw]):
-                await self.everywhere(room, {"t": "participant", "op": "remove",
-                                             "participantId": person["id"]})
-                await self.everywhere(room, {"t": "event", "event": "participantLeft",
-                                             "data": {"participantId": person["id"]},
-                                             "exclude": exclude})
+        for track in await self._take(room, "t", gone):
+            await self.everywhere(room, {"t": "track", "op": "remove", "trackId": track["id"]})
+            await self.everywhere(room, {
+                "t": "event", "event": "trackUnpublished", "exclude": exclude,
+                "data": {"trackId": track["id"], "participantId": track["participantId"]},
+                "group": track.get("group"), "media": True})
+            # its media stops (the producer may live on a survivor's worker)
+            with contextlib.suppress(Exception):
+                await self.reach(track["producerId"])
+                await self.media.close_producer(track["producerId"])
+        for person in await self._take(room, "p", gone):
+            await self.everywhere(room, {"t": "participant", "op": "remove",
+                                         "participantId": person["id"]})
+            await self.everywhere(room, {"t": "event", "event": "participantLeft",
+                                         "data": {"participantId": person["id"]},
+                                         "exclude": exclude})
 
     # ---- bus ----------------------------------------------------------------------------
 
