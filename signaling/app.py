@@ -20,7 +20,7 @@ from mediaserver.api import (
 )
 
 from . import analytics_api, speaking, websocket
-from .cluster import Cluster, same_worker
+from .cluster import Cluster, same_worker, worker_prefix
 from .cluster_sync import RoomSync
 from .config import ServerConfig
 from .http_api import add_routes
@@ -218,7 +218,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                     same_worker(room.router_id, transport_id)  # the main group's media
                 if cluster is not None and origin:
                     cluster.router_gone(room.router_id, transport_id)
-                prefix = transport_id.split(".", 1)[0] + "."
+                prefix = worker_prefix(transport_id)
                 if origin and not state.draining:
                     # the room's Router or its worker is gone (another node stopping): the
                     # room moves now, in place, not at our next look at the registry

@@ -91,7 +91,7 @@ class Cluster:
         """Make sure we can call the worker that owns `some_id`."""
         if self.media.reaches(some_id):
             return
-        prefix = _prefix(some_id)
+        prefix = worker_prefix(some_id)
         entry = await self._worker(prefix)
         if entry is None:
             raise RuntimeError(f"no live node serves worker {prefix}")
@@ -122,7 +122,7 @@ class Cluster:
     async def _usable(self, router_id: str) -> bool:
         """Whether the Router's worker is ours or a live node's that answers (a killed node's
         workers stop at once, before its registration expires)."""
-        prefix = _prefix(router_id)
+        prefix = worker_prefix(router_id)
         if router_id in self._gone_routers:
             return False
         if prefix in self.media.addresses():
@@ -280,7 +280,7 @@ class Cluster:
         router = await self.redis.get(key)
         if router is None:
             return
-        if _prefix(router) in workers:  # its media died with the node
+        if worker_prefix(router) in workers:  # its media died with the node
             await self._swap(keys=[key], args=[router, ""])
         elif not await self.redis.hlen(people_key) and \
                 await self._swap(keys=[key], args=[router, ""]):
@@ -378,13 +378,13 @@ class Cluster:
                     log.exception("bad bus message %s", body)
 
 
-def _prefix(some_id: str) -> str:
+def worker_prefix(some_id: str) -> str:
     """The worker part of a media id ("aw0." of "aw0.r-1f2e")."""
     return some_id.split(".", 1)[0] + "."
 
 
 def same_worker(one_id: str, other_id: str) -> bool:
-    return _prefix(one_id) == _prefix(other_id)
+    return worker_prefix(one_id) == worker_prefix(other_id)
 
 
 def track_to_wire(track: Track) -> dict[str, Any]:
