@@ -49,14 +49,21 @@ $(UPLOT_JS):
 $(VENV)/bin/python:
 	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv python3-dev; }
+	@# a C compiler and Python's headers: the install compiles mediaserver/native/
+	@command -v cc >/dev/null 2>&1 && python3 -c 'import sysconfig, os, sys; \
+	  sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc libc6-dev python3-dev; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+# the C parts of the packet path are compiled by the install (setup.py, mediaserver/native/)
+NATIVE := setup.py $(wildcard mediaserver/native/*.c mediaserver/native/*_build.py)
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(NATIVE)
 	$(PY) -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml
+$(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml $(NATIVE)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(VENV)/.installed $@
 

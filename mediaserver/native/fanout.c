@@ -1,0 +1,1 @@
+int ms_probe(int x) { return x + 1; }
