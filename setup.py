@@ -3,4 +3,5 @@ everything else about the package is in pyproject.toml."""
 
 from setuptools import setup
 
-setup(cffi_modules=["mediaserver/native/fanout_build.py:ffibuilder"])
+setup(cffi_modules=["mediaserver/native/fanout_build.py:ffibuilder",
+                   "mediaserver/native/bwe_build.py:ffibuilder"])

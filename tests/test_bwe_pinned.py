@@ -81,10 +81,14 @@ def handle(est: SendSideEstimator, history: SendHistory, data: bytes, now: float
     est.on_feedback(history.lookup(fb.base_seq, len(fb.arrivals)), fb, now)
 
 
-def run(s: Scenario) -> tuple[list[int], str, list[float]]:
+Handler = Callable[[SendSideEstimator, SendHistory, bytes, float], None]
+
+
+def run(s: Scenario, native: bool = True,
+        handler: Handler = handle) -> tuple[list[int], str, list[float]]:
     """(estimate after each feedback, usage letters, final figures)."""
     rng = random.Random(s.seed)
-    est = SendSideEstimator(initial=300_000)
+    est = SendSideEstimator(initial=300_000, native=native)
     history = SendHistory()
     recorder = TwccRecorder()
     link = Link(s.capacity, s.delay, s.loss, s.jitter, s.seed)
@@ -100,7 +104,7 @@ def run(s: Scenario) -> tuple[list[int], str, list[float]]:
             break
         sent: list[int] = []
         if deliveries and t == deliveries[0][0]:
-            handle(est, history, heapq.heappop(deliveries)[2], t)
+            handler(est, history, heapq.heappop(deliveries)[2], t)
             estimates.append(est.estimate)
             usage += est.usage[0]
             if s.probe_every and t >= next_probe:

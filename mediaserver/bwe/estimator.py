@@ -5,16 +5,20 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import compress
+from typing import Any
 
 from ..rtp.twcc import (
     DELTA_TICK_US,
     NOT_RECEIVED,
     REFERENCE_MASK,
     REFERENCE_TICK_US,
+    Buffer,
     TwccFeedback,
+    parse_feedback,
 )
 from .delay import NORMAL, ArrivalGroups, TrendlineDetector
 from .history import SendHistory
+from .native import USAGES, NativeFeedback
 from .rate import INCREASE_PER_SECOND, AimdRateControl, LossBasedControl
 
 INITIAL_RATE = 1_000_000  # bit/s until feedback says otherwise
@@ -26,20 +30,26 @@ APP_LIMITED = 0.5  # sending below this share of the estimate: it is not the pat
 
 
 class SendSideEstimator:
-    """`on_feedback` for every transport-cc packet; `estimate` (bit/s) is the lesser of the
-    delay-based and the loss-based rate. Times: `send_time` and `now` on the sender's clock
-    (s), arrivals on the receiver's (the feedback's), only ever compared with each other."""
+    """`on_fci` or `on_transport_cc` for every transport-cc packet; `estimate` (bit/s) is the
+    lesser of the delay-based and the loss-based rate. Times: `send_time` and `now` on the
+    sender's clock (s), arrivals on the receiver's (the feedback's), only ever compared with
+    each other.
+
+    The per-feedback work up to the rate controls runs in C (native.py, one call per
+    feedback); `native=False` runs the Python reference instead (the tests compare the two)."""
 
     def __init__(self, initial: int = INITIAL_RATE, min_rate: int = MIN_RATE,
                  max_rate: int = MAX_RATE,
-                 increase_per_second: float = INCREASE_PER_SECOND) -> None:
+                 increase_per_second: float = INCREASE_PER_SECOND, native: bool = True) -> None:
         self.estimate = initial
         self.received_rate = 0  # bit/s the receiver got over the last half second
         self.rtt = 0.1  # s, from send to feedback (includes the receiver's feedback delay)
         self.usage = NORMAL
         self.feedbacks = self.packets_lost = self.packets_acked = 0
+        self._native = NativeFeedback() if native else None
         self._groups = ArrivalGroups()
-        self._detector = TrendlineDetector()
+        # the detector's state, threshold and trend: the C's where it runs
+        self._detector: TrendlineDetector | NativeFeedback = self._native or TrendlineDetector()
         self._aimd = AimdRateControl(initial, min_rate, max_rate, increase_per_second)
         self._loss = LossBasedControl(initial, min_rate, max_rate)
         # bytes received per feedback: (first arrival, last arrival, bytes), last 0.5 s
@@ -54,9 +64,25 @@ class SendSideEstimator:
         """Share of packets lost in the last window the loss-based control judged."""
         return self._loss.loss
 
+    def on_fci(self, history: SendHistory, fci: Buffer, now: float) -> None:
+        """A transport-cc FCI (after the two SSRCs) about what `history` recorded: parsed and
+        taken in one C call. ValueError, with parse_feedback's message, if it is malformed
+        (the estimator then unchanged)."""
+        if self._native is None:
+            self.on_transport_cc(history, parse_feedback(0, 0, fci), now)
+            return
+        out = self._native.feedback(history, fci if type(fci) is bytes else bytes(fci))
+        if out is not None:
+            self._apply(out, now)
+
     def on_transport_cc(self, history: SendHistory, feedback: TwccFeedback, now: float) -> None:
         """A transport-cc feedback about what `history` recorded (the media worker's path:
         the send records of the feedback's numbers are one run of the history's ring)."""
+        if self._native is not None:
+            out = self._native.feedback(history, feedback.fci)
+            if out is not None:
+                self._apply(out, now)
+            return
         first, times, sizes = history.window(feedback.base_seq, len(feedback.symbols))
         self._update(feedback, first, times, sizes, now)
 
@@ -65,6 +91,11 @@ class SendSideEstimator:
         """`sent`: (transport-wide seq, send time, size) of the packets the feedback covers, in
         sequence order, as the sender recorded them (SendHistory.lookup); others are ignored."""
         count, base = len(feedback.symbols), feedback.base_seq
+        if self._native is not None:
+            out = self._native.feedback_from(sent, base, count, feedback.fci)
+            if out is not None:
+                self._apply(out, now)
+            return
         times, sizes = [-1.0] * count, [0] * count
         for seq, send, size in sent:
             i = (seq - base) & 0xFFFF
@@ -133,6 +164,28 @@ class SendSideEstimator:
             newest_send = max(got_sends)
             if now >= newest_send:
                 self.rtt = RTT_SMOOTHING * self.rtt + (1 - RTT_SMOOTHING) * (now - newest_send)
+        self._decide(usage, lost, total, now)
+
+    def _apply(self, out: Any, now: float) -> None:
+        """What the C (native.py) found in a feedback that told of packets we know: as the
+        end of `_update`, from the same values."""
+        self.feedbacks += 1
+        if out.got_bytes:
+            self.received_rate = self._received.add(out.recv_first, out.recv_last,
+                                                    out.got_bytes) or self.received_rate
+        self.sent_rate = self._sent.add(out.sent_min, out.sent_max,
+                                        out.sent_bytes) or self.sent_rate
+        lost, total = out.lost, out.total
+        self.packets_lost += lost
+        self.packets_acked += total - lost
+        if out.got:
+            newest_send = out.newest_send
+            if now >= newest_send:
+                self.rtt = RTT_SMOOTHING * self.rtt + (1 - RTT_SMOOTHING) * (now - newest_send)
+        self._decide(USAGES[out.usage], lost, total, now)
+
+    def _decide(self, usage: str, lost: int, total: int, now: float) -> None:
+        """The rate controls, from the detector's usage and the feedback's counts."""
         received_rate = self.received_rate or None
         self.usage = usage
         # Sending far below the estimate (videos held, only sound going), what arrives says

@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 
 DELTA_TICK_US = 250  # section 3.1.5: receive deltas in multiples of 250 us
@@ -64,6 +64,9 @@ class TwccFeedback:
     # reference time (the deltas summed). As parsed: what the estimator reads in C loops.
     symbols: bytes
     ticks: list[int]
+    # the FCI as received: what the estimator's C reads (mediaserver/native/bwe.c) instead
+    # of the two above
+    fci: bytes = field(compare=False, repr=False)
 
     @property
     def arrivals(self) -> list[int | None]:
@@ -102,7 +105,7 @@ def parse_feedback(sender_ssrc: int, media_ssrc: int, data: Buffer, pos: int = 0
     if end > len(data) or end - pos < FCI_HEAD.size:
         raise ValueError("transport-cc FCI too short")
     base, count, ref_fb = FCI_HEAD.unpack_from(data, pos)
-    pos += FCI_HEAD.size
+    start, pos = pos, pos + FCI_HEAD.size
     symbols = bytearray()
     while len(symbols) < count:
         if pos + 2 > end:
@@ -146,8 +149,10 @@ def parse_feedback(sender_ssrc: int, media_ssrc: int, data: Buffer, pos: int = 0
             else:
                 continue
             ticks.append(t)
+    fci = data if type(data) is bytes and len(data) == end and not start else \
+        bytes(data[start:end])
     return TwccFeedback(sender_ssrc, media_ssrc, base, ref_fb >> 8, ref_fb & 0xFF,
-                        bytes(symbols), ticks)
+                        bytes(symbols), ticks, fci)
 
 
 def parse_packet(data: Buffer) -> TwccFeedback:
