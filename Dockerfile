@@ -13,7 +13,7 @@ RUN npm install --silent --no-audit --no-fund --prefix /npm hls.js@1.6 uplot@1.6
 
 FROM python:3.11-slim-bookworm
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY mediaserver mediaserver
 COPY signaling signaling
 COPY recorder recorder
@@ -23,7 +23,11 @@ COPY --from=player /npm/node_modules/hls.js/dist/hls.min.js web_client/vendor/hl
 COPY --from=player /npm/node_modules/uplot/dist/uPlot.iife.min.js \
      /npm/node_modules/uplot/dist/uPlot.min.css web_client/vendor/
 # Editable: the server serves web_client/ from beside its packages (signaling/config.py).
-RUN pip install --no-cache-dir -e . && useradd --system --home /app mediaserver && \
+# (a compiler for the C parts of the packet path, mediaserver/native/, removed after the build)
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev && \
+    pip install --no-cache-dir -e . && \
+    apt-get purge -y -qq gcc libc6-dev && apt-get autoremove -y -qq && rm -rf /var/lib/apt/lists/* && \
+    useradd --system --home /app mediaserver && \
     mkdir -p /data && chown mediaserver /data
 USER mediaserver
 ENV MEDIASERVER_HOST=0.0.0.0 \

@@ -25,7 +25,7 @@ from .rtp.packet import (
     payload_offset,
 )
 from .rtp.rtcp import build_sr
-from .srtp import SrtpError
+from .sendbatch import EXT_MAX, NULL, UNQUEUED, ffi, send_copy
 
 # Sequence numbers one NACK may ask for: what a subscriber lists after a burst of loss is far
 # fewer; the cap keeps one small RTCP packet from turning into the whole cache resent.
@@ -39,14 +39,16 @@ RESEND_SLOTS = 1024
 
 # The first two header bytes of a padding packet: version 2 with the P bit.
 PADDING_HEADER = b"\xa0\x00"
-_PADDINGS: dict[int, memoryview] = {}
+_PADDINGS: dict[int, tuple[bytes, memoryview]] = {}
 
 
-def _padding(size: int) -> memoryview:
-    """`size` (1-255) bytes of padding: zeros, then their count (RFC 3550 5.1)."""
+def _padding(size: int) -> tuple[bytes, memoryview]:
+    """A padding packet's first two header bytes and its `size` (1-255) bytes of padding,
+    zeros then their count (RFC 3550 5.1), as (packet, view of the padding)."""
     block = _PADDINGS.get(size)
     if block is None:
-        block = _PADDINGS[size] = memoryview(bytes(size - 1) + bytes((size,)))
+        data = PADDING_HEADER + bytes(size - 1) + bytes((size,))
+        block = _PADDINGS[size] = (data, memoryview(data)[2:])
     return block
 
 
@@ -321,8 +323,11 @@ class Consumer(Renumbering):
 
     def __init__(self, consumer_id: str, producer: Producer, transport: WebRtcTransport,
                  link: WorkerLink, params: ConsumerParams) -> None:
+        # its per-copy constants and counters, as the fan-out's C reads and counts them
+        self._c = ffi.new("ms_copy *")
         super().__init__(consumer_id, producer, transport, link)
-        self._batch = link.batch  # the worker's, for the whole life of both
+        self._batch = link.batch.c  # the worker's, for the whole life of both
+        self._out = transport.out.c  # the transport's end of the fan-out (sendbatch.py)
         self.params = params
         self.mid = params.mid
         self.codec_name = producer.codec.name
@@ -341,8 +346,7 @@ class Consumer(Renumbering):
             transport_cc_id=ext.get(EXT_TRANSPORT_CC, 0),
             audio_level_id=ext.get(EXT_AUDIO_LEVEL, 0) if self.kind == "audio" else 0,
         )
-        self._x_bit = 0x10 if self.writer.template else 0
-        self._tcc = bool(ext.get(EXT_TRANSPORT_CC))
+        self._set_extensions(self.writer, bool(ext.get(EXT_TRANSPORT_CC)))
         if params.paused:
             self.holds.add("app")
         self.set_view(params.visible, params.width, params.height)
@@ -360,36 +364,36 @@ class Consumer(Renumbering):
     def _send(self, data: bytes, payload: memoryview, seq: int, ts: int,
               abs_time: bytes | None, level: bytes | None, ssrc: int, pt: int,
               prefix: bytes, now: float) -> None:
-        transport = self.transport
-        srtp, addr = transport.srtp, transport.addr
-        if srtp is None or addr is None:
-            return  # not connected yet
-        if self._x_bit:
-            tcc = transport.next_tcc_seq() if self._tcc else 0
-            ext = self.writer.render(abs_time, tcc, level)
-        else:
-            tcc, ext = 0, b""
-        batch, dest = self._batch, transport.destination
-        batched = batch.active and dest is not None
-        if batched and dest.generation == batch.generation:  # type: ignore[union-attr]
-            batch.flush()  # this transport's SRTP buffer still holds a queued packet
-        # Header, extensions and payload go straight into the transport's SRTP buffer, where
-        # the packet is protected in place; only the unbatched send copies it out.
-        try:
-            size = srtp.protect_parts(0x80 | (data[0] & 0x20) | self._x_bit,
-                                      (data[1] & 0x80) | pt, seq, ts, ssrc, ext, prefix, payload)
-        except (SrtpError, ValueError):
-            return
-        self.packets += 1
-        self.bytes += size
-        transport.packets_out += 1
-        transport.bytes_out += size
-        if self._tcc:  # what the subscriber's transport-cc feedback will tell us about
-            transport.tcc_history.sent(tcc, size, now)  # the arrival time: no clock read here
-        if batched:
-            batch.add(dest, size)  # type: ignore[arg-type]  # sent after the fan-out
-        else:
-            self._link.sendto(srtp.tx_view[:size], addr)
+        # Header, extension block and payload (`payload` is the end of `data`) are built in
+        # the transport's SRTP buffer, protected there, counted, recorded for transport-cc and
+        # queued for the fan-out's sendmmsg, all in C (sendbatch.py); what the batch cannot
+        # send (a TCP connection, no socket) is left there for the link's send.
+        if prefix.__class__ is not bytes:
+            prefix = bytes(prefix)
+        n = len(data)
+        size = send_copy(self._batch, self._out, self._c, data, n, n - len(payload), prefix,
+                         len(prefix), seq, ts, ssrc, pt, abs_time or NULL,
+                         level[0] if level else -1, now)
+        if size <= UNQUEUED:
+            transport = self.transport
+            self._link.sendto(transport.srtp.tx_view[:UNQUEUED - size], transport.addr)
+
+    def _set_extensions(self, writer: ExtensionWriter, tcc: bool) -> None:
+        """The subscriber's extension block as the C patches it per copy."""
+        c, block = self._c, bytes(writer.template)
+        if len(block) > EXT_MAX:
+            raise ValueError("extension block too long")
+        ffi.memmove(c.ext, block, len(block))
+        c.ext_len = len(block)
+        c.abs_pos, c.tcc_pos, c.level_pos = writer.abs_pos, writer.tcc_pos, writer.level_pos
+        c.x_bit = 0x10 if block else 0
+        c.tcc = int(tcc)
+        self._tcc = tcc
+
+    # the copy's counters, kept by the C
+    packets = property(lambda self: self._c.packets,
+                       lambda self, n: setattr(self._c, "packets", n))
+    bytes = property(lambda self: self._c.bytes, lambda self, n: setattr(self._c, "bytes", n))
 
     def send_padding(self, size: int, now: float) -> None:
         """A packet of `size` bytes of padding only (RFC 3550 5.1) on the RTX stream: the
@@ -397,7 +401,8 @@ class Consumer(Renumbering):
         if self.rtx_ssrc is None or self.rtx_payload_type is None:
             return
         media = self.packets, self.bytes  # the media's counters (SR, stats) leave it out
-        self._send(PADDING_HEADER, _padding(size), self.rtx_seq, self.last_ts, None, None,
+        data, padding = _padding(size)
+        self._send(data, padding, self.rtx_seq, self.last_ts, None, None,
                    self.rtx_ssrc, self.rtx_payload_type, b"", now)
         self.packets, self.bytes = media
         self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF

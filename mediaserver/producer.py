@@ -26,6 +26,7 @@ from .rtp.packet import (
 )
 from .rtp.retransmit import RetransmitBuffer
 from .rtp.rtcp import ReportBlock, SenderReport, ntp_to_middle32
+from .sendbatch import flush
 
 if TYPE_CHECKING:
     from .consumer import BaseConsumer
@@ -174,14 +175,16 @@ class RecvStream:
         # copy of its own per subscriber
         payload = memoryview(data)[payload_offset(data):]
         abs_time = find_extension(data, producer._abs_id) if producer._abs_id else None
+        if abs_time is not None and len(abs_time) != 3:
+            abs_time = None  # malformed: left out rather than allowed to change the layout
         batch = producer._batch
-        batch.active = batch.fd >= 0 and len(consumers) > 1  # one copy: a plain sendto is cheaper
+        batch.active = 1
         try:
             for consumer in consumers:
                 consumer.forward(data, payload, seq, ts, abs_time, level, now)
         finally:
-            batch.active = False
-            batch.flush()  # the whole fan-out in one sendmmsg (sendbatch.py)
+            batch.active = 0
+            flush(batch)  # the whole fan-out in one sendmmsg (sendbatch.py)
 
     def receive_rtx(self, data: bytes, now: float) -> None:
         """Unwrap an RTX packet (RFC 4588 section 4) and receive it as the original."""
@@ -335,7 +338,7 @@ class Producer(RecvStream):
         self.id = producer_id
         self.transport = transport
         self._link = link
-        self._batch = link.batch  # the fan-out's sendmmsg (sendbatch.py)
+        self._batch = link.batch.c  # the fan-out's sendmmsg (sendbatch.py)
         self.router_id = router_id
         self.params = params
         self.kind = params.kind

@@ -1,17 +1,19 @@
-"""The sends of one fan-out in one system call: sendmmsg(2) through cffi.
+"""The fan-out's sends: each copy built, protected and queued in C, all sent by one sendmmsg(2).
 
-Under load `sendto` is more than half of a worker's time (docs/benchmarks.md), and much of that
-is the per-call cost: the system call itself and uvloop's address handling. One incoming packet
-fans out to every subscriber; each Consumer protects its copy in its transport's SRTP buffer
-(srtp_fast), and instead of sending it at once it appends a message that points at that buffer
-(`add`); the Producer sends them all with one `flush` when the fan-out is done. On this machine
-that is 3.1-3.3 µs of CPU per datagram, message setup included, against 4.5-5.1 through
-`transport.sendto` (150 loopback destinations).
+Under load the send is most of a worker's time (docs/benchmarks.md): the system call and, per
+copy, the Python that laid out the header and extension block, copied the payload into the
+transport's SRTP buffer, protected it, counted and recorded it. One incoming packet fans out to
+every subscriber; each Consumer hands its numbers to `send_copy` (mediaserver/native/fanout.c),
+which builds the copy in its transport's SRTP buffer, protects it there, counts it, records it
+for transport-cc and queues a message that points at the buffer; the Producer sends them all
+with one `flush` when the fan-out is done (3.1-3.3 µs of CPU per datagram on this machine
+against 4.5-5.1 through `transport.sendto`). Outside a fan-out (a resend, padding) a copy goes
+out at once.
 
 Why it is safe to point at the SRTP buffers: nothing else writes a transport's outbound buffer
-between its Consumer's protect and the flush, since the fan-out is synchronous and a transport
-gets one copy of a packet. Should a transport come round again within one batch, the Consumer
-flushes before protecting into its buffer (its Destination's `generation` is the batch's).
+between its copy's protect and the flush, since the fan-out is synchronous, and should a
+transport come round again within one batch, `send_copy` flushes before building into its
+buffer (its `generation` is the batch's).
 
 A failed message costs that message only, as a failed `sendto` would: the call stops at it, the
 error is counted, and the rest go on. A full socket buffer drops what is left of the batch
@@ -20,27 +22,26 @@ error is counted, and the rest go on. A full socket buffer drops what is left of
 
 from __future__ import annotations
 
-import errno
 import socket
 import struct
+from typing import TYPE_CHECKING
 
-from cffi import FFI
-from pylibsrtp._binding import ffi as srtp_ffi
+from .native._fanout import ffi, lib
 
-ffi = FFI()
-ffi.cdef("""
-struct iovec { void *iov_base; size_t iov_len; };
-struct msghdr { void *msg_name; unsigned int msg_namelen; struct iovec *msg_iov;
-                size_t msg_iovlen; void *msg_control; size_t msg_controllen; int msg_flags; };
-struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
-int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
-""")
-_libc = ffi.dlopen(None)
-_sendmmsg = _libc.sendmmsg
-_memmove = ffi.memmove
-MSG_SIZE = ffi.sizeof("struct mmsghdr")
-CAPACITY = 1024  # Linux's UIO_MAXIOV: the most one call takes
-_FULL = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
+if TYPE_CHECKING:
+    from .bwe.history import SendHistory
+    from .srtp import SrtpPair
+
+# send_copy's results: > 0 the protected length, queued; UNQUEUED - length: protected in the
+# transport's buffer but not queued (no socket, or a TCP connection: the caller sends it)
+NOT_CONNECTED, SRTP_ERROR, TOO_LONG, UNQUEUED = (lib.MS_NOT_CONNECTED, lib.MS_SRTP_ERROR,
+                                                  lib.MS_TOO_LONG, lib.MS_UNQUEUED)
+send_copy = lib.ms_send
+flush = lib.ms_flush  # of a SendBatch's `c`
+NULL = ffi.NULL
+EXT_MAX = lib.MS_EXT_MAX
+# "protection" that leaves packets as they are, for tests that read back what is sent
+PLAIN_PROTECT = int(ffi.cast("uintptr_t", ffi.addressof(lib, "ms_plain_protect")))
 
 
 def sockaddr(addr: tuple) -> bytes:
@@ -54,66 +55,71 @@ def sockaddr(addr: tuple) -> bytes:
         socket.inet_aton(host) + bytes(8)
 
 
-class Destination:
-    """Where one transport's packets go: its address and its outbound SRTP buffer, as a
-    ready-made message header that `add` copies into the batch."""
-
-    __slots__ = ("iov", "template", "generation", "_keep")
-
-    def __init__(self, addr: tuple, buffer: object) -> None:
-        name = ffi.new("unsigned char[]", sockaddr(addr))
-        self.iov = ffi.new("struct iovec *")
-        self.iov.iov_base = ffi.cast("void *", int(srtp_ffi.cast("uintptr_t", buffer)))
-        self.template = ffi.new("struct mmsghdr *")
-        header = self.template.msg_hdr
-        header.msg_name = name
-        header.msg_namelen = len(ffi.buffer(name))
-        header.msg_iov = self.iov
-        header.msg_iovlen = 1
-        self.generation = -1  # the batch generation it was last added to
-        self._keep = (name, buffer)  # the memory the template points at lives as long as it
-
-
 class SendBatch:
-    """Messages of one fan-out, sent by `flush`. `active` only while a Producer fans out; a
-    worker without a socket yet (tests that drive it directly) never turns it on."""
+    """The messages of one fan-out (`c`, a C `ms_batch`), sent by `flush`. `active` only while
+    a Producer fans out; a worker without a socket yet (tests that drive it directly) has fd -1
+    and its consumers send each copy themselves."""
 
-    __slots__ = ("fd", "active", "count", "generation", "sent", "errors", "dropped", "_msgs")
+    __slots__ = ("c",)
 
     def __init__(self) -> None:
-        self.fd = -1
-        self.active = False
-        self.count = 0
-        self.generation = 0
-        self.sent = self.errors = self.dropped = 0
-        self._msgs = ffi.new("struct mmsghdr[]", CAPACITY)
+        self.c = ffi.new("ms_batch *")
+        self.c.fd = -1
 
-    def add(self, dest: Destination, length: int) -> None:
-        if self.count == CAPACITY:
-            self.flush()
-        dest.generation = self.generation
-        dest.iov.iov_len = length
-        _memmove(self._msgs + self.count, dest.template, MSG_SIZE)
-        self.count += 1
+    fd = property(lambda self: self.c.fd, lambda self, fd: setattr(self.c, "fd", fd))
+    active = property(lambda self: bool(self.c.active),
+                      lambda self, on: setattr(self.c, "active", int(on)))
+    count = property(lambda self: self.c.count)
+    generation = property(lambda self: self.c.generation)
+    sent = property(lambda self: self.c.sent)
+    errors = property(lambda self: self.c.errors)
+    dropped = property(lambda self: self.c.dropped)
 
     def flush(self) -> None:
-        n = self.count
-        if not n:
-            return
-        self.count = 0
-        self.generation += 1
-        msgs, start = self._msgs, 0
-        while start < n:
-            done = _sendmmsg(self.fd, msgs + start, n - start, 0)
-            if done > 0:
-                start += done
-                self.sent += done
-                continue
-            if ffi.errno in _FULL:
-                self.dropped += n - start
-                return
-            self.errors += 1  # e.g. an ICMP error reported late: this message is lost
-            start += 1
+        lib.ms_flush(self.c)
+
+
+class Outbound:
+    """One transport's end of the fan-out (`c`, a C `ms_out`): its outbound SRTP session and
+    buffer, its address, its transport-wide sequence numbers and SendHistory, its counters.
+    Holds the Python objects whose memory the struct points at for as long as it does."""
+
+    __slots__ = ("c", "_srtp", "_history", "_arrays")
+
+    def __init__(self) -> None:
+        self.c = ffi.new("ms_out *")
+        self.c.generation = -1
+        self._srtp: SrtpPair | None = None
+        self._history: SendHistory | None = None
+        self._arrays: tuple = ()
+
+    def set_path(self, srtp: SrtpPair | None, addr: tuple | None) -> None:
+        """Its SRTP (None: not keyed, or nowhere to send: nothing is built) and its UDP
+        address (None: none the batch can send to, as for a TCP connection, whose packets the
+        caller sends)."""
+        c = self.c
+        if srtp is None:
+            c.session = c.buf = NULL
+        else:
+            session, protect, buffer = srtp.tx_native
+            c.protect = ffi.cast("ms_protect_fn", protect)
+            c.buf = ffi.cast("unsigned char *", buffer)
+            c.session = ffi.cast("void *", session)
+        self._srtp = srtp
+        name = sockaddr(addr) if addr is not None else b""
+        ffi.memmove(c.addr, name, len(name))
+        c.addrlen = len(name)
+        c.generation = -1
+
+    def set_history(self, history: SendHistory) -> None:
+        """Where transport-cc send records go (a new one after a path change)."""
+        arrays = (ffi.from_buffer("double[]", history._times),
+                  ffi.from_buffer("uint16_t[]", history._sizes),
+                  ffi.from_buffer("int64_t[]", history._head))
+        c = self.c
+        c.hist_times, c.hist_sizes, c.hist_head = arrays
+        c.hist_mask = history._mask
+        self._history, self._arrays = history, arrays
 
 
 def set_buffers(sock: socket.socket, recv: int, send: int) -> None:

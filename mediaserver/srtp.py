@@ -41,7 +41,7 @@ class SrtpPair:
     """Inbound and outbound SRTP sessions of one transport."""
 
     __slots__ = ("profile", "protect", "protect_rtcp", "unprotect", "unprotect_rtcp",
-                 "protect_parts", "tx_buffer", "tx_view")
+                 "protect_parts", "tx_view", "tx_native")
 
     def __init__(self, profile: SrtpProfile, tx_key: bytes, rx_key: bytes) -> None:
         self.profile = profile
@@ -50,9 +50,10 @@ class SrtpPair:
         # Bound methods cached as attributes: one attribute lookup per packet, not two.
         self.protect = tx.protect
         self.protect_parts = tx.protect_parts
-        # where protect_parts leaves its packet: the buffer as sendmmsg points at it
-        # (sendbatch.py), and as Python reads it
-        self.tx_buffer = tx._buf
+        # the outbound session and buffer as the fan-out's C builds packets in them
+        # (sendbatch.Outbound; `protect` keeps the session alive), and the buffer as Python
+        # reads a packet built there
+        self.tx_native = tx.native
         self.tx_view = tx._view
         self.protect_rtcp = tx.protect_rtcp
         self.unprotect = rx.unprotect

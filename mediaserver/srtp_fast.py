@@ -41,6 +41,15 @@ class SrtpContext:
         self.unprotect_rtcp = self._bind(lib.srtp_unprotect_rtcp, 0)
         self.protect_parts = _parts_binder(self)
 
+    @property
+    def native(self) -> tuple[int, int, int]:
+        """(session, srtp_protect, buffer) as addresses, for the fan-out's C
+        (sendbatch.Outbound), which must keep this context alive while it uses them."""
+        def address(cdata: object) -> int:
+            return int(ffi.cast("uintptr_t", cdata))
+        return (address(self._srtp[0]), address(ffi.addressof(lib, "srtp_protect")),
+                address(self._buf))
+
     def _bind(self, func, trailer: int):  # type: ignore[no-untyped-def]
         # A closure over locals: the call does no attribute lookups beyond the C function.
         session = self._srtp[0]

@@ -40,7 +40,7 @@ from .rtp.rtcp import (
     parse_compound,
 )
 from .rtp.twcc import TwccRecorder, parse_feedback, tcc_seq_of
-from .sendbatch import Destination
+from .sendbatch import Outbound
 from .srtp import SrtpError, SrtpPair
 from .tcp import TcpAddr
 
@@ -79,8 +79,9 @@ class WebRtcTransport:
         self.last_stun: float | None = None
         self.dtls: DtlsEndpoint | None = None
         self.srtp: SrtpPair | None = None
-        # addr + outbound SRTP buffer as a sendmmsg message (set once both are known)
-        self.destination: Destination | None = None
+        # its end of the fan-out in C: SRTP session and buffer, UDP address, transport-cc
+        # numbering and history, counters (sendbatch.py); sends once keyed and addressed
+        self.out = Outbound()
         self._early_dtls: list[bytes] = []
         self._early_dtls_bytes = 0
         self.rtcp_ssrc = random.getrandbits(32) or 1
@@ -94,9 +95,8 @@ class WebRtcTransport:
         self.rid_ext_id = self.rrid_ext_id = 0  # simulcast: rid and repaired rid (RFC 8852)
         self.consumers: dict[str, Consumer] = {}
         self.consumers_by_ssrc: dict[int, Consumer] = {}
-        self.tcc_seq = 0
         # Send-side bandwidth estimation: what went out under each transport-wide seq
-        # (Consumer._send records it), read back when the peer's transport-cc feedback comes.
+        # (each copy's send records it), read back when the peer's transport-cc feedback comes.
         self.tcc_history = SendHistory()
         # Until the first feedback it starts low (what libwebrtc starts at) and probes up.
         self.bwe = SendSideEstimator(initial=START_RATE)
@@ -116,7 +116,6 @@ class WebRtcTransport:
         self.max_bitrate = worker.config.max_incoming_bitrate
         # counters (read at scrape time, never pushed from the packet path)
         self.packets_in = self.bytes_in = 0
-        self.packets_out = self.bytes_out = 0
         self.rtcp_in = self.rtcp_out = 0
         self.srtp_errors = 0
         self.path_changes = 0  # nominations that moved a connected transport's media
@@ -418,9 +417,33 @@ class WebRtcTransport:
         for fb in self.twcc.build(self.rtcp_ssrc, media):
             self.send_rtcp(build_rr(self.rtcp_ssrc) + fb)
 
+    # What the fan-out's C keeps for the transport (sendbatch.Outbound), as Python reads it.
+    @property
+    def tcc_seq(self) -> int:
+        """The transport-wide sequence number last given."""
+        return self.out.c.tcc_seq
+
     def next_tcc_seq(self) -> int:
-        self.tcc_seq = (self.tcc_seq + 1) & 0xFFFF
-        return self.tcc_seq
+        c = self.out.c
+        c.tcc_seq = (c.tcc_seq + 1) & 0xFFFF
+        return c.tcc_seq
+
+    @property
+    def tcc_history(self) -> SendHistory:
+        return self._tcc_history
+
+    @tcc_history.setter
+    def tcc_history(self, history: SendHistory) -> None:
+        self._tcc_history = history
+        self.out.set_history(history)
+
+    @property
+    def packets_out(self) -> int:
+        return self.out.c.packets
+
+    @property
+    def bytes_out(self) -> int:
+        return self.out.c.bytes
 
     def send_rtcp(self, packet: bytes) -> None:
         srtp, addr = self.srtp, self.addr
@@ -510,12 +533,10 @@ class WebRtcTransport:
 
     def _update_destination(self) -> None:
         addr = self.addr
-        if self.srtp is not None and addr is not None and addr.__class__ is not TcpAddr:
-            self.destination = Destination(addr, self.srtp.tx_buffer)
-        else:
-            # no sendmmsg batch for a TCP connection (nor before an address): each consumer
-            # sends its packet directly (the worker's send: TcpConnection.send)
-            self.destination = None
+        # no sendmmsg batch for a TCP connection: each copy is left in the SRTP buffer for its
+        # consumer to send (the worker's send: TcpConnection.send)
+        self.out.set_path(self.srtp if addr is not None else None,
+                          addr if addr.__class__ is not TcpAddr else None)
 
     def _on_dtls_failed(self, reason: str) -> None:
         log.warning("transport %s DTLS failed: %s", self.id, reason)

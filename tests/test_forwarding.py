@@ -27,6 +27,7 @@ from mediaserver.rtp.packet import (
     payload_offset,
 )
 from mediaserver.rtp.rtcp import Nack, Pli, SenderReport, parse_compound
+from mediaserver.sendbatch import PLAIN_PROTECT
 from mediaserver.transport import WebRtcTransport
 from mediaserver.worker import Worker
 
@@ -43,8 +44,10 @@ class PlainSrtp:
     profile = SimpleNamespace(openssl_name=b"PLAIN")  # what the connection's log line reads
 
     def __init__(self) -> None:
-        self.tx_buffer = srtp_ffi.new("unsigned char[]", 2048)  # what sendmmsg would point at
+        self.tx_buffer = srtp_ffi.new("unsigned char[]", 2048)  # where the C builds copies
         self.tx_view = srtp_ffi.buffer(self.tx_buffer)
+        # the fan-out's C "protects" with a function that leaves the packet as it is
+        self.tx_native = (1, PLAIN_PROTECT, int(srtp_ffi.cast("uintptr_t", self.tx_buffer)))
 
     def protect(self, packet: bytes) -> bytes:
         return packet

@@ -192,7 +192,7 @@ async def test_authenticated_check_over_tcp_makes_the_connection_an_address() ->
         addr = transport.addr
         assert isinstance(addr, TcpAddr) and (addr[0], addr[1]) == peer.addr
         assert worker.transport_ids_by_addr()[addr] == info.id
-        assert transport.destination is None  # never in the sendmmsg batch
+        assert transport.out.c.addrlen == 0  # never in the sendmmsg batch
         assert worker.tcp.unbound == 0  # type: ignore[union-attr]
         assert worker.sendto == worker._send_any  # TCP open: the send looks at the address
         (dump,) = worker.dump().transports

@@ -1,1 +1,190 @@
-int ms_probe(int x) { return x + 1; }
+/* One copy of a forwarded RTP packet, from the Consumer's numbers to the sendmmsg batch.
+ *
+ * What Consumer._send did in Python per subscriber (docs/benchmarks.md, "Where the time
+ * goes"): lay out the header and the subscriber's header-extension block, copy the payload into
+ * the transport's SRTP buffer, protect it there, count it, record it for transport-cc and queue
+ * a message that points at the buffer. The rewrite decisions (sequence number, timestamp,
+ * which packets go out) stay in Python; this is the part that is the same for every packet.
+ *
+ * Memory: every pointer here (SRTP session and buffer, SendHistory arrays) belongs to a Python
+ * object that the owner of the struct keeps alive (mediaserver/sendbatch.py). */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define MS_CAPACITY 1024 /* Linux's UIO_MAXIOV: the most one sendmmsg takes */
+#define MS_MAX_PACKET 1500
+#define MS_EXT_MAX 64
+
+typedef int (*ms_protect_fn)(void *session, void *packet, int *length);
+
+typedef struct {
+    int fd;           /* the worker's UDP socket; -1: none (the caller sends) */
+    int active;       /* a fan-out is under way: flush when it ends, not per packet */
+    int count;        /* messages queued */
+    long generation;  /* flushes so far */
+    long sent, errors, dropped;
+    struct mmsghdr msgs[MS_CAPACITY];
+    struct iovec iovs[MS_CAPACITY];
+} ms_batch;
+
+typedef struct {
+    /* SRTP: libsrtp's session and srtp_protect (pylibsrtp's copy of libsrtp) */
+    void *session;
+    ms_protect_fn protect;
+    unsigned char *buf; /* MS_MAX_PACKET + trailer: where packets are built and protected */
+    /* where it goes; addrlen 0: nowhere the batch can send (TCP, or not known yet) */
+    unsigned char addr[128]; /* a struct sockaddr_in or sockaddr_in6 */
+    unsigned int addrlen;
+    long generation; /* batch generation its buffer is queued in; -1: none */
+    /* transport-cc: the transport-wide sequence number last given, and its SendHistory */
+    int tcc_seq;
+    double *hist_times;
+    uint16_t *hist_sizes;
+    int64_t *hist_head;
+    unsigned int hist_mask;
+    unsigned long long packets, bytes;
+} ms_out;
+
+typedef struct {
+    unsigned char ext[MS_EXT_MAX]; /* the subscriber's extension block, patched per packet */
+    int ext_len, abs_pos, tcc_pos, level_pos;
+    int x_bit;   /* 0x10 when there is a block */
+    int tcc;     /* transport-cc negotiated: number and record each packet */
+    unsigned long long packets, bytes;
+} ms_copy;
+
+#define MS_NOT_CONNECTED 0
+#define MS_SRTP_ERROR -1
+#define MS_TOO_LONG -2
+#define MS_UNQUEUED -100 /* protected, not queued: -(length) + MS_UNQUEUED */
+
+void ms_flush(ms_batch *b)
+{
+    int n = b->count, start = 0;
+    if (!n)
+        return;
+    b->count = 0;
+    b->generation++;
+    while (start < n) {
+        int done = sendmmsg(b->fd, b->msgs + start, (unsigned int)(n - start), 0);
+        if (done > 0) {
+            start += done;
+            b->sent += done;
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+            b->dropped += n - start; /* the socket buffer is full: UDP, the rest is lost */
+            return;
+        }
+        b->errors++; /* e.g. an ICMP error reported late: this message is lost */
+        start++;
+    }
+}
+
+static inline void put16(unsigned char *p, unsigned int v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+static inline void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* Build one copy in o's buffer, protect it, count and record it, and queue it (sent now when
+ * no fan-out is under way). `data` is the publisher's packet (its first two octets give the P
+ * and M bits), the payload is data[payload_off:], `prefix` goes before it (a rewritten VP8
+ * descriptor, an RTX original sequence number). Returns the protected length once queued,
+ * MS_UNQUEUED - length when protected but left for the caller to send, or an MS_ error. */
+int ms_send(ms_batch *b, ms_out *o, ms_copy *c, const char *data, int data_len,
+            int payload_off, const char *prefix, int prefix_len, unsigned int seq,
+            unsigned int ts, unsigned int ssrc, int pt, const char *abs_time, int level,
+            double now)
+{
+    unsigned char *p = o->buf;
+    int pos, end, length;
+    if (o->session == NULL)
+        return MS_NOT_CONNECTED;
+    if (payload_off < 2 || payload_off > data_len || prefix_len < 0)
+        return MS_TOO_LONG;
+    pos = 12 + c->ext_len;
+    end = pos + prefix_len + (data_len - payload_off);
+    if (end > MS_MAX_PACKET)
+        return MS_TOO_LONG;
+    if (o->generation == b->generation && b->count)
+        ms_flush(b); /* its buffer still holds a packet queued in this batch */
+    p[0] = (unsigned char)(0x80 | (data[0] & 0x20) | c->x_bit);
+    p[1] = (unsigned char)((data[1] & 0x80) | (pt & 0x7F));
+    put16(p + 2, seq & 0xFFFF);
+    put32(p + 4, ts);
+    put32(p + 8, ssrc);
+    if (c->ext_len) {
+        /* Values come from the publisher's packets; one missing leaves the last in place (as
+         * ExtensionWriter.render did). */
+        unsigned char *t = c->ext;
+        if (c->abs_pos >= 0 && abs_time != NULL)
+            memcpy(t + c->abs_pos, abs_time, 3);
+        if (c->tcc_pos >= 0)
+            put16(t + c->tcc_pos, c->tcc ? (unsigned int)((o->tcc_seq + 1) & 0xFFFF) : 0);
+        if (c->level_pos >= 0 && level >= 0)
+            t[c->level_pos] = (unsigned char)level;
+        memcpy(p + 12, t, (size_t)c->ext_len);
+    }
+    if (prefix_len)
+        memcpy(p + pos, prefix, (size_t)prefix_len);
+    memcpy(p + pos + prefix_len, data + payload_off, (size_t)(data_len - payload_off));
+    length = end;
+    if (o->protect(o->session, p, &length))
+        return MS_SRTP_ERROR;
+    c->packets++;
+    c->bytes += (unsigned long long)length;
+    o->packets++;
+    o->bytes += (unsigned long long)length;
+    if (c->tcc) { /* what the subscriber's transport-cc feedback will tell about */
+        unsigned int tcc = (unsigned int)((o->tcc_seq + 1) & 0xFFFF), i;
+        o->tcc_seq = (int)tcc;
+        if (o->hist_times != NULL) {
+            i = tcc & o->hist_mask;
+            o->hist_times[i] = now;
+            o->hist_sizes[i] = (uint16_t)(length < 0xFFFF ? length : 0xFFFF);
+            *o->hist_head = tcc;
+        }
+    }
+    if (b->fd < 0 || o->addrlen == 0)
+        return MS_UNQUEUED - length;
+    if (b->count == MS_CAPACITY)
+        ms_flush(b);
+    {
+        int k = b->count++;
+        struct iovec *iov = &b->iovs[k];
+        struct msghdr *h = &b->msgs[k].msg_hdr;
+        iov->iov_base = p;
+        iov->iov_len = (size_t)length;
+        h->msg_name = o->addr;
+        h->msg_namelen = o->addrlen;
+        h->msg_iov = iov;
+        h->msg_iovlen = 1;
+        h->msg_control = NULL;
+        h->msg_controllen = 0;
+        h->msg_flags = 0;
+    }
+    o->generation = b->generation;
+    if (!b->active)
+        ms_flush(b);
+    return length;
+}
+
+/* "Protection" that leaves the packet as it is: for tests that read back what is sent. */
+int ms_plain_protect(void *session, void *packet, int *length)
+{
+    (void)session;
+    (void)packet;
+    (void)length;
+    return 0;
+}
