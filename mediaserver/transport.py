@@ -39,7 +39,7 @@ from .rtp.rtcp import (
     ntp_to_middle32,
     parse_compound,
 )
-from .rtp.twcc import TwccRecorder, parse_feedback, tcc_seq_of
+from .rtp.twcc import TwccRecorder, tcc_seq_of
 from .sendbatch import Outbound
 from .srtp import SrtpError, SrtpPair
 from .tcp import TcpAddr
@@ -400,13 +400,12 @@ class WebRtcTransport:
     # ---- sending ------------------------------------------------------------------------
 
     def _on_transport_cc(self, item: TransportCc, now: float) -> None:
-        """A subscriber's transport-cc feedback about what we sent: into the estimator."""
+        """A subscriber's transport-cc feedback about what we sent: parsed and taken into the
+        estimator in one C call (bwe/native.py)."""
         try:
-            fb = parse_feedback(item.sender_ssrc, item.media_ssrc, item.fci)
+            self.bwe.on_fci(self.tcc_history, item.fci, now)
         except ValueError:
             self.twcc_errors += 1
-            return
-        self.bwe.on_transport_cc(self.tcc_history, fb, now)
 
     def send_transport_feedback(self) -> None:
         """What arrived from the publisher since the last call, as transport-cc feedback
