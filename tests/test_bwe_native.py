@@ -33,22 +33,33 @@ def test_the_extension_is_built_and_production_uses_it() -> None:
     assert SendSideEstimator(native=False)._native is None
 
 
+AIMD_STATES = ("hold", "increase", "decrease")  # bwe.c's MS_HOLD, MS_INCREASE, MS_DECREASE
+
+
 def snapshot(est: SendSideEstimator) -> tuple[object, ...]:
     """Everything the estimator decides and keeps that both paths have, floats as hex."""
     d = est._detector
     values: list[object] = [
-        est.estimate, est.usage, est.received_rate, est.sent_rate, est.rtt, est.feedbacks,
-        est.packets_lost, est.packets_acked, est.loss, d.state, d.threshold, d.trend,
-        est._aimd.rate, est._aimd.state, est._loss.rate, est._received._bytes,
-        est._sent._bytes, tuple(est._received._spans), tuple(est._sent._spans)]
+        est.estimate, est.usage, est.received_rate, est.sent_rate, float(est.rtt),
+        est.feedbacks, est.packets_lost, est.packets_acked, float(est.loss), d.state,
+        d.threshold, d.trend]
     if est._native is None:
-        g, t = est._groups, est._detector
+        g, t, aimd, cap = est._groups, est._detector, est._aimd, est._aimd.capacity
         values += [est._last_acked, g._first_send, g._last_send, g._last_arrival,
-                   t._accumulated, t._smoothed, t._prev_trend, t._num]
+                   t._accumulated, t._smoothed, t._prev_trend, t._num, float(aimd.rate),
+                   aimd.state, cap.estimate, cap._var, float(est._loss.rate),
+                   est._received._bytes, len(est._received._spans), est._sent._bytes,
+                   len(est._sent._spans)]
     else:
-        s = est._native._s
-        values += [s.last_acked, s.first_send, s.last_send, s.last_arrival,
-                   s.accumulated, s.smoothed, s.prev_trend, s.num]
+        s = est._native.s
+        r = s.rate
+        values += [s.last_acked, s.first_send, s.last_send, s.last_arrival, s.accumulated,
+                   s.smoothed, s.prev_trend, s.num, r.aimd_rate, AIMD_STATES[r.aimd_state],
+                   r.capacity if r.has_capacity else None, r.capacity_var, r.loss_rate,
+                   s.received.bytes, s.received.len, s.sent.bytes, s.sent.len]
+        # the figures SendSideEstimator copied from the C are the C's
+        assert (est.estimate, est.received_rate, est.sent_rate, est.rtt, est.feedbacks) == (
+            s.estimate, s.received_rate, s.sent_rate, s.rtt, s.feedbacks)
     return tuple(v.hex() if isinstance(v, float) else v for v in values)
 
 
@@ -182,15 +193,18 @@ def test_random_and_corrupted_feedback_decide_the_same(
 @fuzz(100)
 @given(st.lists(st.tuples(st.integers(1, 8), st.integers(-4_000, 6_000), st.booleans()),
                 min_size=1, max_size=16),
-       st.integers(25, 120), st.sampled_from([1 / 30, 0.02, 0.0049, 0.1]), st.integers(1, 4))
+       st.integers(25, 120), st.sampled_from([1 / 30, 0.02, 0.0049, 0.1]), st.integers(1, 4),
+       st.sampled_from([60_000, 1_000_000, 15_000_000]))
 def test_long_delay_walks_decide_the_same(pattern: list[tuple[int, int, bool]], n_fb: int,
-                                          interval: float, frames_per_fb: int) -> None:
+                                          interval: float, frames_per_fb: int,
+                                          initial: int) -> None:
     """Frames (packets each, the path's queueing delay change after it in us, its first
     packet lost if it has more) from a pattern over and over, reported a few frames a
     feedback: enough groups that the trendline's window fills and the detector leaves NORMAL,
     its threshold adapting; equal states after every feedback."""
     history = SendHistory()
-    native, python = SendSideEstimator(native=True), SendSideEstimator(native=False)
+    native, python = (SendSideEstimator(initial, native=True),
+                      SendSideEstimator(initial, native=False))
     seq, t, delay, frame = 0xFF00, 5.0, 30_000, 0
     for i in range(n_fb):
         base, arrivals = seq, []
@@ -208,6 +222,8 @@ def test_long_delay_walks_decide_the_same(pattern: list[tuple[int, int, bool]], 
         fci = build_feedback(1, 2, base & 0xFFFF, i, reference, arrivals)[12:]
         for est in (native, python):
             est.on_fci(history, fci, t + 0.03)
+            if i % 7 == 3:  # a probe result, as the allocator's prober gives
+                est.raise_to(est.received_rate if i % 2 else est.estimate * 1.3)
         assert snapshot(native) == snapshot(python), f"feedback {i}"
     assert native.feedbacks > 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import compress
-from typing import Any
 
 from ..rtp.twcc import (
     DELTA_TICK_US,
@@ -18,7 +17,7 @@ from ..rtp.twcc import (
 )
 from .delay import NORMAL, ArrivalGroups, TrendlineDetector
 from .history import SendHistory
-from .native import USAGES, NativeFeedback
+from .native import USAGES, NativeEstimator
 from .rate import INCREASE_PER_SECOND, AimdRateControl, LossBasedControl
 
 INITIAL_RATE = 1_000_000  # bit/s until feedback says otherwise
@@ -35,8 +34,9 @@ class SendSideEstimator:
     sender's clock (s), arrivals on the receiver's (the feedback's), only ever compared with
     each other.
 
-    The per-feedback work up to the rate controls runs in C (native.py, one call per
-    feedback); `native=False` runs the Python reference instead (the tests compare the two)."""
+    A feedback's work runs in C (native.py, one call per feedback, the figures below copied
+    from it after); `native=False` runs the Python reference instead (the tests compare the
+    two)."""
 
     def __init__(self, initial: int = INITIAL_RATE, min_rate: int = MIN_RATE,
                  max_rate: int = MAX_RATE,
@@ -46,15 +46,20 @@ class SendSideEstimator:
         self.rtt = 0.1  # s, from send to feedback (includes the receiver's feedback delay)
         self.usage = NORMAL
         self.feedbacks = self.packets_lost = self.packets_acked = 0
-        self._native = NativeFeedback() if native else None
+        self.sent_rate = 0  # bit/s we sent over the last half second (of what feedback covers)
+        self._native: NativeEstimator | None = None
+        # the detector's state, threshold and trend (the C's where it runs)
+        self._detector: TrendlineDetector | NativeEstimator
+        if native:  # the C keeps the state below in its own struct
+            self._native = self._detector = NativeEstimator(initial, min_rate, max_rate,
+                                                            increase_per_second)
+            return
         self._groups = ArrivalGroups()
-        # the detector's state, threshold and trend: the C's where it runs
-        self._detector: TrendlineDetector | NativeFeedback = self._native or TrendlineDetector()
+        self._detector = TrendlineDetector()
         self._aimd = AimdRateControl(initial, min_rate, max_rate, increase_per_second)
         self._loss = LossBasedControl(initial, min_rate, max_rate)
         # bytes received per feedback: (first arrival, last arrival, bytes), last 0.5 s
         self._received = RateWindow()  # by arrival time (the receiver's clock)
-        self.sent_rate = 0  # bit/s we sent over the last half second (of what feedback covers)
         self._sent = RateWindow()  # by send time (ours)
         self._reference: int | None = None  # last reference time, unwrapped (64 ms units)
         self._last_acked = -1  # highest seq reported (extended), so repeats count once
@@ -62,7 +67,7 @@ class SendSideEstimator:
     @property
     def loss(self) -> float:
         """Share of packets lost in the last window the loss-based control judged."""
-        return self._loss.loss
+        return self._loss.loss if self._native is None else self._native.s.rate.loss
 
     def on_fci(self, history: SendHistory, fci: Buffer, now: float) -> None:
         """A transport-cc FCI (after the two SSRCs) about what `history` recorded: parsed and
@@ -71,17 +76,15 @@ class SendSideEstimator:
         if self._native is None:
             self.on_transport_cc(history, parse_feedback(0, 0, fci), now)
             return
-        out = self._native.feedback(history, fci if type(fci) is bytes else bytes(fci))
-        if out is not None:
-            self._apply(out, now)
+        if self._native.feedback(history, fci if type(fci) is bytes else bytes(fci), now):
+            self._apply()
 
     def on_transport_cc(self, history: SendHistory, feedback: TwccFeedback, now: float) -> None:
         """A transport-cc feedback about what `history` recorded (the media worker's path:
         the send records of the feedback's numbers are one run of the history's ring)."""
         if self._native is not None:
-            out = self._native.feedback(history, feedback.fci)
-            if out is not None:
-                self._apply(out, now)
+            if self._native.feedback(history, feedback.fci, now):
+                self._apply()
             return
         first, times, sizes = history.window(feedback.base_seq, len(feedback.symbols))
         self._update(feedback, first, times, sizes, now)
@@ -92,9 +95,8 @@ class SendSideEstimator:
         sequence order, as the sender recorded them (SendHistory.lookup); others are ignored."""
         count, base = len(feedback.symbols), feedback.base_seq
         if self._native is not None:
-            out = self._native.feedback_from(sent, base, count, feedback.fci)
-            if out is not None:
-                self._apply(out, now)
+            if self._native.feedback_from(sent, base, count, feedback.fci, now):
+                self._apply()
             return
         times, sizes = [-1.0] * count, [0] * count
         for seq, send, size in sent:
@@ -164,28 +166,6 @@ class SendSideEstimator:
             newest_send = max(got_sends)
             if now >= newest_send:
                 self.rtt = RTT_SMOOTHING * self.rtt + (1 - RTT_SMOOTHING) * (now - newest_send)
-        self._decide(usage, lost, total, now)
-
-    def _apply(self, out: Any, now: float) -> None:
-        """What the C (native.py) found in a feedback that told of packets we know: as the
-        end of `_update`, from the same values."""
-        self.feedbacks += 1
-        if out.got_bytes:
-            self.received_rate = self._received.add(out.recv_first, out.recv_last,
-                                                    out.got_bytes) or self.received_rate
-        self.sent_rate = self._sent.add(out.sent_min, out.sent_max,
-                                        out.sent_bytes) or self.sent_rate
-        lost, total = out.lost, out.total
-        self.packets_lost += lost
-        self.packets_acked += total - lost
-        if out.got:
-            newest_send = out.newest_send
-            if now >= newest_send:
-                self.rtt = RTT_SMOOTHING * self.rtt + (1 - RTT_SMOOTHING) * (now - newest_send)
-        self._decide(USAGES[out.usage], lost, total, now)
-
-    def _decide(self, usage: str, lost: int, total: int, now: float) -> None:
-        """The rate controls, from the detector's usage and the feedback's counts."""
         received_rate = self.received_rate or None
         self.usage = usage
         # Sending far below the estimate (videos held, only sound going), what arrives says
@@ -196,10 +176,21 @@ class SendSideEstimator:
         rate = self._loss.update(lost, total, delay_rate, self.rtt, now, received_rate)
         self.estimate = int(min(delay_rate, rate))
 
+    def _apply(self) -> None:
+        """The figures the C computed for a feedback that told of packets we know."""
+        s = self._native.s  # type: ignore[union-attr]
+        self.estimate, self.received_rate, self.sent_rate = s.estimate, s.received_rate, \
+            s.sent_rate
+        self.rtt, self.usage, self.feedbacks = s.rtt, USAGES[s.state], s.feedbacks
+        self.packets_lost, self.packets_acked = s.packets_lost, s.packets_acked
+
     def raise_to(self, rate: float) -> None:
         """A probe showed the path carrying `rate` without overuse (allocation.Prober, as
         libwebrtc's probe results do): both controls start from there."""
         if rate <= self.estimate or self.usage != NORMAL:
+            return
+        if self._native is not None:
+            self.estimate = self._native.raise_to(rate)
             return
         self._aimd.rate = min(max(self._aimd.rate, rate), self._aimd.max_rate)
         self._loss.rate = min(max(self._loss.rate, rate), self._loss.max_rate)

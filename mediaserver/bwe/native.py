@@ -1,8 +1,9 @@
 """The estimator's per-feedback work in C (mediaserver/native/bwe.c): parse, match to the send
-records, arrival groups, trendline and overuse detector, one call per feedback.
+records, arrival groups, trendline and overuse detector, rate windows, AIMD and loss-based
+control, one call per feedback.
 
 No fallback: without the compiled extension (`pip install -e .`) this import fails. The Python
-of rtp/twcc.py, delay.py and estimator.py stays the reference it is tested against
+of rtp/twcc.py, delay.py, rate.py and estimator.py stays the reference it is tested against
 (tests/test_bwe_native.py); `SendSideEstimator(native=False)` runs that instead."""
 
 from __future__ import annotations
@@ -21,44 +22,49 @@ ERRORS = {-1: "transport-cc FCI too short", -2: "transport-cc status chunks trun
           -3: "transport-cc reserved status symbol", -4: "transport-cc receive deltas truncated"}
 
 
-class NativeFeedback:
-    """The C state of one estimator (ArrivalGroups, TrendlineDetector, the unwrapped reference
-    time and the last number reported), owned by this object; `state`, `threshold` and
-    `trend` read as TrendlineDetector's do."""
+class NativeEstimator:
+    """The C state of one SendSideEstimator (`s`, an ms_bwe, with its figures), owned by this
+    object and freed with it; `state`, `threshold` and `trend` read as TrendlineDetector's."""
 
-    __slots__ = ("_s", "_out", "_history", "_ring")
+    __slots__ = ("s", "_history", "_ring")
 
-    def __init__(self) -> None:
-        self._s = ffi.new("ms_bwe *")
-        lib.ms_bwe_init(self._s, INITIAL_THRESHOLD)
-        self._out = ffi.new("ms_bwe_out *")
+    def __init__(self, initial: int, min_rate: int, max_rate: int,
+                 increase_per_second: float) -> None:
+        self.s = ffi.gc(ffi.new("ms_bwe *"), lib.ms_bwe_free)
+        lib.ms_bwe_init(self.s, INITIAL_THRESHOLD, initial, min_rate, max_rate,
+                        increase_per_second)
         self._history: SendHistory | None = None
         self._ring: tuple[Any, Any, Any, int] = (ffi.NULL, ffi.NULL, ffi.NULL, 0)
 
     @property
     def state(self) -> str:
-        return USAGES[self._s.state]
+        return USAGES[self.s.state]
 
     @property
     def threshold(self) -> float:
-        return self._s.threshold
+        return self.s.threshold
 
     @property
     def trend(self) -> float:
-        return self._s.trend
+        return self.s.trend
 
-    def feedback(self, history: SendHistory, fci: bytes) -> Any:
-        """The FCI against `history`'s ring: the C's ms_bwe_out (reused: read it before the
-        next call), or None if it told of no packet we know. ValueError if malformed."""
+    def raise_to(self, rate: float) -> int:
+        """SendSideEstimator.raise_to past its test: both controls from `rate`; the estimate."""
+        lib.ms_bwe_raise_to(self.s, rate)
+        return self.s.estimate
+
+    def feedback(self, history: SendHistory, fci: bytes, now: float) -> bool:
+        """The FCI against `history`'s ring: True if it told of packets we know (the figures
+        in `s` are new). ValueError if malformed (nothing changed)."""
         if history is not self._history:  # pointers into its arrays, kept while it is ours
             self._ring = (ffi.from_buffer("double[]", history._times),
                           ffi.from_buffer("uint16_t[]", history._sizes),
                           ffi.from_buffer("int64_t[]", history._head), history._mask)
             self._history = history
-        return self._call(fci, *self._ring)
+        return self._call(fci, *self._ring, now)
 
     def feedback_from(self, sent: Iterable[tuple[int, float, int]], base: int, count: int,
-                      fci: bytes) -> Any:
+                      fci: bytes, now: float) -> bool:
         """As `feedback`, the send records given as (seq, send time, size) instead of a
         history (SendSideEstimator.on_feedback): laid out as a ring that holds them all."""
         size = 1 << max(count - 1, 0).bit_length()
@@ -71,14 +77,13 @@ class NativeFeedback:
         head = array("q", [(base + count - 1) & 0xFFFF])
         return self._call(fci, ffi.from_buffer("double[]", times),
                           ffi.from_buffer("uint16_t[]", sizes), ffi.from_buffer("int64_t[]", head),
-                          mask)
+                          mask, now)
 
-    def _call(self, fci: bytes, times: Any, sizes: Any, head: Any, mask: int) -> Any:
-        rc = lib.ms_bwe_feedback(self._s, fci, len(fci), times, sizes, head, mask, self._out)
-        if rc > 0:
-            return self._out
-        if rc == 0:
-            return None
+    def _call(self, fci: bytes, times: Any, sizes: Any, head: Any, mask: int,
+              now: float) -> bool:
+        rc = lib.ms_bwe_feedback(self.s, fci, len(fci), times, sizes, head, mask, now)
+        if rc >= 0:
+            return rc > 0
         if rc in ERRORS:
             raise ValueError(ERRORS[rc])
         raise MemoryError("transport-cc feedback")

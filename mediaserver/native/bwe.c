@@ -1,15 +1,19 @@
-/* One transport-cc feedback, from its FCI to what the AIMD and loss-based control need.
+/* One transport-cc feedback, from its FCI to the estimate, in one call.
  *
  * The C of mediaserver/rtp/twcc.py's parse_feedback (the status chunks and receive deltas)
- * and of SendSideEstimator._update up to the rate controls (mediaserver/bwe/estimator.py,
- * delay.py): the reference time unwrapped, the numbers matched to the SendHistory ring, the
- * repeats skipped, counts and sizes summed, arrival groups, the trendline fit and the overuse
- * detector with its adaptive threshold. The Python stays the reference: the same double
- * operations in the same order (compiled with -ffp-contract=off), so the same bits
- * (tests/test_bwe_native.py, tests/test_bwe_pinned.py).
+ * and of SendSideEstimator._update (mediaserver/bwe/estimator.py, delay.py, rate.py): the
+ * reference time unwrapped, the numbers matched to the SendHistory ring, the repeats skipped,
+ * counts and sizes summed, arrival groups, the trendline fit and the overuse detector with its
+ * adaptive threshold, the received and sent rate windows, the AIMD and the loss-based control.
+ * The Python stays the reference: the same double operations in the same order (compiled with
+ * -ffp-contract=off; Python's min(a, b) keeps a unless b < a, max unless b > a: py_min,
+ * py_max), so the same bits (tests/test_bwe_native.py, tests/test_bwe_pinned.py).
  *
  * Every read of the FCI is bounds-checked; a malformed one gives the error the Python parser
- * raises (MS_TWCC_E_*). History reads are `index & mask` into arrays of mask + 1 entries. */
+ * raises (MS_TWCC_E_*) and changes nothing. History reads are `index & mask` into arrays of
+ * mask + 1 entries. The rate windows' spans are malloc'd (ms_bwe_free releases them).
+ *
+ * Compiled after bwe_rate.c (the windows and the rate controls), as one source. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,10 +24,6 @@
 #define MS_TWCC_E_RESERVED (-3) /* "transport-cc reserved status symbol" */
 #define MS_TWCC_E_DELTAS (-4)   /* "transport-cc receive deltas truncated" */
 #define MS_TWCC_E_MEMORY (-5)
-
-#define MS_NORMAL 0
-#define MS_OVERUSE 1
-#define MS_UNDERUSE 2
 
 #define WINDOW 20 /* delay.py's constants, as there */
 #define EXACT_EVERY 64
@@ -41,7 +41,6 @@
 #define REFERENCE_TICK_US 64000
 #define DELTA_TICK_US 250
 #define STACK_STATUSES 1024 /* statuses decoded on the stack; more (up to 65,535): malloc */
-
 typedef struct {
     /* SendSideEstimator: last reference time unwrapped (64 ms units), highest seq reported */
     int64_t reference, last_acked; /* last_acked -1: none yet */
@@ -57,22 +56,38 @@ typedef struct {
     int64_t count, n; /* the fit's updates and points, its sums relative to (bx, by) */
     double sx, sy, sxx, sxy, bx, by;
     double px[WINDOW], py[WINDOW];
+    /* SendSideEstimator's figures */
+    int64_t estimate, received_rate, sent_rate, feedbacks, packets_lost, packets_acked;
+    double rtt;
+    ms_window received, sent;
+    ms_rate rate;
 } ms_bwe;
 
-typedef struct {
-    int64_t lost, total, sent_bytes, got_bytes;
-    double sent_min, sent_max;   /* of the send records matched */
-    double recv_first, recv_last; /* s on the receiver's clock, when got_bytes */
-    double newest_send;           /* of the received ones, when got */
-    int got, usage;
-} ms_bwe_out;
-
-void ms_bwe_init(ms_bwe *s, double initial_threshold)
+void ms_bwe_init(ms_bwe *s, double initial_threshold, int64_t initial, int64_t min_rate,
+                 int64_t max_rate, double increase_per_second)
 {
     memset(s, 0, sizeof *s);
     s->last_acked = -1;
     s->first_send = -1.0;
     s->threshold = initial_threshold;
+    s->estimate = initial;
+    s->rtt = 0.1;
+    s->received.newest = s->sent.newest = -INFINITY;
+    rate_init(&s->rate, initial, min_rate, max_rate, increase_per_second);
+}
+
+void ms_bwe_free(ms_bwe *s)
+{
+    free(s->received.spans);
+    free(s->sent.spans);
+    s->received.spans = s->sent.spans = NULL;
+    s->received.len = s->received.cap = s->sent.len = s->sent.cap = 0;
+}
+
+/* SendSideEstimator.raise_to after its test (Python's: it reads estimate and usage there) */
+void ms_bwe_raise_to(ms_bwe *s, double rate)
+{
+    s->estimate = rate_raise_to(&s->rate, rate);
 }
 
 /* The status chunks of an FCI: symbols into `sym` (count of them; NULL: only checked) and
@@ -269,10 +284,11 @@ static void group(ms_bwe *s, double send, double arrival)
 }
 
 /* One feedback FCI against a SendHistory ring (times -1: no record; head: the last number
- * sent, -1: none): 1 with `out` filled where it told of packets we know, 0 where it did not
- * (nothing else changed then but the unwrapped reference time), or MS_TWCC_E_*. */
+ * sent, -1: none) at `now`: 1 where it told of packets we know (the estimate and figures
+ * updated), 0 where it did not (nothing changed then but the unwrapped reference time), or
+ * MS_TWCC_E_* (malformed: nothing changed). */
 int ms_bwe_feedback(ms_bwe *s, const char *fci, size_t len, const double *times,
-                    const uint16_t *sizes, const int64_t *head, unsigned mask, ms_bwe_out *out)
+                    const uint16_t *sizes, const int64_t *head, unsigned mask, double now)
 {
     const uint8_t *d = (const uint8_t *)fci;
     uint8_t stack_sym[STACK_STATUSES];
@@ -374,17 +390,31 @@ int ms_bwe_feedback(ms_bwe *s, const char *fci, size_t len, const double *times,
         }
         group(s, send, (double)(at_us + DELTA_TICK_US * tick) / 1e6);
     }
-    out->lost = lost;
-    out->total = total;
-    out->sent_bytes = sent_bytes;
-    out->got_bytes = got_bytes;
-    out->sent_min = sent_min;
-    out->sent_max = sent_max;
-    out->recv_first = (double)(at_us + DELTA_TICK_US * first_tick) / 1e6;
-    out->recv_last = (double)(at_us + DELTA_TICK_US * max_tick) / 1e6;
-    out->newest_send = newest;
-    out->got = got;
-    out->usage = s->state;
+    /* the rest of SendSideEstimator._update: the rate windows, counts, rtt, rate controls */
+    s->feedbacks++;
+    rc = MS_TWCC_E_MEMORY;
+    if (got_bytes) {
+        int64_t bps = window_add(&s->received, (double)(at_us + DELTA_TICK_US * first_tick) / 1e6,
+                                 (double)(at_us + DELTA_TICK_US * max_tick) / 1e6, got_bytes);
+        if (bps < 0)
+            goto done;
+        if (bps)
+            s->received_rate = bps;
+    }
+    int64_t bps = window_add(&s->sent, sent_min, sent_max, sent_bytes);
+    if (bps < 0)
+        goto done;
+    if (bps)
+        s->sent_rate = bps;
+    s->packets_lost += lost;
+    s->packets_acked += total - lost;
+    if (got && now >= newest)
+        s->rtt = RTT_SMOOTHING * s->rtt + (1 - RTT_SMOOTHING) * (now - newest);
+    double received = s->received_rate ? (double)s->received_rate : -1.0; /* -1: None */
+    int limited = (double)s->sent_rate < APP_LIMITED * s->rate.aimd_rate;
+    double delay_rate = aimd_update(&s->rate, s->state, received, s->rtt, now, limited);
+    double loss_rate = loss_update(&s->rate, lost, total, delay_rate, s->rtt, now, received);
+    s->estimate = (int64_t)py_min(delay_rate, loss_rate);
     rc = 1;
 done:
     if (sym != stack_sym)
