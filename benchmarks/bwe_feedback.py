@@ -14,6 +14,12 @@ before it, untimed: the history ring holds a batch's packets). Reports µs per f
 and what that is in a core at N subscribers sending 10 feedbacks a second.
 
     python -m benchmarks.bwe_feedback [--subscribers 300] [--seconds 60] [--profile]
+                                      [--entry fci|parsed|python]
+
+--entry: `fci` (the default), as transport.py does it since ab554e3: on_fci(history, fci,
+now), one C call (mediaserver/native/bwe.c); `parsed`, as it did before: parse_feedback in
+Python, then on_transport_cc (the C reads the FCI the parse kept); `python`, that with the
+Python reference (SendSideEstimator(native=False)), as before the C.
 """
 
 from __future__ import annotations
@@ -89,25 +95,36 @@ def trace(seconds: float, seed: int) -> tuple[list[list[Send]], list[Feedback]]:
     return sends, feedbacks
 
 
-def handler() -> Callable[[SendSideEstimator, SendHistory, Feedback], None]:
-    """What `Transport._on_transport_cc` does with a feedback's FCI (the three calls of the
-    code before on_transport_cc, so that a worktree of it can run this file too)."""
+def handler(entry: str = "fci") -> Callable[[SendSideEstimator, SendHistory, Feedback], None]:
+    """What `Transport._on_transport_cc` does with a feedback's FCI (as --entry says; the
+    calls of the code before on_transport_cc too, so that a worktree of it can run this)."""
     from mediaserver.rtp.twcc import parse_feedback
 
     def handle(est: SendSideEstimator, history: SendHistory, fb: Feedback) -> None:
         est.on_transport_cc(history, parse_feedback(0x5EED, 0, fb[2]), fb[0])
 
+    def handle_fci(est: SendSideEstimator, history: SendHistory, fb: Feedback) -> None:
+        est.on_fci(history, fb[2], fb[0])
+
     def handle_before(est: SendSideEstimator, history: SendHistory, fb: Feedback) -> None:
         parsed = parse_feedback(0x5EED, 0, fb[2])
         est.on_feedback(history.lookup(parsed.base_seq, len(parsed.arrivals)), parsed, fb[0])
+    if entry == "fci" and hasattr(SendSideEstimator, "on_fci"):
+        return handle_fci
     return handle if hasattr(SendSideEstimator, "on_transport_cc") else handle_before
 
 
-def measure(subscribers: int, seconds: float,
-            profiler: cProfile.Profile | None = None) -> dict:
+def estimator(entry: str) -> SendSideEstimator:
+    if entry == "python":
+        return SendSideEstimator(initial=300_000, native=False)
+    return SendSideEstimator(initial=300_000)
+
+
+def measure(subscribers: int, seconds: float, profiler: cProfile.Profile | None = None,
+            entry: str = "fci") -> dict:
     traces = [trace(seconds, seed) for seed in range(VARIANTS)]
-    handle = handler()
-    ests = [SendSideEstimator(initial=300_000) for _ in range(subscribers)]
+    handle = handler(entry)
+    ests = [estimator(entry) for _ in range(subscribers)]
     histories = [SendHistory() for _ in range(subscribers)]
     n_fb = min(len(fbs) for _, fbs in traces)
     gc.collect()
@@ -134,7 +151,7 @@ def measure(subscribers: int, seconds: float,
         handled += (stop - start) * subscribers
     us = cpu / handled * 1e6
     return {
-        "subscribers": subscribers, "feedbacks": handled,
+        "entry": entry, "subscribers": subscribers, "feedbacks": handled,
         "statuses_per_feedback": round(statuses / n_fb, 1),
         "cpu_seconds": round(cpu, 3), "us_per_feedback": round(us, 2),
         "core_percent_at_300": round(us * 300 * 10 / 1e4, 1),
@@ -148,10 +165,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="of feedback per subscriber")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best is reported")
     parser.add_argument("--profile", action="store_true", help="print the top cProfile costs")
+    parser.add_argument("--entry", choices=["fci", "parsed", "python"], default="fci",
+                        help="the path timed (see the module's docstring)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     profiler = cProfile.Profile() if args.profile else None
-    runs = [measure(args.subscribers, args.seconds, profiler) for _ in range(args.repeat)]
+    runs = [measure(args.subscribers, args.seconds, profiler, args.entry)
+            for _ in range(args.repeat)]
     for run in runs:
         print(json.dumps(run))
     best = min(runs, key=lambda r: r["us_per_feedback"])
@@ -167,10 +187,10 @@ def main() -> None:
     (out_dir / "bwe_feedback.json").write_text(json.dumps(
         {"commit": commit, "cpu": os.cpu_count(), "runs": runs, "best": best}, indent=2))
     (out_dir / "bwe_feedback.md").write_text(
-        "| commit | subscribers | statuses / feedback | µs / feedback (best of "
+        "| commit | entry | subscribers | statuses / feedback | µs / feedback (best of "
         f"{len(runs)}) | all runs | % of a core at 300 subscribers x 10/s |\n"
-        "|---|---|---|---|---|---|\n"
-        f"| {commit} | {best['subscribers']} | {best['statuses_per_feedback']} | "
+        "|---|---|---|---|---|---|---|\n"
+        f"| {commit} | {args.entry} | {best['subscribers']} | {best['statuses_per_feedback']} | "
         f"{best['us_per_feedback']} | {', '.join(str(r['us_per_feedback']) for r in runs)} | "
         f"{best['core_percent_at_300']} |\n")
     print((out_dir / "bwe_feedback.md").read_text())
