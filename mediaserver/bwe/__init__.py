@@ -7,5 +7,7 @@ Pure: no I/O, no clock of its own; time comes in with every call. What a transpo
 - `estimator.SendSideEstimator`: fed the packets a transport-cc feedback covers, keeps
   `estimate` (bit/s), the minimum of a delay-based estimate (`delay.py`: arrival groups, a
   trendline filter of the one-way delay gradient, an overuse detector with an adaptive
-  threshold; `rate.py`: the AIMD rate controller) and a loss-based one (`rate.py`).
+  threshold; `rate.py`: the AIMD rate controller) and a loss-based one (`rate.py`);
+- `native.py`: all of that for one feedback in one C call (mediaserver/native/bwe.c), what
+  production runs; the Python above is the reference it is tested against.
 """
