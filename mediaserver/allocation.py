@@ -7,8 +7,9 @@ their key frames; the producer's source; whether it is the room's active speaker
 subscriber's tile), fits them into the subscriber's estimate with `allocator.allocate` (pure)
 and applies the result: each simulcast consumer aims at the chosen encoding
 (`SimulcastConsumer.aim`), a video that does not fit is held ("budget", Consumer.hold), unless
-it is VP8 with temporal layers and its lowest encoding's base layer fits (BASE_LAYER_SHARE):
-then it gets that (`aim_temporal(0)`), at a quarter of the frame rate.
+it is VP8 with temporal layers and its lowest encoding's lower temporal layers fit
+(TEMPORAL_SHARES): then it gets those (`aim_temporal`): TL0 and TL1 at half the frame rate, or
+TL0 alone at a quarter.
 
 The budget is the send-side estimate from the subscriber's transport-cc feedback (bwe/), less
 what resends took in the last round; resends themselves get an allowance of RESEND_SHARE of
@@ -55,9 +56,10 @@ SEVERE = 0.6
 # on every encoding of a Chromium publisher).
 KEEP_LOWEST = 0.5
 # A VP8 video with temporal layers whose lowest encoding does not fit is given that encoding's
-# base temporal layer (a quarter of the frame rate) instead of being held, when this share of
-# the encoding's bitrate fits: libwebrtc gives TL0 40% of a three-layer encoding's rate.
-BASE_LAYER_SHARE = 0.4
+# lower temporal layers instead of being held, when their share of its bitrate fits: libwebrtc
+# gives a three-layer encoding's TL0 40% of its rate (a quarter of the frame rate) and TL0+TL1
+# 60% (half the frame rate; its kLayerRateAllocation).
+TEMPORAL_SHARES = (0.4, 0.6)
 AUDIO_BITRATE = 40_000  # bit/s of an audio stream not measured yet (Opus voice is 30-50k)
 # bit/s of a video encoding not measured yet, by its place from the top (the top one, the one
 # below...): what Chromium's simulcast sends at 720p
@@ -141,7 +143,8 @@ class TransportAllocator:
         self.transport = transport
         self.speakers = speakers
         self.layers: dict[str, int | None] = {}  # consumer id -> index chosen last round
-        self.base_only: set[str] = set()  # of those on index 0: on its base temporal layer
+        # of those on index 0: the highest temporal layer they get (a lower one than all)
+        self.temporal_only: dict[str, int] = {}
         self._pending: dict[str, bool] = {}  # consumer id -> a move up (True) or down waits
         self.allocated = 0  # bit/s given last round (0: no budget known)
         self.prober = Prober(transport, rounds)
@@ -171,11 +174,12 @@ class TransportAllocator:
         else:
             transport.resend_allowance = estimate * RESEND_SHARE * ALLOCATE_INTERVAL / 8
             budget = max(0, estimate - int(resent * 8 / max(dt, 0.1)))
-        # a video on its base temporal layer is not sending its lowest layer in full: to
+        # a video on lower temporal layers is not sending its lowest layer in full: to
         # allocate() it is not sent yet (its full rate needs the headroom of a raise)
         result = allocate(budget, demands, keep_lowest=KEEP_LOWEST, current={
-            cid: None if cid in self.base_only else layer for cid, layer in self.layers.items()})
-        base_only = self._base_layers(result, demands, budget)
+            cid: None if cid in self.temporal_only else layer
+            for cid, layer in self.layers.items()})
+        temporal_only = self._temporal_layers(result, demands, budget)
         before = self.layers
         videos = [d for d in demands if d.kind == "video"]
         severe = budget < SEVERE * sum(
@@ -186,10 +190,12 @@ class TransportAllocator:
         raised = any(layer is not None and (before.get(cid) is None or layer > before[cid])
                      for cid, layer in self.layers.items() if cid in before)
         self.allocated = result.used if estimate is not None else 0
-        self.base_only = {cid for cid in base_only if self.layers.get(cid) == 0}
+        self.temporal_only = {cid: tid for cid, tid in temporal_only.items()
+                              if self.layers.get(cid) == 0}
         for demand in videos:
-            self._apply(demand, self.layers[demand.consumer_id],
-                        streams[demand.consumer_id], demand.consumer_id in self.base_only)
+            cid = demand.consumer_id
+            self._apply(demand, self.layers[cid], streams[cid],
+                        self.temporal_only.get(cid, MAX_TID))
         if estimate is not None:
             want = self._wanted(demands, result)
             if raised:
@@ -243,10 +249,12 @@ class TransportAllocator:
             top = len(producer.streams) - 1
             layers = tuple(Layer(s.width, s.height, s.bitrate or UNMEASURED[
                 min(top - s.layer, len(UNMEASURED) - 1)]) for s in arriving)
+            temporal = consumer.temporal
             demands.append(Demand(consumer.id, "video", layers,
                                   source=producer.params.source or "camera",
                                   speaker=self.speakers.speaks(producer),
-                                  tile=consumer.tile))
+                                  tile=consumer.tile,
+                                  thinnable=temporal is not None and temporal.layered()))
         return demands, streams
 
     @staticmethod
@@ -260,32 +268,44 @@ class TransportAllocator:
                 total += demand.layers[useful_layers(demand) - 1].bitrate
         return total
 
-    def _base_layers(self, result: Allocation, demands: list[Demand], budget: int) -> set[str]:
-        """The videos `result` holds that get their lowest layer's base temporal layer instead
-        (VP8 with temporal layers seen), in order of priority while BASE_LAYER_SHARE of it fits;
+    def _temporal_layers(self, result: Allocation, demands: list[Demand],
+                         budget: int) -> dict[str, int]:
+        """The videos `result` holds that get their lowest layer's lower temporal layers instead
+        (VP8 with temporal layers seen), and the highest layer each gets: first TL0 to each in
+        order of priority while its TEMPORAL_SHARES fits, then TL1 to each in the same order
+        where the encoding has a layer above it (else TL1 would be all of it) and the rest fits;
         `result` updated to match."""
-        given: set[str] = set()
+        given: dict[str, int] = {}
         left = budget - result.used
-        layers = {d.consumer_id: d.layers for d in demands if d.kind == "video"}
+        rates = {d.consumer_id: d.layers[0].bitrate for d in demands if d.kind == "video"}
+        consumers = self.transport.consumers
         for cid in list(result.paused):
-            temporal = self.transport.consumers[cid].temporal
-            need = int(layers[cid][0].bitrate * BASE_LAYER_SHARE)
+            temporal = consumers[cid].temporal
+            need = int(rates[cid] * TEMPORAL_SHARES[0])
             if temporal is None or not temporal.layered() or need > left:
                 continue
             left -= need
             result.layers[cid] = 0
             result.paused.remove(cid)
-            given.add(cid)
+            given[cid] = 0
+        for cid in given:
+            more = int(rates[cid] * TEMPORAL_SHARES[1]) - int(rates[cid] * TEMPORAL_SHARES[0])
+            # as for layers: kept while most of it fits, raised with some to spare
+            factor = 0.8 if self.temporal_only.get(cid) == 1 else 1.1
+            above = consumers[cid].temporal.frames_by_tid[2:]  # type: ignore[union-attr]
+            if any(above) and more * factor <= left:
+                left -= more
+                given[cid] = 1
         result.used = budget - left
         return given
 
     def _apply(self, demand: Demand, index: int | None, arriving: list[RecvStream],
-               base_only: bool) -> None:
+               temporal: int) -> None:
         consumer = self.transport.consumers[demand.consumer_id]
         consumer.hold("budget", index is None)
         if index is not None:
             consumer.aim(arriving[min(index, len(arriving) - 1)].layer)
-            consumer.aim_temporal(0 if base_only else MAX_TID)
+            consumer.aim_temporal(temporal)
 
 
 class Prober:

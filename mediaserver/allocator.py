@@ -40,6 +40,9 @@ class Demand:
     speaker: bool = False  # the room's active speaker
     visible: bool = True
     tile: tuple[int, int] | None = None  # shown size in device pixels; None: unknown (no cap)
+    # its lowest layer can be thinned (VP8 temporal layers): rather than overloading the link
+    # with all of it (keep_lowest), it is held here and given lower frame rates (allocation.py)
+    thinnable: bool = False
 
 
 @dataclass
@@ -74,7 +77,7 @@ def allocate(budget: int, demands: list[Demand], headroom: float = 0.1,
     """Layers for `demands` within `budget` bit/s. `current`: the last allocation, so that a
     layer already sent is kept while `keep` of its cost fits (`keep_lowest` for the lowest
     layer, if given, and for the first video's lowest layer even when new; only upgrades need
-    headroom)."""
+    headroom; neither for a `thinnable` one)."""
     current = current or {}
     result = Allocation()
     for demand in demands:
@@ -93,7 +96,7 @@ def allocate(budget: int, demands: list[Demand], headroom: float = 0.1,
         had = current.get(demand.consumer_id)
         if had is None or index > had:
             factor = 1 + headroom
-        elif index == 0 and keep_lowest is not None:
+        elif index == 0 and keep_lowest is not None and not demand.thinnable:
             factor = keep_lowest
         else:
             factor = keep
@@ -104,7 +107,7 @@ def allocate(budget: int, demands: list[Demand], headroom: float = 0.1,
         # weak link's estimate hovering just under the lowest layer plus headroom would
         # otherwise leave the person with no picture at all
         need = int(demand.layers[0].bitrate * keep_lowest) if rank == 0 and \
-            keep_lowest is not None else cost(demand, 0)
+            keep_lowest is not None and not demand.thinnable else cost(demand, 0)
         if need <= left:
             result.layers[demand.consumer_id] = 0
             left -= demand.layers[0].bitrate
