@@ -66,6 +66,9 @@ class BaseConsumer:
     another worker)."""
 
     ssrc: int
+    # its state as the fan-out's C lane reads it (an `ms_copy *`, Consumer); NULL: the
+    # Producer calls `forward` for every packet
+    lane = NULL
     # simulcast (simulcast.py): the encoding forwarded now and the one wanted; -1: no layers
     spatial_layer = -1
     target_spatial_layer = -1
@@ -186,16 +189,42 @@ class BaseConsumer:
         self._link.consumer_closed(self)
 
 
+def _c_field(name: str, kind: type = int) -> property:
+    """An attribute kept in the C struct `_c`, for code off the packet path (which reads
+    `self._c` itself: a property call per access would slow it)."""
+    return property(lambda self: kind(getattr(self._c, name)),
+                    lambda self, value: setattr(self._c, name, value))
+
+
 class Renumbering(BaseConsumer):
     """An output stream with its own SSRC, sequence numbers and timestamps, continuous across
     restarts and simulcast switches: `forward` rewrites, `on_nack` maps back to the cache;
     each kind writes and sends the packet in its `_send` (`Consumer`: SRTP to a subscriber,
-    `simulcast.SimulcastPipeConsumer`: plain RTP into a pipe)."""
+    `simulcast.SimulcastPipeConsumer`: plain RTP into a pipe).
+
+    The numbering lives in a C struct (`_c`, an `ms_copy`): for a `Consumer` the fan-out's C
+    lane (native/fanout.c `ms_fan`) forwards the steady case from it with no Python, and
+    `forward` here is the rest (starts, switches, windows moved, temporal decisions) and the
+    reference the lane is tested against (tests/test_fanout_lane.py)."""
 
     codec_name: str
     payload_type: int
     rtx_payload_type: int | None
     rtx_seq: int
+
+    started = _c_field("started", bool)
+    paused = _c_field("paused", bool)
+    seq_offset = _c_field("seq_offset")
+    ts_offset = _c_field("ts_offset")
+    start_seq = _c_field("start_seq")
+    next_seq = _c_field("next_seq")
+    last_ts = _c_field("last_ts")
+    last_in_ts = _c_field("last_in_ts")
+    last_time = _c_field("last_time", float)
+
+    def __init__(self, *args: object) -> None:
+        self._c = ffi.new("ms_copy *")  # before BaseConsumer sets `started` and `paused`
+        super().__init__(*args)  # type: ignore[arg-type]
 
     def _send(self, data: bytes, payload: memoryview, seq: int, ts: int,
               abs_time: bytes | None, level: bytes | None, ssrc: int, pt: int,
@@ -209,70 +238,70 @@ class Renumbering(BaseConsumer):
         # out seq -> when it was last resent; made at the first NACK (most links never NACK)
         self._resent_seq: array[int] | None = None
         self._resent_at: array[float] | None = None
-        self.seq_offset = 0
-        self.ts_offset = 0
-        self.start_seq = 0
-        self.next_seq = random.getrandbits(15)  # RFC 3550: random initial values
-        self.last_ts = random.getrandbits(31)
-        self.last_in_ts = 0
-        self.last_time = 0.0
+        c = self._c
+        c.seq_offset = c.ts_offset = c.start_seq = c.last_in_ts = 0
+        c.next_seq = random.getrandbits(15)  # RFC 3550: random initial values
+        c.last_ts = random.getrandbits(31)
+        c.last_time = 0.0
 
     def _start(self, seq: int, ts: int, now: float) -> None:
         """Map the producer's numbering onto ours so our output stays continuous: the next
         sequence number, and a timestamp advanced by the wall-clock time since the last packet
         (a new encoding's RTP clock has a random base of its own, RFC 3550 section 5.1)."""
-        self.seq_offset = (self.next_seq - seq) & 0xFFFF
-        if self.last_time:
-            elapsed = int((now - self.last_time) * self.clock_rate)
-            out_ts = (self.last_ts + max(1, elapsed)) & 0xFFFFFFFF
+        c = self._c
+        c.seq_offset = (c.next_seq - seq) & 0xFFFF
+        if c.last_time:
+            elapsed = int((now - c.last_time) * self.clock_rate)
+            out_ts = (c.last_ts + max(1, elapsed)) & 0xFFFFFFFF
         else:
-            out_ts = self.last_ts
-        self.ts_offset = (out_ts - ts) & 0xFFFFFFFF
-        self.start_seq = seq
-        self.started = True
+            out_ts = c.last_ts
+        c.ts_offset = (out_ts - ts) & 0xFFFFFFFF
+        c.start_seq = seq
+        c.started = 1
 
     # ---- packet path ------------------------------------------------------------------
 
     def forward(self, data: bytes, payload: memoryview, seq: int, ts: int,
                 abs_time: bytes | None, level: bytes | None, now: float) -> None:
-        if self.paused:
+        c = self._c
+        if c.paused:
             return
-        if not self.started:
+        if not c.started:
             if self.waiting_keyframe and not is_keyframe(self.codec_name, payload[:64]):
                 return
             self._start(seq, ts, now)
-        elif ((seq - self.start_seq) & 0xFFFF) >= 0x8000:
+        elif ((seq - c.start_seq) & 0xFFFF) >= 0x8000:
             # From before this consumer (re)started (its output seq would collide), or half
             # the sequence space on: a packet newer than the last forwarded one moves the
             # window on (once every 16384 packets), any other is dropped.
-            if ((seq + self.seq_offset - self.next_seq) & 0xFFFF) >= 0x8000:
+            if ((seq + c.seq_offset - c.next_seq) & 0xFFFF) >= 0x8000:
                 return
-            self.start_seq = (seq - 0x4000) & 0xFFFF
+            c.start_seq = (seq - 0x4000) & 0xFFFF
         temporal = self.temporal
         if temporal is None:
-            out_seq = (seq + self.seq_offset) & 0xFFFF
+            out_seq = (seq + c.seq_offset) & 0xFFFF
             prefix: bytes | memoryview = b""
         else:
             offset = temporal.admit(seq, ts, data, payload)
-            self.seq_offset = temporal.offset  # dropped packets move it down
+            c.seq_offset = temporal._c.offset  # dropped packets move it down
             if offset < 0:
                 return
             out_seq = (seq + offset) & 0xFFFF
             prefix, payload = temporal.prefix, temporal.rest  # the rewritten descriptor
-        out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
-        if ((out_seq - self.next_seq) & 0xFFFF) < 0x8000:
-            self.next_seq = (out_seq + 1) & 0xFFFF
-            self.last_ts = out_ts
-            self.last_in_ts = ts
-            self.last_time = now
+        out_ts = (ts + c.ts_offset) & 0xFFFFFFFF
+        if ((out_seq - c.next_seq) & 0xFFFF) < 0x8000:
+            c.next_seq = (out_seq + 1) & 0xFFFF
+            c.last_ts = out_ts
+            c.last_in_ts = ts
+            c.last_time = now
         self._send(data, payload, out_seq, out_ts, abs_time, level, self.ssrc,
                    self.payload_type, prefix, now)  # type: ignore[arg-type]
 
     def on_nack(self, seqs: list[int]) -> None:
         """Resend from the Producer's cache (RFC 4585 6.2.1), wrapped in RTX when negotiated."""
         self.nacks_received += 1
-        buffer = self.stream.buffer
-        if buffer is None or not self.started:
+        buffer, c = self.stream.buffer, self._c
+        if buffer is None or not c.started:
             return
         now = time.monotonic()
         if self._resent_seq is None:
@@ -283,9 +312,9 @@ class Renumbering(BaseConsumer):
         wait = max(RESEND_FLOOR, self.rtt or 0.0)
         temporal = self.temporal
         for out_seq in seqs[:MAX_NACK_SEQS]:
-            in_seq = ((out_seq - self.seq_offset) & 0xFFFF if temporal is None
+            in_seq = ((out_seq - c.seq_offset) & 0xFFFF if temporal is None
                       else temporal.source(out_seq))
-            if in_seq < 0 or ((in_seq - self.start_seq) & 0xFFFF) >= 0x8000:
+            if in_seq < 0 or ((in_seq - c.start_seq) & 0xFFFF) >= 0x8000:
                 continue
             slot = out_seq & (RESEND_SLOTS - 1)
             if resent_seq[slot] == out_seq and now - resent_at[slot] < wait:
@@ -305,7 +334,7 @@ class Renumbering(BaseConsumer):
                 self.resends_skipped += 1
                 break
             resent_seq[slot], resent_at[slot] = out_seq, now
-            ts = (int.from_bytes(data[4:8], "big") + self.ts_offset) & 0xFFFFFFFF
+            ts = (int.from_bytes(data[4:8], "big") + c.ts_offset) & 0xFFFFFFFF
             self.retransmitted += 1
             if self.rtx_ssrc is not None and self.rtx_payload_type is not None:
                 self._send(data, payload, self.rtx_seq, ts, None, None, self.rtx_ssrc,
@@ -323,8 +352,6 @@ class Consumer(Renumbering):
 
     def __init__(self, consumer_id: str, producer: Producer, transport: WebRtcTransport,
                  link: WorkerLink, params: ConsumerParams) -> None:
-        # its per-copy constants and counters, as the fan-out's C reads and counts them
-        self._c = ffi.new("ms_copy *")
         super().__init__(consumer_id, producer, transport, link)
         self._batch = link.batch.c  # the worker's, for the whole life of both
         self._out = transport.out.c  # the transport's end of the fan-out (sendbatch.py)
@@ -358,6 +385,10 @@ class Consumer(Renumbering):
         self.rtx_seq = random.getrandbits(15)
         self.remote_fraction_lost = 0
         self.remote_packets_lost = 0
+        # in the fan-out's C lane (`_c` also holds its per-copy constants and counters)
+        c = self._c
+        c.out, c.ssrc, c.pt = self._out, self.ssrc, self.payload_type
+        self.lane = c
 
     # ---- packet path ------------------------------------------------------------------
 
@@ -375,8 +406,13 @@ class Consumer(Renumbering):
                          len(prefix), seq, ts, ssrc, pt, abs_time or NULL,
                          level[0] if level else -1, now)
         if size <= UNQUEUED:
-            transport = self.transport
-            self._link.sendto(transport.srtp.tx_view[:UNQUEUED - size], transport.addr)
+            self.send_built(UNQUEUED - size)
+
+    def send_built(self, size: int) -> None:
+        """Send the copy of `size` octets left built and protected in the transport's SRTP
+        buffer (the batch cannot send it: a TCP connection, no socket), as the link sends."""
+        transport = self.transport
+        self._link.sendto(transport.srtp.tx_view[:size], transport.addr)
 
     def _set_extensions(self, writer: ExtensionWriter, tcc: bool) -> None:
         """The subscriber's extension block as the C patches it per copy."""

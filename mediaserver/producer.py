@@ -26,7 +26,7 @@ from .rtp.packet import (
 )
 from .rtp.retransmit import RetransmitBuffer
 from .rtp.rtcp import ReportBlock, SenderReport, ntp_to_middle32
-from .sendbatch import flush
+from .sendbatch import NULL, fan_out, ffi, flush
 
 if TYPE_CHECKING:
     from .consumer import BaseConsumer
@@ -49,6 +49,9 @@ KEYFRAME_RETRY = 1.0
 NACK_MAX_TRIES = 8
 NACK_MAX_AGE = 1.0
 NACK_RETRY = 0.05
+# The fan-out's C lane (native/fanout.c ms_fan) forwards each copy's steady case; off, every
+# copy goes through its consumer's `forward`, the Python reference (tests compare the two).
+LANE = True
 
 
 class RecvStream:
@@ -116,6 +119,11 @@ class RecvStream:
         self._keyframe_timer = None
         self._retry_timer = None
         self.keyframe_retries = 0  # requests repeated: the first was not answered in time
+        # the consumers a packet of this stream fanned out to last, and their `lane`s as a C
+        # array: made again only when the Producer makes a new tuple of them
+        self._fan_for: tuple = ()
+        self._lanes = ffi.new("ms_copy *[]", 0)
+        self._unqueued = ffi.new("int *")
 
     # ---- packet path ------------------------------------------------------------------
 
@@ -180,8 +188,29 @@ class RecvStream:
         batch = producer._batch
         batch.active = 1
         try:
-            for consumer in consumers:
-                consumer.forward(data, payload, seq, ts, abs_time, level, now)
+            if not LANE:
+                for consumer in consumers:
+                    consumer.forward(data, payload, seq, ts, abs_time, level, now)
+                return
+            # The C lane forwards every copy it can, in order, and stops at one it leaves to
+            # its consumer's `forward` (or one built for the link to send); then on from the
+            # next: the same copies in the same order as the loop above.
+            if consumers is not self._fan_for:
+                self._fan_for = consumers
+                self._lanes = ffi.new("ms_copy *[]", [c.lane for c in consumers])
+            lanes, unqueued, n, i = self._lanes, self._unqueued, len(consumers), 0
+            size, off = len(data), len(data) - len(payload)
+            c_abs, c_level = abs_time or NULL, level[0] if level else -1
+            while True:
+                i = fan_out(batch, lanes, n, i, data, size, off, seq, ts, self.layer, c_abs,
+                            c_level, now, unqueued)
+                if i == n:
+                    break
+                if unqueued[0]:
+                    consumers[i].send_built(unqueued[0])  # type: ignore[attr-defined]
+                else:
+                    consumers[i].forward(data, payload, seq, ts, abs_time, level, now)
+                i += 1
         finally:
             batch.active = 0
             flush(batch)  # the whole fan-out in one sendmmsg (sendbatch.py)

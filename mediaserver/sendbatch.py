@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 NOT_CONNECTED, SRTP_ERROR, TOO_LONG, UNQUEUED = (lib.MS_NOT_CONNECTED, lib.MS_SRTP_ERROR,
                                                   lib.MS_TOO_LONG, lib.MS_UNQUEUED)
 send_copy = lib.ms_send
+# the fan-out's lane: the steady case of each copy of one packet (producer.py, consumer.py)
+fan_out = lib.ms_fan
 flush = lib.ms_flush  # of a SendBatch's `c`
 NULL = ffi.NULL
 EXT_MAX = lib.MS_EXT_MAX

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .consumer import Consumer, Renumbering
+from .consumer import Consumer, Renumbering, _c_field
 from .pipe import PipeConsumer
 from .rtp.codecs import is_keyframe
 from .rtp.packet import SEQ_TS_SSRC
@@ -44,9 +44,14 @@ if TYPE_CHECKING:
 
 
 class LayerSwitch(Renumbering):
-    """The layer choice both kinds share, in front of `Renumbering.forward`."""
+    """The layer choice both kinds share, in front of `Renumbering.forward`. The encoding
+    forwarded now is in the C struct, where the fan-out's C lane compares it with the arriving
+    one (consumer.Renumbering); a packet of any other encoding comes to `forward` here."""
+
+    spatial_layer = _c_field("spatial_layer")  # type: ignore[assignment]
 
     def _init_layers(self, start_low: bool = False) -> None:
+        self._c.layered = 1
         self.spatial_layer = -1  # the encoding forwarded now; -1 until the first keyframe
         self.max_spatial_layer = len(self.producer.streams) - 1  # set_preferred_layers
         # aim(), under the max. A subscriber whose link is estimated (`start_low`) starts on
@@ -61,7 +66,7 @@ class LayerSwitch(Renumbering):
     def forward(self, data: bytes, payload: memoryview, seq: int, ts: int,
                 abs_time: bytes | None, level: bytes | None, now: float) -> None:
         stream = self.producer.arriving
-        if stream.layer != self.spatial_layer:
+        if stream.layer != self._c.spatial_layer:
             if not self._switches_here(stream, payload):
                 return
             self.started = False  # Renumbering.forward starts on this keyframe, numbering on
@@ -179,7 +184,8 @@ class SimulcastConsumer(LayerSwitch, Consumer):
         super().__init__(consumer_id, producer, transport, link, params)
         self._init_layers(start_low=self._tcc)  # transport-cc: the allocator has a budget
         if self.codec_name.upper().rpartition("/")[2] == "VP8":
-            self.temporal = TemporalFilter()
+            self.temporal = temporal = TemporalFilter()
+            self._c.temporal = temporal._c  # for the C lane; `temporal` keeps it
 
 
 class SimulcastPipeConsumer(LayerSwitch, PipeConsumer):

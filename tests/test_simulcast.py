@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mediaserver import producer as producer_module
 from mediaserver.api import open_media
 from mediaserver.config import MediaConfig
 from mediaserver.control import MediaControl
@@ -447,10 +448,13 @@ async def test_a_pipe_carries_one_encoding_renumbered() -> None:
         udp.close()
 
 
-async def test_a_packet_is_offered_only_to_the_consumers_of_its_encoding() -> None:
+async def test_a_packet_is_offered_only_to_the_consumers_of_its_encoding(monkeypatch) -> None:
     """The fan-out of a simulcast packet skips consumers that forward another encoding and do
     not aim at it (two thirds of the calls with a 0/1/2 audience), and the lists follow every
     layer change, including many at once (rebuilt once, at the next packet)."""
+    # The spy sees each `forward` call: the Python loop's (the C lane walks the same lists but
+    # calls `forward` only for what it leaves to Python).
+    monkeypatch.setattr(producer_module, "LANE", False)
     worker, pub, subs, producer, consumers = await setup(consumers=3)
     offered: list[tuple[int, int]] = []  # (consumer index, layer of the packet)
     for i, consumer in enumerate(consumers):

@@ -47,12 +47,35 @@ typedef struct {
     unsigned long long packets, bytes;
 } ms_out;
 
+/* rtp/vp8.py TemporalFilter's state that the steady case reads and moves (the rest, the
+ * segment ring and the frame decisions, stays in Python). */
+typedef struct {
+    int offset;        /* the sequence offset of the newest segment */
+    int starting;      /* the next packet starts the output (a keyframe) */
+    int kept;          /* the frame of frame_ts is forwarded */
+    uint32_t frame_ts; /* the timestamp of the frame decided last */
+    int top_in;        /* the input seq where the newest segment starts */
+    int high_fwd;      /* the newest input seq forwarded */
+    int out_pid, out_tl0; /* the frame's output PictureID and TL0PICIDX */
+} ms_temporal;
+
 typedef struct {
     unsigned char ext[MS_EXT_MAX]; /* the subscriber's extension block, patched per packet */
     int ext_len, abs_pos, tcc_pos, level_pos;
     int x_bit;   /* 0x10 when there is a block */
     int tcc;     /* transport-cc negotiated: number and record each packet */
     unsigned long long packets, bytes;
+    /* consumer.Renumbering's numbering, read and written by Python as the C's */
+    ms_out *out;        /* its transport's end of the fan-out; NULL: not in the lane */
+    uint32_t ssrc;
+    int pt;
+    int started, paused;
+    int layered;        /* simulcast.LayerSwitch: only packets of spatial_layer go on here */
+    int spatial_layer;
+    int seq_offset, start_seq, next_seq;
+    uint32_t ts_offset, last_ts, last_in_ts;
+    double last_time;
+    ms_temporal *temporal; /* VP8 temporal layers; NULL: every packet, one offset */
 } ms_copy;
 
 #define MS_NOT_CONNECTED 0
@@ -187,4 +210,135 @@ int ms_plain_protect(void *session, void *packet, int *length)
     (void)packet;
     (void)length;
     return 0;
+}
+
+/* The fields of a VP8 payload descriptor (RFC 7741 4.2) the steady case needs, read as
+ * rtp/vp8.py Descriptor.read does: tid -1 where there is none (or the payload is too short). */
+typedef struct {
+    int size, tid, wide, pid_pos, tl0_pos;
+} ms_vp8;
+
+static void vp8_read(const unsigned char *p, int n, ms_vp8 *d)
+{
+    int pos = 1, ext;
+    d->tid = -1;
+    d->pid_pos = d->tl0_pos = d->wide = 0;
+    d->size = -1;
+    if (n < 1)
+        return;
+    if (p[0] & 0x80) {
+        if (n < 2)
+            return;
+        ext = p[1];
+        pos = 2;
+        if (ext & 0x80) {
+            if (pos >= n)
+                return;
+            d->pid_pos = pos;
+            if (p[pos] & 0x80) {
+                if (pos + 1 >= n)
+                    return;
+                d->wide = 1;
+                pos += 2;
+            } else {
+                pos += 1;
+            }
+        }
+        if (ext & 0x40) {
+            if (pos >= n)
+                return;
+            d->tl0_pos = pos++;
+        }
+        if (ext & 0x30) {
+            if (pos >= n)
+                return;
+            if (ext & 0x20)
+                d->tid = p[pos] >> 6;
+            pos++;
+        }
+    }
+    d->size = pos;
+}
+
+/* The fan-out of one incoming packet to `copies[start:n]`, each in its steady state as
+ * consumer.Renumbering.forward (and LayerSwitch.forward, TemporalFilter.admit) would forward
+ * it: started, on the arriving encoding, in its sequence window, and with temporal layers a
+ * packet without a TID or of the frame already kept, from the newest segment. A paused copy
+ * is passed over, as forward does. Returns the index of the first copy the caller must
+ * forward itself (a NULL entry, or any other case: nothing of it was touched), or n when all
+ * are done; *unqueued > 0 when instead that copy was sent as far as its transport's buffer
+ * (`unqueued` octets, protected) and the caller sends it (TCP, no socket: ms_send). */
+int ms_fan(ms_batch *b, ms_copy *const *copies, int n, int start, const char *data,
+           int data_len, int payload_off, unsigned int seq, uint32_t ts, int layer,
+           const char *abs_time, int level, double now, int *unqueued)
+{
+    ms_vp8 d = {-1, -1, 0, 0, 0};
+    unsigned char desc[8];
+    int read = 0, i;
+    *unqueued = 0;
+    for (i = start; i < n; i++) {
+        ms_copy *c = copies[i];
+        ms_temporal *t;
+        const char *prefix = NULL;
+        int prefix_len = 0, off = payload_off, offset, length;
+        unsigned int out_seq;
+        uint32_t out_ts;
+        if (c == NULL)
+            return i;
+        if (c->paused)
+            continue;
+        if (!c->started || (c->layered && layer != c->spatial_layer) ||
+            ((seq - (unsigned int)c->start_seq) & 0xFFFF) >= 0x8000)
+            return i;
+        t = c->temporal;
+        if (t == NULL) {
+            offset = c->seq_offset;
+        } else {
+            if (!read) {
+                vp8_read((const unsigned char *)data + payload_off, data_len - payload_off, &d);
+                read = 1;
+            }
+            if (d.tid >= 0) {
+                /* a new frame (a decision), a dropped one, or one from before the last
+                 * drop come late: Python's */
+                if (t->starting || ts != t->frame_ts || !t->kept ||
+                    ((seq - (unsigned int)t->top_in) & 0xFFFF) >= 0x8000)
+                    return i;
+                if (((seq - (unsigned int)t->high_fwd) & 0xFFFF) < 0x8000)
+                    t->high_fwd = (int)seq;
+                /* the descriptor with the frame's output PictureID and TL0PICIDX (Rewriter:
+                 * the same octets when they are the publisher's) */
+                memcpy(desc, data + payload_off, (size_t)d.size);
+                if (d.pid_pos) {
+                    if (d.wide) {
+                        desc[d.pid_pos] = (unsigned char)(0x80 | t->out_pid >> 8);
+                        desc[d.pid_pos + 1] = (unsigned char)t->out_pid;
+                    } else {
+                        desc[d.pid_pos] = (unsigned char)(t->out_pid & 0x7F);
+                    }
+                }
+                if (d.tl0_pos)
+                    desc[d.tl0_pos] = (unsigned char)t->out_tl0;
+                prefix = (const char *)desc;
+                prefix_len = d.size;
+                off = payload_off + d.size;
+            }
+            offset = c->seq_offset = t->offset;
+        }
+        out_seq = (seq + (unsigned int)offset) & 0xFFFF;
+        out_ts = ts + c->ts_offset;
+        if (((out_seq - (unsigned int)c->next_seq) & 0xFFFF) < 0x8000) {
+            c->next_seq = (int)((out_seq + 1) & 0xFFFF);
+            c->last_ts = out_ts;
+            c->last_in_ts = ts;
+            c->last_time = now;
+        }
+        length = ms_send(b, c->out, c, data, data_len, off, prefix, prefix_len, out_seq, out_ts,
+                         c->ssrc, c->pt, abs_time, level, now);
+        if (length <= MS_UNQUEUED) {
+            *unqueued = MS_UNQUEUED - length;
+            return i;
+        }
+    }
+    return n;
 }

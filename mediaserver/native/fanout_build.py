@@ -1,4 +1,5 @@
-"""cffi build of mediaserver.native._fanout (fanout.c): the per-copy send of the fan-out."""
+"""cffi build of mediaserver.native._fanout (fanout.c): the fan-out's lane (ms_fan: the steady
+case of each copy, numbering and VP8 temporal layers included) and its per-copy send."""
 
 from pathlib import Path
 
@@ -17,8 +18,15 @@ typedef struct {
     unsigned int hist_mask; unsigned long long packets, bytes;
 } ms_out;
 typedef struct {
+    int offset; int starting; int kept; uint32_t frame_ts; int top_in; int high_fwd;
+    int out_pid, out_tl0;
+} ms_temporal;
+typedef struct {
     unsigned char ext[64]; int ext_len, abs_pos, tcc_pos, level_pos; int x_bit; int tcc;
     unsigned long long packets, bytes;
+    ms_out *out; uint32_t ssrc; int pt; int started, paused; int layered; int spatial_layer;
+    int seq_offset, start_seq, next_seq; uint32_t ts_offset, last_ts, last_in_ts;
+    double last_time; ms_temporal *temporal;
 } ms_copy;
 #define MS_NOT_CONNECTED 0
 #define MS_SRTP_ERROR -1
@@ -32,6 +40,9 @@ int ms_send(ms_batch *b, ms_out *o, ms_copy *c, const char *data, int data_len,
             int payload_off, const char *prefix, int prefix_len, unsigned int seq,
             unsigned int ts, unsigned int ssrc, int pt, const char *abs_time, int level,
             double now);
+int ms_fan(ms_batch *b, ms_copy *const *copies, int n, int start, const char *data,
+           int data_len, int payload_off, unsigned int seq, uint32_t ts, int layer,
+           const char *abs_time, int level, double now, int *unqueued);
 """)
 ffibuilder.set_source("mediaserver.native._fanout",
                       (Path(__file__).parent / "fanout.c").read_text(),

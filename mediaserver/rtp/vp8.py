@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from array import array
 
+from ..native._fanout import ffi
+
 MAX_TID = 3  # the TID field has two bits
 DROP = -1
 SEGMENTS = 64  # sequence-offset changes remembered for NACKs and late packets (~8 s at 7.5 fps)
@@ -124,36 +126,42 @@ class TemporalFilter:
     moves down to `target` at any frame, up one layer at a time at a frame of the next layer
     with Y set, and to the target at a keyframe. Dropped packets shift the sequence offset;
     each shift starts a segment (input seq where it starts, offset), kept in a ring, through
-    which late packets and NACKs are mapped. Packets without a TID pass unchanged."""
+    which late packets and NACKs are mapped. Packets without a TID pass unchanged.
 
-    __slots__ = ("target", "current", "offset", "prefix", "rest", "frames_dropped", "frames_by_tid",
-                 "_starting", "_frame_ts", "_kept", "_out_pid", "_out_tl0", "_pid_offset",
-                 "_tl0_offset", "_last_pid", "_last_tl0", "_seg_in", "_seg_off", "_top",
-                 "_segments", "_top_in", "_high_fwd", "_frames", "_writer", "_resend")
+    What the steady case reads and moves (the newest segment's offset, the frame decided last
+    and whether it is kept, its output PictureID and TL0PICIDX, the newest input forwarded) is
+    a C struct, `_c` (an `ms_temporal`): the fan-out's C lane (native/fanout.c `ms_fan`)
+    forwards the packets of a kept frame, and those without a TID, from it; decisions, drops
+    and late packets come here."""
+
+    __slots__ = ("target", "current", "prefix", "rest", "frames_dropped", "frames_by_tid",
+                 "_c", "_pid_offset", "_tl0_offset", "_last_pid", "_last_tl0", "_seg_in",
+                 "_seg_off", "_top", "_segments", "_frames", "_writer", "_resend")
 
     def __init__(self) -> None:
         self.target = MAX_TID  # the lower of set_preferred_layers' and the allocator's aim
         self.current = -1  # the highest TID forwarded now; -1 before a frame with a TID
-        self.offset = 0  # the sequence offset of the newest segment
         self.prefix: memoryview | bytes = b""  # admit's output: descriptor, then the rest
         self.rest: memoryview = memoryview(b"")
         self.frames_dropped = 0
         self.frames_by_tid = array("q", [0]) * (MAX_TID + 1)  # frames seen, per TID
-        self._starting = False
-        self._frame_ts = 0
-        self._kept = True
-        self._out_pid = self._out_tl0 = 0
+        # offset 0, not starting, frame_ts 0, out_pid and out_tl0 0, top_in and high_fwd 0
+        self._c = c = ffi.new("ms_temporal *")
+        c.kept = 1
         self._pid_offset = self._tl0_offset = 0
         self._last_pid = self._last_tl0 = -1  # the last output PictureID / TL0PICIDX
         self._seg_in = array("i", [0]) * SEGMENTS
         self._seg_off = array("i", [0]) * SEGMENTS
         self._top = 0
         self._segments = 0
-        self._top_in = 0
-        self._high_fwd = 0  # the newest input seq forwarded
         self._frames = array("i", [-1]) * FRAMES
         self._writer = Rewriter()
         self._resend = Descriptor()
+
+    @property
+    def offset(self) -> int:
+        """The sequence offset of the newest segment."""
+        return self._c.offset
 
     def layered(self) -> bool:
         """Whether frames above the base layer were seen: dropping them lowers the rate."""
@@ -162,13 +170,14 @@ class TemporalFilter:
     def start(self, seq: int, offset: int) -> None:
         """The consumer (re)starts at `seq`, a keyframe, numbered with `offset`: the history
         before it no longer maps (its encoding may be another)."""
-        self._starting = True
-        self.offset = offset
+        c = self._c
+        c.starting = 1
+        c.offset = offset
         self._top = 0
         self._segments = 1
         self._seg_in[0], self._seg_off[0] = seq, offset
-        self._top_in = seq  # = _seg_in[_top], read on every packet
-        self._high_fwd = seq
+        c.top_in = seq  # = _seg_in[_top], read on every packet
+        c.high_fwd = seq
         self._frames = array("i", [-1]) * FRAMES
 
     # ---- packet path ------------------------------------------------------------------
@@ -181,38 +190,40 @@ class TemporalFilter:
         if d.data is not data:
             d.read(payload)
             d.data = data
+        c = self._c
         if d.tid < 0:  # no temporal layers: as it came
             self.prefix, self.rest = b"", payload
-            return self.offset
-        if ts != self._frame_ts or self._starting:
-            if self._starting:
-                self._starting = False
+            return c.offset
+        if ts != c.frame_ts or c.starting:
+            if c.starting:
+                c.starting = 0
                 self._first(ts, d)
-            elif (ts - self._frame_ts) & 0xFFFFFFFF >= 0x80000000:
+            elif (ts - c.frame_ts) & 0xFFFFFFFF >= 0x80000000:
                 return self._late(seq, d)
             else:
                 self._decide(ts, d)
-        if not self._kept:
+        if not c.kept:
             self._dropped(seq)
             return DROP
-        offset = self.offset
-        if (seq - self._top_in) & 0xFFFF >= 0x8000:
+        offset = c.offset
+        if (seq - c.top_in) & 0xFFFF >= 0x8000:
             offset = self._offset_of(seq)  # from before the last drop, come late
             if offset == DROP:
                 return DROP
-        elif (seq - self._high_fwd) & 0xFFFF < 0x8000:
-            self._high_fwd = seq
-        if self._out_pid == d.picture_id and self._out_tl0 == d.tl0:
+        elif (seq - c.high_fwd) & 0xFFFF < 0x8000:
+            c.high_fwd = seq
+        if c.out_pid == d.picture_id and c.out_tl0 == d.tl0:
             self.prefix, self.rest = b"", payload  # numbered as the publisher did
         else:
-            self.prefix = self._writer.write(d, self._out_pid, self._out_tl0)
+            self.prefix = self._writer.write(d, c.out_pid, c.out_tl0)
             self.rest = d.rest
         return offset
 
     def _first(self, ts: int, d: Descriptor) -> None:
         """A keyframe starts the output: PictureID and TL0PICIDX go on from the last sent."""
-        self._frame_ts = ts
-        self._kept = True
+        c = self._c
+        c.frame_ts = ts
+        c.kept = 1
         self.current = self.target
         if self._last_pid >= 0 and d.picture_id >= 0:
             self._pid_offset = (self._last_pid + 1 - d.picture_id) & 0x7FFF
@@ -221,7 +232,7 @@ class TemporalFilter:
         self._keep(d)
 
     def _decide(self, ts: int, d: Descriptor) -> None:
-        self._frame_ts = ts
+        self._c.frame_ts = ts
         tid, current, target = d.tid, self.current, self.target
         self.frames_by_tid[tid] += 1
         if d.key or current > target:
@@ -230,7 +241,7 @@ class TemporalFilter:
         if not kept and tid == current + 1 and tid <= target and d.sync:
             current, kept = tid, True  # up one layer at its sync frame
         self.current = current
-        self._kept = kept
+        self._c.kept = kept
         if kept:
             self._keep(d)
         else:
@@ -244,27 +255,28 @@ class TemporalFilter:
         pid = d.picture_id
         if pid >= 0:
             out = (pid + self._pid_offset) & (0x7FFF if d.wide else 0x7F)
-            self._out_pid = self._last_pid = out
+            self._c.out_pid = self._last_pid = out
             self._frames[pid & (FRAMES - 1)] = pid << 16 | out
         if d.tl0 >= 0:
-            self._out_tl0 = self._last_tl0 = (d.tl0 + self._tl0_offset) & 0xFF
+            self._c.out_tl0 = self._last_tl0 = (d.tl0 + self._tl0_offset) & 0xFF
 
     def _dropped(self, seq: int) -> None:
         """A dropped packet newer than every forwarded one: the output numbering after it moves
         down by one (a new segment, unless nothing was forwarded since the last one). An older
         one leaves its gap: a NACK of it finds a dropped frame and is not answered."""
-        if (seq - self._high_fwd) & 0xFFFF >= 0x8000:
+        c = self._c
+        if (seq - c.high_fwd) & 0xFFFF >= 0x8000:
             return
         top = self._top
-        self.offset = (self.offset - 1) & 0xFFFF
+        c.offset = (c.offset - 1) & 0xFFFF
         after = (seq + 1) & 0xFFFF
-        if (self._high_fwd - self._top_in) & 0xFFFF < 0x8000:  # forwarded since
+        if (c.high_fwd - c.top_in) & 0xFFFF < 0x8000:  # forwarded since
             top = self._top = (top + 1) % SEGMENTS
             self._segments = min(self._segments + 1, SEGMENTS)
-            self._seg_in[top] = self._top_in = after
-        elif (after - self._top_in) & 0xFFFF < 0x8000:  # (not one come late)
-            self._seg_in[top] = self._top_in = after
-        self._seg_off[top] = self.offset
+            self._seg_in[top] = c.top_in = after
+        elif (after - c.top_in) & 0xFFFF < 0x8000:  # (not one come late)
+            self._seg_in[top] = c.top_in = after
+        self._seg_off[top] = c.offset
 
     def _late(self, seq: int, d: Descriptor) -> int:
         """A packet of an earlier frame: forwarded where that frame was, and numbered as it
