@@ -160,8 +160,11 @@ class MediaControl:
         raise NotImplementedError
 
     @call(route="pipe_id")
-    async def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
-        """Send a producer into the pipe; the params the far side mirrors it with."""
+    async def pipe_consume(self, pipe_id: str, producer_id: str,
+                           every_encoding: bool = False) -> ProducerParams:
+        """Send a producer into the pipe; the params the far side mirrors it with. A simulcast
+        producer goes as one stream, or with `every_encoding` (to an edge worker) as all of
+        its encodings."""
         raise NotImplementedError
 
     @call(route="pipe_id")

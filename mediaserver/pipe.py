@@ -5,6 +5,11 @@ mirrors them into Routers on other workers, each serving a share of the audience
 side sends every packet of a piped Producer unchanged but for the SSRC; the far side receives
 it into a mirror Producer with its own retransmission cache. Keyframe requests and NACKs flow
 back through the same socket. Loopback or a private network only: it is not encrypted.
+
+A simulcast Producer goes to an edge worker with every encoding (`EncodingPipeConsumer`, one
+SSRC each), so that the edge's subscribers get the layer and temporal layers their own links
+and tiles call for, as on the origin; into the recorder it goes as one stream
+(`simulcast.SimulcastPipeConsumer`).
 """
 
 from __future__ import annotations
@@ -16,13 +21,13 @@ import time
 from typing import TYPE_CHECKING
 
 from .consumer import MAX_NACK_SEQS, BaseConsumer
-from .params import ParamsError, ProducerParams, check_int
+from .params import Encoding, ParamsError, ProducerParams, check_int
 from .rtp.packet import payload_offset
 from .rtp.rtcp import Nack, Pli, SenderReport, build_nack, build_pli, build_sr, parse_compound
 
 if TYPE_CHECKING:
     from .links import WorkerLink
-    from .producer import Producer
+    from .producer import Producer, RecvStream
     from .worker import Worker
 
 
@@ -46,6 +51,8 @@ class PipeConsumer(BaseConsumer):
         self.transport.send_rtp(packet)
 
     def on_sender_report(self, report: SenderReport) -> None:
+        if report.ssrc != self.stream.ssrc and len(self.producer.streams) > 1:
+            return  # another encoding's
         self.transport.send_rtcp(build_sr(self.ssrc, report.ntp_timestamp, report.rtp_timestamp,
                                           self.packets, self.bytes))
 
@@ -61,6 +68,24 @@ class PipeConsumer(BaseConsumer):
                 self.transport.send_rtp(data[:8] + self._ssrc_bytes + data[12:])
 
 
+class EncodingPipeConsumer(PipeConsumer):
+    """Origin side, towards an edge worker: one encoding of a simulcast Producer under an SSRC
+    of its own (its packets, its keyframe requests, its NACKs, its sender reports)."""
+
+    def __init__(self, consumer_id: str, producer: Producer, pipe: PipeTransport,
+                 link: WorkerLink, layer: int) -> None:
+        super().__init__(consumer_id, producer, pipe, link)
+        self.stream = producer.streams[layer]
+
+    def listens(self, layer: int) -> bool:
+        return layer == self.stream.layer
+
+    def forward(self, data: bytes, payload: memoryview, seq: int, ts: int,
+                abs_time: bytes | None, level: bytes | None, now: float) -> None:
+        if self.producer.arriving is self.stream:
+            super().forward(data, payload, seq, ts, abs_time, level, now)
+
+
 class PipeTransport(asyncio.DatagramProtocol):
     def __init__(self, worker: Worker, pipe_id: str, router_id: str) -> None:
         self.worker = worker
@@ -70,7 +95,7 @@ class PipeTransport(asyncio.DatagramProtocol):
         self.udp: asyncio.DatagramTransport | None = None
         self.port = 0
         self.producers: dict[str, Producer] = {}
-        self.producers_by_ssrc: dict[int, Producer] = {}
+        self.producers_by_ssrc: dict[int, RecvStream] = {}  # each encoding's, by its SSRC
         self.consumers_by_ssrc: dict[int, PipeConsumer] = {}
         self.rtcp_ssrc = random.getrandbits(32) or 1
         self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
@@ -167,20 +192,27 @@ class PipeTransport(asyncio.DatagramProtocol):
 
     def add_producer(self, producer: Producer) -> None:
         self.producers[producer.id] = producer
-        if producer.ssrc is not None:
-            self.producers_by_ssrc[producer.ssrc] = producer
+        for stream in producer.streams:
+            if stream.ssrc is not None:
+                self.producers_by_ssrc[stream.ssrc] = stream
 
     def remove_producer(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
-        if producer.ssrc is not None and self.producers_by_ssrc.get(producer.ssrc) is producer:
-            del self.producers_by_ssrc[producer.ssrc]
+        for stream in producer.streams:
+            if stream.ssrc is not None and self.producers_by_ssrc.get(stream.ssrc) is stream:
+                del self.producers_by_ssrc[stream.ssrc]
 
-    def mirror_params(self, consumer: PipeConsumer) -> ProducerParams:
-        """What the far side needs to build the mirror Producer."""
-        p = consumer.producer.params
-        return ProducerParams(kind=p.kind, mid=p.mid, codec=p.codec, ssrc=consumer.ssrc,
-                              rtx_ssrc=None, extensions=p.extensions, cname=p.cname,
-                              source=p.source)
+    def mirror_params(self, consumers: list[PipeConsumer]) -> ProducerParams:
+        """What the far side needs to build the mirror Producer: one stream, or the encodings
+        of `consumers` (EncodingPipeConsumer), lowest first."""
+        p = consumers[0].producer.params
+        if len(consumers) == 1:
+            return ProducerParams(kind=p.kind, mid=p.mid, codec=p.codec, ssrc=consumers[0].ssrc,
+                                  rtx_ssrc=None, extensions=p.extensions, cname=p.cname,
+                                  source=p.source)
+        return ProducerParams(kind=p.kind, mid=p.mid, codec=p.codec, extensions=p.extensions,
+                              cname=p.cname, source=p.source,
+                              encodings=[Encoding(ssrc=c.ssrc) for c in consumers])
 
     def close(self) -> None:
         if self.closed:

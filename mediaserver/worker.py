@@ -42,7 +42,7 @@ from .params import (
     check_int,
     check_view,
 )
-from .pipe import PipeConsumer, PipeTransport
+from .pipe import EncodingPipeConsumer, PipeConsumer, PipeTransport
 from .producer import Producer
 from .rounds import Slices, TimerFaults
 from .router import Router
@@ -546,18 +546,30 @@ class Worker(asyncio.DatagramProtocol):
         if pipe is not None:
             pipe.close()
 
-    def pipe_consume(self, pipe_id: str, producer_id: str) -> ProducerParams:
-        """Send a Producer into the pipe; returns what the far side mirrors it with."""
+    def pipe_consume(self, pipe_id: str, producer_id: str,
+                     every_encoding: bool = False) -> ProducerParams:
+        """Send a Producer into the pipe; returns what the far side mirrors it with: a
+        simulcast one as one stream (SimulcastPipeConsumer), or with `every_encoding` (an edge
+        worker's subscribers choose layers there) each encoding on an SSRC of its own."""
         pipe = self._pipe(pipe_id)
         producer = self._producer(producer_id)
-        kind = SimulcastPipeConsumer if len(producer.streams) > 1 else PipeConsumer
-        consumer = kind(new_id("co", self.config.id_prefix), producer, pipe, self.link)
-        pipe.add_consumer(consumer)
-        producer.add_consumer(consumer)
-        producer.report_listeners = (*producer.report_listeners, consumer)
-        self.consumers[consumer.id] = consumer
-        consumer.ask_keyframe()
-        return pipe.mirror_params(consumer)
+
+        def make(kind: type[PipeConsumer], *layer: int) -> PipeConsumer:
+            return kind(new_id("co", self.config.id_prefix), producer, pipe, self.link, *layer)
+
+        if len(producer.streams) < 2:
+            consumers = [make(PipeConsumer)]
+        elif every_encoding:
+            consumers = [make(EncodingPipeConsumer, s.layer) for s in producer.streams]
+        else:
+            consumers = [make(SimulcastPipeConsumer)]
+        for consumer in consumers:
+            pipe.add_consumer(consumer)
+            producer.add_consumer(consumer)
+            producer.report_listeners = (*producer.report_listeners, consumer)
+            self.consumers[consumer.id] = consumer
+            consumer.ask_keyframe()
+        return pipe.mirror_params(consumers)
 
     def pipe_produce(self, pipe_id: str, params: ProducerParams) -> str:
         """The mirror of a far Producer, fed by the pipe, in the pipe's Router."""

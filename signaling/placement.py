@@ -116,7 +116,9 @@ class Placement:
     # ---- tracks of the main group, mirrored on every edge -------------------------------
 
     async def _mirror(self, edge: Edge, track: Track) -> None:
-        params = await self.media.pipe_consume(edge.origin_pipe, track.producer_id)
+        # every simulcast encoding: the edge's subscribers get the layers their links carry
+        params = await self.media.pipe_consume(edge.origin_pipe, track.producer_id,
+                                               every_encoding=True)
         edge.mirrors[track.producer_id] = await self.media.pipe_produce(edge.edge_pipe, params)
         if track.muted:
             await self.media.pause_producer(edge.mirrors[track.producer_id], True)
