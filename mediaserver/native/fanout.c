@@ -47,16 +47,26 @@ typedef struct {
     unsigned long long packets, bytes;
 } ms_out;
 
-/* rtp/vp8.py TemporalFilter's state that the steady case reads and moves (the rest, the
- * segment ring and the frame decisions, stays in Python). */
+/* rtp/vp8.py TemporalFilter's state, which its Python reads and writes here. */
+#define MS_MAX_TID 3
+#define MS_SEGMENTS 64
+#define MS_FRAMES 256
+#define MS_DROPPED 0xFFFF
 typedef struct {
     int offset;        /* the sequence offset of the newest segment */
     int starting;      /* the next packet starts the output (a keyframe) */
     int kept;          /* the frame of frame_ts is forwarded */
     uint32_t frame_ts; /* the timestamp of the frame decided last */
-    int top_in;        /* the input seq where the newest segment starts */
+    int top_in;        /* the input seq where the newest segment starts (seg_in[top]) */
     int high_fwd;      /* the newest input seq forwarded */
     int out_pid, out_tl0; /* the frame's output PictureID and TL0PICIDX */
+    int target, current;  /* the highest TID wanted, and forwarded now (-1: none yet) */
+    long long frames_dropped;
+    long long frames_by_tid[MS_MAX_TID + 1];
+    int pid_offset, tl0_offset, last_pid, last_tl0;
+    int top, segments;    /* the newest segment, how many there are */
+    int seg_in[MS_SEGMENTS], seg_off[MS_SEGMENTS]; /* input seq where each starts, offset */
+    int frames[MS_FRAMES]; /* PictureID << 16 | its output PictureID (or MS_DROPPED); -1 */
 } ms_temporal;
 
 typedef struct {
@@ -215,14 +225,14 @@ int ms_plain_protect(void *session, void *packet, int *length)
 /* The fields of a VP8 payload descriptor (RFC 7741 4.2) the steady case needs, read as
  * rtp/vp8.py Descriptor.read does: tid -1 where there is none (or the payload is too short). */
 typedef struct {
-    int size, tid, wide, pid_pos, tl0_pos;
+    int size, tid, sync, key, wide, picture_id, pid_pos, tl0, tl0_pos;
 } ms_vp8;
 
 static void vp8_read(const unsigned char *p, int n, ms_vp8 *d)
 {
     int pos = 1, ext;
-    d->tid = -1;
-    d->pid_pos = d->tl0_pos = d->wide = 0;
+    d->picture_id = d->tl0 = d->tid = -1;
+    d->pid_pos = d->tl0_pos = d->wide = d->sync = d->key = 0;
     d->size = -1;
     if (n < 1)
         return;
@@ -238,33 +248,97 @@ static void vp8_read(const unsigned char *p, int n, ms_vp8 *d)
             if (p[pos] & 0x80) {
                 if (pos + 1 >= n)
                     return;
+                d->picture_id = (p[pos] & 0x7F) << 8 | p[pos + 1];
                 d->wide = 1;
                 pos += 2;
             } else {
+                d->picture_id = p[pos];
                 pos += 1;
             }
         }
         if (ext & 0x40) {
             if (pos >= n)
                 return;
+            d->tl0 = p[pos];
             d->tl0_pos = pos++;
         }
         if (ext & 0x30) {
             if (pos >= n)
                 return;
-            if (ext & 0x20)
+            if (ext & 0x20) {
                 d->tid = p[pos] >> 6;
+                d->sync = (p[pos] & 0x20) != 0;
+            }
             pos++;
         }
     }
+    d->key = (p[0] & 0x17) == 0x10 && pos < n && (p[pos] & 0x01) == 0;
     d->size = pos;
+}
+
+/* TemporalFilter._keep */
+static void vp8_keep(ms_temporal *t, const ms_vp8 *d)
+{
+    if (d->picture_id >= 0) {
+        int out = (d->picture_id + t->pid_offset) & (d->wide ? 0x7FFF : 0x7F);
+        t->out_pid = t->last_pid = out;
+        t->frames[d->picture_id & (MS_FRAMES - 1)] = d->picture_id << 16 | out;
+    }
+    if (d->tl0 >= 0)
+        t->out_tl0 = t->last_tl0 = (d->tl0 + t->tl0_offset) & 0xFF;
+}
+
+/* TemporalFilter._decide: the first packet of a newer frame decides whether it is kept */
+static void vp8_decide(ms_temporal *t, uint32_t ts, const ms_vp8 *d)
+{
+    int tid = d->tid, current = t->current, target = t->target, kept;
+    t->frame_ts = ts;
+    t->frames_by_tid[tid]++;
+    if (d->key || current > target)
+        current = target;
+    kept = tid <= current;
+    if (!kept && tid == current + 1 && tid <= target && d->sync) {
+        current = tid; /* up one layer at its sync frame */
+        kept = 1;
+    }
+    t->current = current;
+    t->kept = kept;
+    if (kept) {
+        vp8_keep(t, d);
+    } else {
+        t->frames_dropped++;
+        if (d->picture_id >= 0) {
+            t->pid_offset = (t->pid_offset - 1) & 0x7FFF;
+            t->frames[d->picture_id & (MS_FRAMES - 1)] = d->picture_id << 16 | MS_DROPPED;
+        }
+    }
+}
+
+/* TemporalFilter._dropped: a dropped packet newer than every forwarded one moves the output
+ * numbering after it down by one */
+static void vp8_dropped(ms_temporal *t, unsigned int seq)
+{
+    int top = t->top;
+    int after = (int)((seq + 1) & 0xFFFF);
+    if (((seq - (unsigned int)t->high_fwd) & 0xFFFF) >= 0x8000)
+        return;
+    t->offset = (t->offset - 1) & 0xFFFF;
+    if (((t->high_fwd - t->top_in) & 0xFFFF) < 0x8000) { /* forwarded since */
+        top = t->top = (top + 1) % MS_SEGMENTS;
+        if (t->segments < MS_SEGMENTS)
+            t->segments++;
+        t->seg_in[top] = t->top_in = after;
+    } else if (((after - t->top_in) & 0xFFFF) < 0x8000) {
+        t->seg_in[top] = t->top_in = after;
+    }
+    t->seg_off[top] = t->offset;
 }
 
 /* The fan-out of one incoming packet to `copies[start:n]`, each in its steady state as
  * consumer.Renumbering.forward (and LayerSwitch.forward, TemporalFilter.admit) would forward
  * it: started, on the arriving encoding, in its sequence window, and with temporal layers a
- * packet without a TID or of the frame already kept, from the newest segment. A paused copy
- * is passed over, as forward does. Returns the index of the first copy the caller must
+ * packet without a TID, or of the frame decided last or a newer one (decided here: kept, or
+ * dropped), from the newest segment. A paused copy is passed over, as forward does. Returns the index of the first copy the caller must
  * forward itself (a NULL entry, or any other case: nothing of it was touched), or n when all
  * are done; *unqueued > 0 when instead that copy was sent as far as its transport's buffer
  * (`unqueued` octets, protected) and the caller sends it (TCP, no socket: ms_send). */
@@ -272,7 +346,7 @@ int ms_fan(ms_batch *b, ms_copy *const *copies, int n, int start, const char *da
            int data_len, int payload_off, unsigned int seq, uint32_t ts, int layer,
            const char *abs_time, int level, double now, int *unqueued)
 {
-    ms_vp8 d = {-1, -1, 0, 0, 0};
+    ms_vp8 d = {-1, -1, 0, 0, 0, -1, 0, -1, 0};
     unsigned char desc[8];
     int read = 0, i;
     *unqueued = 0;
@@ -299,11 +373,18 @@ int ms_fan(ms_batch *b, ms_copy *const *copies, int n, int start, const char *da
                 read = 1;
             }
             if (d.tid >= 0) {
-                /* a new frame (a decision), a dropped one, or one from before the last
-                 * drop come late: Python's */
-                if (t->starting || ts != t->frame_ts || !t->kept ||
+                /* the first frame after a start, one of an earlier frame, or a packet from
+                 * before the last drop come late: Python's */
+                if (t->starting || (ts - t->frame_ts) >= 0x80000000u ||
                     ((seq - (unsigned int)t->top_in) & 0xFFFF) >= 0x8000)
                     return i;
+                if (ts != t->frame_ts)
+                    vp8_decide(t, ts, &d);
+                if (!t->kept) {
+                    vp8_dropped(t, seq);
+                    c->seq_offset = t->offset;
+                    continue;
+                }
                 if (((seq - (unsigned int)t->high_fwd) & 0xFFFF) < 0x8000)
                     t->high_fwd = (int)seq;
                 /* the descriptor with the frame's output PictureID and TL0PICIDX (Rewriter:

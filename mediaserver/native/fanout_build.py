@@ -19,7 +19,9 @@ typedef struct {
 } ms_out;
 typedef struct {
     int offset; int starting; int kept; uint32_t frame_ts; int top_in; int high_fwd;
-    int out_pid, out_tl0;
+    int out_pid, out_tl0; int target, current; long long frames_dropped;
+    long long frames_by_tid[4]; int pid_offset, tl0_offset, last_pid, last_tl0;
+    int top, segments; int seg_in[64], seg_off[64]; int frames[256];
 } ms_temporal;
 typedef struct {
     unsigned char ext[64]; int ext_len, abs_pos, tcc_pos, level_pos; int x_bit; int tcc;

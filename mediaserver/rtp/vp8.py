@@ -14,8 +14,6 @@ source packets through the drops (mediasoup's SeqManager and LiveKit's munger do
 
 from __future__ import annotations
 
-from array import array
-
 from ..native._fanout import ffi
 
 MAX_TID = 3  # the TID field has two bits
@@ -23,6 +21,7 @@ DROP = -1
 SEGMENTS = 64  # sequence-offset changes remembered for NACKs and late packets (~8 s at 7.5 fps)
 FRAMES = 256  # PictureIDs remembered: kept (and their output id) or dropped
 _DROPPED = 0xFFFF  # in the frames ring: a PictureID whose frame was dropped
+_NO_FRAMES = [-1] * FRAMES
 
 Payload = bytes | bytearray | memoryview
 
@@ -128,40 +127,34 @@ class TemporalFilter:
     each shift starts a segment (input seq where it starts, offset), kept in a ring, through
     which late packets and NACKs are mapped. Packets without a TID pass unchanged.
 
-    What the steady case reads and moves (the newest segment's offset, the frame decided last
-    and whether it is kept, its output PictureID and TL0PICIDX, the newest input forwarded) is
-    a C struct, `_c` (an `ms_temporal`): the fan-out's C lane (native/fanout.c `ms_fan`)
-    forwards the packets of a kept frame, and those without a TID, from it; decisions, drops
-    and late packets come here."""
+    Its state is a C struct, `_c` (an `ms_temporal`), so that the fan-out's C lane
+    (native/fanout.c `ms_fan`) decides, keeps and drops frames and rewrites their descriptors
+    as `admit` does; a start, packets of an earlier frame and packets from before the last drop
+    come late to `admit` (which also serves the Python path, the lane's reference)."""
 
-    __slots__ = ("target", "current", "prefix", "rest", "frames_dropped", "frames_by_tid",
-                 "_c", "_pid_offset", "_tl0_offset", "_last_pid", "_last_tl0", "_seg_in",
-                 "_seg_off", "_top", "_segments", "_frames", "_writer", "_resend")
+    __slots__ = ("prefix", "rest", "_c", "_writer", "_resend")
 
     def __init__(self) -> None:
-        self.target = MAX_TID  # the lower of set_preferred_layers' and the allocator's aim
-        self.current = -1  # the highest TID forwarded now; -1 before a frame with a TID
         self.prefix: memoryview | bytes = b""  # admit's output: descriptor, then the rest
         self.rest: memoryview = memoryview(b"")
-        self.frames_dropped = 0
-        self.frames_by_tid = array("q", [0]) * (MAX_TID + 1)  # frames seen, per TID
-        # offset 0, not starting, frame_ts 0, out_pid and out_tl0 0, top_in and high_fwd 0
+        # zeros: offset, frame_ts, out_pid/out_tl0, the offsets of PictureID and TL0PICIDX,
+        # top_in/high_fwd, the segment ring, the counters
         self._c = c = ffi.new("ms_temporal *")
         c.kept = 1
-        self._pid_offset = self._tl0_offset = 0
-        self._last_pid = self._last_tl0 = -1  # the last output PictureID / TL0PICIDX
-        self._seg_in = array("i", [0]) * SEGMENTS
-        self._seg_off = array("i", [0]) * SEGMENTS
-        self._top = 0
-        self._segments = 0
-        self._frames = array("i", [-1]) * FRAMES
+        c.target = MAX_TID  # the lower of set_preferred_layers' and the allocator's aim
+        c.current = -1  # the highest TID forwarded now; -1 before a frame with a TID
+        c.last_pid = c.last_tl0 = -1  # the last output PictureID / TL0PICIDX
+        c.frames = _NO_FRAMES
         self._writer = Rewriter()
         self._resend = Descriptor()
 
-    @property
-    def offset(self) -> int:
-        """The sequence offset of the newest segment."""
-        return self._c.offset
+    target = property(lambda self: self._c.target,
+                      lambda self, tid: setattr(self._c, "target", tid))
+    current = property(lambda self: self._c.current)
+    offset = property(lambda self: self._c.offset)  # of the newest segment
+    frames_dropped = property(lambda self: self._c.frames_dropped)
+    # frames seen, per TID
+    frames_by_tid = property(lambda self: list(self._c.frames_by_tid))
 
     def layered(self) -> bool:
         """Whether frames above the base layer were seen: dropping them lowers the rate."""
@@ -173,19 +166,18 @@ class TemporalFilter:
         c = self._c
         c.starting = 1
         c.offset = offset
-        self._top = 0
-        self._segments = 1
-        self._seg_in[0], self._seg_off[0] = seq, offset
-        c.top_in = seq  # = _seg_in[_top], read on every packet
+        c.top = 0
+        c.segments = 1
+        c.seg_in[0], c.seg_off[0] = seq, offset
+        c.top_in = seq  # = seg_in[top], read on every packet
         c.high_fwd = seq
-        self._frames = array("i", [-1]) * FRAMES
+        c.frames = _NO_FRAMES
 
     # ---- packet path ------------------------------------------------------------------
 
     def admit(self, seq: int, ts: int, data: bytes, payload: memoryview) -> int:
         """The sequence offset for this packet, or DROP; `prefix` and `rest` are then the
-        payload to send. (On every copy of a fan-out: kept to attribute reads and compares
-        for the packets of a frame already decided.)"""
+        payload to send."""
         d = _SHARED
         if d.data is not data:
             d.read(payload)
@@ -224,41 +216,43 @@ class TemporalFilter:
         c = self._c
         c.frame_ts = ts
         c.kept = 1
-        self.current = self.target
-        if self._last_pid >= 0 and d.picture_id >= 0:
-            self._pid_offset = (self._last_pid + 1 - d.picture_id) & 0x7FFF
-        if self._last_tl0 >= 0 and d.tl0 >= 0:
-            self._tl0_offset = (self._last_tl0 + 1 - d.tl0) & 0xFF
+        c.current = c.target
+        if c.last_pid >= 0 and d.picture_id >= 0:
+            c.pid_offset = (c.last_pid + 1 - d.picture_id) & 0x7FFF
+        if c.last_tl0 >= 0 and d.tl0 >= 0:
+            c.tl0_offset = (c.last_tl0 + 1 - d.tl0) & 0xFF
         self._keep(d)
 
     def _decide(self, ts: int, d: Descriptor) -> None:
-        self._c.frame_ts = ts
-        tid, current, target = d.tid, self.current, self.target
-        self.frames_by_tid[tid] += 1
+        c = self._c
+        c.frame_ts = ts
+        tid, current, target = d.tid, c.current, c.target
+        c.frames_by_tid[tid] += 1
         if d.key or current > target:
             current = target
         kept = tid <= current
         if not kept and tid == current + 1 and tid <= target and d.sync:
             current, kept = tid, True  # up one layer at its sync frame
-        self.current = current
-        self._c.kept = kept
+        c.current = current
+        c.kept = kept
         if kept:
             self._keep(d)
         else:
-            self.frames_dropped += 1
+            c.frames_dropped += 1
             if d.picture_id >= 0:
                 # the next kept frame takes this one's PictureID
-                self._pid_offset = (self._pid_offset - 1) & 0x7FFF
-                self._frames[d.picture_id & (FRAMES - 1)] = d.picture_id << 16 | _DROPPED
+                c.pid_offset = (c.pid_offset - 1) & 0x7FFF
+                c.frames[d.picture_id & (FRAMES - 1)] = d.picture_id << 16 | _DROPPED
 
     def _keep(self, d: Descriptor) -> None:
+        c = self._c
         pid = d.picture_id
         if pid >= 0:
-            out = (pid + self._pid_offset) & (0x7FFF if d.wide else 0x7F)
-            self._c.out_pid = self._last_pid = out
-            self._frames[pid & (FRAMES - 1)] = pid << 16 | out
+            out = (pid + c.pid_offset) & (0x7FFF if d.wide else 0x7F)
+            c.out_pid = c.last_pid = out
+            c.frames[pid & (FRAMES - 1)] = pid << 16 | out
         if d.tl0 >= 0:
-            self._c.out_tl0 = self._last_tl0 = (d.tl0 + self._tl0_offset) & 0xFF
+            c.out_tl0 = c.last_tl0 = (d.tl0 + c.tl0_offset) & 0xFF
 
     def _dropped(self, seq: int) -> None:
         """A dropped packet newer than every forwarded one: the output numbering after it moves
@@ -267,16 +261,16 @@ class TemporalFilter:
         c = self._c
         if (seq - c.high_fwd) & 0xFFFF >= 0x8000:
             return
-        top = self._top
+        top = c.top
         c.offset = (c.offset - 1) & 0xFFFF
         after = (seq + 1) & 0xFFFF
         if (c.high_fwd - c.top_in) & 0xFFFF < 0x8000:  # forwarded since
-            top = self._top = (top + 1) % SEGMENTS
-            self._segments = min(self._segments + 1, SEGMENTS)
-            self._seg_in[top] = c.top_in = after
+            top = c.top = (top + 1) % SEGMENTS
+            c.segments = min(c.segments + 1, SEGMENTS)
+            c.seg_in[top] = c.top_in = after
         elif (after - c.top_in) & 0xFFFF < 0x8000:  # (not one come late)
-            self._seg_in[top] = c.top_in = after
-        self._seg_off[top] = c.offset
+            c.seg_in[top] = c.top_in = after
+        c.seg_off[top] = c.offset
 
     def _late(self, seq: int, d: Descriptor) -> int:
         """A packet of an earlier frame: forwarded where that frame was, and numbered as it
@@ -284,36 +278,38 @@ class TemporalFilter:
         out_pid = self._sent_as(d)
         offset = DROP if out_pid < 0 else self._offset_of(seq)
         if offset != DROP:
-            self.prefix = self._writer.write(d, out_pid, d.tl0 + self._tl0_offset)
+            self.prefix = self._writer.write(d, out_pid, d.tl0 + self._c.tl0_offset)
             self.rest = d.rest
         return offset
 
     def _sent_as(self, d: Descriptor) -> int:
         """The output PictureID of a frame kept since the start, else -1."""
         pid = d.picture_id
-        entry = self._frames[pid & (FRAMES - 1)] if pid >= 0 else -1
+        entry = self._c.frames[pid & (FRAMES - 1)] if pid >= 0 else -1
         if entry < 0 or entry >> 16 != pid or entry & 0xFFFF == _DROPPED:
             return -1
         return entry & 0xFFFF
 
     def _offset_of(self, seq: int) -> int:
         """The offset of the newest segment starting at or before input `seq`."""
-        top = self._top
-        for i in range(self._segments):
+        c = self._c
+        top, seg_in = c.top, c.seg_in
+        for i in range(c.segments):
             k = (top - i) % SEGMENTS
-            if (seq - self._seg_in[k]) & 0xFFFF < 0x8000:
-                return self._seg_off[k]
+            if (seq - seg_in[k]) & 0xFFFF < 0x8000:
+                return c.seg_off[k]
         return DROP
 
     # ---- NACKs ------------------------------------------------------------------------
 
     def source(self, out_seq: int) -> int:
         """The input seq that output `out_seq` was (or would have been), or -1."""
-        top = self._top
-        for i in range(self._segments):
+        c = self._c
+        top, seg_in, seg_off = c.top, c.seg_in, c.seg_off
+        for i in range(c.segments):
             k = (top - i) % SEGMENTS
-            off = self._seg_off[k]
-            if (out_seq - self._seg_in[k] - off) & 0xFFFF < 0x8000:
+            off = seg_off[k]
+            if (out_seq - seg_in[k] - off) & 0xFFFF < 0x8000:
                 return (out_seq - off) & 0xFFFF
         return -1
 
@@ -327,4 +323,4 @@ class TemporalFilter:
         out_pid = self._sent_as(d)
         if out_pid < 0:
             return None
-        return bytes(self._writer.write(d, out_pid, d.tl0 + self._tl0_offset)), d.rest
+        return bytes(self._writer.write(d, out_pid, d.tl0 + self._c.tl0_offset)), d.rest
