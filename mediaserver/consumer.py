@@ -397,8 +397,9 @@ class Consumer(Renumbering):
               prefix: bytes, now: float) -> None:
         # Header, extension block and payload (`payload` is the end of `data`) are built in
         # the transport's SRTP buffer, protected there, counted, recorded for transport-cc and
-        # queued for the fan-out's sendmmsg, all in C (sendbatch.py); what the batch cannot
-        # send (a TCP connection, no socket) is left there for the link's send.
+        # queued for the fan-out's sendmmsg, all in C (sendbatch.py; the fan-out's lane does
+        # the same for the copies it forwards); what the batch cannot send (a TCP
+        # connection, no socket) is left there for the link's send.
         if prefix.__class__ is not bytes:
             prefix = bytes(prefix)
         n = len(data)

@@ -6,6 +6,11 @@ statistics for receiver reports (RFC 3550 A.3, A.8), the retransmission cache, g
 for upstream NACKs and the keyframe-request throttle. The Producer is the RecvStream of its
 first (lowest) encoding, so a track of one encoding, the common case, costs no more than one
 object; simulcast adds a RecvStream per further encoding, all fanning out to one consumer set.
+
+The fan-out of a packet is one C call (native/fanout.c `ms_fan`, the "lane") over the
+consumers' C structs: it forwards each copy in its steady case and returns to Python only for
+a consumer whose case it leaves to `forward` (starts, switches, pipes...), then goes on; the
+same copies in the same order as calling every consumer's `forward` (`LANE = False`, tests).
 """
 
 from __future__ import annotations

@@ -3,12 +3,13 @@
 Under load the send is most of a worker's time (docs/benchmarks.md): the system call and, per
 copy, the Python that laid out the header and extension block, copied the payload into the
 transport's SRTP buffer, protected it, counted and recorded it. One incoming packet fans out to
-every subscriber; each Consumer hands its numbers to `send_copy` (mediaserver/native/fanout.c),
-which builds the copy in its transport's SRTP buffer, protects it there, counts it, records it
-for transport-cc and queues a message that points at the buffer; the Producer sends them all
-with one `flush` when the fan-out is done (3.1-3.3 µs of CPU per datagram on this machine
-against 4.5-5.1 through `transport.sendto`). Outside a fan-out (a resend, padding) a copy goes
-out at once.
+every subscriber: the Producer makes one C call, `fan_out` (mediaserver/native/fanout.c
+`ms_fan`), which renumbers each copy in its steady case (the rest is left to the consumer's
+Python `forward`, which hands its numbers to `send_copy`) and, as `send_copy` does, builds the
+copy in its transport's SRTP buffer, protects it there, counts it, records it for
+transport-cc and queues a message that points at the buffer; the Producer sends them all with
+one `flush` when the fan-out is done. Outside a fan-out (a resend, padding) a copy goes out
+at once.
 
 Why it is safe to point at the SRTP buffers: nothing else writes a transport's outbound buffer
 between its copy's protect and the flush, since the fan-out is synchronous, and should a

@@ -1,13 +1,20 @@
-/* One copy of a forwarded RTP packet, from the Consumer's numbers to the sendmmsg batch.
+/* The fan-out in C: each copy of a forwarded RTP packet, from the consumer's state to the
+ * sendmmsg batch.
  *
- * What Consumer._send did in Python per subscriber (docs/benchmarks.md, "Where the time
- * goes"): lay out the header and the subscriber's header-extension block, copy the payload into
- * the transport's SRTP buffer, protect it there, count it, record it for transport-cc and queue
- * a message that points at the buffer. The rewrite decisions (sequence number, timestamp,
- * which packets go out) stay in Python; this is the part that is the same for every packet.
+ * ms_fan is the lane: for one incoming packet and the Producer's array of consumers' ms_copy
+ * structs it does per copy what consumer.Renumbering.forward, simulcast.LayerSwitch.forward
+ * and rtp/vp8.py TemporalFilter.admit do in the steady case (renumbering, VP8 temporal
+ * decisions and descriptor rewrite), from state those Python classes keep in the same structs;
+ * any other case returns to Python for that consumer, untouched (see ms_fan). ms_send is what
+ * Consumer._send did in Python per subscriber (docs/benchmarks.md, "Where the time goes"): lay
+ * out the header and the subscriber's header-extension block, copy the payload into the
+ * transport's SRTP buffer, protect it there, count it, record it for transport-cc and queue a
+ * message that points at the buffer.
  *
- * Memory: every pointer here (SRTP session and buffer, SendHistory arrays) belongs to a Python
- * object that the owner of the struct keeps alive (mediaserver/sendbatch.py). */
+ * Memory: every pointer here (SRTP session and buffer, SendHistory arrays, a copy's ms_out and
+ * ms_temporal) belongs to a Python object that the owner of the struct keeps alive
+ * (mediaserver/sendbatch.py, consumer.py, rtp/vp8.py); the Producer's array of ms_copy
+ * pointers is kept with the tuple of the consumers that own them (producer.py). */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
