@@ -168,17 +168,28 @@ async def test_losses_at_temporal_layer_0_are_repaired_through_the_renumbering(
         lost = 0
 
         def lossy(consumer):
-            send, count = consumer._send, 0
+            # The copies are numbered as ever (the fan-out's C lane, or Python), then left
+            # built in the transport's SRTP buffer for the consumer to send, as over TCP (no
+            # address for the batch, also after Chromium's checks renew it): the loss is there.
+            send, count, transport = consumer.send_built, 0, consumer.transport
+            update = transport._update_destination
 
-            def _send(data, payload, seq, ts, abs_time, level, ssrc, pt, prefix, now):
+            def no_batch() -> None:
+                update()
+                transport.out.c.addrlen = 0
+            transport._update_destination = no_batch
+            no_batch()
+
+            def send_built(size):
                 nonlocal count, lost
+                ssrc = int.from_bytes(transport.srtp.tx_view[8:12], "big")  # not encrypted
                 if ssrc == consumer.ssrc:  # first sends only: resends go over RTX
                     count += 1
                     if count % 5 == 0:
                         lost += 1
                         return
-                send(data, payload, seq, ts, abs_time, level, ssrc, pt, prefix, now)
-            consumer._send = _send
+                send(size)
+            consumer.send_built = send_built
 
         for c in consumers:
             await server.state.media.set_preferred_layers(c.id, 2, 0)
