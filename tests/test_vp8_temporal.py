@@ -252,7 +252,7 @@ async def test_truncated_descriptors_are_dropped_or_passed_never_raise() -> None
 
 async def test_a_budget_short_of_the_lowest_encoding_gets_its_base_temporal_layer() -> None:
     """Instead of holding a video whose lowest encoding does not fit, the allocator gives it
-    that encoding's base temporal layer while 40% of it fits (allocation.BASE_LAYER_SHARE)."""
+    that encoding's base temporal layer while 40% of it fits (allocation.TEMPORAL_SHARES)."""
     room = Room()
     room.second_of_media()  # audio at 40 kbit/s, the lowest encoding at 150 kbit/s
     room.allocate(300_000)
