@@ -251,7 +251,15 @@ class MediaSession:
             raise RequestError("bad_request", "no subscriber offer is waiting for an answer")
         answer = sdp.parse(params.sdp)
         remote = sdp.remote_params(answer, is_offer=False)
-        await self.media.connect_transport(self.subscribe_transport, remote)
+        transport = self.subscribe_transport
+        try:
+            await self.media.connect_transport(transport, remote)
+        except MediaError as exc:
+            if self._moving or self.subscribe_transport != transport or _gone(exc):
+                # the connection the offer was for went (the room's media moved, its worker
+                # stopped) before the answer came: a `moved` and a new offer follow
+                raise RequestError("conflict", "that offer was superseded") from exc
+            raise
         by_mid = {m.mid: m for m in answer.media}
         room = self.owner.room_or_fail()
         for slot in self.slots:
@@ -537,3 +545,12 @@ def media_ports(config: ServerConfig) -> dict[str, list[int]]:
     tcp = config.rtc_port if config.rtc_tcp_port is None else config.rtc_tcp_port
     ports = {"udp": config.rtc_port, "tcp": tcp if config.ice_tcp else 0}
     return {proto: [first, first + count - 1] for proto, first in ports.items() if first}
+
+
+def _gone(exc: MediaError) -> bool:
+    """A media call refused because its transport is no more: its worker stopped, restarts or
+    is not reached (mediaserver's `_find`, the pool and remote_control.LINK_ERRORS say so in
+    these words)."""
+    text = str(exc)
+    return text.startswith(("no transport", "media worker not connected",
+                            "media worker connection lost")) or text.endswith("is restarting")

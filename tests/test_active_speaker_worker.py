@@ -8,6 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from benchmarks.server_proc import free_udp_range
 from mediaserver.config import MediaConfig
 from mediaserver.local_control import LocalMediaControl
 from mediaserver.params import Codec, ProducerParams
@@ -74,7 +75,7 @@ async def test_worker_reports_changes_from_level_extensions() -> None:
 
 
 async def test_the_event_crosses_the_rpc_border(tmp_path: Path) -> None:
-    worker = Worker(MediaConfig(id_prefix="w3."))
+    worker = Worker(MediaConfig(id_prefix="w3.", port=free_udp_range(1)))  # not 40000
     local = LocalMediaControl(worker)
     await local.start()
     unix = await control_server(local).serve(str(tmp_path / "w.sock"))

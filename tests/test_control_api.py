@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.server_proc import free_udp_range
 from mediaserver import wire
 from mediaserver.api import (
     Codec,
@@ -129,7 +130,7 @@ async def _exercise(media: MediaControl) -> None:
 
 
 async def test_in_process_control() -> None:
-    media = open_media(MediaConfig())
+    media = open_media(MediaConfig(port=free_udp_range(1)))  # not 40000: maybe a client's
     await media.start()
     try:
         await _exercise(media)
@@ -138,7 +139,7 @@ async def test_in_process_control() -> None:
 
 
 async def test_rpc_control_answers_like_the_in_process_one(tmp_path: Path) -> None:
-    local = LocalMediaControl(Worker(MediaConfig(id_prefix="w7.")))
+    local = LocalMediaControl(Worker(MediaConfig(id_prefix="w7.", port=free_udp_range(1))))
     await local.start()
     unix = await control_server(local).serve(str(tmp_path / "w.sock"))
     closed: list[tuple[str, str]] = []
@@ -156,7 +157,7 @@ async def test_rpc_control_answers_like_the_in_process_one(tmp_path: Path) -> No
 
 
 async def test_pool_places_and_routes_by_id(tmp_path: Path) -> None:
-    pool = open_media(MediaConfig(), workers=2)
+    pool = open_media(MediaConfig(port=free_udp_range(2)), workers=2)
     assert isinstance(pool, WorkerPool)
     await pool.start()
     try:

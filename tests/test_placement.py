@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from benchmarks.server_proc import free_udp_range
 from mediaserver.api import Codec, MediaConfig, MediaControl, ProducerParams, open_media
 from signaling.placement import Placement
 from signaling.rooms import Room, Track
@@ -16,7 +17,8 @@ VP8 = Codec("VP8", 96, 90000)
 
 @asynccontextmanager
 async def media_plane(workers: int) -> AsyncIterator[MediaControl]:
-    media = open_media(MediaConfig(), workers)
+    # free ports below the ephemeral range (40000, the default, may be a client's port)
+    media = open_media(MediaConfig(port=free_udp_range(max(workers, 1))), workers)
     await media.start()
     try:
         yield media

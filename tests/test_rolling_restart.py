@@ -18,6 +18,8 @@ import signal
 import time
 from pathlib import Path
 
+from aiortc.exceptions import InvalidStateError
+
 from tests.support.client import Client, RequestFailed
 from tests.support.recording_checks import until
 from tests.support.tracks import PatternVideoTrack
@@ -65,14 +67,18 @@ def roster(client: Client) -> list[str]:
 async def back(cluster: Nodes, via: ServerProcess, who: str) -> Client:
     """Join again through `via` and publish, as the web client does; a publish refused with
     "media worker not connected" (the room's media still on the stopping node's worker in the
-    instant before the survivor moves it, docs/operations.md) is tried again, as after any
-    failed join."""
+    instant before the survivor moves it, docs/operations.md), or overtaken by that move (a
+    `moved` closed the connection the answer was for), is tried again, as after any failed
+    join."""
     deadline = time.monotonic() + LIMIT
     while True:
         try:
             return await cluster.client(via, who, PatternVideoTrack(PATTERNS[who]))
-        except RequestFailed as failed:
-            if "media worker not connected" not in str(failed) or time.monotonic() > deadline:
+        except (RequestFailed, InvalidStateError) as failed:
+            # (only the client's handling of `moved` closes its connections)
+            refused = isinstance(failed, InvalidStateError) or \
+                "media worker not connected" in str(failed)
+            if not refused or time.monotonic() > deadline:
                 raise
             # cut, not left: the next attempt takes this session's place over, same id
             await cluster.clients.pop().drop()

@@ -14,7 +14,7 @@ source packets through the drops (mediasoup's SeqManager and LiveKit's munger do
 
 from __future__ import annotations
 
-from ..native._fanout import ffi
+from mediaserver.native._fanout import ffi  # (C, a leaf too: rtp imports nothing else)
 
 MAX_TID = 3  # the TID field has two bits
 DROP = -1
