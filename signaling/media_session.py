@@ -552,5 +552,5 @@ def _gone(exc: MediaError) -> bool:
     is not reached (mediaserver's `_find`, the pool and remote_control.LINK_ERRORS say so in
     these words)."""
     text = str(exc)
-    return text.startswith(("no transport", "media worker not connected",
+    return text.startswith(("no transport", "no worker for id", "media worker not connected",
                             "media worker connection lost")) or text.endswith("is restarting")

@@ -190,6 +190,10 @@ async def test_rolling_restart_loses_nobody(tmp_path: Path) -> None:
                     break
                 except (TimeoutError, RuntimeError):  # not yet, or a track that ended
                     if time.monotonic() > deadline:
+                        # what each client saw last, and its own failures, for the report
+                        print({who: ([e["event"] for e in c.events][-12:],
+                                     [e["data"] for e in c.events if e["event"][0] == "_"])
+                               for who, c in clients.items()})
                         raise
             # on `other` all along: the room moved under them, same socket, same id
             assert all(f"{who} moved in place" in moved for who in stayed) if media_here else \

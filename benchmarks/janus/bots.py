@@ -20,6 +20,7 @@ A presenter's auxiliary subscribe side (benchmarks.bots.BotSpec) is not opened h
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -32,6 +33,8 @@ from ..sdp_client import ReceivedTrack
 from ..sendlog import LoggedStream, SendLog, log_path
 from ..subscriber import SubscriberBot
 from .client import JanusError, JanusHandle, JanusPublisher, JanusSession, JanusSubscriber
+
+PUBLISHER_WAIT = 5.0  # s an attendee waits for Janus to list the room's publisher
 
 __all__ = ["JanusBotSession", "JanusLink", "room_token"]
 
@@ -147,8 +150,15 @@ class JanusBotSession:
             self.publisher.send_log = self.ctx.send_logs[self.spec.name] = log
             await self.publisher.start()
         if self.subscriber is not None:
-            feeds = [(f, d) for f, d in await self.link.publishers(self.room_id)
-                     if d != self.spec.name]
+            # Janus lists a publisher once its PeerConnection is up, which may be a moment after
+            # the publishing bot (another process) said it published: ask again for a while
+            deadline = time.monotonic() + PUBLISHER_WAIT
+            while True:
+                feeds = [(f, d) for f, d in await self.link.publishers(self.room_id)
+                         if d != self.spec.name]
+                if feeds or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
             if not feeds:
                 raise JanusError(None, f"room {self.room_id} has no publisher to subscribe to")
             self._sub = JanusSubscriber(self.link.session, self.room_id)
