@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.browser import WAIT_MS, chromium
+from tests.support.recording_checks import until
 from tests.support.server import running_server
 
 ROOM = "screen-room"
@@ -67,12 +68,16 @@ async def test_screen_share_decoded_at_full_resolution_and_shown_large(tmp_path:
             " && !document.getElementById('screen-btn').disabled", timeout=WAIT_MS)
         assert await button.inner_text() == "Stop sharing"
 
-        # the server knows it as a screen
+        # the server knows it as a screen (Bob's camera may still be on its way: his page
+        # had a publish connection, not yet the answer, when he counted as joined)
         room = server.state.rooms.rooms[ROOM]
+
+        def cameras() -> list:
+            return [t for t in room.tracks.values() if t.kind == "video" and t.source == "camera"]
+
+        await until(lambda: len(cameras()) == 2, WAIT_MS / 1000, "both cameras published")
         screens = [t for t in room.tracks.values() if t.source == "screen"]
         assert [(t.kind, t.name) for t in screens] == [("video", "screen")]
-        cameras = [t for t in room.tracks.values() if t.kind == "video" and t.source == "camera"]
-        assert len(cameras) == 2
 
         # Alice sends every pixel of it, at a low frame rate (getStats is async: the latest
         # reading is kept on window.__screenSender)
